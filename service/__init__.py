@@ -1,0 +1,1 @@
+"""portal-authz: who may do what to whom in health-care provider portals."""

@@ -1,0 +1,1 @@
+"""Flask blueprints: HTTP only. Each view parses, calls the domain once, and renders."""

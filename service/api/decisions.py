@@ -1,0 +1,53 @@
+"""The decision endpoints (scope `authorize`): fast answers with reasons."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from service.api.requests import db_session, parse, require_scope, services
+from service.api.schemas import AuthorizedActionsRequest, AuthorizeRequest, BatchRequest
+from service.domain.decisions import Decider, Question, Resource
+
+bp = Blueprint("decisions", __name__, url_prefix="/v1")
+
+
+def _decider(portal: str) -> Decider:
+    s = services()
+    return Decider(db_session(), s.config, s.policy, portal, s.clock.now())
+
+
+def _question(check) -> Question:
+    res = check.resource
+    return Question(check.action, Resource(res.type, res.id, res.organization), check.context)
+
+
+def _answer(decision) -> dict:
+    return {"allowed": decision.allowed, "reasons": decision.reason_objects(),
+            "policy_version": decision.policy_version}
+
+
+@bp.post("/authorize")
+@require_scope("authorize")
+def authorize():
+    body = parse(AuthorizeRequest)
+    decider = _decider(body.portal)
+    return jsonify(_answer(decider.decide(decider.actor(body.actor), _question(body))))
+
+
+@bp.post("/authorize/batch")
+@require_scope("authorize")
+def authorize_batch():
+    """Up to 100 checks for one actor; the actor's facts are loaded once."""
+    body = parse(BatchRequest)
+    decider = _decider(body.portal)
+    actor = decider.actor(body.actor)
+    return jsonify(results=[_answer(decider.decide(actor, _question(check))) for check in body.checks])
+
+
+@bp.post("/authorized-actions")
+@require_scope("authorize")
+def authorized_actions():
+    body = parse(AuthorizedActionsRequest)
+    decider = _decider(body.portal)
+    res = body.resource
+    actions = decider.authorized_actions(decider.actor(body.actor), Resource(res.type, res.id, res.organization))
+    return jsonify(actions=actions, policy_version=services().policy.version)

@@ -1,0 +1,70 @@
+"""GET /openapi.json, generated from the same pydantic models that validate requests."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from pydantic import BaseModel
+
+from service.api import schemas as s
+
+bp = Blueprint("openapi", __name__)
+
+# (method, path, summary, scope, request model, response model, success status, error statuses)
+ENDPOINTS: list[tuple] = [
+    ("get", "/healthz", "Liveness: the process is up", None, None, s.Health, 200, []),
+    ("get", "/readyz", "Readiness: database answers and policy loaded", None, None, s.Readiness, 200, [503]),
+    ("post", "/v1/authorize", "May this actor take this action on this resource?", "authorize",
+     s.AuthorizeRequest, s.AuthorizeResponse, 200, [400, 401, 403, 404, 413, 415, 422]),
+    ("post", "/v1/authorize/batch", "Up to 100 decisions for one actor", "authorize",
+     s.BatchRequest, s.BatchResponse, 200, [400, 401, 403, 404, 413, 415, 422]),
+    ("post", "/v1/authorized-actions", "Every action the actor may take on the resource", "authorize",
+     s.AuthorizedActionsRequest, s.AuthorizedActionsResponse, 200, [400, 401, 403, 404, 413, 415, 422]),
+]
+
+
+def _schemas(models: set[type[BaseModel]]) -> dict:
+    out: dict = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return out
+
+
+def _ref(model: type[BaseModel]) -> dict:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def document() -> dict:
+    paths: dict = {}
+    models: set[type[BaseModel]] = {s.Problem}
+    for method, path, summary, scope, req, resp, ok, errors in ENDPOINTS:
+        op: dict = {"summary": summary, "responses": {}}
+        if scope:
+            op["security"] = [{"clientKey": [scope]}]
+            op["x-scope"] = scope
+        if req is not None:
+            models.add(req)
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(req)}}}
+        models.add(resp)
+        op["responses"][str(ok)] = {"description": "OK", "content": {"application/json": {"schema": _ref(resp)}}}
+        for status in errors:
+            op["responses"][str(status)] = {
+                "description": "problem details",
+                "content": {"application/problem+json": {"schema": _ref(s.Problem)}},
+            }
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "portal-authz", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(models),
+            "securitySchemes": {"clientKey": {"type": "http", "scheme": "bearer",
+                                              "description": "a client key from `portal-authz clients add`"}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(document())

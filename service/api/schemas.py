@@ -1,0 +1,103 @@
+"""Request and response bodies. The same models validate requests and generate /openapi.json."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.policy import ACCOUNT_ACTIONS
+
+Name = Field(min_length=1, max_length=100)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResourceRef(_Body):
+    type: Literal["organization", "account"]
+    id: str = Field(min_length=1, max_length=100, description="organization key or username")
+    organization: str | None = Field(default=None, min_length=1, max_length=100,
+                                     description="org key, when an account belongs to several organizations")
+
+
+class AuthorizeRequest(_Body):
+    portal: str = Field(min_length=1, max_length=64)
+    actor: str = Field(min_length=1, max_length=100, description="the acting account's username")
+    action: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    resource: ResourceRef
+    context: dict[str, Any] = Field(default_factory=dict, description="grant/revoke: {\"permission\": ...}")
+
+
+class Check(_Body):
+    action: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    resource: ResourceRef
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchRequest(_Body):
+    portal: str = Field(min_length=1, max_length=64)
+    actor: str = Field(min_length=1, max_length=100)
+    checks: list[Check] = Field(min_length=1, max_length=100)
+
+
+class AuthorizedActionsRequest(_Body):
+    portal: str = Field(min_length=1, max_length=64)
+    actor: str = Field(min_length=1, max_length=100)
+    resource: ResourceRef
+
+
+class Reason(BaseModel):
+    code: str
+    message: str
+
+
+class AuthorizeResponse(BaseModel):
+    allowed: bool
+    reasons: list[Reason] = Field(description="empty when allowed, never empty when denied")
+    policy_version: str
+
+
+class BatchResponse(BaseModel):
+    results: list[AuthorizeResponse]
+
+
+class AuthorizedActionsResponse(BaseModel):
+    actions: list[str]
+    policy_version: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    policy_version: str | None
+    database: Literal["ok", "unavailable"]
+
+
+class FieldError(BaseModel):
+    field: str
+    code: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+    reasons: list[Reason] | None = None
+
+
+class ClockRequest(_Body):
+    advance: str | None = Field(default=None, description="an ISO 8601 duration, e.g. P16D or PT15M")
+    now: str | None = Field(default=None, description="an ISO 8601 instant with a time zone")
+
+
+ACCOUNT_ACTION_NAMES = ACCOUNT_ACTIONS

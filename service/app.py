@@ -1,0 +1,46 @@
+"""The application factory. Collaborators are injected; nothing is created at import time."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask
+
+from service.api import decisions, health, openapi, problems, testing
+from service.api.requests import close_session
+from service.clock import Clock, SettableClock, SystemClock
+from service.config import Config
+from service.policy import Policy
+from service.storage.database import Database
+
+
+@dataclass
+class Services:
+    config: Config
+    database: Database
+    policy: Policy
+    clock: Clock
+
+
+def create_app(config: Config, *, database: Database | None = None, policy: Policy | None = None,
+               clock: Clock | None = None) -> Flask:
+    """Build the Flask app. The database and clock default from config; tests pass their own."""
+    database = database or Database(config.database_url)
+    policy = policy or Policy(config.policy_path)
+    if clock is None:
+        clock = SettableClock(database) if config.testing.clock == "settable" else SystemClock()
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["portal_authz"] = Services(config, database, policy, clock)
+
+    problems.register(app)
+    app.teardown_appcontext(close_session)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(decisions.bp)
+    app.register_blueprint(openapi.bp)
+    if config.testing.clock == "settable":
+        app.register_blueprint(testing.bp)
+        logging.getLogger(__name__).warning("testing.clock is settable: POST /_testing/clock moves time")
+    return app

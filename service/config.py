@@ -1,0 +1,210 @@
+"""Loads and validates config.yaml.
+
+An invalid file must stop the service at start with a message naming the key,
+the value found and what was expected, so the models below forbid unknown keys
+and every error is rewritten into that form.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DATABASE_URL_ENV = "PORTAL_AUTHZ_DATABASE_URL"
+CONFIG_ENV = "PORTAL_AUTHZ_CONFIG"
+PERMISSION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# Actions that organization resources already use; a catalog entry may not shadow them.
+RESERVED_ORGANIZATION_ACTIONS = frozenset({"view", "designate_admin", "issue_activation_code"})
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoleNames(_Strict):
+    admin: str
+    member: str
+
+
+class PasswordRules(_Strict):
+    """R17/R18: composition, history and expiry, per portal."""
+
+    min_length: int = Field(ge=1, le=256)
+    require_lowercase: bool
+    require_uppercase: bool
+    require_digit: bool
+    special_characters: str = Field(description="at least one of these is required; empty: none required")
+    max_repeated: int | None = Field(default=None, ge=1, description="longest run of one character, ignoring case")
+    username_overlap: int | None = Field(default=None, ge=1, description="shortest run shared with the username that is refused")
+    history: int = Field(default=1, ge=0, description="how many previous passwords may not be reused")
+    expiry_days: int | None = Field(default=None, ge=1)
+
+
+class Lockout(_Strict):
+    """R19: failed sign-ins within a sliding window lock the account."""
+
+    max_failures: int = Field(ge=1)
+    window_minutes: int = Field(ge=1)
+
+
+class Recovery(_Strict):
+    """R20: security questions asked at recovery and the emailed code's life."""
+
+    security_questions: int = Field(ge=0, le=5)
+    code_minutes: int = Field(ge=1)
+
+
+class Inactivity(_Strict):
+    """R22/R23: days without activity before an account is locked, disabled or deleted."""
+
+    lock_days: int | None = Field(default=None, ge=1)
+    delete_days: int | None = Field(default=None, ge=1)
+    disable_days: int | None = Field(default=None, ge=1)
+    warning_days: int = Field(default=0, ge=0)
+
+
+class PortalProfile(_Strict):
+    """One portal's vocabulary, catalog and lifecycle numbers."""
+
+    name: str
+    roles: RoleNames
+    organization_key: str
+    registration: Literal["first_registrant_is_admin", "payer_verified_admin", "admin_created"]
+    activation_code_days: int = Field(ge=1)
+    business_types: list[str] | None = None
+    permissions: dict[str, str] = Field(min_length=1, description="the catalog of grantable portal functions (R14)")
+    delegate_permission: str | None = None
+    password: PasswordRules
+    lockout: Lockout
+    recovery: Recovery
+    inactivity: Inactivity
+    comment_max_length: int = Field(default=200, ge=1)
+
+    @field_validator("permissions")
+    @classmethod
+    def _permission_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not PERMISSION_NAME.match(name):
+                raise ValueError(f"permission name {name!r} must be snake_case (a-z, 0-9, _)")
+            if name in RESERVED_ORGANIZATION_ACTIONS:
+                raise ValueError(f"permission name {name!r} is reserved for an organization action")
+        return value
+
+    @model_validator(mode="after")
+    def _delegate_in_catalog(self) -> PortalProfile:
+        if self.delegate_permission is not None and self.delegate_permission not in self.permissions:
+            raise ValueError(
+                f"delegate_permission {self.delegate_permission!r} is not in this portal's permissions"
+            )
+        return self
+
+    @property
+    def catalog(self) -> tuple[str, ...]:
+        return tuple(self.permissions)
+
+
+class Database(_Strict):
+    url: str | None = None
+
+
+class Server(_Strict):
+    workers: int | None = Field(default=None, ge=1, le=64)
+    max_body_bytes: int = Field(default=65536, ge=1024)
+
+
+class Testing(_Strict):
+    clock: Literal["system", "settable"] = "system"
+
+
+class Demo(_Strict):
+    enabled: bool = True
+    portal: str = "ahcccs"
+
+
+class Config(_Strict):
+    database: Database = Database()
+    server: Server = Server()
+    testing: Testing = Testing()
+    demo: Demo = Demo()
+    portals: dict[str, PortalProfile] = Field(min_length=1)
+    # Where the file was read from; relative paths (the SQLite default) hang off it.
+    base_dir: Path = Path(".")
+    # The Polar files and their decision tables; relative to the config file.
+    policy_dir: Path = Path("policies")
+
+    @field_validator("portals")
+    @classmethod
+    def _portal_ids(cls, value: dict[str, PortalProfile]) -> dict[str, PortalProfile]:
+        for portal_id in value:
+            if not PERMISSION_NAME.match(portal_id):
+                raise ValueError(f"portal id {portal_id!r} must be snake_case (a-z, 0-9, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _demo_portal_exists(self) -> Config:
+        if self.demo.enabled and self.demo.portal not in self.portals:
+            raise ValueError(f"demo.portal {self.demo.portal!r} is not one of the portals {sorted(self.portals)}")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The environment wins over the file; the default is a SQLite file beside the config."""
+        url = os.environ.get(DATABASE_URL_ENV) or self.database.url
+        if url:
+            return url
+        return f"sqlite:///{(self.base_dir / 'portal-authz.db').resolve()}"
+
+    @property
+    def policy_path(self) -> Path:
+        return (self.base_dir / self.policy_dir).resolve()
+
+    def portal(self, portal_id: str) -> PortalProfile | None:
+        return self.portals.get(portal_id)
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key (value {shown}); check the spelling against the documented keys"
+    if error["type"] == "missing":
+        return f"{where}: required key is missing"
+    return f"{where}: {message} (found {shown})"
+
+
+def parse_config(data: object, base_dir: Path = Path(".")) -> Config:
+    """Validate an already-parsed mapping; raises ConfigError with one line per problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: the top level must be a mapping of keys, found {type(data).__name__}")
+    try:
+        return Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        lines = [_describe(err) for err in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read config.yaml (or $PORTAL_AUTHZ_CONFIG) and validate it."""
+    path = Path(path or os.environ.get(CONFIG_ENV) or "config.yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    try:
+        return parse_config(data, base_dir=path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

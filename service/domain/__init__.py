@@ -1,0 +1,1 @@
+"""Lifecycle and decision rules in plain Python: no Flask, no oso."""

@@ -1,0 +1,64 @@
+"""The immutable facts a decision is made on.
+
+Python loads these from storage and hands them to Polar as plain attributes:
+every question the policy asks is answered by data, never by a method that
+queries the database from inside the engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ADMIN = "admin"
+MEMBER = "member"
+
+
+@dataclass(frozen=True)
+class MembershipFacts:
+    """The actor's place in one organization."""
+
+    organization: str
+    role: str
+    active: bool
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ActorFacts:
+    """Who is asking. `exists` is false for an unknown username so the policy can say so."""
+
+    username: str
+    exists: bool
+    status: str
+    password_current: bool
+    support: bool
+    memberships: tuple[MembershipFacts, ...]
+
+    @classmethod
+    def unknown(cls, username: str) -> ActorFacts:
+        return cls(username, False, "unknown", False, False, ())
+
+
+@dataclass(frozen=True)
+class OrganizationFacts:
+    """An organization with its portal's catalog and its admin head-count (R3, R14, R15)."""
+
+    key: str
+    catalog: tuple[str, ...]
+    delegate_permission: str | None
+    active_admins: int
+    active_members: int
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    """A target account as it stands in one organization.
+
+    `permission` carries context.permission for grant/revoke; None means the
+    question is about managing grants at all (authorized-actions).
+    """
+
+    username: str
+    organization: OrganizationFacts
+    role: str
+    status: str
+    permission: str | None = None

@@ -1,0 +1,149 @@
+"""The only module that talks to oso.
+
+Loads `policies/*.polar`, names the loaded text by a hash (`policy_version`),
+and answers decisions with reasons: `allow` decides, and only when it fails
+is `deny_reason` asked why. A policy that does not load is an error at start
+(never a silent allow-nothing), and a reload that fails keeps the running one.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from oso import Oso, Variable
+from polar.exceptions import OsoError
+
+from service.domain.facts import AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
+
+log = logging.getLogger(__name__)
+
+# Human-readable explanations of the reason codes the policy produces.
+REASON_MESSAGES = {
+    "unknown_actor": "The actor is not an account of this portal.",
+    "actor_inactive": "The actor's account is not active.",
+    "password_expired": "The actor's password has expired and must be changed.",
+    "not_member": "The actor is not a member of the organization.",
+    "not_admin": "Only an admin of the organization may do this.",
+    "permission_not_granted": "The actor has not been granted this function for the organization.",
+    "permission_unknown": "The function is not in this portal's catalog.",
+    "permission_not_held": "A delegated manager cannot grant a function it does not hold itself.",
+    "self_action": "An account cannot do this to itself.",
+    "target_status": "The account's status does not allow this action.",
+    "last_admin": "The organization would be left with active members and no active admin.",
+    "cannot_make_admin": "Only an admin can make or unmake admins.",
+    "support_only": "Only portal support staff may do this.",
+    "policy_error": "The policy could not be evaluated; denied to fail closed.",
+    "policy_gap": "No rule allows this and the policy gave no reason.",
+}
+
+ORGANIZATION_ACTIONS = ("view", "designate_admin", "issue_activation_code")
+ACCOUNT_ACTIONS = (
+    "view", "approve", "enable", "disable", "remove", "upgrade", "downgrade",
+    "unlock", "send_password_recovery", "send_registration_email",
+    "update_profile", "update_email", "comment", "grant", "revoke",
+)
+
+
+class PolicyLoadError(Exception):
+    """The policy files could not be read or do not compile."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reasons: tuple[str, ...]
+    policy_version: str
+
+    def reason_objects(self) -> list[dict[str, str]]:
+        return [{"code": code, "message": REASON_MESSAGES.get(code, code)} for code in self.reasons]
+
+
+def policy_files(policy_dir: Path) -> list[Path]:
+    return sorted(p for p in Path(policy_dir).glob("*.polar") if p.is_file())
+
+
+def version_of(files: list[Path]) -> str:
+    """A hash of the files' names and contents: the same text gives the same version in every process."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _build(files: list[Path]) -> Oso:
+    oso = Oso()
+    oso.register_class(ActorFacts, name="Account")
+    oso.register_class(MembershipFacts, name="Membership")
+    oso.register_class(OrganizationFacts, name="Organization")
+    oso.register_class(AccountFacts, name="TargetAccount")
+    oso.load_files([str(p) for p in files])
+    return oso
+
+
+class Policy:
+    """A loaded policy. Thread-safe: a reload swaps in a fully built engine."""
+
+    def __init__(self, policy_dir: Path):
+        self.policy_dir = Path(policy_dir)
+        self._lock = threading.Lock()
+        self._oso, self.version = self._load()
+
+    def _load(self) -> tuple[Oso, str]:
+        files = policy_files(self.policy_dir)
+        if not files:
+            raise PolicyLoadError(f"no .polar files in {self.policy_dir}")
+        try:
+            return _build(files), version_of(files)
+        except (OsoError, OSError) as exc:
+            raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
+
+    def reload(self) -> str:
+        """Load the files again; on error the running policy stays in force and the error is raised."""
+        oso, version = self._load()
+        with self._lock:
+            self._oso, self.version = oso, version
+        return version
+
+    def decide(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
+        """Allow or deny, with every reason the policy gives for a denial."""
+        oso, version = self._oso, self.version
+        try:
+            if oso.is_allowed(actor, action, resource):
+                return Decision(True, (), version)
+            reasons = self._reasons(oso, actor, action, resource)
+        except OsoError:
+            log.exception("policy evaluation failed; denying")
+            return Decision(False, ("policy_error",), version)
+        if not reasons:
+            log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
+            reasons = ("policy_gap",)
+        return Decision(False, reasons, version)
+
+    @staticmethod
+    def _reasons(oso: Oso, actor, action, resource) -> tuple[str, ...]:
+        found = {
+            result["bindings"]["code"]
+            for result in oso.query_rule("deny_reason", actor, action, resource, Variable("code"))
+        }
+        # A stable order (the order of REASON_MESSAGES) so answers compare equal across runs.
+        rank = {code: i for i, code in enumerate(REASON_MESSAGES)}
+        return tuple(sorted(found, key=lambda code: (rank.get(code, len(rank)), code)))
+
+    def authorized_actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> list[str]:
+        """Every action the actor may take on the resource, in catalog order."""
+        try:
+            allowed = self._oso.authorized_actions(actor, resource)
+        except OsoError:
+            log.exception("policy evaluation failed; no actions")
+            return []
+        if isinstance(resource, OrganizationFacts):
+            order = [*resource.catalog, *ORGANIZATION_ACTIONS]
+        else:
+            order = list(ACCOUNT_ACTIONS)
+        return [a for a in order if a in allowed]

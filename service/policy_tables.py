@@ -1,0 +1,317 @@
+"""Decision tables: policy tests as data, readable by a policy author.
+
+Each YAML file under `<policy_dir>/tests/` describes a small world and asks
+the policy questions about it; `run_tables` runs every row through
+`Policy.decide` (and `Policy.authorized_actions`) and lists the rows whose
+answer differs. A table that cannot be read is a `TableError`, never a pass.
+
+Table format (every key not listed here is an error):
+
+    description: what the table covers (free text)
+    organizations:                 # name -> organization facts
+      P1:
+        catalog: [claims, eligibility]    # the portal's grantable functions (required)
+        delegate_permission: manage_account   # default null: no delegates (R15)
+        active_admins: 2                  # default 2
+        active_members: 1                 # default 1 (active non-admins)
+    personas:                      # name (also the username) -> actor facts
+      ann: {memberships: {P1: {role: admin}}}
+      bob: {memberships: {P1: {permissions: [claims]}}}
+      exp: {password_current: false, memberships: {P1: {}}}
+      sue: {support: true}
+      ghost: {unknown: true}       # not an account of the portal; nothing else allowed
+      # defaults: status active, password_current true, support false,
+      # no memberships; a membership defaults to role member, active true,
+      # permissions [].
+    targets:                       # name -> an account as it stands in one organization
+      bob@P1: {organization: P1, role: member, status: active}
+      # account: the target's username, default the part of the name before "@"
+      # (so "ann@P1" is ann herself: rows on it are self-actions);
+      # role default member, status default active.
+    rows:
+      - name: member with the claims grant submits a claim   # unique in the file
+        rule: R16                  # the requirement the row checks
+        actor: bob                 # a persona
+        action: claims
+        organization: P1           # the resource: an organization, or ...
+        # target: bob@P1           # ... an account (exactly one of the two)
+        # permission: claims       # only with target and action grant/revoke
+        expect: allow              # allow | deny
+        # reasons: [permission_not_granted]   # required with deny: exactly these
+        #                                     # codes, in any order; with allow only []
+
+Besides the decision, every row (except grant/revoke naming a permission)
+checks that `authorized_actions(actor, resource)` lists the action exactly
+when the row is allowed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from service.domain.facts import AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
+from service.policy import REASON_MESSAGES, Policy
+
+GRANT_ACTIONS = ("grant", "revoke")
+
+
+class TableError(Exception):
+    """A table file that cannot be read or does not follow the format."""
+
+
+# --- The schema ---------------------------------------------------------------
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OrganizationSpec(_Strict):
+    catalog: list[str]
+    delegate_permission: str | None = None
+    active_admins: int = Field(2, ge=0)
+    active_members: int = Field(1, ge=0)
+
+
+class MembershipSpec(_Strict):
+    role: Literal["admin", "member"] = "member"
+    active: bool = True
+    permissions: list[str] = []
+
+
+class PersonaSpec(_Strict):
+    unknown: bool = False
+    status: str = "active"
+    password_current: bool = True
+    support: bool = False
+    memberships: dict[str, MembershipSpec | None] = {}
+
+    @model_validator(mode="after")
+    def _unknown_alone(self) -> PersonaSpec:
+        if self.unknown and self.model_fields_set - {"unknown"}:
+            raise ValueError("an unknown persona has no other facts")
+        return self
+
+
+class TargetSpec(_Strict):
+    organization: str
+    account: str | None = None
+    role: Literal["admin", "member"] = "member"
+    status: str = "active"
+
+
+class RowSpec(_Strict):
+    name: str
+    rule: str = Field(pattern=r"^R\d+(\s*,\s*R\d+)*$")
+    actor: str
+    action: str
+    organization: str | None = None
+    target: str | None = None
+    permission: str | None = None
+    expect: Literal["allow", "deny"]
+    reasons: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RowSpec:
+        if (self.organization is None) == (self.target is None):
+            raise ValueError("give exactly one of organization or target")
+        if self.permission is not None and (self.target is None or self.action not in GRANT_ACTIONS):
+            raise ValueError("permission only goes with a target and action grant or revoke")
+        if self.expect == "deny" and self.reasons is None:
+            raise ValueError("a denied row must list its reasons")
+        if self.expect == "allow" and self.reasons:
+            raise ValueError("an allowed row has no reasons")
+        unknown = [r for r in self.reasons or () if r not in REASON_MESSAGES]
+        if unknown:
+            raise ValueError(f"unknown reason code(s) {unknown}; known: {sorted(REASON_MESSAGES)}")
+        return self
+
+
+class TableSpec(_Strict):
+    description: str
+    organizations: dict[str, OrganizationSpec] = {}
+    personas: dict[str, PersonaSpec] = {}
+    targets: dict[str, TargetSpec] = {}
+    rows: list[RowSpec] = Field(min_length=1)
+
+
+# --- Results ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RowFailure:
+    """One row whose answer is not the expected one."""
+
+    file: Path
+    index: int
+    name: str
+    rule: str
+    question: str
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}: row {self.index} \"{self.name}\" ({self.rule})\n"
+            f"  question: {self.question}\n"
+            f"  expected: {self.expected}\n"
+            f"  actual:   {self.actual}"
+        )
+
+
+@dataclass
+class TableReport:
+    rows_run: int = 0
+    failures: list[RowFailure] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+# --- Loading ------------------------------------------------------------------
+
+def _describe(exc: ValidationError, raw: object) -> str:
+    """Pydantic's errors, with the row's name next to its index."""
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = ".".join(str(part) for part in loc) or "(top level)"
+        if len(loc) >= 2 and loc[0] == "rows" and isinstance(loc[1], int) and isinstance(raw, dict):
+            rows = raw.get("rows")
+            if isinstance(rows, list) and loc[1] < len(rows) and isinstance(rows[loc[1]], dict):
+                where += f" (row \"{rows[loc[1]].get('name', '?')}\")"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_table(path: Path) -> TableSpec:
+    """Parse and validate one file, including names that refer to each other."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TableError(f"{path}: not readable YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise TableError(f"{path}: a table is a mapping with description, organizations, personas, targets, rows")
+    try:
+        table = TableSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise TableError(f"{path}: does not follow the table format:\n{_describe(exc, raw)}") from exc
+    _check_references(path, table)
+    return table
+
+
+def _check_references(path: Path, table: TableSpec) -> None:
+    problems = []
+    for name, persona in table.personas.items():
+        for org in persona.memberships:
+            if org not in table.organizations:
+                problems.append(f"persona {name}: membership in unknown organization {org!r}")
+    for name, target in table.targets.items():
+        if target.organization not in table.organizations:
+            problems.append(f"target {name}: unknown organization {target.organization!r}")
+    seen: set[str] = set()
+    for i, row in enumerate(table.rows):
+        label = f"rows.{i} (row \"{row.name}\")"
+        if row.name in seen:
+            problems.append(f"{label}: duplicate row name")
+        seen.add(row.name)
+        if row.actor not in table.personas:
+            problems.append(f"{label}: unknown persona {row.actor!r}")
+        if row.organization is not None and row.organization not in table.organizations:
+            problems.append(f"{label}: unknown organization {row.organization!r}")
+        if row.target is not None and row.target not in table.targets:
+            problems.append(f"{label}: unknown target {row.target!r}")
+    if problems:
+        raise TableError(f"{path}: " + "\n  ".join(["names that do not resolve:", *problems]))
+
+
+def table_files(policy_dir: Path, tables_path: Path | None = None) -> list[Path]:
+    """The YAML files to run: a given file, a given directory's *.yaml, or <policy_dir>/tests."""
+    where = Path(tables_path) if tables_path is not None else Path(policy_dir) / "tests"
+    if where.is_file():
+        return [where]
+    files = sorted([*where.glob("*.yaml"), *where.glob("*.yml")])
+    if not files:
+        raise TableError(f"{where}: no decision tables (*.yaml) found")
+    return files
+
+
+# --- Facts --------------------------------------------------------------------
+
+def _organization(table: TableSpec, key: str) -> OrganizationFacts:
+    spec = table.organizations[key]
+    return OrganizationFacts(key, tuple(spec.catalog), spec.delegate_permission,
+                             spec.active_admins, spec.active_members)
+
+
+def _actor(table: TableSpec, name: str) -> ActorFacts:
+    spec = table.personas[name]
+    if spec.unknown:
+        return ActorFacts.unknown(name)
+    memberships = tuple(
+        MembershipFacts(org, m.role, m.active, tuple(m.permissions))
+        for org, m in ((org, m or MembershipSpec()) for org, m in spec.memberships.items())
+    )
+    return ActorFacts(name, True, spec.status, spec.password_current, spec.support, memberships)
+
+
+def _target(table: TableSpec, name: str, permission: str | None) -> AccountFacts:
+    spec = table.targets[name]
+    username = spec.account or name.split("@", 1)[0]
+    return AccountFacts(username, _organization(table, spec.organization), spec.role, spec.status, permission)
+
+
+# --- Running ------------------------------------------------------------------
+
+def _show(allowed: bool, reasons) -> str:
+    return f"{'allow' if allowed else 'deny'} [{', '.join(sorted(reasons))}]"
+
+
+def _run_row(policy: Policy, path: Path, index: int, table: TableSpec, row: RowSpec) -> list[RowFailure]:
+    actor = _actor(table, row.actor)
+    if row.target is not None:
+        resource = _target(table, row.target, row.permission)
+        question = f"{row.actor} {row.action} account {row.target}"
+        if row.permission is not None:
+            question += f" (permission {row.permission})"
+    else:
+        resource = _organization(table, row.organization)
+        question = f"{row.actor} {row.action} organization {row.organization}"
+
+    def failure(expected: str, actual: str) -> RowFailure:
+        return RowFailure(path, index, row.name, row.rule, question, expected, actual)
+
+    expect_allowed = row.expect == "allow"
+    expected_reasons = set(row.reasons or ())
+    decision = policy.decide(actor, row.action, resource)
+    failures = []
+    if decision.allowed != expect_allowed or set(decision.reasons) != expected_reasons:
+        failures.append(failure(_show(expect_allowed, expected_reasons), _show(decision.allowed, decision.reasons)))
+    if row.permission is None:
+        listed = policy.authorized_actions(actor, resource)
+        if (row.action in listed) != expect_allowed:
+            verb = "lists" if expect_allowed else "does not list"
+            failures.append(failure(f"authorized_actions {verb} {row.action!r}",
+                                    f"authorized_actions = {listed}"))
+    return failures
+
+
+def run_tables(policy_dir: Path, tables_path: Path | None = None) -> TableReport:
+    """Run every row of every table against the policy in `policy_dir`.
+
+    All files are read and validated before any row runs, so a broken table
+    is reported as a TableError rather than half a run.
+    """
+    files = table_files(policy_dir, tables_path)
+    tables = [(path, load_table(path)) for path in files]
+    policy = Policy(Path(policy_dir))
+    report = TableReport(files=files)
+    for path, table in tables:
+        for index, row in enumerate(table.rows):
+            report.failures.extend(_run_row(policy, path, index, table, row))
+            report.rows_run += 1
+    return report

@@ -1,0 +1,1 @@
+"""SQLAlchemy models and the queries the domain needs; nothing here knows HTTP or Polar."""

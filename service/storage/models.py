@@ -1,0 +1,187 @@
+"""Typed SQLAlchemy 2 models. Portable between SQLite and PostgreSQL."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True, autoincrement=True)]
+portal_id = Annotated[str, mapped_column(String(64), ForeignKey("portals.id"), nullable=False)]
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on both backends (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value
+
+    def process_result_value(self, value, dialect):
+        from datetime import timezone
+
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+timestamp = Annotated[datetime, mapped_column(UTCDateTime(), nullable=False)]
+optional_timestamp = Annotated[datetime | None, mapped_column(UTCDateTime(), nullable=True)]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Portal(Base):
+    """A portal profile from config.yaml, mirrored so rows can reference it."""
+
+    __tablename__ = "portals"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Organization(Base):
+    """A provider organization, keyed by Provider ID, TIN or PID/SL (R1)."""
+
+    __tablename__ = "organizations"
+    __table_args__ = (UniqueConstraint("portal_id", "key"),)
+    id: Mapped[intpk]
+    portal_id: Mapped[portal_id]
+    key: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    business_type: Mapped[str | None] = mapped_column(String(50))
+    region: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[timestamp]
+    addresses: Mapped[list[Address]] = relationship(back_populates="organization", cascade="all, delete-orphan")
+
+
+class Address(Base):
+    """An address on file for an organization; masters pick one for the activation letter (R9)."""
+
+    __tablename__ = "addresses"
+    __table_args__ = (UniqueConstraint("organization_id", "address_key"),)
+    id: Mapped[intpk]
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    address_key: Mapped[str] = mapped_column(String(100))
+    line1: Mapped[str] = mapped_column(String(200))
+    city: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(50))
+    zip: Mapped[str] = mapped_column(String(20))
+    organization: Mapped[Organization] = relationship(back_populates="addresses")
+
+
+class Account(Base):
+    """One person's account in one portal (R6: usernames unique per portal, ignoring case)."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("portal_id", "username_key"),
+        Index("ix_accounts_portal_email", "portal_id", "email_key"),
+    )
+    id: Mapped[intpk]
+    portal_id: Mapped[portal_id]
+    username: Mapped[str] = mapped_column(String(100))
+    username_key: Mapped[str] = mapped_column(String(100))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254))
+    email_key: Mapped[str] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    password_changed_at: Mapped[optional_timestamp]
+    status: Mapped[str] = mapped_column(String(32))
+    is_support: Mapped[bool] = mapped_column(Boolean, default=False)
+    terms_accepted_at: Mapped[optional_timestamp]
+    last_login_at: Mapped[optional_timestamp]
+    last_activity_at: Mapped[optional_timestamp]
+    created_at: Mapped[timestamp]
+    memberships: Mapped[list[Membership]] = relationship(back_populates="account", cascade="all, delete-orphan")
+
+
+class Membership(Base):
+    """An account's place in an organization: admin or member (R1), and its grants (R14)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("account_id", "organization_id"),
+        Index("ix_memberships_org_role_status", "organization_id", "role", "status"),
+    )
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[timestamp]
+    account: Mapped[Account] = relationship(back_populates="memberships")
+    organization: Mapped[Organization] = relationship()
+    grants: Mapped[list[Grant]] = relationship(back_populates="membership", cascade="all, delete-orphan")
+
+
+class Grant(Base):
+    """A portal function granted to a membership (R14)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("membership_id", "permission"),)
+    id: Mapped[intpk]
+    membership_id: Mapped[int] = mapped_column(ForeignKey("memberships.id", ondelete="CASCADE"))
+    permission: Mapped[str] = mapped_column(String(100))
+    granted_at: Mapped[timestamp]
+    membership: Mapped[Membership] = relationship(back_populates="grants")
+
+
+class ClientKey(Base):
+    """A calling service's key. Only a SHA-256 digest of its 256-bit secret is stored."""
+
+    __tablename__ = "client_keys"
+    id: Mapped[intpk]
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_digest: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[timestamp]
+    revoked_at: Mapped[optional_timestamp]
+
+
+class AuditRecord(Base):
+    """R27: who did what to whom, when, and the outcome. Append-only for the application."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (Index("ix_audit_portal_time", "portal_id", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    portal_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[timestamp]
+    actor: Mapped[str | None] = mapped_column(String(100))
+    client: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200))
+    organization: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list] = mapped_column(JSON, default=list)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class TestingClock(Base):
+    """The settable clock's one row, shared by every worker (only with testing.clock: settable)."""
+
+    __tablename__ = "testing_clock"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frozen_at: Mapped[timestamp]
