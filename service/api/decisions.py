@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify
 from service.api.requests import db_session, parse, require_scope, services
 from service.api.schemas import AuthorizedActionsRequest, AuthorizeRequest, BatchRequest
 from service.domain.decisions import Decider, Question, Resource
+from service.domain.errors import DomainError
 
 bp = Blueprint("decisions", __name__, url_prefix="/v1")
 
@@ -40,7 +41,16 @@ def authorize_batch():
     body = parse(BatchRequest)
     decider = _decider(body.portal)
     actor = decider.actor(body.actor)
-    return jsonify(results=[_answer(decider.decide(actor, _question(check))) for check in body.checks])
+    results = []
+    for index, check in enumerate(body.checks):
+        try:
+            results.append(_answer(decider.decide(actor, _question(check))))
+        except DomainError as exc:
+            exc.detail = f"checks[{index}]: {exc.detail}"
+            for error in exc.extra.get("errors", []):
+                error["field"] = f"checks[{index}].{error['field']}"
+            raise
+    return jsonify(results=results)
 
 
 @bp.post("/authorized-actions")

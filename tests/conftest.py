@@ -1,0 +1,84 @@
+"""Shared fixtures: the shipped config, a fresh SQLite database per test, the app and a client key."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from service.app import create_app
+from service.clock import FixedClock
+from service.config import load_config
+from service.domain import clients
+from service.domain.setup import sync_portals
+from service.policy import Policy
+from service.storage.database import Database
+from tests.fixtures.world import World
+
+pytest_plugins = ["tests.fixtures.postgres"]
+
+ROOT = Path(__file__).resolve().parent.parent
+START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def config():
+    return load_config(ROOT / "config.yaml")
+
+
+@pytest.fixture(scope="session")
+def policy(config):
+    return Policy(config.policy_path)
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(START)
+
+
+def prepared_database(url: str, config) -> Database:
+    database = Database(url)
+    database.upgrade_schema()
+    with database.transaction() as session:
+        sync_portals(session, config)
+    return database
+
+
+@pytest.fixture
+def database(tmp_path, config):
+    database = prepared_database(f"sqlite:///{tmp_path / 'test.db'}", config)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def app(config, database, policy, clock):
+    return create_app(config, database=database, policy=policy, clock=clock)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def make_key(database: Database, scopes: tuple[str, ...], now: datetime) -> str:
+    with database.transaction() as session:
+        return clients.create_client(session, "test-" + "-".join(scopes), scopes, now)
+
+
+@pytest.fixture
+def authorize_key(database, clock):
+    return make_key(database, ("authorize",), clock.now())
+
+
+@pytest.fixture
+def build(database, clock):
+    """Write a world of organizations and personas: `with build("ahw") as world: ...`."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def _build(portal: str):
+        with database.transaction() as session:
+            yield World(session, portal, clock.now())
+
+    return _build
