@@ -12,6 +12,7 @@ bp = Blueprint("openapi", __name__)
 ENDPOINTS: list[tuple] = [
     ("get", "/healthz", "Liveness: the process is up", None, None, s.Health, 200, []),
     ("get", "/readyz", "Readiness: database answers and policy loaded", None, None, s.Readiness, 200, [503]),
+    ("get", "/openapi.json", "This OpenAPI document", None, None, None, 200, []),
     ("post", "/v1/authorize", "May this actor take this action on this resource?", "authorize",
      s.AuthorizeRequest, s.AuthorizeResponse, 200, [400, 401, 403, 404, 413, 415, 422]),
     ("post", "/v1/authorize/batch", "Up to 100 decisions for one actor", "authorize",
@@ -45,8 +46,10 @@ def document() -> dict:
         if req is not None:
             models.add(req)
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(req)}}}
-        models.add(resp)
-        op["responses"][str(ok)] = {"description": "OK", "content": {"application/json": {"schema": _ref(resp)}}}
+        schema = {"type": "object"} if resp is None else _ref(resp)
+        if resp is not None:
+            models.add(resp)
+        op["responses"][str(ok)] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
         for status in errors:
             op["responses"][str(status)] = {
                 "description": "problem details",
