@@ -1,0 +1,158 @@
+"""The portal-authz command line: clients add, check (same answer as /v1/authorize), policy test, serve errors."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from service.cli import main
+from service.domain import clients
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def cli_config(tmp_path, monkeypatch):
+    """A config file of our own pointing at the repo's policies and a SQLite file in tmp_path."""
+    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+    data["policy_dir"] = str(ROOT / "policies")
+    data["database"]["url"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.delenv("PORTAL_AUTHZ_DATABASE_URL", raising=False)
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_clients_add_prints_a_key_once_and_stores_only_a_digest(cli_config, capsys):
+    from service.config import load_config
+    from service.storage.database import Database
+    from service.storage.models import ClientKey
+
+    code, out, err = run(capsys, "clients", "add", "claims-gateway", "--scopes", "authorize,manage",
+                         "--config", str(cli_config))
+    assert code == 0
+    key = out.strip()
+    assert key.startswith("pak_") and "shown only once" in err
+    database = Database(load_config(cli_config).database_url)
+    with database.sessions() as session:
+        stored = session.query(ClientKey).one()
+        assert stored.name == "claims-gateway" and stored.scopes == "authorize,manage"
+        assert key.split("_", 2)[2] not in stored.secret_digest
+        assert clients.authenticate(session, key).name == "claims-gateway"
+    database.dispose()
+
+
+def test_clients_add_refuses_unknown_scopes(cli_config, capsys):
+    code, _, err = run(capsys, "clients", "add", "x", "--scopes", "authorize,admin", "--config", str(cli_config))
+    assert code == 2 and "subset of authorize, manage, enroll" in err
+
+
+def test_bad_config_stops_with_a_message(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("portals:\n  ahcccs: {name: 5}\n")
+    code, _, err = run(capsys, "check", "--portal", "ahcccs", "--actor", "a", "--action", "claims",
+                       "--resource", "organization:X", "--config", str(path))
+    assert code == 2 and "portals.ahcccs.roles: required key is missing" in err
+
+
+@pytest.fixture
+def seeded(cli_config):
+    from service.clock import SystemClock
+    from service.cli import prepare_database
+    from service.config import load_config
+    from tests.fixtures.world import World
+
+    config = load_config(cli_config)
+    database = prepare_database(config)
+    with database.transaction() as session:
+        world = World(session, "masshealth", SystemClock().now())
+        world.account("primary", memberships={"PIDSL-1": {"role": "admin"}})
+        world.account("sub", memberships={"PIDSL-1": {"permissions": ["claims_submission_and_status"]}})
+        key = clients.create_client(session, "t", ("authorize",), SystemClock().now())
+    yield config, database, key
+    database.dispose()
+
+
+QUESTIONS = [
+    ("sub", "claims_submission_and_status", "organization:PIDSL-1", None),
+    ("sub", "manage_referrals", "organization:PIDSL-1", None),
+    ("sub", "remove", "account:primary", None),
+    ("primary", "grant", "account:sub", "manage_referrals"),
+    ("ghost", "view", "organization:PIDSL-1", None),
+]
+
+
+@pytest.mark.parametrize(("actor", "action", "resource", "permission"), QUESTIONS)
+def test_check_gives_the_same_answer_as_the_api(seeded, cli_config, capsys, actor, action, resource, permission):
+    from service.app import create_app
+
+    config, database, key = seeded
+    argv = ["check", "--portal", "masshealth", "--actor", actor, "--action", action, "--resource", resource,
+            "--config", str(cli_config)]
+    if permission:
+        argv += ["--permission", permission]
+    code, out, _ = run(capsys, *argv)
+
+    kind, ident = resource.split(":")
+    body = {"portal": "masshealth", "actor": actor, "action": action, "resource": {"type": kind, "id": ident}}
+    if permission:
+        body["context"] = {"permission": permission}
+    answer = create_app(config, database=database).test_client().post(
+        "/v1/authorize", json=body, headers={"Authorization": f"Bearer {key}"}).get_json()
+
+    assert code == (0 if answer["allowed"] else 1)
+    assert out.splitlines()[0].startswith("allowed" if answer["allowed"] else "denied")
+    printed = [line.strip().split(":")[0] for line in out.splitlines()[1:]]
+    assert printed == [r["code"] for r in answer["reasons"]]
+
+
+def test_check_unknown_organization_is_an_error(seeded, cli_config, capsys):
+    code, _, err = run(capsys, "check", "--portal", "masshealth", "--actor", "sub", "--action", "view",
+                       "--resource", "organization:NOPE", "--config", str(cli_config))
+    assert code == 2 and "no organization 'NOPE'" in err
+
+
+def test_check_resource_syntax(cli_config, capsys):
+    code, _, err = run(capsys, "check", "--portal", "masshealth", "--actor", "sub", "--action", "view",
+                       "--resource", "PIDSL-1", "--config", str(cli_config))
+    assert code == 2 and "organization:<key> or account:<username>" in err
+
+
+def test_policy_test_passes_on_the_shipped_policy(cli_config, capsys):
+    code, out, _ = run(capsys, "policy", "test", "--config", str(cli_config))
+    assert code == 0, out
+    assert " 0 failed" in out
+
+
+def test_policy_test_fails_on_a_broken_policy(tmp_path, cli_config, capsys):
+    broken = tmp_path / "policies"
+    (broken / "tests").mkdir(parents=True)
+    for path in (ROOT / "policies").glob("*.polar"):
+        text = path.read_text().replace('m.role = "admin";', 'm.role = "member";')
+        (broken / path.name).write_text(text)
+    for path in (ROOT / "policies" / "tests").glob("*.yaml"):
+        (broken / "tests" / path.name).write_text(path.read_text())
+    data = yaml.safe_load(cli_config.read_text())
+    data["policy_dir"] = str(broken)
+    cli_config.write_text(yaml.safe_dump(data))
+    code, out, _ = run(capsys, "policy", "test", "--config", str(cli_config))
+    assert code == 1
+    assert "FAIL" in out and "expected allow" in out.lower().replace("expected: allow", "expected allow")
+
+
+def test_serve_refuses_a_policy_that_does_not_load(tmp_path, cli_config, capsys):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.polar").write_text("allow(\n")
+    data = yaml.safe_load(cli_config.read_text())
+    data["policy_dir"] = str(tmp_path / "bad")
+    cli_config.write_text(yaml.safe_dump(data))
+    code, _, err = run(capsys, "serve", "--config", str(cli_config), "--port", "1")
+    assert code == 2 and "does not load" in err
