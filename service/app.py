@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from service.api import decisions, health, openapi, problems, testing
+from service.api import decisions, enrolment, health, openapi, problems, testing
 from service.api.requests import close_session
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import Config
@@ -39,6 +39,7 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.teardown_appcontext(close_session)
     app.register_blueprint(health.bp)
     app.register_blueprint(decisions.bp)
+    app.register_blueprint(enrolment.bp)
     app.register_blueprint(openapi.bp)
     if config.testing.clock == "settable":
         app.register_blueprint(testing.bp)

@@ -87,6 +87,7 @@ class PortalProfile(_Strict):
     recovery: Recovery
     inactivity: Inactivity
     comment_max_length: int = Field(default=200, ge=1)
+    session_minutes: int = Field(default=480, ge=1, le=24 * 60)
 
     @field_validator("permissions")
     @classmethod

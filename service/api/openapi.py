@@ -19,6 +19,14 @@ ENDPOINTS: list[tuple] = [
      s.BatchRequest, s.BatchResponse, 200, [400, 401, 403, 404, 413, 415, 422]),
     ("post", "/v1/authorized-actions", "Every action the actor may take on the resource", "authorize",
      s.AuthorizedActionsRequest, s.AuthorizedActionsResponse, 200, [400, 401, 403, 404, 413, 415, 422]),
+    ("post", "/v1/portals/{portal}/organizations", "Enrol an organization with its addresses", "enroll",
+     s.OrganizationBody, s.OrganizationView, 201, [400, 401, 403, 404, 409, 413, 415, 422]),
+    ("get", "/v1/portals/{portal}/organizations/{org}", "An organization, its admins and warnings (R3)", "enroll",
+     None, s.OrganizationView, 200, [401, 403, 404]),
+    ("post", "/v1/portals/{portal}/support-staff", "Create a support staff account", "enroll",
+     s.SupportStaffBody, s.AccountCreated, 201, [400, 401, 403, 404, 409, 413, 415, 422]),
+    ("post", "/v1/portals/{portal}/organizations/{org}/admins", "Designate an admin (R4, R12, R13)", "enroll",
+     s.AdminBody, s.AccountCreated, 201, [400, 401, 403, 404, 409, 413, 415, 422]),
 ]
 
 

@@ -101,3 +101,62 @@ class ClockRequest(_Body):
 
 
 ACCOUNT_ACTION_NAMES = ACCOUNT_ACTIONS
+
+
+# --- Enrolment (scope `enroll`) ---------------------------------------------------------------
+
+class AddressBody(_Body):
+    id: str = Field(min_length=1, max_length=100)
+    line1: str = Field(min_length=1, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    state: str = Field(min_length=1, max_length=50)
+    zip: str = Field(min_length=1, max_length=20)
+
+
+class OrganizationBody(_Body):
+    key: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=200)
+    addresses: list[AddressBody] = Field(default_factory=list, max_length=50)
+    business_type: str | None = Field(default=None, max_length=50)
+    region: str | None = Field(default=None, max_length=100)
+
+
+class AdminSummary(BaseModel):
+    username: str
+    name: str
+    email: str
+    phone: str | None
+    status: str
+
+
+class OrganizationView(BaseModel):
+    key: str
+    name: str
+    business_type: str | None
+    region: str | None
+    addresses: list[dict[str, str]]
+    admins: list[AdminSummary]
+    warnings: list[str] = Field(description="single_admin (R3: keep a backup admin), no_active_admin")
+
+
+class SupportStaffBody(_Body):
+    username: str = Field(min_length=1, max_length=100)
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    password: str = Field(min_length=1, max_length=256)
+
+
+class AdminBody(_Body):
+    username: str = Field(min_length=1, max_length=100)
+    first_name: str | None = Field(default=None, min_length=1, max_length=100)
+    last_name: str | None = Field(default=None, min_length=1, max_length=100)
+    email: str | None = Field(default=None, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    phone: str | None = Field(default=None, max_length=40)
+    password: str | None = Field(default=None, min_length=1, max_length=256)
+    accepted_terms: bool | None = None
+
+
+class AccountCreated(BaseModel):
+    username: str
+    status: str

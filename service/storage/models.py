@@ -185,3 +185,70 @@ class TestingClock(Base):
     __tablename__ = "testing_clock"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     frozen_at: Mapped[timestamp]
+
+
+class Notification(Base):
+    """The outbox: written in the same transaction as the change that causes it, delivered later."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_portal_recipient", "portal_id", "recipient"),)
+    id: Mapped[intpk]
+    portal_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))  # "email" | "letter"
+    recipient: Mapped[str] = mapped_column(String(254))
+    template: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[timestamp]
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+
+
+class SessionToken(Base):
+    """A signed-in person's session. Only a SHA-256 digest of the 256-bit token is stored."""
+
+    __tablename__ = "session_tokens"
+    id: Mapped[intpk]
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    created_at: Mapped[timestamp]
+    expires_at: Mapped[timestamp]
+    ended_at: Mapped[optional_timestamp]
+
+
+class OneTimeCode(Base):
+    """Activation letters (R10), registration emails (R12) and recovery codes (R20), argon2-hashed."""
+
+    __tablename__ = "one_time_codes"
+    __table_args__ = (Index("ix_codes_account_purpose", "account_id", "purpose"),)
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(16))  # "activation" | "registration" | "recovery"
+    code_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[timestamp]
+    expires_at: Mapped[timestamp]
+    used_at: Mapped[optional_timestamp]
+
+
+class SecurityAnswer(Base):
+    """R20: answers to the security questions chosen at registration, hashed, matched exactly as typed."""
+
+    __tablename__ = "security_answers"
+    __table_args__ = (UniqueConstraint("account_id", "position"),)
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(String(200))
+    answer_hash: Mapped[str] = mapped_column(String(200))
+
+
+class Comment(Base):
+    """R25: an account's comment history; text stored exactly as written, never rendered."""
+
+    __tablename__ = "comments"
+    __table_args__ = (Index("ix_comments_account", "account_id", "id"),)
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    organization: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[timestamp]
+    text: Mapped[str] = mapped_column(Text)

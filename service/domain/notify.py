@@ -1,0 +1,31 @@
+"""The notifier: queues emails and letters in the outbox, inside the caller's transaction.
+
+Nothing is sent from a request; a delivery worker reads the outbox. So a change
+and the notice of it are committed together or not at all.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from service.storage.models import Notification
+
+
+class Notifier(Protocol):
+    def email(self, session: Session, portal: str, to: str, template: str, payload: dict, now: datetime) -> None: ...
+
+    def letter(self, session: Session, portal: str, to: str, template: str, payload: dict, now: datetime) -> None: ...
+
+
+class OutboxNotifier:
+    def email(self, session, portal, to, template, payload, now):
+        if "activation_code" in payload:
+            raise ValueError("an activation code is never sent by email (R10), only by letter")
+        session.add(Notification(portal_id=portal, channel="email", recipient=to, template=template,
+                                 payload=payload, created_at=now, status="queued"))
+
+    def letter(self, session, portal, to, template, payload, now):
+        session.add(Notification(portal_id=portal, channel="letter", recipient=to, template=template,
+                                 payload=payload, created_at=now, status="queued"))

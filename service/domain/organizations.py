@@ -1,0 +1,126 @@
+"""Organizations, support staff and designated admins (scope `enroll`; R3, R4, R12, R13)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.config import PortalProfile
+from service.domain import audit
+from service.domain.errors import Conflict, Invalid, NotFound
+from service.domain.people import new_account
+from service.storage.facts import find_account, find_organization
+from service.storage.models import Account, Address, Membership, Organization
+
+
+@dataclass(frozen=True)
+class AddressIn:
+    id: str
+    line1: str
+    city: str
+    state: str
+    zip: str
+
+
+def create_organization(session: Session, profile: PortalProfile, portal: str, *, key: str, name: str,
+                        addresses: list[AddressIn], business_type: str | None, region: str | None,
+                        now: datetime, client: str | None) -> Organization:
+    if business_type is not None and profile.business_types is not None and business_type not in profile.business_types:
+        raise Invalid("unknown business type", [{"field": "business_type", "code": "invalid",
+                                                 "message": f"one of {', '.join(profile.business_types)}"}])
+    if len({a.id for a in addresses}) != len(addresses):
+        raise Invalid("address ids repeat", [{"field": "addresses", "code": "duplicate", "message": "ids must be unique"}])
+    if find_organization(session, portal, key) is not None:
+        raise Conflict(f"organization {key!r} already exists in portal {portal!r}", "organization_exists")
+    org = Organization(portal_id=portal, key=key, name=name, business_type=business_type, region=region,
+                       created_at=now,
+                       addresses=[Address(address_key=a.id, line1=a.line1, city=a.city, state=a.state, zip=a.zip)
+                                  for a in addresses])
+    session.add(org)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"organization {key!r} already exists in portal {portal!r}", "organization_exists") from None
+    audit.record(session, portal=portal, now=now, action="create_organization", outcome="done", client=client,
+                 organization=key)
+    return org
+
+
+def admins_of(session: Session, org: Organization) -> list[Account]:
+    return list(session.scalars(
+        select(Account).join(Membership, Membership.account_id == Account.id)
+        .where(Membership.organization_id == org.id, Membership.role == "admin", Membership.status == "active",
+               Account.status != "removed")
+        .order_by(Account.username_key)))
+
+
+def describe(session: Session, org: Organization) -> dict:
+    """The organization with its admins and R3's warnings."""
+    admins = admins_of(session, org)
+    active = [a for a in admins if a.status == "active"]
+    warnings = []
+    if len(active) == 1:
+        warnings.append("single_admin")
+    if not active:
+        warnings.append("no_active_admin")
+    return {
+        "key": org.key, "name": org.name, "business_type": org.business_type, "region": org.region,
+        "addresses": [{"id": a.address_key, "line1": a.line1, "city": a.city, "state": a.state, "zip": a.zip}
+                      for a in org.addresses],
+        "admins": [{"username": a.username, "name": f"{a.first_name} {a.last_name}", "email": a.email,
+                    "phone": a.phone, "status": a.status} for a in admins],
+        "warnings": warnings,
+    }
+
+
+def get_organization(session: Session, portal: str, key: str) -> Organization:
+    org = find_organization(session, portal, key)
+    if org is None:
+        raise NotFound(f"no organization {key!r} in portal {portal!r}")
+    return org
+
+
+def create_support_staff(session: Session, profile: PortalProfile, portal: str, *, username: str, first_name: str,
+                         last_name: str, email: str, password: str, now: datetime, client: str | None) -> Account:
+    account = new_account(session, profile, portal, username=username, first_name=first_name, last_name=last_name,
+                          email=email, phone=None, password=password, status="active", now=now, support=True)
+    audit.record(session, portal=portal, now=now, action="create_support_staff", outcome="done", client=client,
+                 target=username)
+    return account
+
+
+def designate_admin(session: Session, profile: PortalProfile, portal: str, org_key: str, *, username: str,
+                    first_name: str | None, last_name: str | None, email: str | None, phone: str | None,
+                    password: str | None, now: datetime, client: str | None) -> Account:
+    """R4, R12, R13: the payer-verified first admin, or a support-designated admin.
+
+    An existing account of the portal becomes admin of the organization; otherwise a new,
+    active account is created with the given details.
+    """
+    org = get_organization(session, portal, org_key)
+    session.refresh(org, with_for_update=True)
+    account = find_account(session, portal, username)
+    if account is None:
+        missing = [f for f, v in (("first_name", first_name), ("last_name", last_name), ("email", email),
+                                  ("password", password)) if not v]
+        if missing:
+            raise Invalid("a new admin needs its details", [{"field": f, "code": "required",
+                                                            "message": "required for a new account"} for f in missing])
+        account = new_account(session, profile, portal, username=username, first_name=first_name,
+                              last_name=last_name, email=email, phone=phone, password=password, status="active",
+                              now=now)
+    elif account.is_support:
+        raise Conflict("support staff cannot be an organization's admin", "support_account")
+    link = next((m for m in account.memberships if m.organization_id == org.id), None)
+    if link is None:
+        session.add(Membership(account_id=account.id, organization_id=org.id, role="admin", status="active",
+                               created_at=now))
+    else:
+        link.role, link.status = "admin", "active"
+    session.flush()
+    audit.record(session, portal=portal, now=now, action="designate_admin", outcome="done", client=client,
+                 target=account.username, organization=org_key)
+    return account

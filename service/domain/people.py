@@ -1,0 +1,61 @@
+"""Creating accounts: one person, one account, with R6's uniqueness rules and R17's password rules."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.config import PortalProfile
+from service.domain.errors import Conflict, Invalid
+from service.domain.password_rules import broken_rules
+from service.domain.passwords import hash_secret
+from service.storage.facts import username_key
+from service.storage.models import Account
+
+
+class PasswordPolicyError(Invalid):
+    code, title = "password_policy", "Password does not meet the portal's rules"
+
+
+def check_password(password: str, username: str, profile: PortalProfile, previous: tuple[str, ...] = ()) -> None:
+    errors = broken_rules(password, username, profile.password, previous)
+    if errors:
+        raise PasswordPolicyError("the password breaks " + ", ".join(e["code"] for e in errors), errors)
+
+
+def check_unique(session: Session, portal: str, username: str, email: str, first: str, last: str) -> None:
+    """R6: usernames unique ignoring case; an email may repeat only with the same first and last name."""
+    if session.scalar(select(Account.id).where(Account.portal_id == portal,
+                                               Account.username_key == username_key(username))):
+        raise Conflict(f"the username {username!r} is taken", "username_taken")
+    same_email = session.execute(
+        select(Account.email, Account.first_name, Account.last_name)
+        .where(Account.portal_id == portal, Account.email_key == email.casefold(), Account.status != "removed")
+    ).all()
+    for other_email, other_first, other_last in same_email:
+        if (other_email, other_first, other_last) != (email, first, last):
+            raise Conflict("the email is used by another account; it may be reused only when email, "
+                           "first name and last name all match exactly", "email_taken")
+
+
+def new_account(session: Session, profile: PortalProfile, portal: str, *, username: str, first_name: str,
+                last_name: str, email: str, phone: str | None, password: str | None, status: str, now: datetime,
+                support: bool = False, password_is_temporary: bool = False) -> Account:
+    check_unique(session, portal, username, email, first_name, last_name)
+    if password is not None and not password_is_temporary:
+        check_password(password, username, profile)
+    account = Account(portal_id=portal, username=username, username_key=username_key(username),
+                      first_name=first_name, last_name=last_name, email=email, email_key=email.casefold(),
+                      phone=phone, password_hash=hash_secret(password) if password else None,
+                      password_changed_at=None if password_is_temporary or password is None else now,
+                      status=status, is_support=support, terms_accepted_at=now, created_at=now,
+                      last_activity_at=now)
+    session.add(account)
+    try:
+        session.flush()
+    except IntegrityError:
+        # A concurrent registration took the name between the check and the insert.
+        raise Conflict(f"the username {username!r} is taken", "username_taken") from None
+    return account
