@@ -1,7 +1,7 @@
 """Typed SQLAlchemy 2 models. Portable between SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated
 
 from sqlalchemy import (
@@ -24,22 +24,28 @@ portal_id = Annotated[str, mapped_column(String(64), ForeignKey("portals.id"), n
 
 
 class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on both backends (SQLite drops the zone otherwise)."""
+    """Timezone-aware UTC datetimes on both backends.
+
+    SQLite drops the zone and PostgreSQL answers in the session's zone, so values
+    are converted to UTC on the way in and on the way out.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value
+        return value.astimezone(timezone.utc)
 
     def process_result_value(self, value, dialect):
-        from datetime import timezone
-
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
 
 
 timestamp = Annotated[datetime, mapped_column(UTCDateTime(), nullable=False)]
