@@ -77,6 +77,7 @@ deny_reason(actor: Account, action: String, target: TargetAccount, "permission_n
     action in ["grant", "revoke"] and
     target.permission != nil and
     target.permission in target.organization.catalog and
+    is_delegate(actor, target.organization) and
     not is_admin(actor, target.organization) and
     not is_support(actor) and
     not holds(actor, target.organization, target.permission);

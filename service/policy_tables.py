@@ -252,11 +252,11 @@ def _actor(table: TableSpec, name: str) -> ActorFacts:
     spec = table.personas[name]
     if spec.unknown:
         return ActorFacts.unknown(name)
-    memberships = tuple(
-        MembershipFacts(org, m.role, m.active, tuple(m.permissions))
-        for org, m in ((org, m or MembershipSpec()) for org, m in spec.memberships.items())
-    )
-    return ActorFacts(name, True, spec.status, spec.password_current, spec.support, memberships)
+    memberships = []
+    for org, m in spec.memberships.items():
+        m = m or MembershipSpec()  # "P1:" with nothing after it is a plain member
+        memberships.append(MembershipFacts(org, m.role, m.active, tuple(m.permissions)))
+    return ActorFacts(name, True, spec.status, spec.password_current, spec.support, tuple(memberships))
 
 
 def _target(table: TableSpec, name: str, permission: str | None) -> AccountFacts:
@@ -271,7 +271,9 @@ def _show(allowed: bool, reasons) -> str:
     return f"{'allow' if allowed else 'deny'} [{', '.join(sorted(reasons))}]"
 
 
-def _run_row(policy: Policy, path: Path, index: int, table: TableSpec, row: RowSpec) -> list[RowFailure]:
+def _run_row(policy: Policy, path: Path, index: int, table: TableSpec, row: RowSpec,
+             listed_cache: dict | None) -> list[RowFailure]:
+    """Decide one row; with a cache (None skips it) also compare authorized_actions."""
     actor = _actor(table, row.actor)
     if row.target is not None:
         resource = _target(table, row.target, row.permission)
@@ -291,13 +293,28 @@ def _run_row(policy: Policy, path: Path, index: int, table: TableSpec, row: RowS
     failures = []
     if decision.allowed != expect_allowed or set(decision.reasons) != expected_reasons:
         failures.append(failure(_show(expect_allowed, expected_reasons), _show(decision.allowed, decision.reasons)))
-    if row.permission is None:
-        listed = policy.authorized_actions(actor, resource)
+    if listed_cache is not None and row.permission is None:
+        # Rows often share actor and resource; authorized_actions is the slow query.
+        key = (actor, resource)
+        if key not in listed_cache:
+            listed_cache[key] = policy.authorized_actions(actor, resource)
+        listed = listed_cache[key]
         if (row.action in listed) != expect_allowed:
             verb = "lists" if expect_allowed else "does not list"
             failures.append(failure(f"authorized_actions {verb} {row.action!r}",
                                     f"authorized_actions = {listed}"))
     return failures
+
+
+def _rows(policy_dir: Path, tables_path: Path | None, check_listed: bool = True):
+    """Yield the failures of each row in turn; all tables are validated before the first."""
+    files = table_files(policy_dir, tables_path)
+    tables = [(path, load_table(path)) for path in files]
+    policy = Policy(Path(policy_dir))
+    listed_cache: dict | None = {} if check_listed else None
+    for path, table in tables:
+        for index, row in enumerate(table.rows):
+            yield _run_row(policy, path, index, table, row, listed_cache)
 
 
 def run_tables(policy_dir: Path, tables_path: Path | None = None) -> TableReport:
@@ -306,12 +323,20 @@ def run_tables(policy_dir: Path, tables_path: Path | None = None) -> TableReport
     All files are read and validated before any row runs, so a broken table
     is reported as a TableError rather than half a run.
     """
-    files = table_files(policy_dir, tables_path)
-    tables = [(path, load_table(path)) for path in files]
-    policy = Policy(Path(policy_dir))
-    report = TableReport(files=files)
-    for path, table in tables:
-        for index, row in enumerate(table.rows):
-            report.failures.extend(_run_row(policy, path, index, table, row))
-            report.rows_run += 1
+    report = TableReport(files=table_files(policy_dir, tables_path))
+    for failures in _rows(policy_dir, tables_path):
+        report.failures.extend(failures)
+        report.rows_run += 1
     return report
+
+
+def first_failure(policy_dir: Path, tables_path: Path | None = None) -> RowFailure | None:
+    """The first failing row, or None: enough to show that a policy change is caught.
+
+    Decisions alone are cheap, so they are all tried before authorized_actions.
+    """
+    for check_listed in (False, True):
+        for failures in _rows(policy_dir, tables_path, check_listed):
+            if failures:
+                return failures[0]
+    return None
