@@ -95,7 +95,7 @@ def cmd_clients_add(args) -> None:
 
 def cmd_check(args) -> None:
     from service.clock import SystemClock
-    from service.domain.decisions import Decider, Question, Resource
+    from service.domain.decisions import Decider, Question, Resource, profile_of
     from service.domain.errors import DomainError
 
     config = _config(args)
@@ -107,7 +107,7 @@ def cmd_check(args) -> None:
     context = {"permission": args.permission} if args.permission else {}
     with database.sessions() as session:
         try:
-            decider = Decider(session, config, policy, args.portal, SystemClock().now())
+            decider = Decider(session, profile_of(config, args.portal), policy, args.portal, SystemClock().now())
             decision = decider.decide(decider.actor(args.actor),
                                       Question(args.action, Resource(kind, ident, args.organization), context))
         except DomainError as exc:

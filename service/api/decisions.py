@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify
 
 from service.api.requests import db_session, parse, require_scope, services
 from service.api.schemas import AuthorizedActionsRequest, AuthorizeRequest, BatchRequest
-from service.domain.decisions import Decider, Question, Resource
+from service.domain.decisions import Decider, Question, Resource, profile_of
 from service.domain.errors import DomainError
 
 bp = Blueprint("decisions", __name__, url_prefix="/v1")
@@ -13,7 +13,7 @@ bp = Blueprint("decisions", __name__, url_prefix="/v1")
 
 def _decider(portal: str) -> Decider:
     s = services()
-    return Decider(db_session(), s.config, s.policy, portal, s.clock.now())
+    return Decider(db_session(), profile_of(s.config, portal), s.policy, portal, s.clock.now())
 
 
 def _question(check) -> Question:

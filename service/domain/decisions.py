@@ -44,9 +44,9 @@ def profile_of(config: Config, portal: str) -> PortalProfile:
 class Decider:
     """Decisions for one portal within one database session (facts cached for the request)."""
 
-    def __init__(self, session: Session, config: Config, policy: Policy, portal: str, now: datetime):
+    def __init__(self, session: Session, profile: PortalProfile, policy: Policy, portal: str, now: datetime):
         self.session = session
-        self.profile = profile_of(config, portal)
+        self.profile = profile
         self.portal = portal
         self.policy = policy
         self.now = now

@@ -40,10 +40,20 @@ class Database:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A unit of work: commits when the block ends, rolls everything back on error."""
+        """A unit of work: commits when the block ends, rolls everything back on error.
+
+        On SQLite the write lock is taken at the start (BEGIN IMMEDIATE), so two
+        writers serialize instead of both reading a count and both acting on it.
+        """
         with self.sessions() as session, session.begin():
+            if self.is_sqlite:
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
 
     def upgrade_schema(self) -> None:
