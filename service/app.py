@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from service.api import decisions, enrolment, health, openapi, problems, testing
+from service.api import accounts, decisions, enrolment, health, openapi, problems, testing
 from service.api.requests import close_session
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import Config
+from service.domain.notify import Notifier, OutboxNotifier
 from service.policy import Policy
 from service.storage.database import Database
 
@@ -20,11 +21,12 @@ class Services:
     database: Database
     policy: Policy
     clock: Clock
+    notifier: Notifier
 
 
 def create_app(config: Config, *, database: Database | None = None, policy: Policy | None = None,
-               clock: Clock | None = None) -> Flask:
-    """Build the Flask app. The database and clock default from config; tests pass their own."""
+               clock: Clock | None = None, notifier: Notifier | None = None) -> Flask:
+    """Build the Flask app. The database, clock and notifier default from config; tests pass their own."""
     database = database or Database(config.database_url)
     policy = policy or Policy(config.policy_path)
     if clock is None:
@@ -33,13 +35,14 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["portal_authz"] = Services(config, database, policy, clock)
+    app.extensions["portal_authz"] = Services(config, database, policy, clock, notifier or OutboxNotifier())
 
     problems.register(app)
     app.teardown_appcontext(close_session)
     app.register_blueprint(health.bp)
     app.register_blueprint(decisions.bp)
     app.register_blueprint(enrolment.bp)
+    app.register_blueprint(accounts.bp)
     app.register_blueprint(openapi.bp)
     if config.testing.clock == "settable":
         app.register_blueprint(testing.bp)

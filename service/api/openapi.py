@@ -8,6 +8,8 @@ from service.api import schemas as s
 
 bp = Blueprint("openapi", __name__)
 
+CHANGE_ERRORS = [400, 401, 403, 404, 409, 413, 415, 422]
+
 # (method, path, summary, scope, request model, response model, success status, error statuses)
 ENDPOINTS: list[tuple] = [
     ("get", "/healthz", "Liveness: the process is up", None, None, s.Health, 200, []),
@@ -27,6 +29,28 @@ ENDPOINTS: list[tuple] = [
      s.SupportStaffBody, s.AccountCreated, 201, [400, 401, 403, 404, 409, 413, 415, 422]),
     ("post", "/v1/portals/{portal}/organizations/{org}/admins", "Designate an admin (R4, R12, R13)", "enroll",
      s.AdminBody, s.AccountCreated, 201, [400, 401, 403, 404, 409, 413, 415, 422]),
+    ("post", "/v1/portals/{portal}/registrations", "Self-registration (R6-R9, R11, R12)", "manage",
+     s.RegistrationBody, s.RegistrationResult, 201, CHANGE_ERRORS),
+    ("post", "/v1/portals/{portal}/activations", "Activate a master with the letter's code (R10)", "manage",
+     s.ActivationBody, s.AccountView, 200, CHANGE_ERRORS),
+    ("post", "/v1/portals/{portal}/registrations/confirm", "Complete registration with the emailed code (R12)",
+     "manage", s.ConfirmBody, s.AccountView, 200, CHANGE_ERRORS),
+    ("post", "/v1/portals/{portal}/organizations/{org}/activation-codes",
+     "Support staff: a new activation letter for an expired code (R10)", "manage", s.ActivationCodeBody, None, 201,
+     CHANGE_ERRORS),
+    ("post", "/v1/portals/{portal}/sessions", "Sign in", "manage", s.SignInBody, s.SessionView, 201, CHANGE_ERRORS),
+    ("delete", "/v1/portals/{portal}/sessions/current", "Sign out", "manage", None, None, 204, [401, 403]),
+    ("get", "/v1/portals/{portal}/accounts/{username}", "An account with its memberships", "manage", None,
+     s.AccountView, 200, [401, 403, 404]),
+    ("patch", "/v1/portals/{portal}/accounts/{username}", "Update profile fields or email (R21)", "manage",
+     s.ProfileBody, s.AccountView, 200, CHANGE_ERRORS),
+    ("post", "/v1/portals/{portal}/accounts/{username}/{path_action}",
+     "An admin action: approve, enable, disable, remove, upgrade, downgrade, unlock, send-password-recovery, "
+     "send-registration-email (R5)", "manage", s.ActionBody, s.AccountView, 200, CHANGE_ERRORS),
+    ("put", "/v1/portals/{portal}/accounts/{username}/permissions", "Replace granted functions (R14, R15)", "manage",
+     s.PermissionsBody, s.AccountView, 200, CHANGE_ERRORS),
+    ("get", "/v1/portals/{portal}/accounts/{username}/comments", "Comment history, oldest first (R25)", "manage",
+     None, None, 200, [401, 403, 404]),
 ]
 
 

@@ -160,3 +160,111 @@ class AdminBody(_Body):
 class AccountCreated(BaseModel):
     username: str
     status: str
+
+
+# --- Accounts (scope `manage`) ----------------------------------------------------------------
+
+class SecurityQuestion(_Body):
+    question: str = Field(min_length=1, max_length=200)
+    answer: str = Field(min_length=1, max_length=200)
+
+
+Email = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class RegistrationBody(_Body):
+    organization: str = Field(min_length=1, max_length=100)
+    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    email: str = Email
+    phone: str | None = Field(default=None, max_length=40)
+    password: str = Field(min_length=1, max_length=256)
+    security_questions: list[SecurityQuestion] = Field(default_factory=list, max_length=5)
+    accepted_terms: bool | None = Field(default=None, description="must be true (R7)")
+    address_id: str | None = Field(default=None, max_length=100)
+    business_type: str | None = Field(default=None, max_length=50)
+    region: str | None = Field(default=None, max_length=100)
+
+
+class RegistrationResult(BaseModel):
+    username: str
+    organization: str
+    role: Literal["admin", "member"]
+    status: str
+    admins: list[dict[str, str | None]]
+
+
+class ActivationBody(_Body):
+    username: str = Field(min_length=1, max_length=100)
+    code: str = Field(min_length=1, max_length=64)
+    temporary_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+class ConfirmBody(_Body):
+    username: str = Field(min_length=1, max_length=100)
+    code: str = Field(min_length=1, max_length=64)
+
+
+class SignInBody(_Body):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class SessionView(BaseModel):
+    token: str
+    expires_at: str
+    password_expires_at: str | None
+
+
+class MembershipView(BaseModel):
+    organization: str
+    role: str
+    status: str
+    permissions: list[str]
+
+
+class AccountView(BaseModel):
+    username: str
+    first_name: str
+    last_name: str
+    email: str
+    phone: str | None
+    status: str
+    support: bool
+    last_login_at: str | None
+    password_expires_at: str | None
+    memberships: list[MembershipView]
+
+
+class ActionBody(_Body):
+    organization: str | None = Field(default=None, min_length=1, max_length=100)
+    comment: str | None = Field(default=None, description="at most the portal's comment length (R25)")
+
+
+class PermissionsBody(_Body):
+    organization: str | None = Field(default=None, min_length=1, max_length=100)
+    permissions: list[str] = Field(max_length=100)
+    comment: str | None = None
+
+
+class ProfileBody(_Body):
+    organization: str | None = Field(default=None, min_length=1, max_length=100)
+    first_name: str | None = Field(default=None, min_length=1, max_length=100)
+    last_name: str | None = Field(default=None, min_length=1, max_length=100)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Email
+    comment: str | None = None
+
+
+class CommentView(BaseModel):
+    action: str
+    actor: str
+    organization: str | None
+    date: str
+    text: str
+
+
+class ActivationCodeBody(_Body):
+    username: str = Field(min_length=1, max_length=100)

@@ -30,11 +30,17 @@ def check_unique(session: Session, portal: str, username: str, email: str, first
     if session.scalar(select(Account.id).where(Account.portal_id == portal,
                                                Account.username_key == username_key(username))):
         raise Conflict(f"the username {username!r} is taken", "username_taken")
-    same_email = session.execute(
-        select(Account.email, Account.first_name, Account.last_name)
-        .where(Account.portal_id == portal, Account.email_key == email.casefold(), Account.status != "removed")
-    ).all()
-    for other_email, other_first, other_last in same_email:
+    check_unique_email(session, portal, email, first, last)
+
+
+def check_unique_email(session: Session, portal: str, email: str, first: str, last: str,
+                       exclude: int | None = None) -> None:
+    """R6 (003 wins over 001): an email may repeat only when email, first and last name all match exactly."""
+    query = select(Account.email, Account.first_name, Account.last_name).where(
+        Account.portal_id == portal, Account.email_key == email.casefold(), Account.status != "removed")
+    if exclude is not None:
+        query = query.where(Account.id != exclude)
+    for other_email, other_first, other_last in session.execute(query).all():
         if (other_email, other_first, other_last) != (email, first, last):
             raise Conflict("the email is used by another account; it may be reused only when email, "
                            "first name and last name all match exactly", "email_taken")

@@ -1,0 +1,265 @@
+"""Admin actions on accounts (R5), decided by the same policy as /v1/authorize.
+
+Each action runs in one transaction: lock the organization row, load the
+facts, ask the policy, apply the change, write the audit record, the outbox
+notice and the comment. A denial is recorded too, and nothing else is changed.
+Locking the organization serializes every change to its admins, so two admins
+demoting each other at once cannot both see "two admins" (R3).
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from service.config import PortalProfile
+from service.domain import audit, sessions
+from service.domain.decisions import Decider, Question, Resource
+from service.domain.errors import Invalid
+from service.domain.notify import Notifier
+from service.domain.passwords import hash_secret
+from service.policy import Decision, Policy
+from service.storage.facts import actor_facts, find_account
+from service.storage.models import Account, Comment, Grant, Membership, OneTimeCode, Organization
+
+ACTIONS = ("approve", "enable", "disable", "remove", "upgrade", "downgrade", "unlock",
+           "send_password_recovery", "send_registration_email")
+
+
+@dataclass
+class Outcome:
+    """What happened: the decision, and the account as it now stands (when allowed)."""
+
+    decision: Decision
+    account: Account | None = None
+    organization: str | None = None
+    view: object = None
+
+
+@dataclass(frozen=True)
+class Context:
+    session: Session
+    profile: PortalProfile
+    portal: str
+    policy: Policy
+    notifier: Notifier
+    now: datetime
+    client: str | None
+
+
+def one_time_code(length: int = 10) -> str:
+    """Human-typed codes from `secrets`; case-sensitive letters and digits without look-alikes."""
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def check_comment(comment: str | None, profile: PortalProfile) -> None:
+    """R25: at most the portal's comment length; stored exactly as written."""
+    if comment is not None and len(comment) > profile.comment_max_length:
+        raise Invalid("the comment is too long", [{
+            "field": "comment", "code": "too_long",
+            "message": f"at most {profile.comment_max_length} characters"}])
+
+
+def _lock_organization(ctx: Context, key: str) -> None:
+    ctx.session.execute(select(Organization.id).where(Organization.portal_id == ctx.portal, Organization.key == key)
+                        .with_for_update())
+
+
+def decide_and_lock(ctx: Context, actor_account: Account, action: str, username: str, organization: str | None,
+                    context: dict | None = None):
+    """Resolve the target, lock its organization, and decide on fresh facts."""
+    question = Question(action, Resource("account", username, organization), context or {})
+    preliminary = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).resource(question)
+    _lock_organization(ctx, preliminary.organization.key)  # 404s and 422s came before any lock
+    ctx.session.expire_all()  # what was read before the lock may be stale
+    facts = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).resource(question)
+    actor = actor_facts(find_account(ctx.session, ctx.portal, actor_account.username), actor_account.username,
+                        ctx.profile, ctx.now)
+    decision = ctx.policy.decide(actor, action, facts)
+    target = find_account(ctx.session, ctx.portal, username)
+    link = next(m for m in target.memberships if m.organization.key == facts.organization.key)
+    return decision, target, link
+
+
+def record_denial(ctx: Context, actor: str, action: str, target: str, organization: str | None,
+                  decision: Decision, comment: str | None) -> Outcome:
+    audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action=action, outcome="denied", actor=actor,
+                 client=ctx.client, target=target, organization=organization, reasons=decision.reasons,
+                 comment=comment)
+    return Outcome(decision, None, organization)
+
+
+def perform(ctx: Context, actor_account: Account, action: str, username: str, organization: str | None,
+            comment: str | None) -> Outcome:
+    """Decide and, when allowed, apply one admin action."""
+    check_comment(comment, ctx.profile)
+    decision, target, link = decide_and_lock(ctx, actor_account, action, username, organization)
+    org_key = link.organization.key
+    if not decision.allowed:
+        return record_denial(ctx, actor_account.username, action, target.username, org_key, decision, comment)
+    APPLY[action](ctx, target, link)
+    _after(ctx, actor_account, action, target, org_key, comment)
+    return Outcome(decision, target, org_key)
+
+
+def _after(ctx: Context, actor: Account, action: str, target: Account, org_key: str, comment: str | None,
+           detail: dict | None = None) -> None:
+    audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action=action, outcome="done", actor=actor.username,
+                 client=ctx.client, target=target.username, organization=org_key, detail=detail, comment=comment)
+    if comment is not None:
+        ctx.session.add(Comment(account_id=target.id, organization=org_key, action=action, actor=actor.username,
+                                created_at=ctx.now, text=comment))
+    ctx.session.flush()
+
+
+def _approve(ctx: Context, target: Account, link: Membership) -> None:
+    target.status = "active"
+
+
+def _enable(ctx: Context, target: Account, link: Membership) -> None:
+    """R12: in a payer-verified portal a new user becomes "unverified" until they finish registration; R23."""
+    if target.status == "pending_approval" and ctx.profile.registration == "payer_verified_admin":
+        target.status = "unverified"
+    else:
+        target.status = "active"
+        target.last_activity_at = ctx.now
+
+
+def _disable(ctx: Context, target: Account, link: Membership) -> None:
+    target.status = "disabled"
+    sessions.end_all(ctx.session, target.id, ctx.now)
+
+
+def _remove(ctx: Context, target: Account, link: Membership) -> None:
+    """R13: removing from one organization removes that link; the account lives on where it has others."""
+    link.status = "removed"
+    ctx.session.execute(delete(Grant).where(Grant.membership_id == link.id))
+    if all(m.status == "removed" for m in target.memberships):
+        target.status = "removed"
+        sessions.end_all(ctx.session, target.id, ctx.now)
+
+
+def _upgrade(ctx: Context, target: Account, link: Membership) -> None:
+    link.role = "admin"
+
+
+def _downgrade(ctx: Context, target: Account, link: Membership) -> None:
+    link.role = "member"
+
+
+def _unlock(ctx: Context, target: Account, link: Membership) -> None:
+    target.status = "active"
+
+
+def issue_code(ctx: Context, account: Account, purpose: str, lifetime: timedelta) -> str:
+    """A fresh one-time code; older unused codes of the same purpose stop working."""
+    for old in ctx.session.scalars(select(OneTimeCode).where(OneTimeCode.account_id == account.id,
+                                                             OneTimeCode.purpose == purpose,
+                                                             OneTimeCode.used_at.is_(None))):
+        old.used_at = ctx.now
+    code = one_time_code()
+    ctx.session.add(OneTimeCode(account_id=account.id, purpose=purpose, code_hash=hash_secret(code),
+                                created_at=ctx.now, expires_at=ctx.now + lifetime))
+    return code
+
+
+def _send_password_recovery(ctx: Context, target: Account, link: Membership) -> None:
+    """R20: an email with a security code and a link, valid for the portal's recovery minutes."""
+    minutes = ctx.profile.recovery.code_minutes
+    code = issue_code(ctx, target, "recovery", timedelta(minutes=minutes))
+    ctx.notifier.email(ctx.session, ctx.portal, target.email, "password_recovery",
+                       {"username": target.username, "security_code": code, "valid_minutes": minutes,
+                        "link": f"/portals/{ctx.portal}/password-recovery?username={target.username}"}, ctx.now)
+
+
+def _send_registration_email(ctx: Context, target: Account, link: Membership) -> None:
+    """R12: the user completes registration with the code from this email."""
+    days = ctx.profile.activation_code_days
+    code = issue_code(ctx, target, "registration", timedelta(days=days))
+    ctx.notifier.email(ctx.session, ctx.portal, target.email, "complete_registration",
+                       {"username": target.username, "registration_code": code, "valid_days": days}, ctx.now)
+
+
+APPLY = {
+    "approve": _approve, "enable": _enable, "disable": _disable, "remove": _remove, "upgrade": _upgrade,
+    "downgrade": _downgrade, "unlock": _unlock, "send_password_recovery": _send_password_recovery,
+    "send_registration_email": _send_registration_email,
+}
+
+
+def set_permissions(ctx: Context, actor_account: Account, username: str, organization: str | None,
+                    permissions: list[str], comment: str | None) -> Outcome:
+    """R14/R15: replace the grants; each added function is a `grant`, each dropped one a `revoke`.
+
+    All or nothing: if any of them is denied, nothing changes and every reason is reported.
+    """
+    check_comment(comment, ctx.profile)
+    wanted = list(dict.fromkeys(permissions))
+    # Resolve and lock; each change is decided below on the locked facts.
+    decision, target, link = decide_and_lock(ctx, actor_account, "view", username, organization)
+    held = {g.permission for g in link.grants}
+    changes = [("grant", p) for p in wanted if p not in held] + [("revoke", p) for p in sorted(held - set(wanted))]
+    decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
+    actor = actor_facts(actor_account, actor_account.username, ctx.profile, ctx.now)
+    reasons: list[str] = []
+    version = decision.policy_version
+    checks = changes or [("grant", None)]
+    for action, permission in checks:
+        question = Question(action, Resource("account", username, link.organization.key),
+                            {"permission": permission})
+        answer = ctx.policy.decide(actor, action, decider.resource(question, need_permission=False))
+        reasons += [r for r in answer.reasons if r not in reasons]
+    org_key = link.organization.key
+    if reasons:
+        denied = Decision(False, tuple(reasons), version)
+        return record_denial(ctx, actor_account.username, "set_permissions", target.username, org_key,
+                             denied, comment)
+    for action, permission in changes:
+        if action == "grant":
+            ctx.session.add(Grant(membership_id=link.id, permission=permission, granted_at=ctx.now))
+        else:
+            ctx.session.execute(delete(Grant).where(Grant.membership_id == link.id, Grant.permission == permission))
+    _after(ctx, actor_account, "set_permissions", target, org_key, comment,
+           {"granted": [p for a, p in changes if a == "grant"], "revoked": [p for a, p in changes if a == "revoke"]})
+    ctx.session.expire(link)
+    return Outcome(Decision(True, (), version), target, org_key)
+
+
+PROFILE_FIELDS = ("first_name", "last_name", "phone")
+
+
+def update_profile(ctx: Context, actor_account: Account, username: str, organization: str | None,
+                   changes: dict, comment: str | None) -> Outcome:
+    """R21: profile fields are `update_profile`; the email is `update_email` (an admin's duty)."""
+    check_comment(comment, ctx.profile)
+    actions = []
+    if any(k in changes for k in PROFILE_FIELDS):
+        actions.append("update_profile")
+    if "email" in changes:
+        actions.append("update_email")
+    if not actions:
+        raise Invalid("nothing to change", [{"field": "(body)", "code": "empty",
+                                             "message": "give at least one of first_name, last_name, phone, email"}])
+    reasons: list[str] = []
+    for action in actions:
+        decision, target, link = decide_and_lock(ctx, actor_account, action, username, organization)
+        reasons += [r for r in decision.reasons if r not in reasons]
+    org_key = link.organization.key
+    if reasons:
+        return record_denial(ctx, actor_account.username, "+".join(actions), target.username, org_key,
+                             Decision(False, tuple(reasons), decision.policy_version), comment)
+    if "email" in changes and changes["email"] != target.email:
+        from service.domain.people import check_unique_email
+
+        check_unique_email(ctx.session, ctx.portal, changes["email"], changes.get("first_name", target.first_name),
+                           changes.get("last_name", target.last_name), exclude=target.id)
+        target.email, target.email_key = changes["email"], changes["email"].casefold()
+    for key in PROFILE_FIELDS:
+        if key in changes:
+            setattr(target, key, changes[key])
+    _after(ctx, actor_account, "+".join(actions), target, org_key, comment, {"fields": sorted(changes)})
+    return Outcome(decision, target, org_key)
