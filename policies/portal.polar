@@ -59,6 +59,13 @@ allow(actor: Account, "view", org: Organization) if
     in_good_standing(actor) and
     (membership(actor, org, _) or is_support(actor));
 
+# R13, R15: admins (Primary Users) and delegates create accounts for their
+# organization and link accounts of other organizations to it.
+allow(actor: Account, action: String, org: Organization) if
+    action in ["create_account", "link_account"] and
+    in_good_standing(actor) and
+    (is_admin(actor, org) or is_delegate(actor, org) or is_support(actor));
+
 # R4, R10: only support staff designate admins and reissue activation codes.
 allow(actor: Account, action: String, _org: Organization) if
     action in ["designate_admin", "issue_activation_code"] and

@@ -20,7 +20,7 @@ deny_reason(actor: Account, _action, _resource, "password_expired") if
 deny_reason(actor: Account, action: String, org: Organization, "permission_unknown") if
     actor.exists = true and
     not (action in org.catalog) and
-    not (action in ["view", "designate_admin", "issue_activation_code"]);
+    not (action in ["view", "designate_admin", "issue_activation_code", "create_account", "link_account"]);
 deny_reason(actor: Account, action: String, org: Organization, "not_member") if
     actor.exists = true and
     not membership(actor, org, _) and
@@ -30,6 +30,11 @@ deny_reason(actor: Account, action: String, org: Organization, "permission_not_g
     action in org.catalog and
     membership(actor, org, _) and
     not holds(actor, org, action);
+deny_reason(actor: Account, action: String, org: Organization, "not_admin") if
+    action in ["create_account", "link_account"] and
+    membership(actor, org, _) and
+    not is_admin(actor, org) and
+    not is_delegate(actor, org);
 deny_reason(actor: Account, action: String, _org: Organization, "support_only") if
     actor.exists = true and
     action in ["designate_admin", "issue_activation_code"] and

@@ -18,7 +18,8 @@ DATABASE_URL_ENV = "PORTAL_AUTHZ_DATABASE_URL"
 CONFIG_ENV = "PORTAL_AUTHZ_CONFIG"
 PERMISSION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Actions that organization resources already use; a catalog entry may not shadow them.
-RESERVED_ORGANIZATION_ACTIONS = frozenset({"view", "designate_admin", "issue_activation_code"})
+RESERVED_ORGANIZATION_ACTIONS = frozenset(
+    {"view", "create_account", "link_account", "designate_admin", "issue_activation_code"})
 
 
 class ConfigError(Exception):

@@ -39,7 +39,7 @@ REASON_MESSAGES = {
     "policy_gap": "No rule allows this and the policy gave no reason.",
 }
 
-ORGANIZATION_ACTIONS = ("view", "designate_admin", "issue_activation_code")
+ORGANIZATION_ACTIONS = ("view", "create_account", "link_account", "designate_admin", "issue_activation_code")
 ACCOUNT_ACTIONS = (
     "view", "approve", "enable", "disable", "remove", "upgrade", "downgrade",
     "unlock", "send_password_recovery", "send_registration_email",

@@ -279,7 +279,8 @@ def test_authorized_actions(ask):
 
     assert actions("biller", org()) == ["claims", "view"]
     assert actions("manager", org()) == ["health_records", "claims", "manage_account", "eligibility",
-                                         "health_passport", "assessments", "authorizations", "view"]
+                                         "health_passport", "assessments", "authorizations", "view",
+                                         "create_account", "link_account"]
     assert actions("delegate", account("biller")) == [
         "view", "disable", "remove", "send_password_recovery", "update_profile", "update_email",
         "comment", "grant", "revoke"]
