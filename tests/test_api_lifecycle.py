@@ -198,3 +198,130 @@ def test_ahw_self_registration_enable_and_confirm(api, database):
     long = p.act(kim, "uma", "disable", expect=422, comment="x" * 201)
     assert long.get_json()["errors"][0]["field"] == "comment"
     assert p.call("GET", "/accounts/uma", token=kim, expect=200).get_json()["status"] == "active"
+
+
+def primary_user(p, database, org="PIDSL-1"):
+    p.call("POST", "/organizations", {"key": org, "name": f"Provider {org}"}, expect=201)
+    p.call("POST", f"/organizations/{org}/admins", {"username": f"pu-{org.lower()}", "first_name": "Pat",
+                                                   "last_name": "Primary", "email": f"pu@{org.lower()}.org",
+                                                   "password": "long enough pass"}, expect=201)
+    return p.sign_in(f"pu-{org.lower()}", "long enough pass")
+
+
+def subordinate(p, token, username, org="PIDSL-1", permissions=(), expect=201):
+    body = {"username": username, "first_name": username.title(), "last_name": "Doe",
+            "email": f"{username}@mass.example", "password": "long enough pass", "permissions": list(permissions)}
+    return p.call("POST", f"/organizations/{org}/accounts", body, token=token, expect=expect)
+
+
+def test_masshealth_primary_user_story(api, database):
+    """004: the Primary User creates subordinates, assigns services, links and removes from a provider (R13)."""
+    p = api("masshealth")
+    primary = primary_user(p, database)
+    made = subordinate(p, primary, "jdoe11", permissions=["claims_submission_and_status"]).get_json()
+    assert made["status"] == "active"
+    assert made["memberships"] == [{"organization": "PIDSL-1", "role": "member", "status": "active",
+                                    "permissions": ["claims_submission_and_status"]}]
+    unknown = subordinate(p, primary, "kdoe", permissions=["teleport"], expect=403)
+    assert [r["code"] for r in unknown.get_json()["reasons"]] == ["permission_unknown"]
+
+    other = primary_user(p, database, org="PIDSL-2")
+    linked = p.call("POST", "/organizations/PIDSL-2/links", {"username": "jdoe11"}, token=other, expect=201)
+    assert {m["organization"] for m in linked.get_json()["memberships"]} == {"PIDSL-1", "PIDSL-2"}
+    again = p.call("POST", "/organizations/PIDSL-2/links", {"username": "jdoe11"}, token=other, expect=409)
+    assert again.get_json()["code"] == "already_linked"
+
+    removed = p.act(other, "jdoe11", "remove", organization="PIDSL-2").get_json()
+    assert removed["status"] == "active"  # the account lives on where it has other links
+    links = {m["organization"]: m["status"] for m in removed["memberships"]}
+    assert links == {"PIDSL-1": "active", "PIDSL-2": "removed"}
+    gone = p.act(primary, "jdoe11", "remove", organization="PIDSL-1").get_json()
+    assert gone["status"] == "removed"
+
+
+def test_delegate_creates_only_with_services_it_holds(api, database):
+    """R15: Manage Subordinate Accounts, but no more services than it holds."""
+    p = api("masshealth")
+    primary = primary_user(p, database)
+    subordinate(p, primary, "dele", permissions=["manage_subordinate_accounts", "manage_referrals"])
+    dele = p.sign_in("dele", "long enough pass")
+    subordinate(p, dele, "ok1", permissions=["manage_referrals"])
+    refused = subordinate(p, dele, "no1", permissions=["claims_submission_and_status"], expect=403)
+    assert [r["code"] for r in refused.get_json()["reasons"]] == ["permission_not_held"]
+    plain = subordinate(p, primary, "plain").get_json()["username"]
+    plain_token = p.sign_in(plain, "long enough pass")
+    assert [r["code"] for r in subordinate(p, plain_token, "no2", expect=403).get_json()["reasons"]] == ["not_admin"]
+
+
+def test_listing_shows_what_the_actor_may_see(api, database):
+    """R24: search by name and email, filter by status, manageable accounts; checked against the policy."""
+    p = api("ahw")
+    p.call("POST", "/organizations", {"key": "TIN-1", "name": "Practice"}, expect=201)
+    p.call("POST", "/organizations/TIN-1/admins", {"username": "kim", "first_name": "Kim", "last_name": "Lee",
+                                                  "email": "kim@example.org", "password": "long enough pass"},
+           expect=201)
+    for name in ("ann", "bea", "cal", "dan"):
+        p.register(name, org="TIN-1", password="long enough pass")
+    kim = p.sign_in("kim", "long enough pass")
+    p.act(kim, "ann", "enable")
+    p.call("POST", "/registrations/confirm", {"username": "ann", "code": "wrong"}, expect=422)
+
+    def names(token, **query):
+        qs = "&".join(f"{k}={v}" for k, v in query.items())
+        response = p.call("GET", f"/organizations/TIN-1/accounts?{qs}", token=token, expect=200).get_json()
+        return [a["username"] for a in response["accounts"]], response["next"]
+
+    assert names(kim) == (["ann", "bea", "cal", "dan", "kim"], None)
+    assert names(kim, status="pending_approval") == (["bea", "cal", "dan"], None)
+    assert names(kim, status="unverified") == (["ann"], None)
+    assert names(kim, q="BEA@example") == (["bea"], None)
+    assert names(kim, q="cal smith") == (["cal"], None)
+    assert names(kim, manageable="true") == (["ann", "bea", "cal", "dan"], None)
+    assert names(kim, limit=2) == (["ann", "bea"], "bea")
+    assert names(kim, limit=2, after="bea") == (["cal", "dan"], "dan")
+    assert names(kim, limit=2, after="dan") == (["kim"], None)
+    assert p.call("GET", "/organizations/TIN-1/accounts?limit=0", token=kim).status_code == 422
+    assert p.call("GET", "/organizations/TIN-1/accounts?limit=x", token=kim).status_code == 422
+
+    p.act(kim, "bea", "enable")
+    mail = outbox(database, "bea@example.org")
+    p.act(kim, "bea", "send-registration-email")
+    code = outbox(database, "bea@example.org")[-1].payload["registration_code"]
+    p.call("POST", "/registrations/confirm", {"username": "bea", "code": code}, expect=200)
+    bea = p.sign_in("bea", "long enough pass")
+    assert names(bea) == (["bea"], None)
+    assert names(bea, manageable="true") == ([], None)
+    assert mail is not None
+
+    # Every listed account is one /v1/authorize lets the actor view, and no other.
+    for actor, token in (("kim", kim), ("bea", bea)):
+        listed = set(names(token)[0])
+        for other in ("ann", "bea", "cal", "dan", "kim"):
+            answer = p.client.post("/v1/authorize", json={
+                "portal": "ahw", "actor": actor, "action": "view", "resource": {"type": "account", "id": other}},
+                headers={"Authorization": f"Bearer {p.key}"}).get_json()
+            assert answer["allowed"] == (other in listed), (actor, other)
+
+
+def test_audit_and_outbox_endpoints(api, database):
+    """R27 and the outbox: newest first, filtered, paginated; letters carry the code, emails never."""
+    p = api("ahcccs")
+    p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [ADDRESS]}, expect=201)
+    master = activate_master(p, database)
+    p.register("ian")
+    p.act(master, "ian", "approve", comment="welcome")
+    records = p.call("GET", "/audit?organization=P-1", expect=200).get_json()
+    assert records["records"][0]["action"] == "approve" and records["records"][0]["comment"] == "welcome"
+    ids = [r["id"] for r in records["records"]]
+    assert ids == sorted(ids, reverse=True)
+    page = p.call("GET", "/audit?limit=2", expect=200).get_json()
+    older = p.call("GET", f"/audit?limit=2&before={page['next']}", expect=200).get_json()
+    assert len(page["records"]) == 2 and older["records"][0]["id"] < page["records"][-1]["id"]
+    assert {r["target"] for r in p.call("GET", "/audit?account=ian").get_json()["records"]} >= {"ian"}
+    assert p.call("GET", "/audit?since=yesterday").status_code == 422
+    box = p.call("GET", "/outbox", expect=200).get_json()["notifications"]
+    assert [n["channel"] for n in box] == ["letter", "email"]
+    assert "activation_code" in box[0]["payload"]
+    assert all("activation_code" not in n["payload"] for n in box if n["channel"] == "email")
+    assert p.call("GET", "/outbox?to=mara@example.org").get_json()["notifications"][0]["template"] \
+        == "account_awaits_approval"

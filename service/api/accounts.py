@@ -17,9 +17,11 @@ from service.api.schemas import (
     PermissionsBody,
     ProfileBody,
     RegistrationBody,
+    LinkBody,
     SignInBody,
+    SubordinateBody,
 )
-from service.domain import administration, registration, sessions
+from service.domain import administration, registration, roster, sessions
 from service.domain.decisions import Decider, Question, Resource, profile_of
 from service.domain.organizations import get_organization
 from service.storage.facts import actor_facts, find_account
@@ -236,6 +238,48 @@ def comments(portal, username):
         rows = ctx.session.query(Comment).filter_by(account_id=target.id).order_by(Comment.id).all()
         outcome.view = [{"action": c.action, "actor": c.actor, "organization": c.organization,
                          "date": iso(c.created_at), "text": c.text} for c in rows]
+        return outcome
+
+    return _answer(_transaction(portal, work))
+
+
+# --- The organization's roster (R13, R24) -----------------------------------------------------
+
+@bp.post("/organizations/<org>/accounts")
+@require_scope("manage")
+def create_subordinate(portal, org):
+    body = parse(SubordinateBody)
+    details = body.model_dump(exclude={"permissions", "comment"})
+    outcome = _run(portal, lambda ctx, actor: roster.create_subordinate(ctx, actor, org, details, body.permissions,
+                                                                        body.comment))
+    return outcome, 201
+
+
+@bp.post("/organizations/<org>/links")
+@require_scope("manage")
+def link(portal, org):
+    body = parse(LinkBody)
+    return _run(portal, lambda ctx, actor: roster.link_account(ctx, actor, org, body.username, body.comment)), 201
+
+
+@bp.get("/organizations/<org>/accounts")
+@require_scope("manage")
+def list_accounts(portal, org):
+    args = request.args
+    try:
+        limit = int(args.get("limit", 50))
+    except ValueError:
+        raise Problem(422, "validation_error", "Invalid request", "limit must be a whole number",
+                      errors=[{"field": "limit", "code": "int_parsing", "message": "a whole number"}]) from None
+    manageable = args.get("manageable", "false").lower() in ("1", "true", "yes")
+
+    def work(ctx):
+        actor = _actor(ctx)
+        decision, rows, following = roster.list_accounts(
+            ctx, actor, org, q=args.get("q") or None, status=args.get("status") or None, manageable=manageable,
+            limit=limit, after=args.get("after") or None)
+        outcome = administration.Outcome(decision)
+        outcome.view = {"accounts": [account_view(a, ctx.profile) for a in rows], "next": following}
         return outcome
 
     return _answer(_transaction(portal, work))

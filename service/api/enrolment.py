@@ -1,12 +1,17 @@
 """Organizations, support staff and designated admins (scope `enroll`)."""
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify
+from datetime import datetime
 
+from flask import Blueprint, g, jsonify, request
+from sqlalchemy import or_, select
+
+from service.api.problems import Problem
 from service.api.requests import db_session, parse, require_scope, services
 from service.api.schemas import AdminBody, OrganizationBody, SupportStaffBody
 from service.domain import organizations
 from service.domain.decisions import profile_of
+from service.storage.models import AuditRecord, Notification
 
 bp = Blueprint("enrolment", __name__, url_prefix="/v1/portals/<portal>")
 
@@ -75,3 +80,63 @@ def designate_admin(portal, org):
         return {"username": account.username, "organization": org, "role": "admin", "status": account.status}
 
     return jsonify(_write(work)), 201
+
+
+def _int_arg(name: str, default: int | None, low: int = 1, high: int = 500) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise Problem(422, "validation_error", "Invalid request", f"{name} must be a whole number {low}..{high}",
+                      errors=[{"field": name, "code": "invalid", "message": f"a whole number {low}..{high}"}])
+    return value
+
+
+@bp.get("/audit")
+@require_scope("enroll")
+def audit_log(portal):
+    """R27: recorded changes and decisions, newest first; page with ?before=<id>."""
+    profile_of(services().config, portal)
+    limit = _int_arg("limit", 100)
+    before = _int_arg("before", None, 1, 2**62)
+    since = request.args.get("since")
+    query = select(AuditRecord).where(AuditRecord.portal_id == portal)
+    if since:
+        try:
+            moment = datetime.fromisoformat(since)
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise Problem(422, "validation_error", "Invalid request", "since must be an ISO 8601 instant with a zone",
+                          errors=[{"field": "since", "code": "invalid", "message": "e.g. 2026-01-01T00:00:00+00:00"}])
+        query = query.where(AuditRecord.occurred_at >= moment)
+    if request.args.get("organization"):
+        query = query.where(AuditRecord.organization == request.args["organization"])
+    if request.args.get("account"):
+        who = request.args["account"]
+        query = query.where(or_(AuditRecord.target == who, AuditRecord.actor == who))
+    if before:
+        query = query.where(AuditRecord.id < before)
+    rows = list(db_session().scalars(query.order_by(AuditRecord.id.desc()).limit(limit + 1)))
+    records = [{"id": r.id, "occurred_at": r.occurred_at.isoformat(), "actor": r.actor, "client": r.client,
+                "action": r.action, "target": r.target, "organization": r.organization, "outcome": r.outcome,
+                "reasons": r.reasons, "detail": r.detail, "comment": r.comment} for r in rows[:limit]]
+    return jsonify(records=records, next=rows[limit - 1].id if len(rows) > limit else None)
+
+
+@bp.get("/outbox")
+@require_scope("enroll")
+def outbox(portal):
+    """Notifications queued for delivery, oldest first; ?to= filters by recipient."""
+    profile_of(services().config, portal)
+    query = select(Notification).where(Notification.portal_id == portal)
+    if request.args.get("to"):
+        query = query.where(Notification.recipient == request.args["to"])
+    rows = db_session().scalars(query.order_by(Notification.id).limit(_int_arg("limit", 500, 1, 5000)))
+    return jsonify(notifications=[{"channel": n.channel, "to": n.recipient, "template": n.template,
+                                   "created_at": n.created_at.isoformat(), "payload": n.payload, "status": n.status}
+                                  for n in rows])

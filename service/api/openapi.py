@@ -51,6 +51,17 @@ ENDPOINTS: list[tuple] = [
      s.PermissionsBody, s.AccountView, 200, CHANGE_ERRORS),
     ("get", "/v1/portals/{portal}/accounts/{username}/comments", "Comment history, oldest first (R25)", "manage",
      None, None, 200, [401, 403, 404]),
+    ("post", "/v1/portals/{portal}/organizations/{org}/accounts", "Create a subordinate account (R13)", "manage",
+     s.SubordinateBody, s.AccountView, 201, CHANGE_ERRORS),
+    ("post", "/v1/portals/{portal}/organizations/{org}/links", "Link an account of another organization (R13)",
+     "manage", s.LinkBody, s.AccountView, 201, CHANGE_ERRORS),
+    ("get", "/v1/portals/{portal}/organizations/{org}/accounts",
+     "Accounts the actor may see; ?q=&status=&manageable=true&limit=&after= (R24)", "manage", None, s.AccountPage,
+     200, [401, 403, 404, 422]),
+    ("get", "/v1/portals/{portal}/audit", "Recorded changes and decisions, newest first (R27)", "enroll", None,
+     s.AuditPage, 200, [401, 403, 404, 422]),
+    ("get", "/v1/portals/{portal}/outbox", "Notifications queued for delivery", "enroll", None, s.OutboxPage, 200,
+     [401, 403, 404, 422]),
 ]
 
 

@@ -268,3 +268,56 @@ class CommentView(BaseModel):
 
 class ActivationCodeBody(_Body):
     username: str = Field(min_length=1, max_length=100)
+
+
+class SubordinateBody(_Body):
+    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    email: str = Email
+    phone: str | None = Field(default=None, max_length=40)
+    password: str = Field(min_length=1, max_length=256)
+    permissions: list[str] = Field(default_factory=list, max_length=100)
+    comment: str | None = None
+
+
+class LinkBody(_Body):
+    username: str = Field(min_length=1, max_length=100)
+    comment: str | None = None
+
+
+class AccountPage(BaseModel):
+    accounts: list[AccountView]
+    next: str | None = Field(description="pass as ?after= for the next page; null on the last page")
+
+
+class AuditView(BaseModel):
+    id: int
+    occurred_at: str
+    actor: str | None
+    client: str | None
+    action: str
+    target: str | None
+    organization: str | None
+    outcome: str
+    reasons: list[str]
+    detail: dict
+    comment: str | None
+
+
+class AuditPage(BaseModel):
+    records: list[AuditView]
+    next: int | None = Field(description="pass as ?before= for older records")
+
+
+class NotificationView(BaseModel):
+    channel: Literal["email", "letter"]
+    to: str
+    template: str
+    created_at: str
+    payload: dict
+    status: str
+
+
+class OutboxPage(BaseModel):
+    notifications: list[NotificationView]

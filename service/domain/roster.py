@@ -1,0 +1,145 @@
+"""An organization's roster: subordinate accounts, links to other organizations (R13), listing (R24)."""
+from __future__ import annotations
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import selectinload
+
+from service.domain import audit
+from service.domain.administration import Context, Outcome, check_comment, record_denial
+from service.domain.decisions import Decider
+from service.domain.errors import Conflict, Invalid, NotFound
+from service.domain.people import new_account
+from service.policy import Decision
+from service.storage.facts import actor_facts, find_account
+from service.storage.models import Account, Comment, Grant, Membership, Organization
+
+MAX_PAGE = 200
+
+
+def _decide_on_organization(ctx: Context, actor_account: Account, action: str, org_key: str):
+    decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
+    org_facts = decider.organization(org_key)
+    actor = actor_facts(actor_account, actor_account.username, ctx.profile, ctx.now)
+    return actor, org_facts, ctx.policy.decide(actor, action, org_facts)
+
+
+def _organization(ctx: Context, key: str) -> Organization:
+    org = ctx.session.scalar(select(Organization).where(Organization.portal_id == ctx.portal, Organization.key == key)
+                             .with_for_update())
+    if org is None:
+        raise NotFound(f"no organization {key!r} in portal {ctx.portal!r}")
+    return org
+
+
+def create_subordinate(ctx: Context, actor_account: Account, org_key: str, details: dict, permissions: list[str],
+                       comment: str | None) -> Outcome:
+    """R13: a Primary User (or delegate) creates a staff account and assigns its services."""
+    check_comment(comment, ctx.profile)
+    org = _organization(ctx, org_key)
+    actor, org_facts, decision = _decide_on_organization(ctx, actor_account, "create_account", org_key)
+    reasons = list(decision.reasons)
+    for permission in dict.fromkeys(permissions):
+        if permission not in ctx.profile.catalog:
+            reasons.append("permission_unknown")
+        elif decision.allowed and not ctx.policy.decide(actor, permission, org_facts).allowed:
+            reasons.append("permission_not_held")  # R15: grant only what one holds
+    if reasons:
+        denied = Decision(False, tuple(dict.fromkeys(reasons)), decision.policy_version)
+        return record_denial(ctx, actor_account.username, "create_account", details["username"], org_key, denied,
+                             comment)
+    account = new_account(ctx.session, ctx.profile, ctx.portal, status="active", now=ctx.now, **details)
+    link = Membership(account_id=account.id, organization_id=org.id, role="member", status="active",
+                      created_at=ctx.now)
+    ctx.session.add(link)
+    ctx.session.flush()
+    for permission in dict.fromkeys(permissions):
+        ctx.session.add(Grant(membership_id=link.id, permission=permission, granted_at=ctx.now))
+    _record(ctx, actor_account, "create_account", account, org_key, comment, {"permissions": permissions})
+    return Outcome(decision, account, org_key)
+
+
+def link_account(ctx: Context, actor_account: Account, org_key: str, username: str,
+                 comment: str | None) -> Outcome:
+    """R13: an account of another provider or billing entity acts on behalf of this organization."""
+    check_comment(comment, ctx.profile)
+    org = _organization(ctx, org_key)
+    _, _, decision = _decide_on_organization(ctx, actor_account, "link_account", org_key)
+    if not decision.allowed:
+        return record_denial(ctx, actor_account.username, "link_account", username, org_key, decision, comment)
+    account = find_account(ctx.session, ctx.portal, username)
+    if account is None or account.status == "removed":
+        raise NotFound(f"no account {username!r} in portal {ctx.portal!r}")
+    if account.is_support:
+        raise Conflict("support staff are not linked to organizations", "support_account")
+    link = next((m for m in account.memberships if m.organization_id == org.id), None)
+    if link is not None and link.status != "removed":
+        raise Conflict(f"{account.username!r} is already linked to {org_key!r}", "already_linked")
+    if link is None:
+        ctx.session.add(Membership(account_id=account.id, organization_id=org.id, role="member", status="active",
+                                   created_at=ctx.now))
+    else:
+        link.status, link.role = "active", "member"
+    ctx.session.flush()
+    _record(ctx, actor_account, "link_account", account, org_key, comment, None)
+    return Outcome(decision, account, org_key)
+
+
+def _record(ctx, actor, action, target, org_key, comment, detail):
+    audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action=action, outcome="done", actor=actor.username,
+                 client=ctx.client, target=target.username, organization=org_key, detail=detail, comment=comment)
+    if comment is not None:
+        ctx.session.add(Comment(account_id=target.id, organization=org_key, action=action, actor=actor.username,
+                                created_at=ctx.now, text=comment))
+
+
+def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str | None, status: str | None,
+                  manageable: bool, limit: int, after: str | None) -> tuple[Decision, list[Account], str | None]:
+    """R24: the accounts the actor may see (or administer), searched and paged in SQL, never whole in Python.
+
+    Visibility follows the policy's facts: admins and support see everyone in the
+    organization, delegates see members, anyone else only themselves; a test checks
+    every listed account against the policy's `view` decision.
+    """
+    org = ctx.session.scalar(select(Organization).where(Organization.portal_id == ctx.portal,
+                                                        Organization.key == org_key))
+    if org is None:
+        raise NotFound(f"no organization {org_key!r} in portal {ctx.portal!r}")
+    actor, org_facts, decision = _decide_on_organization(ctx, actor_account, "view", org_key)
+    if not decision.allowed:
+        return decision, [], None
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid("bad page size", [{"field": "limit", "code": "out_of_range",
+                                         "message": f"between 1 and {MAX_PAGE}"}])
+    mine = next((m for m in actor.memberships if m.organization == org_key and m.active), None)
+    is_admin = actor.support or (mine is not None and mine.role == "admin")
+    is_delegate = (mine is not None and mine.role == "member" and org_facts.delegate_permission is not None
+                   and org_facts.delegate_permission in mine.permissions)
+    query = (select(Account).join(Membership, Membership.account_id == Account.id)
+             .where(Membership.organization_id == org.id)
+             .options(selectinload(Account.memberships).selectinload(Membership.grants),
+                      selectinload(Account.memberships).selectinload(Membership.organization)))
+    me = Account.id == actor_account.id
+    if is_admin:
+        visible = Account.id.isnot(None)
+        managed = ~me
+    elif is_delegate:
+        visible = or_(Membership.role == "member", me)
+        managed = and_(Membership.role == "member", ~me)
+    else:
+        visible = me
+        managed = Account.id.is_(None)
+    query = query.where(managed if manageable else visible)
+    if status:
+        effective = func.coalesce(func.nullif(Membership.status, "active"), Account.status)
+        query = query.where(effective == status)
+    if q:
+        pattern = f"%{q.casefold()}%"
+        query = query.where(or_(Account.username_key.like(pattern), Account.email_key.like(pattern),
+                                func.lower(Account.first_name).like(pattern),
+                                func.lower(Account.last_name).like(pattern),
+                                func.lower(Account.first_name + " " + Account.last_name).like(pattern)))
+    if after:
+        query = query.where(Account.username_key > after.casefold())
+    rows = list(ctx.session.scalars(query.order_by(Account.username_key).limit(limit + 1)))
+    following = rows[limit - 1].username_key if len(rows) > limit else None
+    return decision, rows[:limit], following
