@@ -34,5 +34,7 @@ def serve(config: Config, *, host: str, port: int, workers: int) -> None:
         "timeout": 30,
         "graceful_timeout": 10,
         "keepalive": 5,
+        # gunicorn 27's control socket is one fixed path per user; several servers on a machine would share it.
+        "control_socket_disable": True,
     }
     _Gunicorn(config, options).run()
