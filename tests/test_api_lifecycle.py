@@ -325,3 +325,104 @@ def test_audit_and_outbox_endpoints(api, database):
     assert all("activation_code" not in n["payload"] for n in box if n["channel"] == "email")
     assert p.call("GET", "/outbox?to=mara@example.org").get_json()["notifications"][0]["template"] \
         == "account_awaits_approval"
+
+
+def test_qm_ioc_registration_story(api, database):
+    """003/001: business type and region; the masters are emailed and listed in the response (R8, R11)."""
+    p = api("qm")
+    p.call("POST", "/organizations", {"key": "IOC-7", "name": "IOC Central", "addresses": [ADDRESS],
+                                      "business_type": "IOC", "region": "Central"}, expect=201)
+    missing = p.register("ioc_ma_na", org="IOC-7", address_id="CORR", expect=422).get_json()
+    assert missing["errors"][0]["field"] == "business_type"
+    p.register("ioc_ma_na", org="IOC-7", address_id="CORR", business_type="IOC", region="Central")
+    letter = outbox(database)[-1].payload
+    p.call("POST", "/activations", {"username": "ioc_ma_na", "code": letter["activation_code"],
+                                    "temporary_password": letter["temporary_password"],
+                                    "new_password": "Valid#Pass2024x"}, expect=200)
+    body = p.register("ioc_sa_na", org="IOC-7", business_type="IOC", region="Central").get_json()
+    assert body["role"] == "member" and body["status"] == "pending_approval"
+    assert body["admins"] == [{"name": "Ioc_Ma_Na Smith", "email": "ioc_ma_na@example.org",
+                               "phone": "602-555-0101"}]
+    notice = outbox(database, "ioc_ma_na@example.org")[-1]
+    assert notice.template == "account_awaits_approval" and notice.payload["username"] == "ioc_sa_na"
+
+
+def test_email_changes_follow_r21(api, database):
+    """R21: members keep their own profile, but only an admin changes a member's email, never its own."""
+    p = api("qm")
+    p.call("POST", "/organizations", {"key": "Q-1", "name": "Q", "addresses": [ADDRESS], "business_type": "Provider",
+                                      "region": "North"}, expect=201)
+    p.register("mara", org="Q-1", address_id="CORR", business_type="Provider", region="North")
+    letter = outbox(database)[-1].payload
+    p.call("POST", "/activations", {"username": "mara", "code": letter["activation_code"],
+                                    "temporary_password": letter["temporary_password"],
+                                    "new_password": "Valid#Pass2024x"}, expect=200)
+    master = p.sign_in("mara")
+    p.register("ian", org="Q-1", business_type="Provider", region="North")
+    p.act(master, "ian", "approve")
+    ian = p.sign_in("ian")
+    assert p.call("PATCH", "/accounts/ian", {"phone": "602-555-9999"}, token=ian, expect=200).get_json()["phone"] \
+        == "602-555-9999"
+    own_email = p.call("PATCH", "/accounts/ian", {"email": "ian@new.example"}, token=ian, expect=403).get_json()
+    assert [r["code"] for r in own_email["reasons"]] == ["self_action"]
+    changed = p.call("PATCH", "/accounts/ian", {"email": "ian@new.example"}, token=master, expect=200).get_json()
+    assert changed["email"] == "ian@new.example"
+    mine = p.call("PATCH", "/accounts/mara", {"email": "mara@new.example"}, token=master, expect=403).get_json()
+    assert [r["code"] for r in mine["reasons"]] == ["self_action"]
+    assert p.call("PATCH", "/accounts/ian", {}, token=master, expect=422).get_json()["errors"][0]["code"] == "empty"
+
+
+ACTIONS_TO_COMPARE = ["approve", "enable", "disable", "unlock", "upgrade", "downgrade", "remove",
+                      "send-password-recovery", "send-registration-email"]
+
+
+def test_authorize_predicts_what_the_change_endpoint_does(api, database, build):
+    """Done-criterion of issue 4: /v1/authorize's answer for an admin action matches the mutation's outcome."""
+    p = api("ahw")
+    with build("ahw") as world:
+        world.organization("TIN-5")
+        world.account("boss", memberships={"TIN-5": {"role": "admin"}})
+        world.account("boss2", memberships={"TIN-5": {"role": "admin"}})
+        world.account("dele", memberships={"TIN-5": {"permissions": ["manage_account", "claims"]}})
+        world.account("mem", memberships={"TIN-5": {"permissions": ["claims"]}})
+        for status in ("active", "locked", "disabled", "pending_approval", "unverified"):
+            for actor in ("boss", "dele", "mem"):
+                world.account(f"{actor}-{status[:4]}", status=status, memberships={"TIN-5": {}})
+    from tests.fixtures.world import PASSWORD
+
+    compared = 0
+    for actor in ("boss", "dele", "mem"):
+        token = p.sign_in(actor, PASSWORD)
+        for status in ("active", "locked", "disabled", "pending_approval", "unverified"):
+            target = f"{actor}-{status[:4]}"
+            for path_action in ACTIONS_TO_COMPARE:
+                action = path_action.replace("-", "_")
+                predicted = p.client.post("/v1/authorize", json={
+                    "portal": "ahw", "actor": actor, "action": action,
+                    "resource": {"type": "account", "id": target}},
+                    headers={"Authorization": f"Bearer {p.key}"}).get_json()
+                done = p.act(token, target, path_action, expect=None)
+                refused = 409 if [r["code"] for r in predicted["reasons"]] == ["last_admin"] else 403
+                assert done.status_code == (200 if predicted["allowed"] else refused), (actor, target, action)
+                if not predicted["allowed"]:
+                    assert done.get_json()["reasons"] == predicted["reasons"]
+                compared += 1
+    assert compared == 3 * 5 * len(ACTIONS_TO_COMPARE)
+
+
+def test_last_admin_is_a_409_conflict(api, database, build):
+    """R3 through the contract: breaking the invariant is 409 `last_admin`."""
+    p = api("ahw")
+    with build("ahw") as world:
+        world.organization("TIN-8")
+        world.account("solo", memberships={"TIN-8": {"role": "admin"}})
+        world.account("helper", memberships={"TIN-8": {}})
+        world.account("desk", support=True)
+    from tests.fixtures.world import PASSWORD
+
+    desk = p.sign_in("desk", PASSWORD)
+    refused = p.act(desk, "solo", "remove", expect=409).get_json()
+    assert refused["code"] == "last_admin" and [r["code"] for r in refused["reasons"]] == ["last_admin"]
+    assert p.act(desk, "solo", "downgrade", expect=409).get_json()["code"] == "last_admin"
+    p.act(desk, "helper", "upgrade")
+    p.act(desk, "solo", "remove")

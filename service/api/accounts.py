@@ -63,6 +63,11 @@ def _actor(ctx):
 def _answer(outcome):
     """Render an Outcome; a denial is raised only after its audit record was committed."""
     if not outcome.decision.allowed:
+        if outcome.decision.reasons == ("last_admin",):
+            # Allowed but for R3's invariant: the contract makes that a conflict, not a denial.
+            raise Problem(409, "last_admin", "Conflict",
+                          "the organization would be left with active members and no active admin",
+                          reasons=outcome.decision.reason_objects())
         raise Problem(403, "forbidden", "Forbidden", "the policy denies this change",
                       reasons=outcome.decision.reason_objects())
     return jsonify(outcome.view)
