@@ -426,3 +426,51 @@ def test_last_admin_is_a_409_conflict(api, database, build):
     assert p.act(desk, "solo", "downgrade", expect=409).get_json()["code"] == "last_admin"
     p.act(desk, "helper", "upgrade")
     p.act(desk, "solo", "remove")
+
+
+def test_support_reissues_an_expired_activation_code(api, database, clock):
+    """R10: only support staff, only for an expired code; the new letter goes to the address on file."""
+    p = api("ahcccs")
+    p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [ADDRESS]}, expect=201)
+    p.call("POST", "/support-staff", {"username": "desk", "first_name": "Service", "last_name": "Desk",
+                                      "email": "servicedesk@example.org", "password": "Valid#Pass2024x"}, expect=201)
+    p.register("mara", address_id="CORR")
+    desk = p.sign_in("desk")
+    early = p.call("POST", "/organizations/P-1/activation-codes", {"username": "mara"}, token=desk, expect=422)
+    assert early.get_json()["code"] == "activation_code_not_expired"
+    clock.advance(timedelta(days=16))
+    desk = p.sign_in("desk")  # the first session lasted hours, not days
+    p.call("POST", "/organizations/P-1/activation-codes", {"username": "mara"}, token=desk, expect=201)
+    letters = [n for n in outbox(database) if n.channel == "letter"]
+    assert len(letters) == 2 and letters[0].payload["activation_code"] != letters[1].payload["activation_code"]
+    old = p.call("POST", "/activations", {"username": "mara", "code": letters[0].payload["activation_code"],
+                                          "temporary_password": letters[1].payload["temporary_password"],
+                                          "new_password": "Valid#Pass2024x"})
+    assert old.status_code == 422 and old.get_json()["code"] == "activation_code_invalid"
+    p.call("POST", "/activations", {"username": "mara", "code": letters[1].payload["activation_code"],
+                                    "temporary_password": letters[1].payload["temporary_password"],
+                                    "new_password": "Valid#Pass2024x"}, expect=200)
+
+
+def test_only_support_reissues_codes(api, database, clock):
+    p = api("ahcccs")
+    p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [ADDRESS]}, expect=201)
+    master = activate_master(p, database)
+    denied = p.call("POST", "/organizations/P-1/activation-codes", {"username": "mara"}, token=master, expect=403)
+    assert [r["code"] for r in denied.get_json()["reasons"]] == ["support_only"]
+
+
+def test_audit_records_are_append_only(database, clock):
+    from service.domain import audit
+    from service.storage.models import AuditRecord
+
+    with database.transaction() as session:
+        audit.record(session, portal="ahw", now=clock.now(), action="x", outcome="done")
+    with pytest.raises(PermissionError):
+        with database.transaction() as session:
+            session.scalars(select(AuditRecord)).one().outcome = "changed"
+    with pytest.raises(PermissionError):
+        with database.transaction() as session:
+            session.delete(session.scalars(select(AuditRecord)).one())
+    with database.sessions() as session:
+        assert session.scalars(select(AuditRecord)).one().outcome == "done"

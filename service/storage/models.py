@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 from sqlalchemy import (
+    event,
     JSON,
     BigInteger,
     Boolean,
@@ -258,3 +259,10 @@ class Comment(Base):
     actor: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[timestamp]
     text: Mapped[str] = mapped_column(Text)
+
+
+@event.listens_for(AuditRecord, "before_update")
+@event.listens_for(AuditRecord, "before_delete")
+def _audit_is_append_only(_mapper, _connection, record) -> None:
+    """R27: the application adds audit records and never changes or deletes one."""
+    raise PermissionError(f"audit record {record.id} is append-only")
