@@ -6,6 +6,7 @@ the actor is always the session's account, never a field of the body.
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
+from sqlalchemy import select
 
 from service.api.problems import Problem
 from service.api.requests import parse, require_scope, services
@@ -47,7 +48,7 @@ def account_view(account, profile) -> dict:
 
 
 def _transaction(portal: str, work):
-    """One transaction for the whole change; returns (result, denial)."""
+    """Run `work(ctx)` in one transaction: all of it is committed, or none."""
     s = services()
     profile = profile_of(s.config, portal)
     with s.database.transaction() as session:
@@ -185,20 +186,26 @@ def sign_out(portal):
 
 # --- Accounts ---------------------------------------------------------------------------------
 
-@bp.get("/accounts/<username>")
-@require_scope("manage")
-def get_account(portal, username):
+def _read_account(portal: str, username: str, render):
+    """A read about one account: decided as `view`, denied reads audited, no lock taken."""
+
     def work(ctx):
         actor = _actor(ctx)
-        decision, target, _ = administration.decide_and_lock(ctx, actor, "view", username,
-                                                             request.args.get("organization"))
-        outcome = administration.Outcome(decision, target)
-        outcome.view = account_view(target, ctx.profile)
+        decision, target, link = administration.decide(ctx, actor, "view", username, request.args.get("organization"))
         if not decision.allowed:
-            administration.record_denial(ctx, actor.username, "view", target.username, None, decision, None)
+            return administration.record_denial(ctx, actor.username, "view", target.username,
+                                                link.organization.key, decision, None)
+        outcome = administration.Outcome(decision, target)
+        outcome.view = render(ctx, target)
         return outcome
 
     return _answer(_transaction(portal, work))
+
+
+@bp.get("/accounts/<username>")
+@require_scope("manage")
+def get_account(portal, username):
+    return _read_account(portal, username, lambda ctx, target: account_view(target, ctx.profile))
 
 
 @bp.patch("/accounts/<username>")
@@ -235,17 +242,12 @@ def put_permissions(portal, username):
 def comments(portal, username):
     """R25: the history, oldest first, as plain JSON strings (never markup)."""
 
-    def work(ctx):
-        actor = _actor(ctx)
-        decision, target, _ = administration.decide_and_lock(ctx, actor, "view", username,
-                                                             request.args.get("organization"))
-        outcome = administration.Outcome(decision, target)
-        rows = ctx.session.query(Comment).filter_by(account_id=target.id).order_by(Comment.id).all()
-        outcome.view = [{"action": c.action, "actor": c.actor, "organization": c.organization,
-                         "date": iso(c.created_at), "text": c.text} for c in rows]
-        return outcome
+    def render(ctx, target):
+        rows = ctx.session.scalars(select(Comment).where(Comment.account_id == target.id).order_by(Comment.id))
+        return [{"action": c.action, "actor": c.actor, "organization": c.organization, "date": iso(c.created_at),
+                 "text": c.text} for c in rows]
 
-    return _answer(_transaction(portal, work))
+    return _read_account(portal, username, render)
 
 
 # --- The organization's roster (R13, R24) -----------------------------------------------------

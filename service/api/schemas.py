@@ -5,9 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.policy import ACCOUNT_ACTIONS
 
-Name = Field(min_length=1, max_length=100)
 
 
 class _Body(BaseModel):
@@ -99,8 +97,6 @@ class ClockRequest(_Body):
     advance: str | None = Field(default=None, description="an ISO 8601 duration, e.g. P16D or PT15M")
     now: str | None = Field(default=None, description="an ISO 8601 instant with a time zone")
 
-
-ACCOUNT_ACTION_NAMES = ACCOUNT_ACTIONS
 
 
 # --- Enrolment (scope `enroll`) ---------------------------------------------------------------

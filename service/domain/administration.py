@@ -71,11 +71,18 @@ def _lock_organization(ctx: Context, key: str) -> None:
 
 def decide_and_lock(ctx: Context, actor_account: Account, action: str, username: str, organization: str | None,
                     context: dict | None = None):
-    """Resolve the target, lock its organization, and decide on fresh facts."""
+    """Resolve the target, lock its organization, and decide on facts read after the lock."""
     question = Question(action, Resource("account", username, organization), context or {})
     preliminary = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).resource(question)
     _lock_organization(ctx, preliminary.organization.key)  # 404s and 422s came before any lock
     ctx.session.expire_all()  # what was read before the lock may be stale
+    return decide(ctx, actor_account, action, username, organization, context)
+
+
+def decide(ctx: Context, actor_account: Account, action: str, username: str, organization: str | None,
+           context: dict | None = None):
+    """Decide about an account as it stands now (no lock: for reads)."""
+    question = Question(action, Resource("account", username, organization), context or {})
     facts = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).resource(question)
     actor = actor_facts(find_account(ctx.session, ctx.portal, actor_account.username), actor_account.username,
                         ctx.profile, ctx.now)
