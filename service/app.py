@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from service.api import accounts, decisions, enrolment, health, openapi, problems, testing
+from service.api import accounts, decisions, enrolment, health, maintenance, openapi, passwords, problems, testing
 from service.api.requests import close_session
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import Config
@@ -43,6 +43,8 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.register_blueprint(decisions.bp)
     app.register_blueprint(enrolment.bp)
     app.register_blueprint(accounts.bp)
+    app.register_blueprint(passwords.bp)
+    app.register_blueprint(maintenance.bp)
     app.register_blueprint(openapi.bp)
     if config.testing.clock == "settable":
         app.register_blueprint(testing.bp)

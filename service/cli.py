@@ -1,4 +1,4 @@
-"""The `portal-authz` command: serve, clients add, check, policy test."""
+"""The `portal-authz` command: serve, clients add, check, policy test, sweep."""
 from __future__ import annotations
 
 import argparse
@@ -138,6 +138,22 @@ def cmd_policy_test(args) -> None:
         raise SystemExit(1)
 
 
+def cmd_sweep(args) -> None:
+    """R22/R23: the inactivity sweep now, with the same clock the server uses; prints counts per portal."""
+    from service.clock import SettableClock, SystemClock
+    from service.domain.sweep import sweep
+
+    config = _config(args)
+    if args.portal is not None and config.portal(args.portal) is None:
+        _die(f"unknown portal {args.portal!r}; configured portals: {', '.join(sorted(config.portals))}")
+    database = prepare_database(config)
+    clock = SettableClock(database) if config.testing.clock == "settable" else SystemClock()
+    result = sweep(database, config, clock.now(), portal=args.portal, client="cli")
+    for portal, part in result.portals.items():
+        print(portal + ": " + " ".join(f"{name}={count}" for name, count in part.counts().items()))
+    database.dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
@@ -173,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     ptest = policy_sub.add_parser("test", parents=[common], help="run the YAML decision tables")
     ptest.add_argument("path", nargs="?", default=None, help="a table file or folder (default policies/tests)")
     ptest.set_defaults(func=cmd_policy_test)
+
+    sweep = sub.add_parser("sweep", parents=[common], help="run the inactivity sweep (R22, R23) now")
+    sweep.add_argument("--portal", default=None, help="one portal (default: every portal)")
+    sweep.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -162,12 +162,9 @@ def sign_in(portal):
         with s.database.transaction() as session:
             signed = sessions.sign_in(session, profile, portal, body.username, body.password, s.clock.now())
     except sessions.SignInRefused as refused:
-        # The refusal's audit record is committed in a transaction of its own.
+        # The refusal's audit record (and a wrong password's counted failure, R19) commit on their own.
         with s.database.transaction() as session:
-            from service.domain import audit
-
-            audit.record(session, portal=portal, now=s.clock.now(), action="sign_in", outcome="refused",
-                         actor=body.username, reasons=[refused.code])
+            sessions.record_refusal(session, profile, portal, body.username, refused.code, s.clock.now())
         raise
     return jsonify(token=signed.token, expires_at=iso(signed.expires_at),
                    password_expires_at=iso(signed.password_expires_at)), 201

@@ -5,6 +5,7 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
 from service.api import schemas as s
+from service.api.maintenance import SweepCounts
 
 bp = Blueprint("openapi", __name__)
 
@@ -62,6 +63,17 @@ ENDPOINTS: list[tuple] = [
      s.AuditPage, 200, [401, 403, 404, 422]),
     ("get", "/v1/portals/{portal}/outbox", "Notifications queued for delivery", "enroll", None, s.OutboxPage, 200,
      [401, 403, 404, 422]),
+    ("put", "/v1/portals/{portal}/accounts/{username}/password",
+     "The account changes its own password, also when expired (R17, R18); a wrong current password counts (R19)",
+     "manage", s.PasswordChangeBody, s.PasswordSet, 200, CHANGE_ERRORS),
+    ("post", "/v1/portals/{portal}/password-recoveries",
+     "Self-service recovery by security answers: 202 whatever the answers (R20)", "manage", s.RecoveryBody,
+     s.RecoveryAccepted, 202, [400, 401, 403, 404, 413, 415, 422]),
+    ("post", "/v1/portals/{portal}/password-recoveries/confirm",
+     "Set a new password with the emailed code; unlocks a locked account (R19, R20)", "manage",
+     s.RecoveryConfirmBody, s.PasswordSet, 200, CHANGE_ERRORS),
+    ("post", "/v1/portals/{portal}/maintenance/sweep", "Run the inactivity sweep now (R22, R23)", "enroll", None,
+     SweepCounts, 200, [401, 403, 404]),
 ]
 
 

@@ -1,7 +1,7 @@
 """Request and response bodies. The same models validate requests and generate /openapi.json."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -317,3 +317,36 @@ class NotificationView(BaseModel):
 
 class OutboxPage(BaseModel):
     notifications: list[NotificationView]
+
+
+# --- Passwords: change, recovery (R17-R20) ----------------------------------------------------
+
+
+class PasswordChangeBody(_Body):
+    current_password: str = Field(min_length=1, max_length=256,
+                                  description="proves who is asking; a wrong one counts as a failed sign-in (R19)")
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+class RecoveryBody(_Body):
+    username: str = Field(min_length=1, max_length=100)
+    answers: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=5,
+                               description="the security answers in the order they were chosen at registration")
+
+
+class RecoveryConfirmBody(_Body):
+    username: str = Field(min_length=1, max_length=100)
+    code: str = Field(min_length=1, max_length=64)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+class RecoveryAccepted(BaseModel):
+    status: Literal["accepted"]
+    detail: str
+
+
+class PasswordSet(BaseModel):
+    username: str
+    status: str
+    password_expires_at: str | None

@@ -159,7 +159,10 @@ def _downgrade(ctx: Context, target: Account, link: Membership) -> None:
 
 
 def _unlock(ctx: Context, target: Account, link: Membership) -> None:
+    """R19/R22: unlocking forgets the failures and restarts the inactivity clock, or the next sweep relocks."""
     target.status = "active"
+    target.last_activity_at = ctx.now
+    sessions.clear_failures(ctx.session, target.id)
 
 
 def issue_code(ctx: Context, account: Account, purpose: str, lifetime: timedelta) -> str:

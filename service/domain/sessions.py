@@ -1,8 +1,19 @@
-"""Sign-in and sessions: the one place sign-in is decided (lockout and expiry hook in here).
+"""Sign-in and sessions: the one place sign-in is decided, with lockout (R19) and expiry (R18).
 
 A wrong password and an unknown username answer alike, after the same argon2
 work, so usernames cannot be probed; an account's status is revealed only to
-someone who knows its password.
+someone who knows its password. A wrong password is `invalid_credentials`
+whatever the account's state; `account_locked` is told only with the right one.
+
+Lockout is decided in two steps, because a refusal rolls back the sign-in's
+own transaction: `sign_in` verifies and raises, then the caller records the
+refusal with `record_refusal` in a transaction of its own. That transaction
+locks the account row (SELECT ... FOR UPDATE on PostgreSQL; on SQLite
+Database.transaction() holds the write lock from BEGIN IMMEDIATE), counts the
+failures in the window, adds this one and, at the limit, locks the account:
+count, insert and lock are one serialized step per account, so parallel wrong
+guesses from any number of processes are counted one after another and exactly
+`max_failures` of them are ever counted before the lock.
 """
 from __future__ import annotations
 
@@ -11,15 +22,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.config import PortalProfile
 from service.domain import audit
 from service.domain.errors import DomainError
 from service.domain.passwords import verify_secret
-from service.storage.facts import find_account, password_current
-from service.storage.models import Account, SessionToken
+from service.storage.facts import find_account, password_current, username_key
+from service.storage.models import Account, FailedSignIn, SessionToken
 
 REFUSED_STATUS = {
     "locked": "account_locked",
@@ -64,20 +75,90 @@ def password_expires_at(account: Account, profile: PortalProfile) -> datetime | 
 def sign_in(session: Session, profile: PortalProfile, portal: str, username: str, password: str,
             now: datetime) -> SignedIn:
     """A new session, or SignInRefused; the caller records refusals (they roll back with this transaction)."""
-    account = find_account(session, portal, username)
-    if not verify_secret(account.password_hash if account else None, password) or account is None:
-        raise SignInRefused("invalid_credentials", "the username or password is not correct")
-    refused = REFUSED_STATUS.get(account.status)
-    if refused is None and not password_current(account, profile, now):
-        refused = "password_expired"
-    if refused:
-        raise SignInRefused(refused, f"the account cannot sign in: {refused.replace('_', ' ')}")
+    account = authenticate(session, profile, portal, username, password, now)
+    if not password_current(account, profile, now):
+        raise SignInRefused("password_expired", "the password has expired; change it with PUT .../password")
+    clear_failures(session, account.id)  # a successful sign-in starts the window afresh
     token = secrets.token_urlsafe(32)
     expires = now + timedelta(minutes=profile.session_minutes)
     session.add(SessionToken(token_digest=_digest(token), account_id=account.id, created_at=now, expires_at=expires))
     account.last_login_at = account.last_activity_at = now
     audit.record(session, portal=portal, now=now, action="sign_in", outcome="done", actor=account.username)
     return SignedIn(token, expires, password_expires_at(account, profile))
+
+
+def authenticate(session: Session, profile: PortalProfile, portal: str, username: str, password: str,
+                 now: datetime) -> Account:
+    """The account when the password is right and its status lets it sign in (expiry is the caller's).
+
+    Raises SignInRefused; the caller records it with `record_refusal` after this transaction rolled back.
+    """
+    account = find_account(session, portal, username)
+    if not verify_secret(account.password_hash if account else None, password) or account is None:
+        raise SignInRefused("invalid_credentials", "the username or password is not correct")
+    account = lock_account(session, account.id)  # the status as of now, after any lock in flight
+    refused = REFUSED_STATUS.get(account.status)
+    if refused:
+        raise SignInRefused(refused, f"the account cannot sign in: {refused.replace('_', ' ')}")
+    return account
+
+
+def lock_account(session: Session, account_id: int) -> Account:
+    """The account row, re-read and locked until this transaction ends.
+
+    PostgreSQL: SELECT ... FOR UPDATE. SQLite ignores FOR UPDATE, but Database.transaction()
+    began with BEGIN IMMEDIATE, so the whole database is already this transaction's to write.
+    """
+    return session.scalars(select(Account).where(Account.id == account_id).with_for_update()
+                           .execution_options(populate_existing=True)).one()
+
+
+def record_refusal(session: Session, profile: PortalProfile, portal: str, username: str, code: str,
+                   now: datetime, action: str = "sign_in", client: str | None = None) -> None:
+    """Audit a refused sign-in; a wrong password for a known account is also a counted failure (R19).
+
+    Unknown usernames leave nothing but the audit record: no row is created for them.
+    """
+    detail: dict = {}
+    if code == "invalid_credentials":
+        account_id = session.scalar(select(Account.id).where(Account.portal_id == portal,
+                                                             Account.username_key == username_key(username)))
+        if account_id is not None:
+            detail = record_failure(session, profile, portal, account_id, now)
+    audit.record(session, portal=portal, now=now, action=action, outcome="refused", actor=username,
+                 client=client, reasons=[code], detail=detail)
+
+
+def record_failure(session: Session, profile: PortalProfile, portal: str, account_id: int,
+                   now: datetime) -> dict:
+    """Count one failed sign-in in the sliding window and lock the account at the limit, atomically.
+
+    Only an active account counts failures: a locked one stays locked, and a pending or disabled
+    one keeps its status. Returns what happened, for the audit record.
+    """
+    account = lock_account(session, account_id)
+    if account.status != "active":
+        return {"counted": False, "status": account.status}
+    window_start = now - timedelta(minutes=profile.lockout.window_minutes)
+    session.execute(delete(FailedSignIn).where(FailedSignIn.account_id == account_id,
+                                               FailedSignIn.occurred_at <= window_start))
+    earlier = session.scalar(select(func.count()).select_from(FailedSignIn)
+                             .where(FailedSignIn.account_id == account_id, FailedSignIn.occurred_at > window_start))
+    session.add(FailedSignIn(account_id=account_id, occurred_at=now))
+    failures = earlier + 1
+    locked = failures >= profile.lockout.max_failures
+    if locked:
+        account.status = "locked"
+        end_all(session, account_id, now)
+        audit.record(session, portal=portal, now=now, action="lock", outcome="done", target=account.username,
+                     reasons=["too_many_failed_sign_ins"],
+                     detail={"failures": failures, "window_minutes": profile.lockout.window_minutes})
+    return {"counted": True, "failures_in_window": failures, "locked": locked}
+
+
+def clear_failures(session: Session, account_id: int) -> None:
+    """Forget the failure window: after a successful sign-in, an admin's unlock or a completed recovery."""
+    session.execute(delete(FailedSignIn).where(FailedSignIn.account_id == account_id))
 
 
 def account_for(session: Session, portal: str, token: str | None, now: datetime) -> Account:

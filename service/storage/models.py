@@ -266,3 +266,29 @@ class Comment(Base):
 def _audit_is_append_only(_mapper, _connection, record) -> None:
     """R27: the application adds audit records and never changes or deletes one."""
     raise PermissionError(f"audit record {record.id} is append-only")
+
+
+class FailedSignIn(Base):
+    """R19: one wrong password for a known account; counted in the profile's sliding window.
+
+    Written only while the account row is locked (see service.domain.sessions.record_refusal),
+    so parallel wrong guesses are counted one after another and cannot pass the limit.
+    """
+
+    __tablename__ = "failed_sign_ins"
+    __table_args__ = (Index("ix_failed_sign_ins_account_time", "account_id", "occurred_at"),)
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    occurred_at: Mapped[timestamp]
+
+
+class PasswordHistory(Base):
+    """R17: an account's earlier password hashes (argon2), newest last, for the history rule."""
+
+    __tablename__ = "password_history"
+    __table_args__ = (Index("ix_password_history_account", "account_id", "id"),)
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    set_at: Mapped[optional_timestamp]
+    retired_at: Mapped[timestamp]

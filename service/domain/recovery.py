@@ -1,0 +1,165 @@
+"""Changing a password (R17, R18) and self-service password recovery (R20).
+
+Both set a password the same way (`set_password`): the portal's rules, the
+history rule against the current and earlier hashes, `password_changed_at`
+from the injected clock, the failure window forgotten.
+
+- A change is made by the account itself only. It is authenticated by the
+  current password, so an account whose password has expired (and so cannot
+  sign in) can still change it; a session token, when sent, must be the
+  account's own. A wrong current password is a failed sign-in (R19).
+- Recovery asks the security answers chosen at registration, compared exactly
+  as first typed (argon2). Right or wrong, known account or not, the caller
+  hears the same 202; only right answers queue the email with a security
+  code (the same email an admin's `send-password-recovery` sends). The code is
+  one-time, stored hashed, valid for the portal's recovery minutes. Completing
+  recovery unlocks a locked account.
+- Portals without security questions (recovery.security_questions == 0) do
+  not offer self-service recovery: 403 `recovery_not_offered`. It says nothing
+  about any account, only about the portal; an admin can still send recovery.
+"""
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from service.config import PortalProfile
+from service.domain import audit, sessions
+from service.domain.administration import APPLY, Context
+from service.domain.errors import DomainError
+from service.domain.passwords import hash_secret, verify_secret
+from service.domain.people import check_password
+from service.domain.registration import CodeProblem
+from service.storage.facts import find_account, username_key
+from service.storage.models import Account, OneTimeCode, PasswordHistory, SecurityAnswer
+
+# Statuses whose owner may recover the password; recovery is also how a locked account unlocks (R19).
+RECOVERABLE = ("active", "locked")
+
+
+class OnlyTheAccountItself(DomainError):
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
+class RecoveryNotOffered(DomainError):
+    status, code, title = 403, "recovery_not_offered", "Self-service recovery is not offered"
+
+
+def previous_hashes(session: Session, account: Account, profile: PortalProfile) -> tuple[str, ...]:
+    """The hashes the history rule compares with, newest first: the current one, then retired ones."""
+    keep = profile.password.history
+    if keep == 0:
+        return ()
+    current = (account.password_hash,) if account.password_hash else ()
+    retired = session.scalars(select(PasswordHistory.password_hash)
+                              .where(PasswordHistory.account_id == account.id)
+                              .order_by(PasswordHistory.id.desc()).limit(max(keep - len(current), 0)))
+    return current + tuple(retired)
+
+
+def set_password(ctx: Context, account: Account, new_password: str) -> None:
+    """R17 (rules and history), then the new hash; the old one joins the history."""
+    check_password(new_password, account.username, ctx.profile, previous_hashes(ctx.session, account, ctx.profile))
+    if account.password_hash:
+        ctx.session.add(PasswordHistory(account_id=account.id, password_hash=account.password_hash,
+                                        set_at=account.password_changed_at, retired_at=ctx.now))
+        ctx.session.flush()
+        # Keep only as many retired hashes as the rule can look at.
+        stale = list(ctx.session.scalars(select(PasswordHistory.id).where(PasswordHistory.account_id == account.id)
+                                         .order_by(PasswordHistory.id.desc())
+                                         .offset(max(ctx.profile.password.history, 1))))
+        if stale:
+            ctx.session.execute(delete(PasswordHistory).where(PasswordHistory.id.in_(stale)))
+    account.password_hash = hash_secret(new_password)
+    account.password_changed_at = account.last_activity_at = ctx.now
+    sessions.clear_failures(ctx.session, account.id)
+
+
+def change_password(ctx: Context, username: str, current_password: str, new_password: str,
+                    token: str | None) -> Account:
+    """R18: the account changes its own password, expired or not.
+
+    Raises OnlyTheAccountItself (403) when a session of another account is sent, and
+    sessions.SignInRefused (401) for a wrong current password or a status that cannot sign in;
+    the caller records that refusal with sessions.record_refusal after this transaction rolled back.
+    """
+    if token is not None:
+        actor = sessions.account_for(ctx.session, ctx.portal, token, ctx.now)
+        if actor.username_key != username_key(username):
+            raise OnlyTheAccountItself("only the account itself changes its password")
+    account = sessions.authenticate(ctx.session, ctx.profile, ctx.portal, username, current_password, ctx.now)
+    set_password(ctx, account, new_password)
+    audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="change_password", outcome="done",
+                 actor=account.username, client=ctx.client, target=account.username)
+    return account
+
+
+def _stored_answers(session: Session, account: Account | None) -> list[SecurityAnswer]:
+    if account is None:
+        return []
+    return list(session.scalars(select(SecurityAnswer).where(SecurityAnswer.account_id == account.id)
+                                .order_by(SecurityAnswer.position)))
+
+
+def request_recovery(ctx: Context, username: str, answers: list[str]) -> None:
+    """R20: right answers queue the recovery email; every outcome looks the same to the caller.
+
+    The argon2 work is the same whatever happens: one verification per answer given,
+    against a dummy hash where the account or the answer does not exist.
+    """
+    if ctx.profile.recovery.security_questions == 0:
+        raise RecoveryNotOffered("this portal does not offer self-service password recovery; "
+                                 "an admin of your organization can send you a recovery email")
+    account = find_account(ctx.session, ctx.portal, username)
+    stored = _stored_answers(ctx.session, account)
+    matches = [verify_secret(stored[i].answer_hash if i < len(stored) else None, answer)
+               for i, answer in enumerate(answers)]
+    if account is None:
+        refusal = "unknown_account"
+    elif not stored or len(answers) != len(stored) or not all(matches):
+        refusal = "wrong_answers"
+    elif account.status not in RECOVERABLE:
+        refusal = "target_status"
+    else:
+        refusal = None
+    if refusal is not None:
+        audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="request_password_recovery",
+                     outcome="refused", actor=username, client=ctx.client, target=username, reasons=[refusal],
+                     detail={"answers_given": len(answers)})
+        return
+    APPLY["send_password_recovery"](ctx, account, None)  # the same email as an admin's send-password-recovery
+    audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="request_password_recovery", outcome="done",
+                 actor=account.username, client=ctx.client, target=account.username)
+
+
+def _current_recovery_code(session: Session, account: Account) -> OneTimeCode | None:
+    return session.scalar(select(OneTimeCode).where(OneTimeCode.account_id == account.id,
+                                                    OneTimeCode.purpose == "recovery",
+                                                    OneTimeCode.used_at.is_(None))
+                          .order_by(OneTimeCode.id.desc()).limit(1))
+
+
+def confirm_recovery(ctx: Context, username: str, code: str, new_password: str) -> Account:
+    """R20: the emailed code (once, within its minutes) and a new password; unlocks a locked account (R19).
+
+    The account row is locked before the code is read, so one code cannot be used twice at once.
+    A new password that breaks the rules leaves the code unused (the transaction rolls back).
+    """
+    found = find_account(ctx.session, ctx.portal, username)
+    account = sessions.lock_account(ctx.session, found.id) if found else None
+    current = _current_recovery_code(ctx.session, account) if account else None
+    valid = verify_secret(current.code_hash if current else None, code)
+    if account is None or current is None or not valid or account.status not in RECOVERABLE:
+        raise CodeProblem("recovery_invalid", "the recovery code is not correct or was already used")
+    if current.expires_at <= ctx.now:
+        raise CodeProblem("recovery_expired",
+                          "the recovery code has expired; answer the security questions again for a new one")
+    set_password(ctx, account, new_password)
+    current.used_at = ctx.now
+    was = account.status
+    account.status = "active"
+    sessions.end_all(ctx.session, account.id, ctx.now)
+    audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="recover_password", outcome="done",
+                 actor=account.username, client=ctx.client, target=account.username,
+                 detail={"unlocked": was == "locked"})
+    return account
