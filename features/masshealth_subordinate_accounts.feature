@@ -1,0 +1,122 @@
+@masshealth
+Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
+  The Primary User is responsible for managing access to their organization's
+  information on the MMIS Provider Online Service Center (POSC). (seed 004)
+
+  Background:
+    Given the portal is the "MassHealth Provider Online Service Center"
+    And the provider "PIDSL-1" is enrolled
+    And "mhughes" is the Primary User of "PIDSL-1"
+
+  @R13
+  Scenario: Only the Primary User can create subordinate accounts for staff members and assign access
+    When "mhughes" creates the subordinate "jdoe11" for "PIDSL-1" with the services "Claims Submission and Status, Manage Member Eligibility"
+    Then the change is accepted
+    And "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-1" gets "allowed"
+    And "jdoe11" asking to use "Manage Referrals" for "PIDSL-1" gets "permission_not_granted"
+    When "kdoe" registers with "PIDSL-1"
+    Then the request is refused with "self_registration_closed"
+    When "jdoe11" creates the subordinate "ldoe" for "PIDSL-1" with the services "nothing"
+    Then the change is refused because of "not_admin"
+
+  @R14 @R16 @R5
+  Scenario Outline: Change services assigned to the subordinate account
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "View Provider Reports, Manage Provider Profile Information"
+    When "mhughes" moves the services of "jdoe11" so that the Assigned Services are "<assigned services>"
+    Then the change is <outcome>
+    And "jdoe11" asking to use "<service>" for "PIDSL-1" gets "<answer>"
+
+    Examples:
+      | assigned services                             | outcome                                 | service                      | answer                 |
+      | View Provider Reports, Batch File Submission  | accepted                                | Batch File Submission        | allowed                |
+      | View Provider Reports, Batch File Submission  | accepted                                | Manage Provider Profile Information | permission_not_granted |
+      | Claims Submission and Status                  | accepted                                | Claims Submission and Status | allowed                |
+      | nothing                                       | accepted                                | View Provider Reports        | permission_not_granted |
+      | Cancel Service                                | refused because of "permission_unknown" | Cancel Service               | permission_unknown     |
+
+  @R5 @R20
+  Scenario: Reset a Subordinate Account Password
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "nothing"
+    When "mhughes" clicks "Reset Password" for "jdoe11"
+    Then the change is accepted
+    And an email with a security code and a URL is sent to "jdoe11"
+
+  @R13 @R1
+  Scenario: The Primary User can also provide access to other providers and billing entities by linking user accounts
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "Claims Submission and Status"
+    And the provider "PIDSL-2" is enrolled
+    And "pat" is the Primary User of "PIDSL-2"
+    Then "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-2" gets "not_member"
+    When "pat" links the account of "jdoe11" to "PIDSL-2"
+    And "pat" moves the services of "jdoe11" at "PIDSL-2" so that the Assigned Services are "Claims Submission and Status"
+    Then "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-2" gets "allowed"
+    When "pat" clicks "Remove" for "jdoe11" at "PIDSL-1"
+    Then the change is refused because of "not_member"
+
+  @R13
+  Scenario: Remove a Subordinate Account from a Provider
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "Claims Submission and Status"
+    And the provider "PIDSL-2" is enrolled
+    And "pat" is the Primary User of "PIDSL-2"
+    And "pat" has linked the account of "jdoe11" to "PIDSL-2"
+    When "pat" clicks "Remove" for "jdoe11" at "PIDSL-2"
+    Then the account "jdoe11" has the status "active"
+    And "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-1" gets "allowed"
+    And "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-2" gets "not_member"
+    When "mhughes" clicks "Remove" for "jdoe11" at "PIDSL-1"
+    Then the account "jdoe11" has the status "removed"
+    And "jdoe11" cannot sign in
+
+  @R15
+  Scenario Outline: A subordinate assigned Manage Subordinate Accounts manages subordinates with the services it holds
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "Manage Subordinate Accounts, Manage Referrals"
+    When "jdoe11" creates the subordinate "kdoe" for "PIDSL-1" with the services "<services>"
+    Then the change is <outcome>
+
+    Examples:
+      | services                     | outcome                                  |
+      | Manage Referrals             | accepted                                 |
+      | nothing                      | accepted                                 |
+      | Claims Submission and Status | refused because of "permission_not_held" |
+
+  @R15 @R2
+  Scenario: A subordinate with Manage Subordinate Accounts cannot make anyone a Primary User
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "Manage Subordinate Accounts"
+    And "kdoe" is a subordinate of "PIDSL-1" assigned "nothing"
+    When "jdoe11" clicks "Upgrade to Master Account" for "kdoe"
+    Then the change is refused because of "cannot_make_admin"
+    When "jdoe11" clicks "Remove" for "mhughes"
+    Then the change is refused because of "not_admin"
+    When "jdoe11" clicks "Reset Password" for "kdoe"
+    Then the change is accepted
+
+  @R3
+  Scenario: The Primary User must ensure that a backup Primary User (administrator) is assigned
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "nothing"
+    Then "PIDSL-1" is warned that it has a single Primary User
+    When "support staff" clicks "Remove" for "mhughes"
+    Then the change is refused because of "last_admin"
+    When "support staff" clicks "Disable User" for "mhughes"
+    Then the change is refused because of "last_admin"
+    When "mhughes" clicks "Upgrade to Master Account" for "jdoe11"
+    Then the change is accepted
+    And "PIDSL-1" has no warning
+    When "jdoe11" clicks "Remove" for "mhughes"
+    Then the account "mhughes" has the status "removed"
+
+  @R6 @R7
+  Scenario: Each person who requires access is assigned a unique user ID and agrees with the VG Terms and Conditions
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "nothing"
+    When "mhughes" creates the subordinate "JDOE11" for "PIDSL-1" with the services "nothing"
+    Then the request is refused with "username_taken"
+    When the provider "PIDSL-3" is enrolled
+    And MassHealth sets up "ppu" as the Primary User of "PIDSL-3" without agreeing to the terms
+    Then the request is refused with "terms_not_accepted"
+
+  @R27
+  Scenario: Every subordinate account change is recorded
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "nothing"
+    When "mhughes" moves the services of "jdoe11" so that the Assigned Services are "Manage Referrals"
+    And "jdoe11" clicks "Remove" for "mhughes"
+    Then the audit trail shows "mhughes" did "set_permissions" to "jdoe11" in "PIDSL-1" with the outcome "done"
+    And the audit trail shows "jdoe11" did "remove" to "mhughes" in "PIDSL-1" with the outcome "denied"
