@@ -13,7 +13,6 @@ Target (issue 5): under 30 s for the sweep on each backend.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import sqlite3

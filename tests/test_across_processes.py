@@ -13,127 +13,31 @@ answered by N different workers.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import delete, select, update
 
 from service.domain import clients
 from service.policy import Policy
 from service.storage.models import Grant, Membership
-from tests.fixtures.postgres import free_port
+from tests.fixtures.servers import ROOT, Server, get_json, running
 from tests.fixtures.world import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKERS = 2
-START_TIMEOUT = 40.0
+WORKERS = 2  # the default of tests.fixtures.servers.running
 IO_TIMEOUT = 10.0
-
-
-class Server:
-    """One `portal-authz serve` process group, its port and its output files."""
-
-    def __init__(self, name: str, config_path: Path, database_url: str, log_dir: Path):
-        self.name, self.port = name, free_port()
-        self.stdout_path, self.stderr_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
-        env = {**os.environ, "PORTAL_AUTHZ_DATABASE_URL": database_url,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        env.pop("PORTAL_AUTHZ_CONFIG", None)
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "--config", str(config_path), "serve",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(WORKERS)],
-                cwd=ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        text = []
-        for path in (self.stdout_path, self.stderr_path):
-            try:
-                text.append(f"--- {path.name}\n{path.read_text(errors='replace')[-6000:]}")
-            except OSError:
-                pass
-        return "\n".join(text)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # gunicorn: graceful stop of the master and its workers
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # whatever is left of this server's own process group (workers included)
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def get_json(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=IO_TIMEOUT) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-def wait_ready(servers: list[Server]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    pending = list(servers)
-    while pending:
-        server = pending[0]
-        if server.process.poll() is not None:
-            pytest.fail(f"server {server.name} exited with {server.process.returncode} before it was ready:\n"
-                        f"{server.output()}", pytrace=False)
-        try:
-            status, _ = get_json(server.base + "/readyz")
-            if status == 200:
-                pending.pop(0)
-                continue
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"server {server.name} not ready after {START_TIMEOUT:.0f}s:\n{server.output()}",
-                        pytrace=False)
-        time.sleep(0.2)
 
 
 @pytest.fixture
 def servers(pg_database, tmp_path):
     """Two servers on one fresh PostgreSQL database; stopped (and killed if need be) afterwards."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["demo"] = {**config.get("demo", {}), "enabled": False}
-    config["policy_dir"] = str(ROOT / "policies")
-    config.setdefault("database", {})["url"] = None
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    started: list[Server] = []
-    try:
-        for name in ("server-a", "server-b"):
-            started.append(Server(name, config_path, pg_database.url, tmp_path))
-        wait_ready(started)
+    with running(["server-a", "server-b"], pg_database.url, tmp_path) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 def _request_bytes(key: str, body: dict) -> tuple[bytes, bytes]:

@@ -36,10 +36,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -50,20 +46,17 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from sqlalchemy import func, select
 
 from service.domain import clients
 from service.storage.models import Account, Membership, Organization
-from tests.fixtures.postgres import free_port
+from tests.fixtures.servers import Server, running
 from tests.fixtures.world import PASSWORD, World
 
 pytestmark = [pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
 PORTAL = "ahw"
 WORKERS = 4
-START_TIMEOUT = 40.0
 IO_TIMEOUT = 15.0
 
 PG_ROUNDS = {"downgrade": 40, "remove": 20, "disable": 20}
@@ -73,88 +66,10 @@ SQLITE_ROUNDS = {"downgrade": 10, "remove": 5, "disable": 5}
 # --- the server -------------------------------------------------------------------------------
 
 
-class LiveServer:
-    """One `portal-authz serve --workers 4` process group on a free port, with its output in files."""
-
-    def __init__(self, config_path: Path, database_url: str, log_dir: Path, workers: int = WORKERS):
-        self.port = free_port()
-        self.stdout_path, self.stderr_path = log_dir / "serve.out", log_dir / "serve.err"
-        env = {**os.environ, "PORTAL_AUTHZ_DATABASE_URL": database_url,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        env.pop("PORTAL_AUTHZ_CONFIG", None)
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "--config", str(config_path), "serve",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
-                cwd=ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        text = []
-        for path in (self.stdout_path, self.stderr_path):
-            try:
-                text.append(f"--- {path.name}\n{path.read_text(errors='replace')[-8000:]}")
-            except OSError:
-                pass
-        return "\n".join(text)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"portal-authz serve exited with {self.process.returncode} before it was ready:\n"
-                            f"{self.output()}", pytrace=False)
-            try:
-                if requests.get(self.base + "/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"portal-authz serve not ready after {START_TIMEOUT:.0f}s:\n{self.output()}",
-                            pytrace=False)
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # gunicorn: graceful stop of the master and its workers
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # whatever is left of this server's own process group (workers included)
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def server_config(tmp_path: Path) -> Path:
-    """The repository's config.yaml with the demo off and an absolute policy directory."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["demo"] = {**config.get("demo", {}), "enabled": False}
-    config["policy_dir"] = str(ROOT / "policies")
-    config.setdefault("database", {})["url"] = None
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def live_server(database_url: str, tmp_path: Path):
-    """Start, wait for /readyz, yield; always stop (terminate, wait, kill). Output is printed at teardown,
-    so pytest shows it with a failing test."""
-    server = LiveServer(server_config(tmp_path), database_url, tmp_path)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
-        print(f"\n===== portal-authz serve output (port {server.port}) =====\n{server.output()}")
+    """One server with four workers; always stopped, its output printed at teardown."""
+    with running(["serve"], database_url, tmp_path, workers=WORKERS) as started:
+        yield started[0]
 
 
 @pytest.fixture
@@ -215,7 +130,7 @@ def seed(database, rounds: dict[str, int], tag: str) -> tuple[str, list[Round]]:
     return key, planned
 
 
-def sign_in_all(server: LiveServer, key: str, usernames: set[str]) -> dict[str, str]:
+def sign_in_all(server: Server, key: str, usernames: set[str]) -> dict[str, str]:
     """POST .../sessions for every admin (a few at a time: argon2 is slow on purpose)."""
 
     def sign_in(username: str) -> tuple[str, str]:
@@ -254,7 +169,7 @@ class Reply:
         return [r.get("code") for r in self.body.get("reasons", [])]
 
 
-def race(server: LiveServer, key: str, rnd: Round, tokens: dict[str, str]) -> tuple[Reply, Reply]:
+def race(server: Server, key: str, rnd: Round, tokens: dict[str, str]) -> tuple[Reply, Reply]:
     """`first` acts on `second` and `second` on `first`, released together by a barrier."""
     path = f"/v1/portals/{PORTAL}/accounts/{{}}/{rnd.action}"
     body = json.dumps({"organization": rnd.organization}).encode()
@@ -326,7 +241,7 @@ class Tally:
                           f"first double success (round index) per action: {self.first_double_success or 'none'}"])
 
 
-def run_rounds(server: LiveServer, database, rounds: dict[str, int], tag: str) -> Tally:
+def run_rounds(server: Server, database, rounds: dict[str, int], tag: str) -> Tally:
     key, planned = seed(database, rounds, tag)
     tokens = sign_in_all(server, key, {u for r in planned for u in (r.first, r.second)})
     tally = Tally()

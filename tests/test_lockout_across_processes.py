@@ -20,9 +20,6 @@ What is measured, from the database afterwards:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -30,14 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
-import yaml
 from sqlalchemy import func, select
 
 from service.domain import clients
 from service.storage.models import Account, AuditRecord, FailedSignIn
-from tests.fixtures.postgres import free_port
+from tests.fixtures.servers import Server, running
 from tests.fixtures.world import PASSWORD, World
-from tests.test_across_processes import ROOT, Server, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -46,36 +41,10 @@ ATTEMPTS = 24
 IO_TIMEOUT = 30.0
 
 
-class FourWorkerServer(Server):
-    """tests.test_across_processes.Server, with four workers."""
-
-    def __init__(self, name, config_path, database_url, log_dir):
-        self.name, self.port = name, free_port()
-        self.stdout_path, self.stderr_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
-        env = {**os.environ, "PORTAL_AUTHZ_DATABASE_URL": database_url,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        env.pop("PORTAL_AUTHZ_CONFIG", None)
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "--config", str(config_path), "serve",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(WORKERS)],
-                cwd=ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
-
-
 @pytest.fixture
 def server(pg_database, tmp_path):
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["demo"] = {**config.get("demo", {}), "enabled": False}
-    config["policy_dir"] = str(ROOT / "policies")
-    config.setdefault("database", {})["url"] = None
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    started = FourWorkerServer("lockout", config_path, pg_database.url, tmp_path)
-    try:
-        wait_ready([started])
-        yield started
-    finally:
-        started.stop()
+    with running(["lockout"], pg_database.url, tmp_path, workers=WORKERS) as started:
+        yield started[0]
 
 
 def post_session(server: Server, key: str, password: str) -> tuple[int, dict]:

@@ -23,9 +23,8 @@ from service.api.schemas import (
     SubordinateBody,
 )
 from service.domain import administration, registration, roster, sessions
-from service.domain.decisions import Decider, Question, Resource, profile_of
-from service.domain.organizations import get_organization
-from service.storage.facts import actor_facts, find_account
+from service.domain.decisions import Decider, profile_of
+from service.storage.facts import actor_facts
 from service.storage.models import Comment
 
 bp = Blueprint("accounts", __name__, url_prefix="/v1/portals/<portal>")

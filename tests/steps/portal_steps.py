@@ -13,7 +13,6 @@ from pytest_bdd import given, parsers, then, when
 
 from tests.steps.client import Api, InProcess, Live, live_target
 from tests.steps.story import (
-    ANSWERS,
     BUTTONS,
     PASSWORD,
     PORTALS,
