@@ -4,7 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from service.app import create_app
 from service.clock import FixedClock
@@ -16,6 +19,12 @@ from service.storage.database import Database
 from tests.fixtures.world import World
 
 pytest_plugins = ["tests.fixtures.postgres"]
+
+# CI explores the same generated cases every run, so a landing never hangs on a lucky draw;
+# local runs keep exploring new ones (and Hypothesis remembers failures in .hypothesis/).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
