@@ -91,3 +91,34 @@ def build(database, clock):
             yield World(session, portal, clock.now())
 
     return _build
+
+
+@pytest.fixture
+def cli_config(tmp_path, monkeypatch):
+    """A config file of our own pointing at the repo's policies and a SQLite file in tmp_path."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+    data["policy_dir"] = str(ROOT / "policies")
+    data["database"]["url"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.delenv("PORTAL_AUTHZ_DATABASE_URL", raising=False)
+    return path
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `portal-authz ARGV...` in-process: (exit code, stdout, stderr)."""
+    from service.cli import main
+
+    def run(*argv) -> tuple[int, str, str]:
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

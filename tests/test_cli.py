@@ -4,39 +4,16 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from service.cli import main
 from service.domain import clients
 from tests.conftest import ROOT
 
 
-@pytest.fixture
-def cli_config(tmp_path, monkeypatch):
-    """A config file of our own pointing at the repo's policies and a SQLite file in tmp_path."""
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    data["policy_dir"] = str(ROOT / "policies")
-    data["database"]["url"] = f"sqlite:///{tmp_path / 'cli.db'}"
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    monkeypatch.delenv("PORTAL_AUTHZ_DATABASE_URL", raising=False)
-    return path
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_clients_add_prints_a_key_once_and_stores_only_a_digest(cli_config, capsys):
+def test_clients_add_prints_a_key_once_and_stores_only_a_digest(cli_config, cli):
     from service.config import load_config
     from service.storage.database import Database
     from service.storage.models import ClientKey
 
-    code, out, err = run(capsys, "clients", "add", "claims-gateway", "--scopes", "authorize,manage",
+    code, out, err = cli("clients", "add", "claims-gateway", "--scopes", "authorize,manage",
                          "--config", str(cli_config))
     assert code == 0
     key = out.strip()
@@ -50,15 +27,15 @@ def test_clients_add_prints_a_key_once_and_stores_only_a_digest(cli_config, caps
     database.dispose()
 
 
-def test_clients_add_refuses_unknown_scopes(cli_config, capsys):
-    code, _, err = run(capsys, "clients", "add", "x", "--scopes", "authorize,admin", "--config", str(cli_config))
+def test_clients_add_refuses_unknown_scopes(cli_config, cli):
+    code, _, err = cli("clients", "add", "x", "--scopes", "authorize,admin", "--config", str(cli_config))
     assert code == 2 and "subset of authorize, manage, enroll" in err
 
 
-def test_bad_config_stops_with_a_message(tmp_path, capsys):
+def test_bad_config_stops_with_a_message(tmp_path, cli):
     path = tmp_path / "config.yaml"
     path.write_text("portals:\n  ahcccs: {name: 5}\n")
-    code, _, err = run(capsys, "check", "--portal", "ahcccs", "--actor", "a", "--action", "claims",
+    code, _, err = cli("check", "--portal", "ahcccs", "--actor", "a", "--action", "claims",
                        "--resource", "organization:X", "--config", str(path))
     assert code == 2 and "portals.ahcccs.roles: required key is missing" in err
 
@@ -91,7 +68,7 @@ QUESTIONS = [
 
 
 @pytest.mark.parametrize(("actor", "action", "resource", "permission"), QUESTIONS)
-def test_check_gives_the_same_answer_as_the_api(seeded, cli_config, capsys, actor, action, resource, permission):
+def test_check_gives_the_same_answer_as_the_api(seeded, cli_config, cli, actor, action, resource, permission):
     from service.app import create_app
 
     config, database, key = seeded
@@ -99,7 +76,7 @@ def test_check_gives_the_same_answer_as_the_api(seeded, cli_config, capsys, acto
             "--config", str(cli_config)]
     if permission:
         argv += ["--permission", permission]
-    code, out, _ = run(capsys, *argv)
+    code, out, _ = cli(*argv)
 
     kind, ident = resource.split(":")
     body = {"portal": "masshealth", "actor": actor, "action": action, "resource": {"type": kind, "id": ident}}
@@ -114,25 +91,25 @@ def test_check_gives_the_same_answer_as_the_api(seeded, cli_config, capsys, acto
     assert printed == [r["code"] for r in answer["reasons"]]
 
 
-def test_check_unknown_organization_is_an_error(seeded, cli_config, capsys):
-    code, _, err = run(capsys, "check", "--portal", "masshealth", "--actor", "sub", "--action", "view",
+def test_check_unknown_organization_is_an_error(seeded, cli_config, cli):
+    code, _, err = cli("check", "--portal", "masshealth", "--actor", "sub", "--action", "view",
                        "--resource", "organization:NOPE", "--config", str(cli_config))
     assert code == 2 and "no organization 'NOPE'" in err
 
 
-def test_check_resource_syntax(cli_config, capsys):
-    code, _, err = run(capsys, "check", "--portal", "masshealth", "--actor", "sub", "--action", "view",
+def test_check_resource_syntax(cli_config, cli):
+    code, _, err = cli("check", "--portal", "masshealth", "--actor", "sub", "--action", "view",
                        "--resource", "PIDSL-1", "--config", str(cli_config))
     assert code == 2 and "organization:<key> or account:<username>" in err
 
 
-def test_policy_test_passes_on_the_shipped_policy(cli_config, capsys):
-    code, out, _ = run(capsys, "policy", "test", "--config", str(cli_config))
+def test_policy_test_passes_on_the_shipped_policy(cli_config, cli):
+    code, out, _ = cli("policy", "test", "--config", str(cli_config))
     assert code == 0, out
     assert " 0 failed" in out
 
 
-def test_policy_test_fails_on_a_broken_policy(tmp_path, cli_config, capsys):
+def test_policy_test_fails_on_a_broken_policy(tmp_path, cli_config, cli):
     broken = tmp_path / "policies"
     (broken / "tests").mkdir(parents=True)
     for path in (ROOT / "policies").glob("*.polar"):
@@ -143,16 +120,16 @@ def test_policy_test_fails_on_a_broken_policy(tmp_path, cli_config, capsys):
     data = yaml.safe_load(cli_config.read_text())
     data["policy_dir"] = str(broken)
     cli_config.write_text(yaml.safe_dump(data))
-    code, out, _ = run(capsys, "policy", "test", "--config", str(cli_config))
+    code, out, _ = cli("policy", "test", "--config", str(cli_config))
     assert code == 1
     assert "FAIL" in out and "expected allow" in out.lower().replace("expected: allow", "expected allow")
 
 
-def test_serve_refuses_a_policy_that_does_not_load(tmp_path, cli_config, capsys):
+def test_serve_refuses_a_policy_that_does_not_load(tmp_path, cli_config, cli):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.polar").write_text("allow(\n")
     data = yaml.safe_load(cli_config.read_text())
     data["policy_dir"] = str(tmp_path / "bad")
     cli_config.write_text(yaml.safe_dump(data))
-    code, _, err = run(capsys, "serve", "--config", str(cli_config), "--port", "1")
+    code, _, err = cli("serve", "--config", str(cli_config), "--port", "1")
     assert code == 2 and "does not load" in err

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
-import yaml
 from sqlalchemy import event, func, select
 
 from service.domain.sweep import sweep
 from service.storage.models import Account, AuditRecord, Grant, Membership, Notification, SessionToken
-from tests.conftest import ROOT, START, make_key
+from tests.conftest import START, make_key
 from tests.fixtures.world import PASSWORD, World
 
 
@@ -279,30 +277,7 @@ def test_an_account_manager_re_enables_a_disabled_ahw_account(client, database, 
 # --- command line ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_config(tmp_path, monkeypatch):
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    data["policy_dir"] = str(ROOT / "policies")
-    data["database"]["url"] = f"sqlite:///{tmp_path / 'cli.db'}"
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    monkeypatch.delenv("PORTAL_AUTHZ_DATABASE_URL", raising=False)
-    return path
-
-
-def run(capsys, *argv):
-    from service.cli import main
-
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_sweep_prints_counts_per_portal(cli_config, capsys):
+def test_cli_sweep_prints_counts_per_portal(cli_config, cli):
     from service.cli import prepare_database
     from service.config import load_config
 
@@ -311,12 +286,12 @@ def test_cli_sweep_prints_counts_per_portal(cli_config, capsys):
     seed(database, "qm", now, [57, 61, 121])
     seed(database, "ahw", now, [91], prefix="h")
     database.dispose()
-    code, out, _ = run(capsys, "sweep", "--portal", "qm", "--config", str(cli_config))
+    code, out, _ = cli("sweep", "--portal", "qm", "--config", str(cli_config))
     assert code == 0 and out.splitlines() == ["qm: warned=1 locked=1 disabled=0 deleted=1"]
-    code, out, _ = run(capsys, "sweep", "--config", str(cli_config))
+    code, out, _ = cli("sweep", "--config", str(cli_config))
     assert code == 0 and sorted(out.splitlines()) == ["ahcccs: warned=0 locked=0 disabled=0 deleted=0",
                                                       "ahw: warned=0 locked=0 disabled=1 deleted=0",
                                                       "masshealth: warned=0 locked=0 disabled=0 deleted=0",
                                                       "qm: warned=0 locked=0 disabled=0 deleted=0"]
-    code, _, err = run(capsys, "sweep", "--portal", "nowhere", "--config", str(cli_config))
+    code, _, err = cli("sweep", "--portal", "nowhere", "--config", str(cli_config))
     assert code == 2 and "unknown portal 'nowhere'" in err
