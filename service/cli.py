@@ -1,4 +1,4 @@
-"""The `portal-authz` command: serve, clients add, check, policy test, sweep."""
+"""The `portal-authz` command: serve, clients add, check, policy test, sweep, deliver."""
 from __future__ import annotations
 
 import argparse
@@ -154,6 +154,29 @@ def cmd_sweep(args) -> None:
     database.dispose()
 
 
+def cmd_deliver(args) -> None:
+    """Issue 5 item 6: send queued emails over SMTP and export letters; once, or every --interval seconds."""
+    import time
+
+    from service.clock import SettableClock, SystemClock
+    from service.domain.delivery import SmtpSender, deliver_batch
+
+    config = _config(args)
+    database = prepare_database(config)
+    clock = SettableClock(database) if config.testing.clock == "settable" else SystemClock()
+    try:
+        while True:
+            report = deliver_batch(database, config, clock.now(), SmtpSender(config.delivery.smtp))
+            print(" ".join(f"{name}={count}" for name, count in report.counts().items()), flush=True)
+            if args.once:
+                break
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        database.dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
@@ -193,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", parents=[common], help="run the inactivity sweep (R22, R23) now")
     sweep.add_argument("--portal", default=None, help="one portal (default: every portal)")
     sweep.set_defaults(func=cmd_sweep)
+
+    deliver = sub.add_parser("deliver", parents=[common], help="send queued emails and export letters")
+    deliver.add_argument("--once", action="store_true", help="run one batch and exit")
+    deliver.add_argument("--interval", type=float, default=10.0, help="seconds between batches (default 10)")
+    deliver.set_defaults(func=cmd_deliver)
     return parser
 
 

@@ -131,8 +131,32 @@ class Demo(_Strict):
     portal: str = "ahcccs"
 
 
+class Smtp(_Strict):
+    """Where the delivery worker hands emails over (issue 5 item 6)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    from_address: str = "no-reply@portal-authz.local"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class Delivery(_Strict):
+    """The outbox worker: retries with doubling backoff, leases on claimed rows, the letters folder."""
+
+    smtp: Smtp = Smtp()
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_seconds: int = Field(default=60, ge=0, description="doubles with each failed attempt")
+    batch_size: int = Field(default=100, ge=1)
+    lease_seconds: int = Field(default=300, ge=1)
+    letters_dir: Path = Field(default=Path("letters"), description="relative to the config file")
+
+
 class Config(_Strict):
     database: Database = Database()
+    delivery: Delivery = Delivery()
     server: Server = Server()
     testing: Testing = Testing()
     demo: Demo = Demo()
@@ -167,6 +191,10 @@ class Config(_Strict):
     @property
     def policy_path(self) -> Path:
         return (self.base_dir / self.policy_dir).resolve()
+
+    @property
+    def letters_path(self) -> Path:
+        return (self.base_dir / self.delivery.letters_dir).resolve()
 
     def portal(self, portal_id: str) -> PortalProfile | None:
         return self.portals.get(portal_id)

@@ -198,7 +198,10 @@ class Notification(Base):
     """The outbox: written in the same transaction as the change that causes it, delivered later."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_portal_recipient", "portal_id", "recipient"),)
+    __table_args__ = (
+        Index("ix_notifications_portal_recipient", "portal_id", "recipient"),
+        Index("ix_notifications_due", "channel", "status", "next_attempt_at"),
+    )
     id: Mapped[intpk]
     portal_id: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))  # "email" | "letter"
@@ -206,7 +209,13 @@ class Notification(Base):
     template: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[timestamp]
+    # "queued" | "sending" (claimed, see leased_until) | "delivered" | "failed" | "exported" (letters)
     status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[optional_timestamp]
+    leased_until: Mapped[optional_timestamp]
+    delivered_at: Mapped[optional_timestamp]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class SessionToken(Base):

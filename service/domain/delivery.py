@@ -1,0 +1,276 @@
+"""The delivery worker: sends queued emails over SMTP and exports letters for the print vendor.
+
+Emails are claimed before they are sent: a short transaction marks a batch
+"sending" with a lease (`leased_until`). Two workers never claim the same row
+(PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: BEGIN IMMEDIATE serializes the
+claims), and a worker that dies mid-batch leaves its claims to expire, after
+which they are claimed again. Each outcome is written in its own transaction
+right after the send, so at most the one message in flight when a worker dies
+can be sent twice; it carries the same Message-ID both times, derived from the
+notification id, so the receiving side can recognise the duplicate.
+
+Letters are written to one JSON Lines file per run (temp name, fsync, then
+linked into place without overwriting) and marked "exported" in the same
+transaction that selected them. Activation codes travel only in letters.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import smtplib
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import or_, select, update
+
+from service.config import Config, Smtp
+from service.storage.database import Database
+from service.storage.models import Notification
+
+log = logging.getLogger(__name__)
+
+QUEUED, SENDING, DELIVERED, FAILED, EXPORTED = "queued", "sending", "delivered", "failed", "exported"
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    letters: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {"sent": self.sent, "failed": self.failed, "retried": self.retried, "letters": self.letters}
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed email, detached from any session."""
+
+    id: int
+    portal_id: str
+    recipient: str
+    template: str
+    payload: dict
+    created_at: datetime
+    attempts: int
+
+
+class Sender(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SmtpSender:
+    """Hands messages to the configured SMTP server; one connection reused for a batch."""
+
+    def __init__(self, smtp: Smtp):
+        self._settings = smtp
+        self._connection: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self._settings
+        connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
+        try:
+            if s.starttls:
+                connection.starttls()
+            if s.username:
+                connection.login(s.username, s.password or "")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def send(self, message: EmailMessage) -> None:
+        if self._connection is None:
+            self._connection = self._connect()
+        try:
+            self._connection.send_message(message)
+        except BaseException:
+            self.close()  # a refused or broken session is not reused
+            raise
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.quit()
+            except (smtplib.SMTPException, OSError):
+                connection.close()
+
+
+def message_id(notification_id: int, portal_id: str, from_address: str) -> str:
+    """Stable per notification: a resend after a crash carries the same Message-ID."""
+    domain = from_address.rpartition("@")[2] or "portal-authz.local"
+    return f"<notification-{notification_id}.{portal_id}@{domain}>"
+
+
+def render(claimed: Claimed, from_address: str) -> EmailMessage:
+    """Plain text only: a subject from the template name and the payload as `key: value` lines."""
+    message = EmailMessage()
+    message["From"] = from_address
+    message["To"] = claimed.recipient
+    message["Subject"] = claimed.template.replace("_", " ").capitalize()
+    message["Date"] = format_datetime(claimed.created_at)
+    message["Message-ID"] = message_id(claimed.id, claimed.portal_id, from_address)
+    lines = [f"Portal: {claimed.portal_id}", ""]
+    lines += [f"{key}: {value}" for key, value in sorted(claimed.payload.items())]
+    message.set_content("\n".join(lines) + "\n")
+    return message
+
+
+def _due(channel: str, now: datetime):
+    return (
+        Notification.channel == channel,
+        or_(Notification.status == QUEUED,
+            (Notification.status == SENDING) & (Notification.leased_until <= now)),
+        or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
+    )
+
+
+def claim_emails(database: Database, config: Config, now: datetime) -> list[Claimed]:
+    """Mark a batch of due emails "sending" with a lease, in one short transaction."""
+    settings = config.delivery
+    query = select(Notification).where(*_due("email", now)).order_by(Notification.id).limit(settings.batch_size)
+    if not database.is_sqlite:
+        query = query.with_for_update(skip_locked=True)
+    with database.transaction() as session:
+        rows = session.scalars(query).all()
+        if not rows:
+            return []
+        session.execute(update(Notification).where(Notification.id.in_([r.id for r in rows]))
+                        .values(status=SENDING, leased_until=now + timedelta(seconds=settings.lease_seconds))
+                        .execution_options(synchronize_session=False))
+        return [Claimed(r.id, r.portal_id, r.recipient, r.template, dict(r.payload or {}), r.created_at, r.attempts)
+                for r in rows]
+
+
+def _finish(database: Database, notification_id: int, **values) -> None:
+    # Only a row still under our claim is changed (status "sending"); the lease guards ownership.
+    with database.transaction() as session:
+        session.execute(update(Notification)
+                        .where(Notification.id == notification_id, Notification.status == SENDING)
+                        .values(leased_until=None, **values)
+                        .execution_options(synchronize_session=False))
+
+
+def _release(database: Database, ids: list[int]) -> None:
+    """Give back claims that were never tried (a clean stop), so they need not wait for the lease."""
+    if not ids:
+        return
+    with database.transaction() as session:
+        session.execute(update(Notification)
+                        .where(Notification.id.in_(ids), Notification.status == SENDING)
+                        .values(status=QUEUED, leased_until=None)
+                        .execution_options(synchronize_session=False))
+
+
+def deliver_emails(database: Database, config: Config, now: datetime, sender: Sender) -> DeliveryReport:
+    settings = config.delivery
+    claimed = claim_emails(database, config, now)
+    sent = failed = retried = 0
+    position = 0
+    try:
+        for position, item in enumerate(claimed):
+            if "activation_code" in item.payload:  # R10: never by email, whatever wrote the row
+                _finish(database, item.id, status=FAILED, attempts=item.attempts + 1,
+                        last_error="refused: an activation code is only sent by letter")
+                failed += 1
+                continue
+            try:
+                sender.send(render(item, settings.smtp.from_address))
+            except Exception as exc:  # noqa: BLE001 - any failure to hand over is retried
+                attempts = item.attempts + 1
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+                if attempts >= settings.max_attempts:
+                    _finish(database, item.id, status=FAILED, attempts=attempts, last_error=error)
+                    failed += 1
+                else:
+                    delay = timedelta(seconds=settings.backoff_seconds * 2 ** (attempts - 1))
+                    _finish(database, item.id, status=QUEUED, attempts=attempts, next_attempt_at=now + delay,
+                            last_error=error)
+                    retried += 1
+                log.warning("notification %s: attempt %s failed: %s", item.id, attempts, error)
+                continue
+            _finish(database, item.id, status=DELIVERED, delivered_at=now, last_error=None)
+            sent += 1
+    except BaseException:
+        # Stopping (Ctrl-C) or crashing mid-send: the message in flight may or may not have gone,
+        # so it keeps its lease and is retried after it; the untried rest is given back now.
+        try:
+            _release(database, [c.id for c in claimed[position + 1:]])
+        except Exception:  # noqa: BLE001 - the leases expire anyway
+            log.exception("could not release unsent claims; they return after the lease")
+        raise
+    finally:
+        sender.close()
+    return DeliveryReport(sent=sent, failed=failed, retried=retried)
+
+
+def _letter_line(row: Notification) -> str:
+    return json.dumps({"notification_id": row.id, "portal": row.portal_id, "template": row.template,
+                       "address": row.recipient, "payload": row.payload or {},
+                       "created_at": row.created_at.isoformat()}, sort_keys=True, ensure_ascii=False)
+
+
+def _write_batch(directory: Path, now: datetime, lines: list[str]) -> Path:
+    """Write to a temp file, fsync, then link it to a name not yet taken (never overwrites)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    fd, temp = tempfile.mkstemp(prefix=".letters-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600 (activation codes)
+            handle.write("".join(line + "\n" for line in lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+        n = 1
+        while True:
+            final = directory / f"letters-{stamp}-{n}.jsonl"
+            try:
+                os.link(temp, final)  # atomic and fails if the name exists
+                break
+            except FileExistsError:
+                n += 1
+    finally:
+        os.unlink(temp)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return final
+
+
+def export_letters(database: Database, config: Config, now: datetime) -> tuple[int, Path | None]:
+    """One mailing batch file per run; the rows are marked "exported" only once the file is in place.
+
+    If the commit fails after the file is written, the next run exports those letters again;
+    each line carries `notification_id` so the vendor can drop the repeat.
+    """
+    query = (select(Notification).where(Notification.channel == "letter", Notification.status == QUEUED)
+             .order_by(Notification.id))
+    if not database.is_sqlite:
+        query = query.with_for_update(skip_locked=True)
+    with database.transaction() as session:
+        rows = session.scalars(query).all()
+        if not rows:
+            return 0, None
+        path = _write_batch(config.letters_path, now, [_letter_line(row) for row in rows])
+        session.execute(update(Notification).where(Notification.id.in_([r.id for r in rows]))
+                        .values(status=EXPORTED, delivered_at=now, attempts=Notification.attempts + 1)
+                        .execution_options(synchronize_session=False))
+    return len(rows), path
+
+
+def deliver_batch(database: Database, config: Config, now: datetime, sender: Sender) -> DeliveryReport:
+    """Export due letters, then send one batch of due emails."""
+    letters, _ = export_letters(database, config, now)
+    report = deliver_emails(database, config, now, sender)
+    return DeliveryReport(sent=report.sent, failed=report.failed, retried=report.retried, letters=letters)
