@@ -78,17 +78,9 @@ def pg_server(pg_database, tmp_path):
 
 
 @pytest.fixture
-def sqlite_database(tmp_path, config):
-    from tests.conftest import prepared_database
-
-    database = prepared_database(f"sqlite:///{tmp_path / 'race.db'}", config)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def sqlite_server(sqlite_database, tmp_path):
-    yield from live_server(sqlite_database.url, tmp_path)
+def sqlite_server(database, tmp_path):
+    """The suite's SQLite file database (tests.conftest), served by a real process."""
+    yield from live_server(database.url, tmp_path)
 
 
 # --- seeding and signing in -------------------------------------------------------------------
@@ -297,9 +289,9 @@ def test_r3_cross_demotion_race_on_postgresql(pg_server, pg_database):
     assert pg_server.process.poll() is None, pg_server.output()
 
 
-def test_r3_cross_demotion_race_on_sqlite(sqlite_server, sqlite_database):
+def test_r3_cross_demotion_race_on_sqlite(sqlite_server, database):
     started = time.monotonic()
-    tally = run_rounds(sqlite_server, sqlite_database, SQLITE_ROUNDS, "lite")
+    tally = run_rounds(sqlite_server, database, SQLITE_ROUNDS, "lite")
     print(f"[sqlite] rounds took {time.monotonic() - started:.1f}s")
     check(tally, SQLITE_ROUNDS, "sqlite")
     assert sqlite_server.process.poll() is None, sqlite_server.output()

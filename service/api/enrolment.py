@@ -17,7 +17,7 @@ bp = Blueprint("enrolment", __name__, url_prefix="/v1/portals/<portal>")
 
 
 def _write(work):
-    """Run `work(session, profile, now)` in one transaction: all of it is committed or none."""
+    """Run `work(session, now)` in one transaction: all of it is committed or none."""
     s = services()
     now = s.clock.now()
     with s.database.transaction() as session:
