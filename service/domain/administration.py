@@ -165,22 +165,22 @@ def _unlock(ctx: Context, target: Account, link: Membership) -> None:
     sessions.clear_failures(ctx.session, target.id)
 
 
-def issue_code(ctx: Context, account: Account, purpose: str, lifetime: timedelta) -> str:
-    """A fresh one-time code; older unused codes of the same purpose stop working."""
-    for old in ctx.session.scalars(select(OneTimeCode).where(OneTimeCode.account_id == account.id,
-                                                             OneTimeCode.purpose == purpose,
-                                                             OneTimeCode.used_at.is_(None))):
-        old.used_at = ctx.now
+def issue_code(session: Session, account: Account, purpose: str, lifetime: timedelta, now: datetime) -> str:
+    """A fresh one-time code, stored hashed; older unused codes of the same purpose stop working."""
+    for old in session.scalars(select(OneTimeCode).where(OneTimeCode.account_id == account.id,
+                                                         OneTimeCode.purpose == purpose,
+                                                         OneTimeCode.used_at.is_(None))):
+        old.used_at = now
     code = one_time_code()
-    ctx.session.add(OneTimeCode(account_id=account.id, purpose=purpose, code_hash=hash_secret(code),
-                                created_at=ctx.now, expires_at=ctx.now + lifetime))
+    session.add(OneTimeCode(account_id=account.id, purpose=purpose, code_hash=hash_secret(code),
+                            created_at=now, expires_at=now + lifetime))
     return code
 
 
 def _send_password_recovery(ctx: Context, target: Account, link: Membership) -> None:
     """R20: an email with a security code and a link, valid for the portal's recovery minutes."""
     minutes = ctx.profile.recovery.code_minutes
-    code = issue_code(ctx, target, "recovery", timedelta(minutes=minutes))
+    code = issue_code(ctx.session, target, "recovery", timedelta(minutes=minutes), ctx.now)
     ctx.notifier.email(ctx.session, ctx.portal, target.email, "password_recovery",
                        {"username": target.username, "security_code": code, "valid_minutes": minutes,
                         "link": f"/portals/{ctx.portal}/password-recovery?username={target.username}"}, ctx.now)
@@ -189,7 +189,7 @@ def _send_password_recovery(ctx: Context, target: Account, link: Membership) -> 
 def _send_registration_email(ctx: Context, target: Account, link: Membership) -> None:
     """R12: the user completes registration with the code from this email."""
     days = ctx.profile.activation_code_days
-    code = issue_code(ctx, target, "registration", timedelta(days=days))
+    code = issue_code(ctx.session, target, "registration", timedelta(days=days), ctx.now)
     ctx.notifier.email(ctx.session, ctx.portal, target.email, "complete_registration",
                        {"username": target.username, "registration_code": code, "valid_days": days}, ctx.now)
 

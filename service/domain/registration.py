@@ -136,12 +136,10 @@ def _format_address(address) -> str:
 
 
 def _new_code(session: Session, account: Account, profile: PortalProfile, now: datetime) -> str:
-    from service.domain.administration import one_time_code
+    """R10: the activation code, valid for the portal's days; any earlier one stops working."""
+    from service.domain.administration import issue_code
 
-    code = one_time_code()
-    session.add(OneTimeCode(account_id=account.id, purpose="activation", code_hash=hash_secret(code),
-                            created_at=now, expires_at=now + timedelta(days=profile.activation_code_days)))
-    return code
+    return issue_code(session, account, "activation", timedelta(days=profile.activation_code_days), now)
 
 
 def _current_code(session: Session, account: Account, purpose: str) -> OneTimeCode | None:
