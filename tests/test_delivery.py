@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import smtplib
 import threading
 import time
 from datetime import timedelta
@@ -13,7 +14,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from service.config import Delivery, Smtp
-from service.domain.delivery import SmtpSender, claim_emails, deliver_batch, message_id
+from service.domain.delivery import SmtpSender, claim_emails, deliver_batch, message_id, permanent_rejection
 from service.domain.notify import OutboxNotifier
 from service.storage.models import Notification
 from tests.fixtures.postgres import free_port
@@ -22,20 +23,32 @@ FROM = "no-reply@portal-authz.local"
 
 
 class Collector:
-    """An SMTP handler keeping every message it accepts; optionally refusing every recipient."""
+    """An SMTP handler keeping every message it accepts.
 
-    def __init__(self, refuse: bool = False):
+    `refuse`: the reply to RCPT TO for every recipient; `rcpt_replies`: per recipient address;
+    `data_replies`: the reply to DATA for a message whose body contains the key.
+    """
+
+    def __init__(self, refuse: str | None = None, rcpt_replies: dict[str, str] | None = None,
+                 data_replies: dict[str, str] | None = None):
         self.refuse = refuse
+        self.rcpt_replies = rcpt_replies or {}
+        self.data_replies = data_replies or {}
         self.messages = []
         self.lock = threading.Lock()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.refuse:
-            return "550 5.1.1 mailbox unavailable"
+        reply = self.refuse or self.rcpt_replies.get(address)
+        if reply:
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        text = envelope.content.decode("utf-8", "replace")
+        for marker, reply in self.data_replies.items():
+            if marker in text:
+                return reply
         with self.lock:
             self.messages.append(message_from_bytes(envelope.content))
         return "250 Message accepted for delivery"
@@ -105,8 +118,8 @@ def test_queued_emails_are_delivered_as_plain_text_and_marked(database, config, 
     assert len(handler.messages) == 3
 
 
-def test_refused_recipient_is_retried_with_doubling_backoff_then_failed(database, config, clock, tmp_path):
-    handler = Collector(refuse=True)
+def test_a_4xx_reply_is_retried_with_doubling_backoff_then_failed(database, config, clock, tmp_path):
+    handler = Collector(refuse="451 4.3.0 mailbox busy, try again later")
     controller = start_smtp(handler)
     try:
         cfg = configured(config, tmp_path, controller.port, max_attempts=3, backoff_seconds=60)
@@ -118,7 +131,7 @@ def test_refused_recipient_is_retried_with_doubling_backoff_then_failed(database
         row = rows(database)[nid]
         assert row.status == "queued" and row.attempts == 1
         assert row.next_attempt_at == start + timedelta(seconds=60)
-        assert "SMTPRecipientsRefused" in row.last_error and "550" in row.last_error
+        assert row.last_error == "SMTPRecipientsRefused: 451 4.3.0 mailbox busy, try again later"
 
         clock.advance(timedelta(seconds=59))  # not yet due
         assert deliver_batch(database, cfg, clock.now(), SmtpSender(cfg.delivery.smtp)).retried == 0
@@ -136,6 +149,7 @@ def test_refused_recipient_is_retried_with_doubling_backoff_then_failed(database
         assert (report.sent, report.retried, report.failed) == (0, 0, 1)
         row = rows(database)[nid]
         assert row.status == "failed" and row.attempts == 3 and row.delivered_at is None
+        assert "451" in row.last_error
 
         clock.advance(timedelta(days=1))  # a failed email is never tried again
         assert deliver_batch(database, cfg, clock.now(), SmtpSender(cfg.delivery.smtp)).counts() == {
@@ -157,6 +171,55 @@ def test_a_closed_port_is_a_retry_not_a_loss(database, config, clock, tmp_path, 
     row = rows(database)[nid]
     assert row.status == "delivered" and row.attempts == 1
     assert handler.ids() == [message_id(nid, "ahcccs", FROM)]
+
+
+def test_a_5xx_rejection_fails_that_message_at_once_and_the_batch_goes_on(database, config, clock, tmp_path):
+    handler = Collector(rcpt_replies={"user1@example.test": "550 5.1.1 <user1@example.test>: no such user"},
+                        data_replies={"code: C0002": "554 5.7.1 message content rejected"})
+    controller = start_smtp(handler)
+    try:
+        cfg = configured(config, tmp_path, controller.port, max_attempts=5, backoff_seconds=60)
+        ids = queue_emails(database, clock.now(), 4)
+        report = deliver_batch(database, cfg, clock.now(), SmtpSender(cfg.delivery.smtp))
+        assert (report.sent, report.retried, report.failed) == (2, 0, 2)
+        state = rows(database)
+        refused, rejected = state[ids[1]], state[ids[2]]
+        assert refused.status == "failed" and refused.attempts == 1 and refused.next_attempt_at is None
+        assert refused.last_error == "SMTPRecipientsRefused: 550 5.1.1 <user1@example.test>: no such user"
+        assert rejected.status == "failed" and rejected.attempts == 1
+        assert rejected.last_error == "SMTPDataError: 554 5.7.1 message content rejected"
+        assert refused.leased_until is None and rejected.leased_until is None
+        assert {state[ids[0]].status, state[ids[3]].status} == {"delivered"}
+        assert sorted(handler.ids()) == sorted(expected_ids([ids[0], ids[3]]))
+
+        clock.advance(timedelta(days=1))  # never tried again
+        assert deliver_batch(database, cfg, clock.now(), SmtpSender(cfg.delivery.smtp)).counts() == {
+            "sent": 0, "failed": 0, "retried": 0, "letters": 0}
+        assert rows(database)[ids[1]].attempts == 1 and len(handler.messages) == 2
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("exc, permanent", [
+    (smtplib.SMTPRecipientsRefused({"a@x.test": (550, b"5.1.1 no such user")}), "550 5.1.1 no such user"),
+    (smtplib.SMTPRecipientsRefused({"a@x.test": (553, b"bad"), "b@x.test": (554, b"worse")}), "553 bad; 554 worse"),
+    (smtplib.SMTPRecipientsRefused({"a@x.test": (550, b"no"), "b@x.test": (450, b"later")}), None),
+    (smtplib.SMTPRecipientsRefused({"a@x.test": (421, b"closing")}), None),
+    (smtplib.SMTPSenderRefused(552, b"5.3.4 message too big", FROM), "552 5.3.4 message too big"),
+    (smtplib.SMTPSenderRefused(451, b"4.3.0 later", FROM), None),
+    (smtplib.SMTPDataError(554, b"5.7.1 rejected"), "554 5.7.1 rejected"),
+    (smtplib.SMTPDataError(452, b"4.3.1 full"), None),
+    # 5xx to the session, not to the message: the server or our settings are wrong, so retry
+    (smtplib.SMTPConnectError(554, b"no service"), None),
+    (smtplib.SMTPHeloError(501, b"bad helo"), None),
+    (smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), None),
+    (smtplib.SMTPResponseException(502, b"STARTTLS not implemented"), None),
+    (smtplib.SMTPServerDisconnected("gone"), None),
+    (ConnectionRefusedError(111, "refused"), None),
+    (TimeoutError("timed out"), None),
+])
+def test_which_failures_are_permanent(exc, permanent):
+    assert permanent_rejection(exc) == permanent
 
 
 class CrashingSender(SmtpSender):
@@ -208,6 +271,64 @@ def test_a_killed_workers_claims_come_back_after_the_lease(database, config, clo
     clock.advance(timedelta(seconds=300))
     assert deliver_batch(database, cfg, clock.now(), SmtpSender(cfg.delivery.smtp)).sent == 2
     assert sorted(handler.ids()) == sorted(expected_ids(ids))
+    for row in rows(database).values():  # the expired lease counted as one attempt; the send cleared the error
+        assert row.status == "delivered" and row.attempts == 1 and row.last_error is None
+
+
+def test_a_lease_that_expires_max_attempts_times_fails_the_message(database, config, clock, smtp, tmp_path):
+    handler, port = smtp
+    cfg = configured(config, tmp_path, port, max_attempts=3, lease_seconds=300)
+    [nid] = queue_emails(database, clock.now(), 1)
+    for attempt in range(3):  # a worker claims it and dies before recording anything, three times
+        [claimed] = claim_emails(database, cfg, clock.now())
+        assert claimed.id == nid and claimed.attempts == attempt
+        row = rows(database)[nid]
+        assert row.status == "sending" and row.attempts == attempt
+        assert row.last_error == (None if attempt == 0 else "lease expired without a result")
+        clock.advance(timedelta(seconds=299))
+        assert claim_emails(database, cfg, clock.now()) == []  # still under the lease
+        clock.advance(timedelta(seconds=1))
+
+    report = deliver_batch(database, cfg, clock.now(), SmtpSender(cfg.delivery.smtp))
+    assert (report.sent, report.failed, report.retried) == (0, 1, 0)
+    row = rows(database)[nid]
+    assert row.status == "failed" and row.attempts == 3 and row.leased_until is None
+    assert row.last_error == "lease expired without a result; failed after 3 attempts"
+    clock.advance(timedelta(days=1))
+    assert claim_emails(database, cfg, clock.now()) == []
+    assert deliver_batch(database, cfg, clock.now(), SmtpSender(cfg.delivery.smtp)).counts() == {
+        "sent": 0, "failed": 0, "retried": 0, "letters": 0}
+    assert handler.messages == []
+
+
+class PoisonSender(SmtpSender):
+    """The worker dies (as from a segfault or the OOM killer) whenever it tries to send one recipient."""
+
+    def __init__(self, smtp, poison: str):
+        super().__init__(smtp)
+        self.poison = poison
+
+    def send(self, message):
+        if message["To"] == self.poison:
+            raise SystemExit("worker died")
+        super().send(message)
+
+
+def test_a_poison_message_stops_being_claimed_and_the_others_still_go(database, config, clock, smtp, tmp_path):
+    handler, port = smtp
+    cfg = configured(config, tmp_path, port, max_attempts=2, lease_seconds=300)
+    poison, other = queue_emails(database, clock.now(), 2)
+    for _ in range(2):
+        with pytest.raises(SystemExit):
+            deliver_batch(database, cfg, clock.now(), PoisonSender(cfg.delivery.smtp, "user0@example.test"))
+        clock.advance(timedelta(seconds=300))
+    assert rows(database)[other].status == "queued"  # untried, given back each time
+    report = deliver_batch(database, cfg, clock.now(), PoisonSender(cfg.delivery.smtp, "user0@example.test"))
+    assert (report.sent, report.failed) == (1, 1)
+    state = rows(database)
+    assert state[poison].status == "failed" and state[poison].attempts == 2
+    assert state[other].status == "delivered" and state[other].attempts == 0
+    assert handler.ids() == [message_id(other, "ahcccs", FROM)]
 
 
 class SlowSender(SmtpSender):

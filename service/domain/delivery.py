@@ -9,6 +9,15 @@ right after the send, so at most the one message in flight when a worker dies
 can be sent twice; it carries the same Message-ID both times, derived from the
 notification id, so the receiving side can recognise the duplicate.
 
+An attempt ends one of three ways. Delivered. A permanent rejection (a 5xx reply
+to this message's MAIL FROM, RCPT TO or DATA): failed at once, never retried.
+Anything else (a 4xx reply, a refused connection, a timeout, a 5xx to the
+session itself: greeting, EHLO, STARTTLS, AUTH): retried with doubling backoff
+until `max_attempts`. A lease that runs out without an outcome (the worker died
+mid-send) also counts as an attempt, taken when the row is next claimed, so a
+message that kills the worker every time is failed after `max_attempts` claims
+instead of being retried forever.
+
 Letters are written to one JSON Lines file per run (temp name, fsync, then
 linked into place without overwriting) and marked "exported" in the same
 transaction that selected them. Activation codes travel only in letters.
@@ -126,6 +135,41 @@ def render(claimed: Claimed, from_address: str) -> EmailMessage:
     return message
 
 
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {text}".strip()
+
+
+def permanent_rejection(exc: BaseException) -> str | None:
+    """The server's 5xx reply ("550 5.1.1 ...") if it permanently refused this message, else None.
+
+    Only replies to the message's own MAIL FROM (SMTPSenderRefused), RCPT TO (SMTPRecipientsRefused,
+    every recipient 5xx) and DATA (SMTPDataError) count. A 5xx to the session (greeting, EHLO,
+    STARTTLS, AUTH) says the server or our settings are wrong, not the message, so it stays a retry
+    like 4xx replies, connection errors and timeouts.
+    """
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        replies = list(exc.recipients.values())
+        if replies and all(500 <= code <= 599 for code, _ in replies):
+            return "; ".join(_reply(code, text) for code, text in replies)
+        return None
+    if isinstance(exc, (smtplib.SMTPSenderRefused, smtplib.SMTPDataError)) and 500 <= exc.smtp_code <= 599:
+        return _reply(exc.smtp_code, exc.smtp_error)
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """`last_error`: the exception's name and, for an SMTP reply, its code and text."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        detail = "; ".join(_reply(code, text) for code, text in exc.recipients.values())
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        detail = _reply(exc.smtp_code, exc.smtp_error)
+    else:
+        detail = str(exc)
+    return f"{type(exc).__name__}: {detail}"[:2000]
+
+
 def _due(channel: str, now: datetime):
     return (
         Notification.channel == channel,
@@ -137,19 +181,49 @@ def _due(channel: str, now: datetime):
 
 def claim_emails(database: Database, config: Config, now: datetime) -> list[Claimed]:
     """Mark a batch of due emails "sending" with a lease, in one short transaction."""
+    return _claim(database, config, now)[0]
+
+
+def _claim(database: Database, config: Config, now: datetime) -> tuple[list[Claimed], int]:
+    """Claim a batch; also returns how many rows were failed instead because their leases ran out too often.
+
+    A row still "sending" after its lease was claimed by a worker that never recorded an outcome:
+    that claim counts as a failed attempt. Once the attempts reach `max_attempts` the row is failed
+    here rather than claimed (and sent) again.
+    """
     settings = config.delivery
     query = select(Notification).where(*_due("email", now)).order_by(Notification.id).limit(settings.batch_size)
     if not database.is_sqlite:
         query = query.with_for_update(skip_locked=True)
     with database.transaction() as session:
         rows = session.scalars(query).all()
-        if not rows:
-            return []
-        session.execute(update(Notification).where(Notification.id.in_([r.id for r in rows]))
-                        .values(status=SENDING, leased_until=now + timedelta(seconds=settings.lease_seconds))
-                        .execution_options(synchronize_session=False))
-        return [Claimed(r.id, r.portal_id, r.recipient, r.template, dict(r.payload or {}), r.created_at, r.attempts)
-                for r in rows]
+        fresh, expired, exhausted, claimed = [], [], [], []
+        for r in rows:
+            attempts = r.attempts
+            if r.status == SENDING:  # the previous claim's lease ran out without an outcome
+                attempts += 1
+                if attempts >= settings.max_attempts:
+                    exhausted.append((r.id, attempts))
+                    continue
+                expired.append(r.id)
+            else:
+                fresh.append(r.id)
+            claimed.append(Claimed(r.id, r.portal_id, r.recipient, r.template, dict(r.payload or {}),
+                                   r.created_at, attempts))
+        lease = now + timedelta(seconds=settings.lease_seconds)
+        for ids, values in ((fresh, dict(status=SENDING, leased_until=lease)),
+                            (expired, dict(status=SENDING, leased_until=lease, attempts=Notification.attempts + 1,
+                                           last_error="lease expired without a result"))):
+            if ids:
+                session.execute(update(Notification).where(Notification.id.in_(ids)).values(**values)
+                                .execution_options(synchronize_session=False))
+        for notification_id, attempts in exhausted:  # rare: one statement each, with its own count
+            error = f"lease expired without a result; failed after {attempts} attempts"
+            session.execute(update(Notification).where(Notification.id == notification_id)
+                            .values(status=FAILED, leased_until=None, attempts=attempts, last_error=error)
+                            .execution_options(synchronize_session=False))
+            log.warning("notification %s: %s", notification_id, error)
+        return claimed, len(exhausted)
 
 
 def _finish(database: Database, notification_id: int, **values) -> None:
@@ -174,8 +248,8 @@ def _release(database: Database, ids: list[int]) -> None:
 
 def deliver_emails(database: Database, config: Config, now: datetime, sender: Sender) -> DeliveryReport:
     settings = config.delivery
-    claimed = claim_emails(database, config, now)
-    sent = failed = retried = 0
+    claimed, failed = _claim(database, config, now)
+    sent = retried = 0
     position = 0
     try:
         for position, item in enumerate(claimed):
@@ -186,9 +260,14 @@ def deliver_emails(database: Database, config: Config, now: datetime, sender: Se
                 continue
             try:
                 sender.send(render(item, settings.smtp.from_address))
-            except Exception as exc:  # noqa: BLE001 - any failure to hand over is retried
+            except Exception as exc:  # noqa: BLE001 - any other failure to hand over is retried
                 attempts = item.attempts + 1
-                error = f"{type(exc).__name__}: {exc}"[:2000]
+                error = _describe(exc)
+                if permanent_rejection(exc) is not None:
+                    _finish(database, item.id, status=FAILED, attempts=attempts, last_error=error)
+                    failed += 1
+                    log.warning("notification %s: permanently rejected: %s", item.id, error)
+                    continue
                 if attempts >= settings.max_attempts:
                     _finish(database, item.id, status=FAILED, attempts=attempts, last_error=error)
                     failed += 1
