@@ -10,32 +10,22 @@ Layers, each measured on the same seeded facts so they can be subtracted:
 from __future__ import annotations
 
 import argparse
-import http.client
+import inspect
 import json
-import multiprocessing
 import os
-import platform
-import re
 import shutil
-import signal
-import socket
-import sqlite3
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib.metadata import version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # runnable without PYTHONPATH
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-import yaml  # noqa: E402
-
+# The shared helpers, also imported from here by other scripts (bench/servers.py).
+from bench._common import (CONCURRENCY, ROOT, WRK_SCRIPT, describe_serving, drive, fmt_load,  # noqa: E402,F401
+                           free_port, machine, measure, post_script, run_wrk, start_server, stats, stop_server,
+                           table, wait_ready, write_config)
 from service.app import create_app  # noqa: E402
 from service.config import load_config  # noqa: E402
 from service.domain import clients  # noqa: E402
@@ -44,8 +34,6 @@ from service.domain.setup import sync_portals  # noqa: E402
 from service.policy import Policy  # noqa: E402
 from service.storage.database import Database  # noqa: E402
 from tests.fixtures.world import World  # noqa: E402
-
-CONCURRENCY = (1, 8, 32)
 
 
 @dataclass(frozen=True)
@@ -84,60 +72,6 @@ FAMILIES = (
            {"permission": "claims"}, expect=True),
     Family("authorized_actions", "ahcccs", "bench.admin", "view", Resource("account", "bench.other")),
 )
-
-
-# --- figures -------------------------------------------------------------------------------------
-
-def stats(latencies_ns: list[int], wall_s: float) -> dict:
-    """Throughput over the wall time, and nearest-rank p50/p99 in microseconds."""
-    ordered = sorted(latencies_ns)
-
-    def pct(p: float) -> float:
-        return ordered[max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered))) - 1))] / 1000
-
-    return {"n": len(ordered), "per_s": len(ordered) / wall_s if wall_s else 0.0,
-            "p50_us": pct(50), "p99_us": pct(99)}
-
-
-def measure(fn, n: int, warmup: int) -> dict:
-    """Time n calls one by one with perf_counter_ns after a warm-up (caches, JIT-free but branch-warm)."""
-    for _ in range(warmup):
-        fn()
-    lat = []
-    start = time.perf_counter_ns()
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        lat.append(time.perf_counter_ns() - t0)
-    return stats(lat, (time.perf_counter_ns() - start) / 1e9)
-
-
-def table(title: str, headers: list[str], rows: list[list]) -> None:
-    """Print an aligned text table; numbers are right-aligned."""
-    cells = [[f"{c:,.0f}" if isinstance(c, float) and abs(c) >= 100 else
-              f"{c:.2f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    left = [isinstance(c, str) for c in rows[0]]  # text columns read left to right, numbers align right
-
-    def line(values):
-        return "  ".join(v.ljust(w) if lf else v.rjust(w) for v, w, lf in zip(values, widths, left)).rstrip()
-
-    print(f"\n## {title}\n{line(headers)}\n{line(['-' * w for w in widths])}")
-    for row in cells:
-        print(line(row))
-
-
-def machine() -> dict:
-    """Where the figures come from: they mean nothing without it."""
-    model = "unknown"
-    try:
-        model = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1)
-    except (OSError, AttributeError):
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "oso": version("oso"), "sqlite": sqlite3.sqlite_version,
-            "platform": platform.platform(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "loadavg_at_start": os.getloadavg()}
 
 
 # --- seeded database -----------------------------------------------------------------------------
@@ -193,7 +127,9 @@ def outcome(policy: Policy, fam: Family, actor, resource) -> str:
 
 def bench_engine(policy: Policy, facts: dict, n: int, warmup: int) -> list[dict]:
     """Policy.decide (with reasons on denial) beside the bare engine call on the same facts."""
-    oso = policy._oso  # private on purpose: the engine alone, without reasons or ordering
+    # The engine alone, without reasons or ordering (an attribute named `_oso` before the policy held engines).
+    oso = getattr(policy, "_oso", None) or policy.oso
+    oso = oso if hasattr(oso, "is_allowed") else oso()  # an accessor method in the policy being rewritten
     results = []
     for fam in FAMILIES:
         actor, resource = facts[fam.name]
@@ -218,9 +154,12 @@ def bench_database(database: Database, config, policy: Policy, key: str, n: int,
         def decider_call(fam=fam):
             with database.sessions() as session:
                 decider = new_decider(session, config, policy, fam.portal)
+                # As the API calls it: by username where the Decider loads the actor's facts itself.
+                by_name = "str" in str(inspect.signature(Decider.authorized_actions).parameters["actor"].annotation)
+                actor = fam.actor if by_name else decider.actor(fam.actor)
                 if fam.expect is None:
-                    return decider.authorized_actions(decider.actor(fam.actor), fam.resource)
-                return decider.decide(decider.actor(fam.actor), fam.question)
+                    return decider.authorized_actions(actor, fam.resource)
+                return decider.decide(actor, fam.question)
 
         body = fam.body()
 
@@ -236,144 +175,24 @@ def bench_database(database: Database, config, policy: Policy, key: str, n: int,
 
 # --- section 4: a real server over HTTP ---------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_config(tmp: Path) -> Path:
-    """The shipped config with the demo off and the policies found by absolute path."""
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    data["demo"] = {"enabled": False}
-    data["policy_dir"] = str(ROOT / "policies")
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def start_server(config_path: Path, db_url: str, port: int, log_path: Path) -> subprocess.Popen:
-    """`portal-authz serve` in its own process group, so stopping it stops its gunicorn workers too."""
-    env = {**os.environ, "PORTAL_AUTHZ_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
-    with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "service.cli", "--config", str(config_path), "serve",
-                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def wait_ready(proc: subprocess.Popen, port: int, log_path: Path, timeout: float = 60) -> None:
-    """Poll /readyz until 200; fail fast if the server exits, and never wait forever."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"bench: server exited {proc.returncode}:\n{log_path.read_text()[-2000:]}")
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            conn.close()
-        time.sleep(0.2)
-    raise SystemExit(f"bench: server not ready after {timeout:.0f} s:\n{log_path.read_text()[-2000:]}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """SIGTERM to the group (gunicorn shuts workers down), SIGKILL if it lingers; bounded."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def drive(port: int, method: str, path: str, body: bytes | None, headers: dict, threads: int, seconds: float) -> dict:
-    """`threads` clients, one http.client connection each, requesting back to back until the deadline."""
-    deadline: list[float] = []
-    barrier = threading.Barrier(threads, action=lambda: deadline.append(time.monotonic() + seconds))
-
-    def client() -> tuple[list[int], int, int, float]:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        lat, errors, connects = [], 0, 0
-        barrier.wait(timeout=30)
-        while time.monotonic() < deadline[0]:
-            connects += conn.sock is None  # the server closed the last one (gunicorn sync workers do)
-            t0 = time.perf_counter_ns()
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                ok = False
-            lat.append(time.perf_counter_ns() - t0)
-            errors += not ok
-        conn.close()
-        return lat, errors, connects, time.monotonic()
-
-    with ThreadPoolExecutor(threads) as pool:
-        outcomes = [f.result(timeout=seconds + 90) for f in [pool.submit(client) for _ in range(threads)]]
-    wall = max(o[3] for o in outcomes) - (deadline[0] - seconds)
-    lat = [x for o in outcomes for x in o[0]]
-    result = stats(lat, wall)
-    result.update(errors=sum(o[1] for o in outcomes), connects=sum(o[2] for o in outcomes))
-    return result
-
-
-WRK_SCRIPT = """wrk.method = "POST"
-wrk.body = {body}
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {key}"
-"""
-
-
-def run_wrk(port: int, path: str, script: Path | None, seconds: float, connections: int) -> dict:
-    """Debian's wrk (2 threads), parsed from its --latency report; bounded by a timeout."""
-    cmd = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "--timeout", "10s"]
-    cmd += ["-s", str(script)] if script else []
-    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
-                         timeout=seconds + 60).stdout
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)] if m else float("nan")
-
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errs = re.search(r"Socket errors:.*", out)
-    return {"per_s": float(rate.group(1)) if rate else float("nan"), "p50_ms": ms("50%"), "p99_ms": ms("99%"),
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errs.group(0) if errs else ""}
-
-
 def bench_http(tmp: Path, db_url: str, key: str, seconds: float) -> dict:
     """Start the real server, load it from this process (and from wrk if installed), always stop it."""
     config_path, port, log_path = write_config(tmp), free_port(), tmp / "server.log"
     fam = FAMILIES[0]
     body = json.dumps(fam.body()).encode()
     post_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    workers = load_config(config_path).server.workers or 2 * multiprocessing.cpu_count() + 1
-    out = {"workers": workers, "family": fam.name, "python": [], "wrk": []}
+    out = {"serving": describe_serving(config_path), "family": fam.name, "python": [], "wrk": []}
     proc = start_server(config_path, db_url, port, log_path)
     try:
         wait_ready(proc, port, log_path)
         # Warm every worker (engine connections, SQLAlchemy statement caches) before anything is timed.
-        drive(port, "POST", fam.path, body, post_headers, workers, 1.0)
+        drive(port, "POST", fam.path, body, post_headers, 8, 1.0)
         for threads in CONCURRENCY:
             auth = drive(port, "POST", fam.path, body, post_headers, threads, seconds)
             health = drive(port, "GET", "/healthz", None, {}, threads, seconds)
             out["python"].append({"concurrency": threads, "authorize": auth, "healthz": health})
         if shutil.which("wrk"):
-            script = tmp / "authorize.lua"
-            script.write_text(WRK_SCRIPT.format(body=json.dumps(body.decode()), key=key))
+            script = post_script(tmp / "authorize.lua", body, post_headers)
             for conns in (8, 32):
                 out["wrk"].append({"endpoint": "POST /v1/authorize", "connections": conns,
                                    **run_wrk(port, fam.path, script, seconds, conns)})
@@ -386,10 +205,6 @@ def bench_http(tmp: Path, db_url: str, key: str, seconds: float) -> dict:
 
 
 # --- report ------------------------------------------------------------------------------------
-
-def fmt_load(load) -> str:
-    return "/".join(f"{x:.2f}" for x in load)
-
 
 def report(figures: dict) -> None:
     m = figures["machine"]
@@ -410,7 +225,7 @@ def report(figures: dict) -> None:
     http_figs = figures.get("http")
     if not http_figs:
         return
-    table(f"4. portal-authz serve (gunicorn, {http_figs['workers']} sync workers) over loopback, "
+    table(f"4. portal-authz serve ({http_figs['serving']}) over loopback, "
           f"Python threads, '{http_figs['family']}'",
           ["concurrency", "authz req/s", "p50 ms", "p99 ms", "err", "health req/s", "p50 ms", "p99 ms", "err",
            "authz/health"],

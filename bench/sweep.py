@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))  # runnable without PYTHONPATH
 
 from sqlalchemy import event, text  # noqa: E402
 
+from bench._common import bulk_load  # noqa: E402
+
 from service.config import load_config  # noqa: E402
 from service.domain.setup import sync_portals  # noqa: E402
 from service.domain.sweep import sweep  # noqa: E402
@@ -143,53 +145,6 @@ TABLES = (
 )
 
 
-def _sqlite_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite format
-
-
-def _pg_time(moment: datetime) -> str:
-    return moment.isoformat()
-
-
-def load_sqlite(database: Database, n: int, batch: int = 50_000) -> None:
-    raw = database.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute("PRAGMA synchronous=OFF")
-        for table, columns, rows in TABLES:
-            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-            chunk = []
-            for row in rows(n, _sqlite_time):
-                chunk.append(row)
-                if len(chunk) >= batch:
-                    cursor.executemany(sql, chunk)
-                    chunk.clear()
-            if chunk:
-                cursor.executemany(sql, chunk)
-        raw.commit()
-        cursor.execute("ANALYZE")
-        raw.commit()
-    finally:
-        raw.close()
-
-
-def load_postgres(database: Database, n: int) -> None:
-    raw = database.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        for table, columns, rows in TABLES:
-            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows(n, _pg_time):
-                    copy.write_row(row)
-            if "id" in columns:
-                cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
-        raw.commit()
-        raw.driver_connection.autocommit = True
-        cursor.execute("VACUUM ANALYZE")
-    finally:
-        raw.close()
-
-
 class StatementTimer:
     """Wall time per SQL statement kind (first words), via engine events."""
 
@@ -228,7 +183,7 @@ def run_backend(name: str, url: str, config, n: int, statements: bool) -> dict:
         sync_portals(session, config)
     print(f"  schema                         {time.perf_counter() - t0:7.2f} s", flush=True)
     t0 = time.perf_counter()
-    (load_sqlite if database.is_sqlite else load_postgres)(database, n)
+    bulk_load(database, TABLES, n)  # executemany on SQLite, COPY on PostgreSQL (bench/_common.py)
     load = time.perf_counter() - t0
     print(f"  load (+ANALYZE)                {load:7.2f} s  ({n / load:,.0f} accounts/s, with memberships, "
           f"grants, sessions)", flush=True)

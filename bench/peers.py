@@ -1,0 +1,313 @@
+"""POST /v1/authorize over HTTP beside a peer (Cerbos), in one run. A benchmark script, not a test.
+
+Starts the real `portal-authz serve` as configured by default (engine, workers and
+logging as shipped; the demo off) on a fresh SQLite file, then on a throw-away
+PostgreSQL, each seeded with bench/decisions.py's personas, and loads it with wrk
+on loopback at 1, 8 and 32 connections:
+
+  - POST /v1/authorize, 'function allowed' (bench.member may `claims` on BENCH-0001):
+    the facts are read from the database on every request;
+  - GET /healthz of the same server: the ceiling of the server and Flask alone.
+
+Then the peer: Cerbos (a Go policy decision point, from the npm package
+@cerbos/cerbos-linux-x64, installed into a cache directory outside the repository
+when missing) with the same rule written as a Cerbos resource policy, run with its
+log level at warn, and loaded by wrk the same way on POST /api/check/resources. As
+Cerbos callers do, the facts travel in the request (principal attributes), so
+Cerbos reads no database: that is the comparison asked for, not a like-for-like one.
+
+Before timing anything the script checks that both answer the same: allowed for
+`claims`, denied for `eligibility`. wrk and the servers share the machine's cores.
+
+    python bench/peers.py [--quick] [--seconds 10] [--backend sqlite|postgres|both] [--no-cerbos]
+                          [--quiet-logs] [--json out.json]
+
+Prints one table, the ratio portal-authz / Cerbos throughput at 32 connections,
+and whether each POST's p99 is under 25 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
+
+from bench._common import (CONCURRENCY, ROOT, describe_serving, drive, dumps, ensure_wrk, fmt_load,  # noqa: E402
+                           free_port, group_processes, machine, post_script, print_machine, request, run_wrk,
+                           start_server, stop_server, table, wait_ready, wrk_version, write_config)
+from bench.decisions import FAMILIES, seed  # noqa: E402
+from service.config import load_config  # noqa: E402
+
+P99_TARGET_MS = 25.0
+CERBOS_VERSION = "0.55.0"
+ALLOWED, DENIED = FAMILIES[0], FAMILIES[1]  # claims allowed, eligibility denied, same actor and organization
+
+
+# --- Cerbos ------------------------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    base = os.environ.get("PORTAL_AUTHZ_BENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME")
+                                                              or Path.home() / ".cache") / "portal-authz-bench"
+    return Path(base)
+
+
+def ensure_cerbos(explicit: str | None) -> Path:
+    """The cerbos binary: --cerbos/$CERBOS_BIN, else the cached npm package, installed with npm when missing."""
+    given = explicit or os.environ.get("CERBOS_BIN")
+    if given:
+        return Path(given)
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine())
+    if arch is None:
+        raise SystemExit(f"bench: no Cerbos npm package for {platform.machine()}; pass --cerbos PATH")
+    package = f"@cerbos/cerbos-linux-{arch}"
+    prefix = cache_dir() / f"cerbos-{CERBOS_VERSION}"
+    binary = prefix / "node_modules" / package / f"cerbos-linux-{arch}"
+    if binary.exists():
+        return binary
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("bench: Cerbos is not installed and npm is missing: install Node.js/npm "
+                         "(apt-get install -y npm), pass --cerbos PATH, or run with --no-cerbos")
+    prefix.mkdir(parents=True, exist_ok=True)
+    cmd = [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(prefix),
+           f"{package}@{CERBOS_VERSION}"]
+    print(f"bench: installing Cerbos {CERBOS_VERSION} outside the repository: {' '.join(cmd)}", flush=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 or not binary.exists():
+        raise SystemExit(f"bench: npm install failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return binary
+
+
+def cerbos_version(binary: Path) -> str:
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
+    return (out.stdout.strip().splitlines() or ["?"])[0]
+
+
+def cerbos_policy(catalog: tuple[str, ...]) -> str:
+    """Our 'portal function' rule in Cerbos: active, password current, active member, granted (admins: all).
+
+    One rule per catalog function, the action named literally, as the Polar rule binds the action
+    from the catalog.
+    """
+    rules = []
+    for action in catalog:
+        rules.append(f"""    - name: function-{action}
+      actions: ["{action}"]
+      effect: EFFECT_ALLOW
+      roles: ["user"]
+      condition:
+        match:
+          all:
+            of:
+              - expr: P.attr.status == "active"
+              - expr: P.attr.password_current == true
+              - expr: R.id in P.attr.memberships
+              - expr: P.attr.memberships[R.id].status == "active"
+              - expr: >
+                  P.attr.memberships[R.id].role == "admin" ||
+                  "{action}" in P.attr.memberships[R.id].permissions
+""")
+    return ("apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n  resource: organization\n"
+            "  rules:\n" + "".join(rules))
+
+
+def cerbos_request(family) -> dict:
+    """The check a Cerbos caller sends for the family's question, with the facts our database holds for it."""
+    return {
+        "requestId": "bench",
+        "principal": {"id": family.actor, "roles": ["user"],
+                      "attr": {"status": "active", "password_current": True,
+                               "memberships": {family.resource.id: {"role": "member", "status": "active",
+                                                                    "permissions": ["claims"]}}}},
+        "resources": [{"actions": [family.action],
+                       "resource": {"kind": "organization", "id": family.resource.id, "attr": {}}}],
+    }
+
+
+def start_cerbos(binary: Path, tmp: Path, catalog: tuple[str, ...]) -> tuple[subprocess.Popen, int, Path]:
+    policies = tmp / "cerbos-policies"
+    policies.mkdir(exist_ok=True)
+    (policies / "organization.yaml").write_text(cerbos_policy(catalog))
+    compiled = subprocess.run([str(binary), "compile", str(policies)], capture_output=True, text=True, timeout=60)
+    if compiled.returncode != 0:
+        raise SystemExit(f"bench: the Cerbos policy does not compile:\n{compiled.stdout}\n{compiled.stderr}")
+    port, grpc = free_port(), free_port()
+    conf = tmp / "cerbos.yaml"
+    conf.write_text(f"""server:
+  httpListenAddr: "127.0.0.1:{port}"
+  grpcListenAddr: "127.0.0.1:{grpc}"
+storage:
+  driver: disk
+  disk:
+    directory: "{policies}"
+    watchForChanges: false
+audit:
+  enabled: false
+telemetry:
+  disabled: true
+""")
+    log_path = tmp / "cerbos.log"
+    env = {**os.environ, "CERBOS_NO_TELEMETRY": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(binary), "server", f"--config={conf}", "--log-level=warn",
+                                 f"--debug-listen-addr=127.0.0.1:{free_port()}"], cwd=tmp, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, port, log_path
+
+
+def check_cerbos(port: int) -> None:
+    """Same answers as portal-authz before anything is timed."""
+    for family, want in ((ALLOWED, "EFFECT_ALLOW"), (DENIED, "EFFECT_DENY")):
+        status, body = request(port, "POST", "/api/check/resources", dumps(cerbos_request(family)),
+                               {"Content-Type": "application/json"})
+        got = json.loads(body)["results"][0]["actions"][family.action] if status == 200 else f"HTTP {status}"
+        if got != want:
+            raise SystemExit(f"bench: Cerbos answered {got} for {family.name}, expected {want}: {body[:500]!r}")
+
+
+# --- portal-authz -----------------------------------------------------------------------------------
+
+def check_portal(port: int, headers: dict) -> None:
+    for family in (ALLOWED, DENIED):
+        status, body = request(port, "POST", "/v1/authorize", dumps(family.body()), headers)
+        if status != 200 or json.loads(body)["allowed"] is not family.expect:
+            raise SystemExit(f"bench: /v1/authorize answered {status} {body[:500]!r} for {family.name}")
+
+
+def load_levels(port: int, path: str, script: Path | None, seconds: float, label: str) -> list[dict]:
+    rows = []
+    for connections in CONCURRENCY:
+        time.sleep(0.5)  # let the previous level's connections close
+        result = run_wrk(port, path, script, seconds, connections)
+        print(f"  {label:<38} c={connections:<3} {result['per_s']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
+              f"p99 {result['p99_ms']:7.2f} ms  non-2xx {result['non_2xx']} {result['socket_errors']}", flush=True)
+        rows.append({"target": label, "connections": connections, **result})
+    return rows
+
+
+def bench_portal(tmp: Path, backend: str, db_url: str, config, seconds: float, quiet: bool) -> list[dict]:
+    database, key = seed(db_url, config)
+    database.dispose()
+    overrides = {"logging": {"level": "warning", "access_log": False}} if quiet else {}
+    config_path = write_config(tmp, **overrides)
+    port, log_path = free_port(), tmp / f"server-{backend}.log"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    serving = describe_serving(config_path)
+    proc = start_server(config_path, db_url, port, log_path)
+    try:
+        wait_ready(proc, port, log_path)
+        check_portal(port, headers)
+        print(f"portal-authz on {backend}: {serving}; {group_processes(proc.pid)} processes in the server's group; "
+              f"logging {'quiet (warning, no access log)' if quiet else 'as shipped'}", flush=True)
+        drive(port, "POST", "/v1/authorize", dumps(ALLOWED.body()), headers, 8, 1.0)  # warm every worker
+        script = post_script(tmp / f"authorize-{backend}.lua", dumps(ALLOWED.body()), headers)
+        rows = load_levels(port, "/v1/authorize", script, seconds, f"portal-authz {backend} POST /v1/authorize")
+        rows += load_levels(port, "/healthz", None, seconds, f"portal-authz {backend} GET /healthz")
+    finally:
+        stop_server(proc)
+    for row in rows:
+        row.update(kind="healthz" if "healthz" in row["target"] else "authorize", backend=backend)
+    return rows
+
+
+def bench_cerbos(tmp: Path, binary: Path, config, seconds: float) -> list[dict]:
+    proc, port, log_path = start_cerbos(binary, tmp, config.portals["ahcccs"].catalog)
+    try:
+        wait_ready(proc, port, log_path, path="/_cerbos/health")
+        check_cerbos(port)
+        print(f"Cerbos {cerbos_version(binary)} ({binary}), log level warn, audit and telemetry off", flush=True)
+        body = dumps(cerbos_request(ALLOWED))
+        drive(port, "POST", "/api/check/resources", body, {"Content-Type": "application/json"}, 8, 1.0)
+        script = post_script(tmp / "cerbos.lua", body, {"Content-Type": "application/json"})
+        rows = load_levels(port, "/api/check/resources", script, seconds, "Cerbos POST /api/check/resources")
+    finally:
+        stop_server(proc)
+    for row in rows:
+        row.update(kind="cerbos", backend="-")
+    return rows
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+def summary(rows: list[dict]) -> list[str]:
+    lines = []
+    cerbos = next((r for r in rows if r["kind"] == "cerbos" and r["connections"] == 32), None)
+    for r in rows:
+        if r["kind"] == "authorize" and r["connections"] == 32:
+            if cerbos:
+                lines.append(f"portal-authz ({r['backend']}) / Cerbos throughput at 32 connections: "
+                             f"{r['per_s']:.0f} / {cerbos['per_s']:.0f} = {r['per_s'] / cerbos['per_s']:.2f}")
+            else:
+                lines.append(f"portal-authz ({r['backend']}) at 32 connections: {r['per_s']:.0f} req/s (no Cerbos run)")
+    for r in rows:
+        if r["kind"] in ("authorize", "cerbos"):
+            verdict = "yes" if r["p99_ms"] < P99_TARGET_MS else "NO"
+            lines.append(f"p99 < {P99_TARGET_MS:g} ms: {verdict:<3}  {r['target']} c={r['connections']} "
+                         f"(p99 {r['p99_ms']:.2f} ms)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 s per level (a smoke run, figures meaningless)")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per wrk level (default 10)")
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--no-cerbos", action="store_true", help="skip the peer")
+    parser.add_argument("--cerbos", default=None, help="a cerbos binary to use instead of the npm package")
+    parser.add_argument("--quiet-logs", action="store_true",
+                        help="portal-authz at log level warning without its access log (default: as shipped)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (1.0 if args.quick else 10.0)
+
+    m = machine()
+    ensure_wrk()
+    binary = None if args.no_cerbos else ensure_cerbos(args.cerbos)
+    print_machine("portal-authz vs Cerbos over HTTP (wrk on loopback)", m,
+                  f"{wrk_version()}; cerbos {cerbos_version(binary) if binary else 'not run'}; "
+                  f"{seconds:g} s per level, connections {', '.join(map(str, CONCURRENCY))}; "
+                  "wrk shares the cores with the server")
+    config = load_config(ROOT / "config.yaml")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="portal-authz-peers-") as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        if args.backend in ("sqlite", "both"):
+            sqlite_dir = tmp / "sqlite"
+            sqlite_dir.mkdir()
+            rows += bench_portal(sqlite_dir, "SQLite", f"sqlite:///{sqlite_dir / 'bench.db'}", config, seconds,
+                                 args.quiet_logs)
+        if args.backend in ("postgres", "both"):
+            from tests.fixtures.postgres import start_postgres
+
+            server = stack.enter_context(start_postgres())
+            pg_dir = tmp / "postgres"
+            pg_dir.mkdir()
+            url = server.create_database("bench")
+            print(f"PostgreSQL: throw-away server from {server.bin_dir} (fsync and synchronous_commit off)",
+                  flush=True)
+            rows += bench_portal(pg_dir, "PostgreSQL", url, config, seconds, args.quiet_logs)
+        if binary:
+            rows += bench_cerbos(tmp, binary, config, seconds)
+    table("POST /v1/authorize vs GET /healthz vs Cerbos CheckResources (wrk, loopback)",
+          ["target", "connections", "req/s", "p50 ms", "p99 ms", "non-2xx", "socket errors"],
+          [[r["target"], r["connections"], r["per_s"], r["p50_ms"], r["p99_ms"], r["non_2xx"],
+            r["socket_errors"] or "-"] for r in rows])
+    print()
+    print("\n".join(summary(rows)))
+    print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": m, "seconds": seconds, "rows": rows}, indent=2))
+        print(f"figures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
