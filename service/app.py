@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from service.api import accounts, decisions, enrolment, health, maintenance, openapi, passwords, problems, testing
+from service import observe
+from service.api import (accounts, decisions, enrolment, health, maintenance, metrics, openapi, passwords, problems,
+                         testing)
 from service.api.requests import close_session
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import Config
@@ -37,6 +39,7 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.json.sort_keys = False
     app.extensions["portal_authz"] = Services(config, database, policy, clock, notifier or OutboxNotifier())
 
+    observe.install(app)  # request ids, access log, metrics: first, so every response has them
     problems.register(app)
     app.teardown_appcontext(close_session)
     app.register_blueprint(health.bp)
@@ -46,6 +49,7 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.register_blueprint(passwords.bp)
     app.register_blueprint(maintenance.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(metrics.bp)
     if config.testing.clock == "settable":
         app.register_blueprint(testing.bp)
         logging.getLogger(__name__).warning("testing.clock is settable: POST /_testing/clock moves time")

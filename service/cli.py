@@ -63,6 +63,7 @@ def _load_policy(config: Config):
 def cmd_serve(args) -> None:
     from service.clock import SystemClock
     from service.domain.setup import create_demo, is_empty
+    from service.observe import serving
     from service.server import serve
 
     config = _config(args)
@@ -74,6 +75,7 @@ def cmd_serve(args) -> None:
         if demo:
             _print_demo(demo, args.host, args.port)
     database.dispose()
+    serving.prepare(config)  # JSON logs, and a fresh metrics directory that the workers inherit (service/observe)
     workers = args.workers or config.server.workers or (2 * multiprocessing.cpu_count() + 1)
     serve(config, host=args.host, port=args.port, workers=workers)
 

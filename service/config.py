@@ -154,9 +154,32 @@ class Delivery(_Strict):
     letters_dir: Path = Field(default=Path("letters"), description="relative to the config file")
 
 
+class Logging(_Strict):
+    """How the served process logs: JSON lines on stderr by default, one per request (see service/observe)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+    access_log: bool = True
+
+
+class DecisionLog(_Strict):
+    """An optional JSON Lines record of the decision endpoints' answers, for "why was this denied?"."""
+
+    mode: Literal["off", "sampled", "all"] = "off"
+    sample_rate: float = Field(default=0.01, ge=0, le=1, description="the share of requests logged when sampled")
+    path: Path = Field(default=Path("decisions.jsonl"), description="relative to the config file")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+
 class Config(_Strict):
     database: Database = Database()
     delivery: Delivery = Delivery()
+    logging: Logging = Logging()
+    decision_log: DecisionLog = DecisionLog()
     server: Server = Server()
     testing: Testing = Testing()
     demo: Demo = Demo()
@@ -195,6 +218,10 @@ class Config(_Strict):
     @property
     def letters_path(self) -> Path:
         return (self.base_dir / self.delivery.letters_dir).resolve()
+
+    @property
+    def decision_log_path(self) -> Path:
+        return (self.base_dir / self.decision_log.path).resolve()
 
     def portal(self, portal_id: str) -> PortalProfile | None:
         return self.portals.get(portal_id)

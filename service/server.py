@@ -4,6 +4,7 @@ from __future__ import annotations
 from gunicorn.app.base import BaseApplication
 
 from service.config import Config
+from service.observe import serving
 
 
 class _Gunicorn(BaseApplication):
@@ -37,4 +38,5 @@ def serve(config: Config, *, host: str, port: int, workers: int) -> None:
         # gunicorn 27's control socket is one fixed path per user; several servers on a machine would share it.
         "control_socket_disable": True,
     }
+    options.update(serving.gunicorn_options(config))  # metrics of exited workers; logs in the service's format
     _Gunicorn(config, options).run()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from service import observe
 from service.api.requests import db_session, parse, require_scope, services
 from service.api.schemas import AuthorizedActionsRequest, AuthorizeRequest, BatchRequest
 from service.domain.decisions import Decider, Question, Resource, profile_of
@@ -31,7 +32,10 @@ def _answer(decision) -> dict:
 def authorize():
     body = parse(AuthorizeRequest)
     decider = _decider(body.portal)
-    return jsonify(_answer(decider.decide(decider.actor(body.actor), _question(body))))
+    question = _question(body)
+    decision = decider.decide(decider.actor(body.actor), question)
+    observe.decision(body.portal, body.actor, question, decision)
+    return jsonify(_answer(decision))
 
 
 @bp.post("/authorize/batch")
@@ -41,16 +45,18 @@ def authorize_batch():
     body = parse(BatchRequest)
     decider = _decider(body.portal)
     actor = decider.actor(body.actor)
-    results = []
-    for index, check in enumerate(body.checks):
+    questions = [_question(check) for check in body.checks]
+    decisions = []
+    for index, question in enumerate(questions):
         try:
-            results.append(_answer(decider.decide(actor, _question(check))))
+            decisions.append(decider.decide(actor, question))
         except DomainError as exc:
             exc.detail = f"checks[{index}]: {exc.detail}"
             for error in exc.extra.get("errors", []):
                 error["field"] = f"checks[{index}].{error['field']}"
             raise
-    return jsonify(results=results)
+    observe.decisions(body.portal, body.actor, questions, decisions)
+    return jsonify(results=[_answer(decision) for decision in decisions])
 
 
 @bp.post("/authorized-actions")
@@ -59,5 +65,8 @@ def authorized_actions():
     body = parse(AuthorizedActionsRequest)
     decider = _decider(body.portal)
     res = body.resource
-    actions = decider.authorized_actions(decider.actor(body.actor), Resource(res.type, res.id, res.organization))
-    return jsonify(actions=actions, policy_version=services().policy.version)
+    resource = Resource(res.type, res.id, res.organization)
+    actions = decider.authorized_actions(decider.actor(body.actor), resource)
+    version = services().policy.version
+    observe.actions(body.portal, body.actor, resource, actions, version)
+    return jsonify(actions=actions, policy_version=version)

@@ -10,12 +10,15 @@ from service.api.maintenance import SweepCounts
 bp = Blueprint("openapi", __name__)
 
 CHANGE_ERRORS = [400, 401, 403, 404, 409, 413, 415, 422]
+REQUEST_ID_HEADER = {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}}
 
 # (method, path, summary, scope, request model, response model, success status, error statuses)
 ENDPOINTS: list[tuple] = [
     ("get", "/healthz", "Liveness: the process is up", None, None, s.Health, 200, []),
     ("get", "/readyz", "Readiness: database answers and policy loaded", None, None, s.Readiness, 200, [503]),
     ("get", "/openapi.json", "This OpenAPI document", None, None, None, 200, []),
+    ("get", "/metrics", "Prometheus metrics in the text exposition format (unauthenticated, like /healthz)", None,
+     None, "text/plain", 200, []),
     ("post", "/v1/authorize", "May this actor take this action on this resource?", "authorize",
      s.AuthorizeRequest, s.AuthorizeResponse, 200, [400, 401, 403, 404, 413, 415, 422]),
     ("post", "/v1/authorize/batch", "Up to 100 decisions for one actor", "authorize",
@@ -101,13 +104,18 @@ def document() -> dict:
         if req is not None:
             models.add(req)
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(req)}}}
-        schema = {"type": "object"} if resp is None else _ref(resp)
-        if resp is not None:
-            models.add(resp)
-        op["responses"][str(ok)] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+        if isinstance(resp, str):  # a media type other than JSON
+            content = {resp: {"schema": {"type": "string"}}}
+        else:
+            schema = {"type": "object"} if resp is None else _ref(resp)
+            if resp is not None:
+                models.add(resp)
+            content = {"application/json": {"schema": schema}}
+        op["responses"][str(ok)] = {"description": "OK", "headers": REQUEST_ID_HEADER, "content": content}
         for status in errors:
             op["responses"][str(status)] = {
                 "description": "problem details",
+                "headers": REQUEST_ID_HEADER,
                 "content": {"application/problem+json": {"schema": _ref(s.Problem)}},
             }
         paths.setdefault(path, {})[method] = op
@@ -119,6 +127,10 @@ def document() -> dict:
             "schemas": _schemas(models),
             "securitySchemes": {"clientKey": {"type": "http", "scheme": "bearer",
                                               "description": "a client key from `portal-authz clients add`"}},
+            "headers": {"RequestId": {
+                "description": "Every response: the request's X-Request-Id if well formed (1-128 of A-Z a-z 0-9 "
+                               "._:- starting with a letter or digit), else a new one; also in the service's logs",
+                "schema": {"type": "string"}}},
         },
     }
 

@@ -1,0 +1,97 @@
+"""Per-request observation: the request id, the access log line, request and decision metrics, the decision log.
+
+Kept small because it runs on every decision: two request hooks, a few dict
+lookups and counter increments, and a log line only when the access log is on
+and its logger enabled (nothing is formatted otherwise).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from secrets import token_hex
+from time import perf_counter
+
+from flask import Flask, g, request
+
+from service.config import Config
+from service.observe.decision_log import DecisionLog
+from service.observe.logs import ACCESS_LOGGER
+from service.observe.metrics import Metrics
+
+REQUEST_ID_HEADER = "X-Request-Id"
+# An incoming id is kept only if it is short and made of characters safe in headers, logs and file names.
+WELL_FORMED_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+def new_request_id() -> str:
+    return token_hex(16)
+
+
+class Observer:
+    """One app's metrics, access log switch and decision log."""
+
+    def __init__(self, config: Config, database):
+        self.metrics = Metrics(config)
+        self.metrics.watch_pool(database.engine)
+        self.access_log = config.logging.access_log
+        self.decision_log = DecisionLog(config.decision_log, config.decision_log_path,
+                                        on_error=self.metrics.decision_log_errors.inc)
+
+    def hook(self, app: Flask) -> None:
+        # First among the app's before_request hooks, so every later hook and error response has the id.
+        app.before_request_funcs.setdefault(None, []).insert(0, self.before)
+        app.after_request(self.after)
+
+    # ---- request hooks
+
+    def before(self) -> None:
+        g.observe_start = perf_counter()
+        incoming = request.environ.get("HTTP_X_REQUEST_ID")
+        g.request_id = incoming if incoming and WELL_FORMED_ID.fullmatch(incoming) else new_request_id()
+
+    def after(self, response):
+        request_id = g.get("request_id")
+        if request_id is None:  # a response made before our hook ran
+            request_id = g.request_id = new_request_id()
+        response.headers[REQUEST_ID_HEADER] = request_id
+        rule = request.url_rule
+        route = rule.rule if rule is not None else None
+        self.metrics.request(route, request.method, response.status_code)
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
+            start = g.get("observe_start")
+            access_log.info("request", extra={"fields": {
+                "request_id": request_id,
+                "method": request.method,
+                "route": route,
+                "path": request.path,  # no query string: searches (?q=) stay out of the log
+                "status": response.status_code,
+                "duration_ms": round((perf_counter() - start) * 1000, 3) if start is not None else None,
+                "client": g.get("client"),  # the calling service's name from its key, once authenticated
+            }})
+        return response
+
+    # ---- decisions
+
+    def decisions(self, endpoint: str, portal: str, actor: str, questions, decisions) -> None:
+        start = g.get("observe_start")
+        if start is not None:
+            self.metrics.decision_latency(endpoint, perf_counter() - start)
+        for question, decision in zip(questions, decisions):
+            self.metrics.decision(portal, question.action, decision.allowed, decision.reasons)
+        log = self.decision_log
+        if log.enabled and log.wanted():
+            base = log.base(endpoint, g.get("request_id"), g.get("client"), portal, actor)
+            log.write(log.entries(base, questions, decisions))
+
+    def actions(self, portal: str, actor: str, resource, actions, policy_version: str) -> None:
+        start = g.get("observe_start")
+        if start is not None:
+            self.metrics.decision_latency("authorized_actions", perf_counter() - start)
+        log = self.decision_log
+        if log.enabled and log.wanted():
+            entry = log.base("authorized_actions", g.get("request_id"), g.get("client"), portal, actor)
+            entry.update(policy_version=policy_version,
+                         resource={"type": resource.type, "id": resource.id, "organization": resource.organization},
+                         actions=list(actions))
+            log.write([entry])

@@ -1,0 +1,151 @@
+"""Prometheus metrics: one set of collectors per app, aggregated across gunicorn workers when served.
+
+In-process (tests, the Flask test client) each app gets its own CollectorRegistry,
+so nothing leaks between app instances. Under `portal-authz serve` the
+environment variable PROMETHEUS_MULTIPROC_DIR (a fresh directory made by
+`service.observe.serving.prepare`) switches prometheus-client to its
+multiprocess mode: every worker writes its values to memory-mapped files there
+and `GET /metrics`, answered by whichever worker, sums the files of all of them.
+
+Labels are bounded sets only (route templates, methods, status codes,
+configured portals, known actions, reason codes): never a username, an id or a
+raw path.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from sqlalchemy import event
+
+from service.config import Config
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Decisions take from a tenth of a millisecond (warm facts) to tens of milliseconds (a full batch).
+DECISION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075,
+                    0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+UNMATCHED = "unmatched"
+OTHER = "other"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def _ensure_multiprocess_values() -> None:
+    """prometheus-client picks its value class when first imported; if that was before the variable was set, redo it."""
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.MultiProcessValue()
+
+
+def known_actions(config: Config) -> frozenset[str]:
+    """Every action a decision can be about: the portals' catalogs and the policy's fixed actions."""
+    from service import policy
+
+    actions = set(getattr(policy, "ORGANIZATION_ACTIONS", ())) | set(getattr(policy, "ACCOUNT_ACTIONS", ()))
+    for profile in config.portals.values():
+        actions.update(profile.permissions)
+    return frozenset(actions)
+
+
+class Metrics:
+    """The service's collectors. `registry` is what `GET /metrics` exposes."""
+
+    def __init__(self, config: Config):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+        disable_created_metrics()  # no *_created series: they double the text and no dashboard reads them
+        self.multiprocess = multiprocess_dir()
+        if self.multiprocess:
+            _ensure_multiprocess_values()
+            own = None  # values live in the shared files; the exposition registry reads them all
+            from prometheus_client import multiprocess
+
+            self.registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.registry, path=self.multiprocess)
+        else:
+            own = self.registry = CollectorRegistry()
+        self.portals = frozenset(config.portals)
+        self.actions = known_actions(config)
+
+        self.requests = Counter("portal_authz_http_requests", "HTTP requests answered, by route template",
+                                ["route", "method", "status"], registry=own)
+        self.decisions = Counter("portal_authz_decisions", "Decisions answered by the decision endpoints",
+                                 ["portal", "action", "outcome"], registry=own)
+        self.reasons = Counter("portal_authz_decision_reasons",
+                               "Reason codes of denied decisions (a denial may carry several)",
+                               ["portal", "action", "reason"], registry=own)
+        self.latency = Histogram("portal_authz_decision_duration_seconds",
+                                 "Time from the request's arrival to its decisions, per decision endpoint",
+                                 ["endpoint"], buckets=DECISION_BUCKETS, registry=own)
+        self.decision_log_errors = Counter("portal_authz_decision_log_errors",
+                                           "Decision log entries that could not be written", registry=own)
+        self.pool_checked_out = Gauge("portal_authz_db_pool_checked_out",
+                                      "Database connections in use (summed over live workers)",
+                                      registry=own, multiprocess_mode="livesum")
+        self.pool_size = Gauge("portal_authz_db_pool_size",
+                               "Configured database pool size (summed over live workers)",
+                               registry=own, multiprocess_mode="livesum")
+        # Children by label tuple: a dict lookup instead of prometheus-client's locked one on every request.
+        self._request_children: dict[tuple, object] = {}
+        self._decision_children: dict[tuple, object] = {}
+        self._reason_children: dict[tuple, object] = {}
+        self._latency_children: dict[str, object] = {}
+
+    # ---- requests
+
+    def request(self, route: str | None, method: str, status: int) -> None:
+        key = (route or UNMATCHED, method if method in METHODS else OTHER, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(key[0], key[1], str(status))
+        child.inc()
+
+    # ---- decisions
+
+    def decision(self, portal: str, action: str, allowed: bool, reasons: Iterable[str]) -> None:
+        portal = portal if portal in self.portals else OTHER
+        action = action if action in self.actions else OTHER
+        key = (portal, action, allowed)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decision_children[key] = self.decisions.labels(
+                portal, action, "allowed" if allowed else "denied")
+        child.inc()
+        for reason in reasons:
+            rkey = (portal, action, reason)
+            rchild = self._reason_children.get(rkey)
+            if rchild is None:
+                rchild = self._reason_children[rkey] = self.reasons.labels(portal, action, reason)
+            rchild.inc()
+
+    def decision_latency(self, endpoint: str, seconds: float) -> None:
+        child = self._latency_children.get(endpoint)
+        if child is None:
+            child = self._latency_children[endpoint] = self.latency.labels(endpoint)
+        child.observe(seconds)
+
+    # ---- the database pool
+
+    def watch_pool(self, engine) -> None:
+        """Count checked-out connections by pool events; the pool's configured size once."""
+        pool = engine.pool
+        size = getattr(pool, "size", None)
+        if callable(size):
+            self.pool_size.set(size())
+        checked_out = getattr(pool, "checkedout", None)
+        if callable(checked_out):
+            self.pool_checked_out.set(checked_out())
+        gauge = self.pool_checked_out
+        event.listen(engine, "checkout", lambda *_: gauge.inc())
+        event.listen(engine, "checkin", lambda *_: gauge.dec())
+
+    # ---- exposition
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
