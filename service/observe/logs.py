@@ -25,8 +25,17 @@ def _request_id() -> str | None:
     return g.get("request_id") if has_request_context() else None
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+    """ISO 8601 in UTC with milliseconds; the part up to the second is formatted once per second."""
+    global _second
+    whole = int(record.created)
+    cached = _second
+    if cached[0] != whole:
+        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{int(record.msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
