@@ -1,7 +1,7 @@
 """An organization's roster: subordinate accounts, links to other organizations (R13), listing (R24)."""
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import selectinload
 
 from service.domain import audit
@@ -114,10 +114,6 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
     is_admin = actor.support or (mine is not None and mine.role == "admin")
     is_delegate = (mine is not None and mine.role == "member" and org_facts.delegate_permission is not None
                    and org_facts.delegate_permission in mine.permissions)
-    query = (select(Account).join(Membership, Membership.account_id == Account.id)
-             .where(Membership.organization_id == org.id)
-             .options(selectinload(Account.memberships).selectinload(Membership.grants),
-                      selectinload(Account.memberships).selectinload(Membership.organization)))
     me = Account.id == actor_account.id
     if is_admin:
         visible = Account.id.isnot(None)
@@ -128,18 +124,48 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
     else:
         visible = me
         managed = Account.id.is_(None)
-    query = query.where(managed if manageable else visible)
+
+    def matching(*conditions):
+        """The sort keys of the organization's accounts the actor may list that meet `conditions`.
+
+        Every member of an organization is an account of its portal: saying so lets PostgreSQL read a
+        page in order from an index on accounts and stop after it, rather than join and sort the whole
+        roster (bench/roster.py, 100,000 members).
+        """
+        query = (select(Account.id, Account.username_key).join(Membership, Membership.account_id == Account.id)
+                 .where(Membership.organization_id == org.id, Account.portal_id == org.portal_id,
+                        managed if manageable else visible, *conditions))
+        if q:
+            pattern = f"%{q.casefold()}%"
+            query = query.where(or_(Account.username_key.like(pattern), Account.email_key.like(pattern),
+                                    func.lower(Account.first_name).like(pattern),
+                                    func.lower(Account.last_name).like(pattern),
+                                    func.lower(Account.first_name + " " + Account.last_name).like(pattern)))
+        if after:
+            query = query.where(Account.username_key > after.casefold())
+        return query
+
+    def first(query):
+        return query.order_by(Account.username_key).limit(limit + 1)
+
     if status:
-        effective = func.coalesce(func.nullif(Membership.status, "active"), Account.status)
-        query = query.where(effective == status)
-    if q:
-        pattern = f"%{q.casefold()}%"
-        query = query.where(or_(Account.username_key.like(pattern), Account.email_key.like(pattern),
-                                func.lower(Account.first_name).like(pattern),
-                                func.lower(Account.last_name).like(pattern),
-                                func.lower(Account.first_name + " " + Account.last_name).like(pattern)))
-    if after:
-        query = query.where(Account.username_key > after.casefold())
-    rows = list(ctx.session.scalars(query.order_by(Account.username_key).limit(limit + 1)))
+        # The effective status is the link's when it is not active (a removed link), else the account's.
+        # Each part takes its own first page in order, the account's from the (portal_id, status,
+        # username_key) index and the link's from (organization_id, status); then the database orders
+        # the two pages together (in its own collation, as `after` compares). One condition with OR over
+        # both tables made PostgreSQL join and sort every match instead.
+        parts = [first(matching(Membership.status == "active", Account.status == status)).subquery()]
+        if status != "active":
+            parts.append(first(matching(Membership.status != "active", Membership.status == status)).subquery())
+        found = union_all(*(select(part) for part in parts)).subquery() if len(parts) > 1 else parts[0]
+        page = list(ctx.session.execute(select(found).order_by(found.c.username_key).limit(limit + 1)))
+    else:
+        page = list(ctx.session.execute(first(matching())))
+    ids = [row.id for row in page]
+    loaded = {a.id: a for a in ctx.session.scalars(
+        select(Account).where(Account.id.in_(ids))
+        .options(selectinload(Account.memberships).selectinload(Membership.grants),
+                 selectinload(Account.memberships).selectinload(Membership.organization)))}
+    rows = [loaded[i] for i in ids]
     following = rows[limit - 1].username_key if len(rows) > limit else None
     return decision, rows[:limit], following

@@ -102,6 +102,8 @@ class Account(Base):
     __table_args__ = (
         UniqueConstraint("portal_id", "username_key"),
         Index("ix_accounts_portal_email", "portal_id", "email_key"),
+        # A roster page filtered by status, read in username order (service/domain/roster.py).
+        Index("ix_accounts_portal_status_username", "portal_id", "status", "username_key"),
     )
     id: Mapped[intpk]
     portal_id: Mapped[portal_id]
@@ -130,6 +132,7 @@ class Membership(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "organization_id"),
         Index("ix_memberships_org_role_status", "organization_id", "role", "status"),
+        Index("ix_memberships_org_status", "organization_id", "status"),  # removed links of a roster
     )
     id: Mapped[intpk]
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
