@@ -87,6 +87,11 @@ def fmt_load(load) -> str:
     return "/".join(f"{x:.2f}" for x in load)
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM (timeout, kill) unwinds like Ctrl-C, so servers and temporary databases are stopped and removed."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 # --- the machine ---------------------------------------------------------------------------------
 
 def _version(package: str) -> str:

@@ -36,8 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import (ROOT, dumps, fmt_load, free_port, machine, ms_summary, print_machine,  # noqa: E402
-                           start_server, stop_server, table, wait_ready, write_config, describe_serving)
+from bench._common import (ROOT, describe_serving, dumps, exit_on_sigterm, fmt_load, free_port,  # noqa: E402
+                           machine, ms_summary, print_machine, start_server, stop_server, table, wait_ready,
+                           write_config)
 from service.app import create_app  # noqa: E402
 from service.config import load_config  # noqa: E402
 from service.domain import clients  # noqa: E402
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-http", action="store_true", help="skip the real server")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     args.n = args.n or (20 if args.quick else 300)
     m = machine()
     print_machine("POST /v1/authorize/batch, 100 checks", m, f"n={args.n} batches per actor and layer")

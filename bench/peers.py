@@ -41,9 +41,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import (CONCURRENCY, ROOT, describe_serving, drive, dumps, ensure_wrk, fmt_load,  # noqa: E402
-                           free_port, group_processes, machine, post_script, print_machine, request, run_wrk,
-                           start_server, stop_server, table, wait_ready, wrk_version, write_config)
+from bench._common import (CONCURRENCY, ROOT, describe_serving, drive, dumps, ensure_wrk,  # noqa: E402
+                           exit_on_sigterm, fmt_load, free_port, group_processes, machine, post_script,
+                           print_machine, request, run_wrk, start_server, stop_server, table, wait_ready,
+                           wrk_version, write_config)
 from bench.decisions import FAMILIES, seed  # noqa: E402
 from service.config import load_config  # noqa: E402
 
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="portal-authz at log level warning without its access log (default: as shipped)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     seconds = args.seconds or (1.0 if args.quick else 10.0)
 
     m = machine()
