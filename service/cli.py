@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing
+import os
 import sys
 from pathlib import Path
 
-from service.config import Config, ConfigError, load_config
+from service.config import CONFIG_ENV, Config, ConfigError, load_config
 
 
 def _die(message: str, code: int = 2) -> None:
@@ -51,20 +51,28 @@ Ask a first decision:
 """, flush=True)
 
 
-def _load_policy(config: Config):
+def _config_path(args) -> Path:
+    """The configuration file this command read, for a child process to read it too."""
+    return Path(getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or "config.yaml").resolve()
+
+
+def _load_policy(config: Config, code: int = 2):
     from service.policy import Policy, PolicyLoadError
 
     try:
         return Policy(config.policy_path)
     except PolicyLoadError as exc:
-        _die(str(exc))
+        _die(str(exc), code)
 
 
 def cmd_serve(args) -> None:
     from service.clock import SystemClock
     from service.domain.setup import create_demo, is_empty
+    from service.background import DeliveryProcess
     from service.observe import serving
-    from service.server import serve
+    from service.policy import PolicyLoadError
+    from service.reload import pid_file_path
+    from service.server import Options, default_threads, default_workers, serve
 
     config = _config(args)
     _load_policy(config)  # refuse to start on a policy that does not load, before any worker forks
@@ -76,8 +84,19 @@ def cmd_serve(args) -> None:
             _print_demo(demo, args.host, args.port)
     database.dispose()
     serving.prepare(config)  # JSON logs, and a fresh metrics directory that the workers inherit (service/observe)
-    workers = args.workers or config.server.workers or (2 * multiprocessing.cpu_count() + 1)
-    serve(config, host=args.host, port=args.port, workers=workers)
+    engine = args.engine or config.server.engine
+    options = Options(
+        host=args.host, port=args.port, engine=engine,
+        workers=args.workers or config.server.workers or default_workers(engine),
+        threads=args.threads or config.server.threads or default_threads(engine),
+        pid_file=pid_file_path(config, args.port, args.pid_file))
+    delivery = None
+    if args.deliver or config.delivery.in_serve:
+        delivery = DeliveryProcess(_config_path(args), config.delivery.interval_seconds)
+    try:
+        serve(config, options, delivery=delivery)
+    except PolicyLoadError as exc:  # changed on disk since the check above
+        _die(str(exc))
 
 
 def cmd_clients_add(args) -> None:
@@ -164,6 +183,8 @@ def cmd_deliver(args) -> None:
     from service.domain.delivery import SmtpSender, deliver_batch
 
     config = _config(args)
+    if args.parent_pid is not None:
+        return _deliver_beside_serve(config, args)
     database = prepare_database(config)
     clock = SettableClock(database) if config.testing.clock == "settable" else SystemClock()
     try:
@@ -179,6 +200,54 @@ def cmd_deliver(args) -> None:
         database.dispose()
 
 
+def _deliver_beside_serve(config: Config, args) -> None:
+    """`deliver` as the child of `serve --deliver` (service/background.py): logs in the server's format,
+    survives a failing batch (logged, tried again next interval), stops between batches on SIGTERM or
+    when the server is gone."""
+    from service.background import Stop
+    from service.clock import SettableClock, SystemClock
+    from service.domain.delivery import SmtpSender, deliver_batch
+    from service.observe import logs
+    from service.storage.database import Database
+
+    logs.configure(config.logging)
+    log = logging.getLogger("service.delivery")
+    stop = Stop(args.parent_pid)
+    database = Database(config.database_url)  # the server upgraded the schema before starting us
+    clock = SettableClock(database) if config.testing.clock == "settable" else SystemClock()
+    log.info("delivery worker running beside the server (pid %d), every %g s", args.parent_pid, args.interval)
+    try:
+        while not stop:
+            try:
+                report = deliver_batch(database, config, clock.now(), SmtpSender(config.delivery.smtp))
+            except Exception:
+                log.exception("delivery batch failed; trying again in %g s", args.interval)
+            else:
+                counts = report.counts()
+                if any(counts.values()):
+                    log.info("delivery: " + " ".join(f"{name}={count}" for name, count in counts.items()))
+            stop.sleep(args.interval)
+    finally:
+        database.dispose()
+        log.info("delivery worker stopped")
+
+
+def cmd_policy_reload(args) -> None:
+    """Check the policy files, then ask the running server to load them in every worker (SIGHUP)."""
+    from service.reload import ServerNotFound, pid_file_path, server_pid, signal_reload
+
+    config = _config(args)
+    policy = _load_policy(config, code=1)  # a policy that does not load: exit 1 with the error, nothing sent
+    path = pid_file_path(config, args.port, args.pid_file)
+    try:
+        pid = server_pid(path)
+        signal_reload(pid)
+    except (ServerNotFound, OSError) as exc:
+        _die(str(exc), code=3)
+    print(f"policy {policy.version} loads; asked the server (pid {pid}) to reload it in every worker")
+    print("check: GET /readyz reports policy_version " + policy.version)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
@@ -190,7 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="create the schema if missing and serve the API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=None, help="gunicorn workers (default from config)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes (default server.workers, else sized to the machine)")
+    serve.add_argument("--threads", type=int, default=None, help="threads per worker (default server.threads)")
+    serve.add_argument("--engine", choices=("granian", "gunicorn"), default=None,
+                       help="WSGI server (default server.engine: granian)")
+    serve.add_argument("--pid-file", default=None,
+                       help="for `policy reload` (default server.pid_file, else portal-authz-PORT.pid beside the config)")
+    serve.add_argument("--deliver", action="store_true",
+                       help="also run the delivery loop (`deliver`) in a child process (or delivery.in_serve)")
     serve.set_defaults(func=cmd_serve)
 
     clients_cmd = sub.add_parser("clients", parents=[common], help="manage client keys")
@@ -214,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     ptest = policy_sub.add_parser("test", parents=[common], help="run the YAML decision tables")
     ptest.add_argument("path", nargs="?", default=None, help="a table file or folder (default policies/tests)")
     ptest.set_defaults(func=cmd_policy_test)
+    preload = policy_sub.add_parser("reload", parents=[common],
+                                    help="check policies/*.polar, then make every worker of the server load it")
+    preload.add_argument("--port", type=int, default=8000, help="the server's port, to find its pid file")
+    preload.add_argument("--pid-file", default=None, help="the pid file `serve` wrote (default as for serve)")
+    preload.set_defaults(func=cmd_policy_reload)
 
     sweep = sub.add_parser("sweep", parents=[common], help="run the inactivity sweep (R22, R23) now")
     sweep.add_argument("--portal", default=None, help="one portal (default: every portal)")
@@ -222,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     deliver = sub.add_parser("deliver", parents=[common], help="send queued emails and export letters")
     deliver.add_argument("--once", action="store_true", help="run one batch and exit")
     deliver.add_argument("--interval", type=float, default=10.0, help="seconds between batches (default 10)")
+    deliver.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # run by `serve --deliver`
     deliver.set_defaults(func=cmd_deliver)
     return parser
 

@@ -118,7 +118,13 @@ class Database(_Strict):
 
 
 class Server(_Strict):
-    workers: int | None = Field(default=None, ge=1, le=64)
+    """How `portal-authz serve` serves: the WSGI server, its processes and threads, the pid file."""
+
+    engine: Literal["granian", "gunicorn"] = "granian"
+    workers: int | None = Field(default=None, ge=1, le=64, description="processes; null sizes to the machine")
+    threads: int | None = Field(default=None, ge=1, le=64,
+                                description="Python threads per worker; gunicorn: 1 is a sync worker, more gthread")
+    pid_file: Path | None = Field(default=None, description="relative to the config file; null: one per port")
     max_body_bytes: int = Field(default=65536, ge=1024)
 
 
@@ -152,6 +158,8 @@ class Delivery(_Strict):
     batch_size: int = Field(default=100, ge=1)
     lease_seconds: int = Field(default=300, ge=1)
     letters_dir: Path = Field(default=Path("letters"), description="relative to the config file")
+    in_serve: bool = Field(default=False, description="`serve` also runs the delivery loop in a child process")
+    interval_seconds: float = Field(default=10.0, gt=0, description="between batches of the loop in `serve`")
 
 
 class Logging(_Strict):

@@ -1,14 +1,17 @@
 """Revoking a grant changes the very next decision at once, from every worker of every server.
 
-Two real `portal-authz serve` processes (gunicorn, two sync workers each) share
-one PostgreSQL database. The test writes straight into that database (as
+Two real `portal-authz serve` processes (gunicorn, two sync workers each: see
+below) share one PostgreSQL database. The test writes straight into that database (as
 another replica or an admin's change would) and asks both servers again.
 
 To be sure *each worker* answers, not just some worker, `ask_every_worker`
 opens one connection per worker and sends only the head of a request on each.
 A sync worker that accepted such a connection is stuck reading it until the
 rest arrives, so it cannot accept another one: the N held connections are
-answered by N different workers.
+answered by N different workers. That needs gunicorn's sync workers, so these
+servers run them (`server.engine: gunicorn`, one thread) instead of the default
+granian, whose threads would take several held connections in one process; the
+property tested, no state kept in a process, does not depend on the server.
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ IO_TIMEOUT = 10.0
 @pytest.fixture
 def servers(pg_database, tmp_path):
     """Two servers on one fresh PostgreSQL database; stopped (and killed if need be) afterwards."""
-    with running(["server-a", "server-b"], pg_database.url, tmp_path) as started:
+    with running(["server-a", "server-b"], pg_database.url, tmp_path,
+                 server={"engine": "gunicorn", "threads": 1}) as started:
         yield started
 
 

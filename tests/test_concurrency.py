@@ -8,15 +8,15 @@ changes by locking the organization row (SELECT ... FOR UPDATE on PostgreSQL,
 BEGIN IMMEDIATE on SQLite) and re-reading the facts under the lock
 (service/domain/administration.py, service/storage/database.py).
 
-These tests start ONE real `portal-authz serve` process (gunicorn, 4 sync
-workers, so each request runs in its own OS process with its own database
-connection) and fire the two cross-actions truly in parallel, many times:
+These tests start ONE real `portal-authz serve` process (4 workers, each
+request on its own database connection, in its own process or thread) and fire
+the two cross-actions truly in parallel, many times:
 
 - each round has a fresh organization in portal `ahw` with two active admins
   and one active member, seeded straight into the database with World;
-- two threads each hold their own TCP connection, opened before the round (a
-  sync worker accepts it and waits for the request, so the two requests go to
-  two different workers), and a threading.Barrier releases both sends at once;
+- two threads each hold their own TCP connection, opened before the round,
+  and a threading.Barrier releases both sends at once, so the server handles
+  the two requests at the same time (in two workers, or two threads of one);
 - afterwards exactly one request succeeded (200) and the other was refused
   (409 `last_admin`, or 403 `forbidden` with `last_admin` among its reasons
   when the loser had itself already been demoted), or both were refused;
@@ -166,8 +166,7 @@ def race(server: Server, key: str, rnd: Round, tokens: dict[str, str]) -> tuple[
     path = f"/v1/portals/{PORTAL}/accounts/{{}}/{rnd.action}"
     body = json.dumps({"organization": rnd.organization}).encode()
     jobs = [(rnd.first, rnd.second), (rnd.second, rnd.first)]
-    # Open both connections first: an idle sync worker accepts each and waits for its request,
-    # so the two requests are handled by two different worker processes.
+    # Open both connections first, so that sending the two requests is all that is left to do at the barrier.
     connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=IO_TIMEOUT) for _ in jobs]
     for connection in connections:
         connection.connect()

@@ -1,4 +1,4 @@
-"""R19 under fire: parallel wrong passwords across gunicorn workers count exactly `max_failures`.
+"""R19 under fire: parallel wrong passwords across server workers count exactly `max_failures`.
 
 One real `portal-authz serve --workers 4` on PostgreSQL. Twenty-four wrong-password
 sign-ins for one account are released at once from 24 threads, so
