@@ -1,4 +1,4 @@
-"""The `portal-authz` command: serve, clients add, check, policy test, sweep, deliver."""
+"""The `portal-authz` command: serve, clients add, check, policy test, policy reload, sweep, deliver."""
 from __future__ import annotations
 
 import argparse
