@@ -159,7 +159,7 @@ would_orphan("downgrade", target: TargetAccount) if
 would_orphan(action: String, target: TargetAccount) if
     action in ["remove", "disable"] and
     last_active_admin(target) and
-    target.organization.active_members > 0;
+    target.organization.has_active_members = true;
 
 last_active_admin(target: TargetAccount) if
     target.role = "admin" and

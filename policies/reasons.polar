@@ -42,6 +42,12 @@ deny_reason(actor: Account, action: String, _org: Organization, "support_only") 
 
 # --- Accounts (R1, R2, R3, R5, R15, R21) ------------------------------------
 
+# R5: the admin duties are a closed list; anything else is no action at all.
+deny_reason(actor: Account, action: String, _target: TargetAccount, "action_unknown") if
+    actor.exists = true and
+    not admin_action(action) and
+    action != "view";
+
 deny_reason(actor: Account, action: String, target: TargetAccount, "self_action") if
     actor.exists = true and
     actor.username = target.username and

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from oso import Oso, Variable
@@ -29,6 +29,7 @@ REASON_MESSAGES = {
     "not_admin": "Only an admin of the organization may do this.",
     "permission_not_granted": "The actor has not been granted this function for the organization.",
     "permission_unknown": "The function is not in this portal's catalog.",
+    "action_unknown": "No such action on an account.",
     "permission_not_held": "A delegated manager cannot grant a function it does not hold itself.",
     "self_action": "An account cannot do this to itself.",
     "target_status": "The account's status does not allow this action.",
@@ -86,64 +87,96 @@ def _build(files: list[Path]) -> Oso:
     return oso
 
 
+class _Engine:
+    """One loaded policy and the answers it gave, swapped in and out as a whole.
+
+    Answers are memoized keyed by exactly what Polar is handed: the facts are frozen
+    dataclasses holding everything the policy reads (and nothing it could read
+    elsewhere), so equal keys get equal answers, and a changed fact is a different
+    key. The memo belongs to this engine, so a reload can never serve an old answer.
+    An evaluation error raises through the memo and is never remembered.
+    """
+
+    def __init__(self, oso: Oso, version: str, memo_size: int):
+        self.oso = oso
+        self.version = version
+        self.decide = lru_cache(maxsize=memo_size)(self._decide)
+        self.authorized_actions = lru_cache(maxsize=memo_size)(self._authorized_actions)
+
+    def _decide(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
+        if self.oso.is_allowed(actor, action, resource):
+            return Decision(True, (), self.version)
+        reasons = _reasons(self.oso, actor, action, resource)
+        if not reasons:
+            log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
+            reasons = ("policy_gap",)
+        return Decision(False, reasons, self.version)
+
+    def _authorized_actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> tuple[str, ...]:
+        allowed = self.oso.authorized_actions(actor, resource)
+        if isinstance(resource, OrganizationFacts):
+            order = [*resource.catalog, *ORGANIZATION_ACTIONS]
+        else:
+            order = list(ACCOUNT_ACTIONS)
+        return tuple(a for a in order if a in allowed)
+
+
+def _reasons(oso: Oso, actor, action, resource) -> tuple[str, ...]:
+    found = {
+        result["bindings"]["code"]
+        for result in oso.query_rule("deny_reason", actor, action, resource, Variable("code"))
+    }
+    # A stable order (the order of REASON_MESSAGES) so answers compare equal across runs.
+    rank = {code: i for i, code in enumerate(REASON_MESSAGES)}
+    return tuple(sorted(found, key=lambda code: (rank.get(code, len(rank)), code)))
+
+
 class Policy:
-    """A loaded policy. Thread-safe: a reload swaps in a fully built engine."""
+    """A loaded policy. Thread-safe: a reload swaps in a fully built engine with an empty memo."""
 
-    def __init__(self, policy_dir: Path):
+    MEMO_SIZE = 65536
+
+    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE):
         self.policy_dir = Path(policy_dir)
-        self._lock = threading.Lock()
-        self._oso, self.version = self._load()
+        self.memo_size = memo_size
+        self._engine = self._load()
 
-    def _load(self) -> tuple[Oso, str]:
+    @property
+    def version(self) -> str:
+        return self._engine.version
+
+    def _load(self) -> _Engine:
         files = policy_files(self.policy_dir)
         if not files:
             raise PolicyLoadError(f"no .polar files in {self.policy_dir}")
         try:
-            return _build(files), version_of(files)
+            return _Engine(_build(files), version_of(files), self.memo_size)
         except (OsoError, OSError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
 
     def reload(self) -> str:
         """Load the files again; on error the running policy stays in force and the error is raised."""
-        oso, version = self._load()
-        with self._lock:
-            self._oso, self.version = oso, version
-        return version
+        engine = self._load()
+        self._engine = engine  # one reference swap: a request sees the old engine or the new, never a mix
+        return engine.version
 
     def decide(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
         """Allow or deny, with every reason the policy gives for a denial."""
-        oso, version = self._oso, self.version
+        engine = self._engine
         try:
-            if oso.is_allowed(actor, action, resource):
-                return Decision(True, (), version)
-            reasons = self._reasons(oso, actor, action, resource)
+            return engine.decide(actor, action, resource)
         except OsoError:
             log.exception("policy evaluation failed; denying")
-            return Decision(False, ("policy_error",), version)
-        if not reasons:
-            log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
-            reasons = ("policy_gap",)
-        return Decision(False, reasons, version)
-
-    @staticmethod
-    def _reasons(oso: Oso, actor, action, resource) -> tuple[str, ...]:
-        found = {
-            result["bindings"]["code"]
-            for result in oso.query_rule("deny_reason", actor, action, resource, Variable("code"))
-        }
-        # A stable order (the order of REASON_MESSAGES) so answers compare equal across runs.
-        rank = {code: i for i, code in enumerate(REASON_MESSAGES)}
-        return tuple(sorted(found, key=lambda code: (rank.get(code, len(rank)), code)))
+            return Decision(False, ("policy_error",), engine.version)
 
     def authorized_actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> list[str]:
         """Every action the actor may take on the resource, in catalog order."""
         try:
-            allowed = self._oso.authorized_actions(actor, resource)
+            return list(self._engine.authorized_actions(actor, resource))
         except OsoError:
             log.exception("policy evaluation failed; no actions")
             return []
-        if isinstance(resource, OrganizationFacts):
-            order = [*resource.catalog, *ORGANIZATION_ACTIONS]
-        else:
-            order = list(ACCOUNT_ACTIONS)
-        return [a for a in order if a in allowed]
+
+    def oso(self) -> Oso:
+        """The engine itself, for the plain path the fast path is tested against."""
+        return self._engine.oso

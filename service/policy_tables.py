@@ -13,7 +13,7 @@ Table format (every key not listed here is an error):
         catalog: [claims, eligibility]    # the portal's grantable functions (required)
         delegate_permission: manage_account   # default null: no delegates (R15)
         active_admins: 2                  # default 2
-        active_members: 1                 # default 1 (active non-admins)
+        active_members: 1                 # default 1 (active non-admins; Polar sees has_active_members)
     personas:                      # name (also the username) -> actor facts
       ann: {memberships: {P1: {role: admin}}}
       bob: {memberships: {P1: {permissions: [claims]}}}
@@ -245,7 +245,7 @@ def table_files(policy_dir: Path, tables_path: Path | None = None) -> list[Path]
 def _organization(table: TableSpec, key: str) -> OrganizationFacts:
     spec = table.organizations[key]
     return OrganizationFacts(key, tuple(spec.catalog), spec.delegate_permission,
-                             spec.active_admins, spec.active_members)
+                             spec.active_admins, spec.active_members > 0)
 
 
 def _actor(table: TableSpec, name: str) -> ActorFacts:

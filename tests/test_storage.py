@@ -216,9 +216,9 @@ def test_organization_facts_count_only_active_memberships_of_active_accounts(any
         org1 = facts.organization_facts(session, facts.find_organization(session, "ahcccs", "ORG1"), profile)
         empty = facts.organization_facts(session, facts.find_organization(session, "ahcccs", "EMPTY"), profile)
         org2 = facts.organization_facts(session, facts.find_organization(session, "ahcccs", "ORG2"), profile)
-    assert (org1.key, org1.active_admins, org1.active_members) == ("ORG1", 2, 1)
-    assert (empty.active_admins, empty.active_members) == (0, 0)
-    assert (org2.active_admins, org2.active_members) == (1, 1)
+    assert (org1.key, org1.active_admins, org1.has_active_members) == ("ORG1", 2, True)
+    assert (empty.active_admins, empty.has_active_members) == (0, False)
+    assert (org2.active_admins, org2.has_active_members) == (1, True)
     assert org1.catalog == profile.catalog == ("claims", "prior_authorizations", "eligibility")
     assert org1.delegate_permission is None
 

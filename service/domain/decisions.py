@@ -2,10 +2,13 @@
 
 This module resolves names to stored rows (404 for unknown portals,
 organizations and accounts, a deny with `unknown_actor` for an unknown actor),
-builds the facts, and leaves the decision itself to the policy.
+builds the facts, and leaves the decision itself to the policy. Every fact a
+request's decisions read is loaded in one statement (`storage.facts.load_facts`),
+a batch's too, so the cost does not grow with the number of queries.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -42,7 +45,7 @@ def profile_of(config: Config, portal: str) -> PortalProfile:
 
 
 class Decider:
-    """Decisions for one portal within one database session (facts cached for the request)."""
+    """Decisions for one portal within one database session; facts are read fresh for every call."""
 
     def __init__(self, session: Session, profile: PortalProfile, policy: Policy, portal: str, now: datetime):
         self.session = session
@@ -50,28 +53,75 @@ class Decider:
         self.portal = portal
         self.policy = policy
         self.now = now
-        self._organizations: dict[str, OrganizationFacts] = {}
+
+    def _load(self, usernames: set[str], organizations: set[str], targets: set[str]) -> stored.StoredFacts:
+        return stored.load_facts(self.session, self.portal, usernames, organizations, targets)
+
+    def _facts_for(self, actor: str | None, resources: Sequence[Resource]) -> stored.StoredFacts:
+        targets = {r.id for r in resources if r.type == "account"}
+        organizations = {r.id if r.type == "organization" else r.organization for r in resources} - {None}
+        return self._load(targets | ({actor} if actor is not None else set()), organizations, targets)
+
+    # --- the questions ---------------------------------------------------------------------------
 
     def actor(self, username: str) -> ActorFacts:
-        account = stored.find_account(self.session, self.portal, username)
-        return stored.actor_facts(account, username, self.profile, self.now)
+        return self._actor(self._load({username}, set(), set()), username)
 
     def organization(self, key: str) -> OrganizationFacts:
-        if key not in self._organizations:
-            org = stored.find_organization(self.session, self.portal, key)
-            if org is None:
-                raise NotFound(f"no organization {key!r} in portal {self.portal!r}")
-            self._organizations[key] = stored.organization_facts(self.session, org, self.profile)
-        return self._organizations[key]
+        return self._organization(self._load(set(), {key}, set()), key)
 
     def resource(self, question: Question, *, need_permission: bool = True) -> OrganizationFacts | AccountFacts:
+        return self._resource(self._facts_for(None, [question.resource]), question, need_permission)
+
+    def decide(self, actor: ActorFacts | str, question: Question) -> Decision:
+        """Decide one question; given the actor's username, its facts are read in the same statement."""
+        if isinstance(actor, str):
+            facts = self._facts_for(actor, [question.resource])
+            return self.policy.decide(self._actor(facts, actor), question.action, self._resource(facts, question))
+        return self.policy.decide(actor, question.action, self.resource(question))
+
+    def decide_many(self, actor: str, questions: Sequence[Question]) -> list[Decision]:
+        """A batch: one statement for the facts of every question, then one decision each.
+
+        A question that names something unknown raises its error with `index` set to its position.
+        """
+        facts = self._facts_for(actor, [q.resource for q in questions])
+        actor_facts = self._actor(facts, actor)
+        decisions = []
+        for index, question in enumerate(questions):
+            try:
+                resource = self._resource(facts, question)
+            except (NotFound, Invalid) as exc:
+                exc.index = index
+                raise
+            decisions.append(self.policy.decide(actor_facts, question.action, resource))
+        return decisions
+
+    def authorized_actions(self, actor: str, resource: Resource) -> list[str]:
+        facts = self._facts_for(actor, [resource])
+        target = self._resource(facts, Question("view", resource), need_permission=False)
+        return self.policy.authorized_actions(self._actor(facts, actor), target)
+
+    # --- facts from the loaded rows -------------------------------------------------------------
+
+    def _actor(self, facts: stored.StoredFacts, username: str) -> ActorFacts:
+        return stored.stored_actor_facts(facts.account(username), username, self.profile, self.now)
+
+    def _organization(self, facts: stored.StoredFacts, key: str) -> OrganizationFacts:
+        organization = facts.organizations.get(key)
+        if organization is None:
+            raise NotFound(f"no organization {key!r} in portal {self.portal!r}")
+        return stored.stored_organization_facts(organization, self.profile)
+
+    def _resource(self, facts: stored.StoredFacts, question: Question,
+                  need_permission: bool = True) -> OrganizationFacts | AccountFacts:
         res = question.resource
         if res.type == "organization":
-            return self.organization(res.id)
-        account = stored.find_account(self.session, self.portal, res.id)
+            return self._organization(facts, res.id)
+        account = facts.account(res.id)
         if account is None:
             raise NotFound(f"no account {res.id!r} in portal {self.portal!r}")
-        membership = self._membership(account, res)
+        membership = self._membership(facts, account, res)
         permission = None
         if question.action in PERMISSION_ACTIONS:
             permission = question.context.get("permission")
@@ -79,17 +129,21 @@ class Decider:
                 raise Invalid(f"{question.action} needs the permission it is about",
                               [{"field": "context.permission", "code": "required",
                                 "message": f"{question.action} needs context.permission (a catalog entry)"}])
-        return stored.target_facts(account, membership, self.organization(membership.organization.key), permission)
+        # A removed link reads as removed, whatever the account's own status.
+        status = "removed" if membership.status == "removed" else account.status
+        return AccountFacts(account.username, self._organization(facts, membership.organization), membership.role,
+                            status, permission)
 
-    def _membership(self, account, res: Resource):
+    def _membership(self, facts: stored.StoredFacts, account: stored.StoredAccount,
+                    res: Resource) -> stored.StoredMembership:
         memberships = account.memberships
         if res.organization is not None:
             for m in memberships:
-                if m.organization.key == res.organization:
+                if m.organization == res.organization:
                     return m
-            self.organization(res.organization)  # 404 for an unknown organization first
+            self._organization(facts, res.organization)  # 404 for an unknown organization first
             raise NotFound(f"account {res.id!r} is not in organization {res.organization!r}")
-        live = [m for m in memberships if m.status != "removed"] or memberships
+        live = [m for m in memberships if m.status != "removed"] or list(memberships)
         if len(live) == 1:
             return live[0]
         if not live:
@@ -97,10 +151,3 @@ class Decider:
         raise Invalid("the account belongs to several organizations; say which",
                       [{"field": "resource.organization", "code": "required",
                         "message": "required when the account belongs to several organizations"}])
-
-    def decide(self, actor: ActorFacts, question: Question) -> Decision:
-        return self.policy.decide(actor, question.action, self.resource(question))
-
-    def authorized_actions(self, actor: ActorFacts, resource: Resource) -> list[str]:
-        target = self.resource(Question("view", resource), need_permission=False)
-        return self.policy.authorized_actions(actor, target)

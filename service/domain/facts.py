@@ -40,13 +40,16 @@ class ActorFacts:
 
 @dataclass(frozen=True)
 class OrganizationFacts:
-    """An organization with its portal's catalog and its admin head-count (R3, R14, R15)."""
+    """An organization with its portal's catalog, its active admins and whether any active member is left (R3, R14, R15).
+
+    Members are not counted: R3 only asks whether any is left, and an organization may have 100,000.
+    """
 
     key: str
     catalog: tuple[str, ...]
     delegate_permission: str | None
     active_admins: int
-    active_members: int
+    has_active_members: bool
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
 """Queries that load the facts a decision needs, as immutable values."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Boolean, Integer, cast, exists, false, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session, selectinload
 
 from service.config import PortalProfile
 from service.domain.facts import ADMIN, AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
-from service.storage.models import Account, Membership, Organization
+from service.storage.models import Account, Grant, Membership, Organization
 
 
 def username_key(username: str) -> str:
@@ -31,10 +32,14 @@ def find_organization(session: Session, portal: str, key: str) -> Organization |
 
 def password_current(account: Account, profile: PortalProfile, now: datetime) -> bool:
     """R18: a password is current until `expiry_days` after it was set."""
-    if account.password_hash is None or account.password_changed_at is None:
+    return _password_current(account.password_hash is not None, account.password_changed_at, profile, now)
+
+
+def _password_current(has_password: bool, changed_at: datetime | None, profile: PortalProfile, now: datetime) -> bool:
+    if not has_password or changed_at is None:
         return False
     days = profile.password.expiry_days
-    return days is None or now < account.password_changed_at + timedelta(days=days)
+    return days is None or now < changed_at + timedelta(days=days)
 
 
 def actor_facts(account: Account | None, username: str, profile: PortalProfile, now: datetime) -> ActorFacts:
@@ -46,36 +51,55 @@ def actor_facts(account: Account | None, username: str, profile: PortalProfile, 
         status=account.status,
         password_current=password_current(account, profile, now),
         support=account.is_support,
-        memberships=tuple(
-            MembershipFacts(
-                organization=m.organization.key,
-                role=m.role,
-                active=m.status == "active",
-                permissions=tuple(sorted(g.permission for g in m.grants)),
-            )
-            for m in account.memberships
-        ),
+        memberships=tuple(sorted(
+            (
+                MembershipFacts(
+                    organization=m.organization.key,
+                    role=m.role,
+                    active=m.status == "active",
+                    permissions=tuple(sorted(g.permission for g in m.grants)),
+                )
+                for m in account.memberships
+            ),
+            key=lambda m: m.organization,
+        )),
+    )
+
+
+def _active_admins(organization_id):
+    """R3: how many active admins (active link, active account) the organization has. Admins are few."""
+    return (
+        select(func.count())
+        .select_from(Membership)
+        .join(Account, Account.id == Membership.account_id)
+        .where(Membership.organization_id == organization_id, Membership.role == ADMIN,
+               Membership.status == "active", Account.status == "active")
+        .scalar_subquery()
+    )
+
+
+def _has_active_members(organization_id):
+    """R3: whether any active non-admin is left; EXISTS stops at the first, however large the organization."""
+    return exists(
+        select(1)
+        .select_from(Membership)
+        .join(Account, Account.id == Membership.account_id)
+        .where(Membership.organization_id == organization_id, Membership.role != ADMIN,
+               Membership.status == "active", Account.status == "active")
     )
 
 
 def organization_facts(session: Session, organization: Organization, profile: PortalProfile) -> OrganizationFacts:
-    """The organization with its head-count of active admins and members (R3), in one query."""
-    active = and_(Membership.status == "active", Account.status == "active")
+    """The organization with its active admins and whether it has active members (R3), in one query."""
     admins, members = session.execute(
-        select(
-            func.coalesce(func.sum(case((and_(active, Membership.role == ADMIN), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((and_(active, Membership.role != ADMIN), 1), else_=0)), 0),
-        )
-        .select_from(Membership)
-        .join(Account, Account.id == Membership.account_id)
-        .where(Membership.organization_id == organization.id)
+        select(_active_admins(organization.id), _has_active_members(organization.id))
     ).one()
     return OrganizationFacts(
         key=organization.key,
         catalog=profile.catalog,
         delegate_permission=profile.delegate_permission,
         active_admins=int(admins),
-        active_members=int(members),
+        has_active_members=bool(members),
     )
 
 
@@ -84,3 +108,146 @@ def target_facts(account: Account, membership: Membership, organization: Organiz
     """An account as it stands in one organization; a removed link reads as removed."""
     status = "removed" if membership.status == "removed" else account.status
     return AccountFacts(account.username, organization, membership.role, status, permission)
+
+
+# --- Every fact of a request in one query ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoredMembership:
+    organization: str
+    role: str
+    status: str
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredAccount:
+    username: str
+    status: str
+    support: bool
+    has_password: bool
+    password_changed_at: datetime | None
+    memberships: tuple[StoredMembership, ...]  # ordered by organization key
+
+
+@dataclass(frozen=True)
+class StoredOrganization:
+    key: str
+    active_admins: int
+    has_active_members: bool
+
+
+@dataclass(frozen=True)
+class StoredFacts:
+    """What one request's decisions need, read in one statement: accounts by username key, organizations by key."""
+
+    accounts: dict[str, StoredAccount]
+    organizations: dict[str, StoredOrganization]
+
+    def account(self, username: str) -> StoredAccount | None:
+        return self.accounts.get(username_key(username))
+
+
+def load_facts(session: Session, portal: str, usernames: set[str], organizations: set[str],
+               targets: set[str] = frozenset()) -> StoredFacts:
+    """One statement (a UNION ALL) for every account, membership, grant and organization the decisions read.
+
+    `usernames` are the accounts to load (actor and targets); `organizations` the organization keys
+    asked about; the organizations of every account in `targets` are loaded too, with the head-counts
+    R3 needs. Rows come back one per (account, membership, grant).
+    """
+    keys = {username_key(u) for u in usernames}
+    target_keys = {username_key(u) for u in targets}
+    people = (
+        select(
+            literal("a").label("kind"),
+            Account.username_key.label("username_key"),
+            Account.username.label("username"),
+            Account.status.label("status"),
+            Account.is_support.label("support"),
+            Account.password_hash.is_not(None).label("has_password"),
+            Account.password_changed_at.label("changed_at"),
+            Organization.key.label("organization"),
+            Membership.role.label("role"),
+            Membership.status.label("link_status"),
+            Grant.permission.label("permission"),
+            cast(null(), Integer).label("admins"),
+            cast(null(), Boolean).label("has_members"),
+        )
+        .select_from(Account)
+        .outerjoin(Membership, Membership.account_id == Account.id)
+        .outerjoin(Organization, Organization.id == Membership.organization_id)
+        .outerjoin(Grant, Grant.membership_id == Membership.id)
+        .where(Account.portal_id == portal, Account.username_key.in_(keys))
+    )
+    of_targets = (
+        select(Membership.organization_id)
+        .join(Account, Account.id == Membership.account_id)
+        .where(Account.portal_id == portal, Account.username_key.in_(target_keys))
+    )
+    places = (
+        select(
+            literal("o"), null(), null(), null(), cast(null(), Boolean), cast(null(), Boolean), null(),
+            Organization.key, null(), null(), null(),
+            _active_admins(Organization.id), _has_active_members(Organization.id),
+        )
+        .where(Organization.portal_id == portal,
+               or_(Organization.key.in_(organizations) if organizations else false(),
+                   Organization.id.in_(of_targets) if target_keys else false()))
+    )
+    rows = session.execute(union_all(people, places)).all() if keys or organizations else []
+    return _assemble(rows)
+
+
+def _assemble(rows) -> StoredFacts:
+    accounts: dict[str, dict] = {}
+    places: dict[str, StoredOrganization] = {}
+    for row in rows:
+        if row.kind == "o":
+            places[row.organization] = StoredOrganization(row.organization, int(row.admins), bool(row.has_members))
+            continue
+        account = accounts.setdefault(row.username_key, {"row": row, "links": {}})
+        if row.organization is None:
+            continue
+        link = account["links"].setdefault(row.organization, (row.role, row.link_status, []))
+        if row.permission is not None:
+            link[2].append(row.permission)
+    return StoredFacts(
+        accounts={
+            key: StoredAccount(
+                username=a["row"].username,
+                status=a["row"].status,
+                support=bool(a["row"].support),
+                has_password=bool(a["row"].has_password),
+                password_changed_at=a["row"].changed_at,
+                memberships=tuple(
+                    StoredMembership(org, role, status, tuple(sorted(permissions)))
+                    for org, (role, status, permissions) in sorted(a["links"].items())
+                ),
+            )
+            for key, a in accounts.items()
+        },
+        organizations=places,
+    )
+
+
+def stored_actor_facts(account: StoredAccount | None, username: str, profile: PortalProfile,
+                       now: datetime) -> ActorFacts:
+    """The same ActorFacts as `actor_facts`, from the one-statement load."""
+    if account is None:
+        return ActorFacts.unknown(username)
+    return ActorFacts(
+        username=account.username,
+        exists=True,
+        status=account.status,
+        password_current=_password_current(account.has_password, account.password_changed_at, profile, now),
+        support=account.support,
+        memberships=tuple(
+            MembershipFacts(m.organization, m.role, m.status == "active", m.permissions) for m in account.memberships
+        ),
+    )
+
+
+def stored_organization_facts(organization: StoredOrganization, profile: PortalProfile) -> OrganizationFacts:
+    return OrganizationFacts(organization.key, profile.catalog, profile.delegate_permission,
+                             organization.active_admins, organization.has_active_members)
