@@ -73,3 +73,20 @@ def test_keyset_pages_cover_the_roster_once_in_order(org, config, policy):
     locked, after = listing(org, config, policy, status="locked", limit=1, manageable=True)
     assert (locked, after) == (["bob"], "bob")
     assert listing(org, config, policy, status="locked", limit=1, manageable=True, after=after) == (["ivy"], None)
+
+
+def test_search_matches_username_email_and_names_anywhere(org, config, policy):
+    def found(q):
+        with org.transaction() as session:
+            ctx = Context(session, profile_of(config, "ahcccs"), "ahcccs", policy, None, NOW, None)
+            boss = find_account(session, "ahcccs", "boss")
+            return [a.username for a in roster.list_accounts(ctx, boss, "ORG-1", q=q, status=None, manageable=False,
+                                                              limit=50, after=None)[1]]
+
+    # World names each persona "<Username> Tester" with the email "<username>@example.org".
+    assert found("bob") == ["bob"]                    # username (and first name)
+    assert found("IVY@EXAMPLE") == ["ivy"]            # email, any case
+    assert found("Ester") == sorted([*PEOPLE, "boss"])  # inside the last name
+    assert found("eve test") == ["eve"]               # across first and last name
+    assert found("y tes") == ["fay", "ivy"]           # the end of one, the start of the other
+    assert found("nobody") == []

@@ -136,10 +136,9 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
                  .where(Membership.organization_id == org.id, Account.portal_id == org.portal_id,
                         managed if manageable else visible, *conditions))
         if q:
+            # Anything found in the first or the last name is found in "first last": one LIKE for both.
             pattern = f"%{q.casefold()}%"
             query = query.where(or_(Account.username_key.like(pattern), Account.email_key.like(pattern),
-                                    func.lower(Account.first_name).like(pattern),
-                                    func.lower(Account.last_name).like(pattern),
                                     func.lower(Account.first_name + " " + Account.last_name).like(pattern)))
         if after:
             query = query.where(Account.username_key > after.casefold())
