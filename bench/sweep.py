@@ -6,16 +6,13 @@ membership and an open session for every hundredth account, into a fresh SQLite
 file and a fresh throw-away PostgreSQL server; then times the sweep three times:
 today, again today (must change nothing), and tomorrow.
 
-    python bench/sweep.py [--accounts 1000000] [--backend sqlite|postgres|both] [--statements]
+    python bench/sweep.py [--quick] [--accounts 1000000] [--backend sqlite|postgres|both] [--statements]
 
 Target (issue 5): under 30 s for the sweep on each backend.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sqlite3
 import sys
 import tempfile
 import time
@@ -28,8 +25,7 @@ sys.path.insert(0, str(ROOT))  # runnable without PYTHONPATH
 
 from sqlalchemy import event, text  # noqa: E402
 
-from bench._common import bulk_load  # noqa: E402
-
+from bench._common import bulk_load, exit_on_sigterm, machine, print_machine  # noqa: E402
 from service.config import load_config  # noqa: E402
 from service.domain.setup import sync_portals  # noqa: E402
 from service.domain.sweep import sweep  # noqa: E402
@@ -42,27 +38,6 @@ FAKE_HASH = "$argon2id$v=19$m=65536,t=3,p=4$bench$not-a-real-hash"
 ACCOUNT_COLUMNS = ("id", "portal_id", "username", "username_key", "first_name", "last_name", "email", "email_key",
                    "phone", "password_hash", "password_changed_at", "status", "is_support", "terms_accepted_at",
                    "last_login_at", "last_activity_at", "created_at")
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        kb = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")).split()[1])
-        memory = f", {kb / 1024 / 1024:.1f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpu}; {os.cpu_count()} logical cores ({usable} usable){memory}; {platform.system()} "
-            f"{platform.release()}; Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}")
 
 
 def plan(n: int):
@@ -213,12 +188,15 @@ def run_backend(name: str, url: str, config, n: int, statements: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="20,000 accounts (a smoke run)")
+    parser.add_argument("--accounts", type=int, default=None, help="default 1,000,000")
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--statements", action="store_true", help="time each SQL statement kind")
     args = parser.parse_args()
+    exit_on_sigterm()
+    args.accounts = args.accounts or (20_000 if args.quick else 1_000_000)
     config = load_config(ROOT / "config.yaml")
-    print(f"machine: {machine()}")
+    print_machine("the inactivity sweep", machine())
     print(f"sweep day: {NOW.isoformat()}; target: each sweep under 30 s")
     summary = {}
     if args.backend in ("sqlite", "both"):
