@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, Integer, cast, exists, false, func, literal, null, or_, select, union_all
+from sqlalchemy import Boolean, Integer, bindparam, cast, exists, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session, selectinload
 
 from service.config import PortalProfile
@@ -156,8 +157,21 @@ def load_facts(session: Session, portal: str, usernames: set[str], organizations
     asked about; the organizations of every account in `targets` are loaded too, with the head-counts
     R3 needs. Rows come back one per (account, membership, grant).
     """
-    keys = {username_key(u) for u in usernames}
-    target_keys = {username_key(u) for u in targets}
+    if not usernames and not organizations:
+        return StoredFacts({}, {})
+    rows = session.connection().execute(_facts_statement(), {
+        "portal": portal,
+        "usernames": sorted({username_key(u) for u in usernames}),
+        "organizations": sorted(organizations),
+        "targets": sorted({username_key(u) for u in targets}),
+    }).all()
+    return _assemble(rows)
+
+
+@cache
+def _facts_statement():
+    """Built once: a statement object reused keeps SQLAlchemy's compiled form and cache key (half the cost)."""
+    portal = bindparam("portal")
     people = (
         select(
             literal("a").label("kind"),
@@ -178,12 +192,12 @@ def load_facts(session: Session, portal: str, usernames: set[str], organizations
         .outerjoin(Membership, Membership.account_id == Account.id)
         .outerjoin(Organization, Organization.id == Membership.organization_id)
         .outerjoin(Grant, Grant.membership_id == Membership.id)
-        .where(Account.portal_id == portal, Account.username_key.in_(keys))
+        .where(Account.portal_id == portal, Account.username_key.in_(bindparam("usernames", expanding=True)))
     )
     of_targets = (
         select(Membership.organization_id)
         .join(Account, Account.id == Membership.account_id)
-        .where(Account.portal_id == portal, Account.username_key.in_(target_keys))
+        .where(Account.portal_id == portal, Account.username_key.in_(bindparam("targets", expanding=True)))
     )
     places = (
         select(
@@ -192,11 +206,10 @@ def load_facts(session: Session, portal: str, usernames: set[str], organizations
             _active_admins(Organization.id), _has_active_members(Organization.id),
         )
         .where(Organization.portal_id == portal,
-               or_(Organization.key.in_(organizations) if organizations else false(),
-                   Organization.id.in_(of_targets) if target_keys else false()))
+               or_(Organization.key.in_(bindparam("organizations", expanding=True)),
+                   Organization.id.in_(of_targets)))
     )
-    rows = session.execute(union_all(people, places)).all() if keys or organizations else []
-    return _assemble(rows)
+    return union_all(people, places)
 
 
 def _assemble(rows) -> StoredFacts:
