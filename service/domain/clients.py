@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.storage.models import ClientKey
@@ -46,15 +48,28 @@ def create_client(session: Session, name: str, scopes: tuple[str, ...], now: dat
     return f"{PREFIX}{key_id}_{secret}"
 
 
-def authenticate(session: Session, presented: str) -> ClientKey | None:
+@dataclass(frozen=True)
+class Client:
+    name: str
+    scopes: str  # comma-separated
+
+
+@cache
+def _key_statement():
+    """Built once: every request authenticates, and building the statement cost more than running it."""
+    return select(ClientKey.name, ClientKey.scopes, ClientKey.secret_digest).where(
+        ClientKey.key_id == bindparam("key_id"), ClientKey.revoked_at.is_(None))
+
+
+def authenticate(session: Session, presented: str) -> Client | None:
     """The client a key belongs to, or None; compares digests in constant time."""
     if not presented.startswith(PREFIX):
         return None
     key_id, _, secret = presented[len(PREFIX):].partition("_")
     if not key_id or not secret:
         return None
-    client = session.scalar(select(ClientKey).where(ClientKey.key_id == key_id, ClientKey.revoked_at.is_(None)))
-    expected = client.secret_digest if client else _digest("")
-    if hmac.compare_digest(expected, _digest(secret)) and client is not None:
-        return client
+    row = session.connection().execute(_key_statement(), {"key_id": key_id}).first()
+    expected = row.secret_digest if row else _digest("")
+    if hmac.compare_digest(expected, _digest(secret)) and row is not None:
+        return Client(row.name, row.scopes)
     return None
