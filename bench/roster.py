@@ -35,7 +35,6 @@ import os
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
