@@ -326,13 +326,14 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         for row in r["rows"]:
             listing = not row["kind"].startswith("authorized-actions")
-            verdict = ("yes" if row["p99_ms"] <= TARGET_MS else "NO") if listing else "-"
+            p50_ok, p99_ok = (("yes" if row[k] <= TARGET_MS else "NO") if listing else "-"
+                              for k in ("p50_ms", "p99_ms"))
             rows.append([r["backend"], row["kind"], row["n"], row["p50_ms"], row["p99_ms"], row["avg_items"],
-                         row["sql_p50_ms"], row["slowest_sql_ms"], verdict])
+                         row["sql_p50_ms"], row["slowest_sql_ms"], p50_ok, p99_ok])
     table(f"{args.accounts:,} accounts in one organization, {args.others:,} elsewhere in the portal "
           "(ms per request, in-process)",
           ["backend", "request", "n", "p50 ms", "p99 ms", "items", "SQL p50 ms", "slowest stmt ms",
-           f"p99<={TARGET_MS:g}"], rows)
+           f"p50<={TARGET_MS:g}", f"p99<={TARGET_MS:g}"], rows)
     print("  (SQL p50: the statements' own time in a median request; the rest is Python: session, decision,"
           " ORM loading and JSON. slowest stmt: the slowest single statement of any request of that kind.)")
     print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}")
