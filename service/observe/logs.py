@@ -17,6 +17,8 @@ from service.config import Logging
 
 ACCESS_LOGGER = "portal_authz.access"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# One encoder for every line (json.dumps with options would build a new one per call).
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def _request_id() -> str | None:
@@ -55,7 +57,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _encode(entry)
 
 
 class TextFormatter(logging.Formatter):
