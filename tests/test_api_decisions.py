@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 
 from service.storage.models import Grant, Membership
 from tests.conftest import make_key
@@ -249,6 +249,30 @@ def test_batch_answers_equal_single_answers(ask):
                 checks=[{"action": a, "resource": r} for a, r in questions]).get_json()["results"]
     singles = [ask("delegate", a, r).get_json() for a, r in questions]
     assert batch == singles
+
+
+def test_a_batch_reads_its_facts_in_as_many_statements_as_one_check(ask, database):
+    """Issue 7: one statement for the facts of every check, however many checks and targets."""
+    statements = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    targets = ["manager", "manager2", "biller", "locked", "twofold"]
+    one = [{"action": "claims", "resource": org()}]
+    many = [{"action": "claims", "resource": org(key)} for key in ("TIN-1", "TIN-2")] + [
+        {"action": action, "resource": account(user, "TIN-1")}
+        for user in targets for action in ("remove", "upgrade", "view")]
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        counts = []
+        for checks in (one, many):
+            statements.clear()
+            assert ask("delegate", None, None, path="/v1/authorize/batch", checks=checks).status_code == 200
+            counts.append(len(statements))
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+    assert len(many) == 17 and counts[0] == counts[1], counts
 
 
 def test_batch_limits(client, authorize_key, clinic):
