@@ -28,8 +28,9 @@ membership only, so one pair of admins (signed in once, argon2 is slow on
 purpose) administers every organization of its phase. `disable` acts on the
 whole account and ends its sessions, so each disable round gets a fresh pair.
 A disable loser whose request reaches the service after the winner committed
-finds its own session ended: 401 `invalid_session` is also a correct refusal
-there (always the case on SQLite, whose write transaction starts with the lock,
+finds its own session ended, and so does a remove loser whose only link the
+winner removed (the account is then removed and its sessions end): 401
+`invalid_session` is also a correct refusal there (always the case on SQLite, whose write transaction starts with the lock,
 before the session is read), and it is counted separately.
 """
 from __future__ import annotations
@@ -212,8 +213,8 @@ def refusal_kind(action: str, reply: Reply) -> str | None:
         return "409 last_admin"
     if reply.status == 403 and reply.body.get("code") == "forbidden" and "last_admin" in reply.reasons:
         return "403 last_admin"  # the loser was itself demoted first: not_admin and last_admin
-    if action == "disable" and reply.status == 401 and reply.body.get("code") == "invalid_session":
-        return "401 invalid_session"  # the winner disabled this actor and ended its sessions first
+    if action in ("disable", "remove") and reply.status == 401 and reply.body.get("code") == "invalid_session":
+        return "401 invalid_session"  # the winner disabled or removed this actor and ended its sessions first
     return None
 
 
