@@ -13,7 +13,6 @@ import signal
 import time
 import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import yaml
@@ -23,7 +22,7 @@ from service.app import create_app
 from service.config import DecisionLog, Logging, parse_config
 from service.observe.logs import ACCESS_LOGGER, JsonFormatter, TextFormatter, gunicorn_logconfig
 from tests.conftest import ROOT, make_key, prepared_database
-from tests.fixtures.servers import get_json, running
+from tests.fixtures.servers import processes, running
 from tests.fixtures.world import PASSWORD, World
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -381,16 +380,7 @@ def test_a_decision_log_that_cannot_be_written_counts_and_answers(logged, tmp_pa
 # --- under `portal-authz serve`: two workers, one set of numbers ---------------------------------
 
 def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.add(int(entry.name))
-    return out
+    return processes(parent=pid)
 
 
 def _metrics(server) -> str:

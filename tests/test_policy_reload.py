@@ -23,13 +23,12 @@ import signal
 import time
 import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 from service.policy import Policy
 from tests.conftest import make_key, prepared_database
-from tests.fixtures.servers import ROOT, Server, get_json, running
+from tests.fixtures.servers import ROOT, Server, get_json, processes, running
 from tests.fixtures.world import World
 
 pytestmark = [pytest.mark.slow]
@@ -46,17 +45,8 @@ QUESTION = {"portal": "ahcccs", "actor": "alice", "resource": {"type": "organiza
 
 
 def workers_of(pid: int) -> set[int]:
-    """The server's worker processes: its children (Linux /proc)."""
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.add(int(entry.name))
-    return children
+    """The server's worker processes: its children."""
+    return processes(parent=pid)
 
 
 def readyz_version(server: Server) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_key, prepared_database
-from tests.fixtures.servers import ROOT, Server, running
+from tests.fixtures.servers import ROOT, Server, processes, running
 from tests.fixtures.world import World
 from tests.test_delivery import Collector, start_smtp
 from tests.test_recovery import ANSWERS, give_answers
@@ -33,16 +33,7 @@ DEADLINE = 30.0
 
 def session_processes(sid: int) -> set[int]:
     """Every live process of a session (the server was started in a new session: sid = its pid)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":  # fields: state ppid pgrp session ...
-                found.add(int(entry.name))
-    return found
+    return processes(session=sid)
 
 
 def delivery_pids(server: Server) -> list[int]:
