@@ -28,7 +28,7 @@ import pytest
 
 from service.policy import Policy
 from tests.conftest import make_key, prepared_database
-from tests.fixtures.servers import ROOT, Server, get_json, processes, running
+from tests.fixtures.servers import ROOT, Server, get_json, processes, running, wait_for
 from tests.fixtures.world import World
 
 pytestmark = [pytest.mark.slow]
@@ -83,13 +83,6 @@ def loaded_by(server: Server, version: str) -> set[int]:
     """Worker pids that logged loading `version` on a reload."""
     text = server.stderr_path.read_text()
     return {int(pid) for pid in re.findall(rf"worker (\d+): policy {version} loaded", text)}
-
-
-def wait_for(predicate, server: Server, what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}:\n{server.output()}"
-        time.sleep(0.1)
 
 
 @pytest.fixture

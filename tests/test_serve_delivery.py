@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,14 +20,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_key, prepared_database
-from tests.fixtures.servers import ROOT, Server, processes, running
+from tests.fixtures.servers import ROOT, Server, processes, running, wait_for
 from tests.fixtures.world import World
 from tests.test_delivery import Collector, start_smtp
 from tests.test_recovery import ANSWERS, give_answers
 
 pytestmark = [pytest.mark.slow]
-
-DEADLINE = 30.0
 
 
 def session_processes(sid: int) -> set[int]:
@@ -38,14 +35,6 @@ def session_processes(sid: int) -> set[int]:
 
 def delivery_pids(server: Server) -> list[int]:
     return [int(pid) for pid in re.findall(r"delivery worker started \(pid (\d+)\)", server.stderr_path.read_text())]
-
-
-def wait_for(predicate, server: Server, what: str):
-    deadline = time.monotonic() + DEADLINE
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"{what}:\n{server.output()}"
-        time.sleep(0.1)
-    return value
 
 
 def recover(server: Server, key: str, username: str) -> int:
