@@ -129,7 +129,7 @@ def cmd_check(args) -> None:
     with database.sessions() as session:
         try:
             decider = Decider(session, profile_of(config, args.portal), policy, args.portal, SystemClock().now())
-            decision = decider.decide(decider.actor(args.actor),
+            decision = decider.decide(args.actor,
                                       Question(args.action, Resource(kind, ident, args.organization), context))
         except DomainError as exc:
             _die(exc.detail)

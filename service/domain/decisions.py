@@ -73,12 +73,10 @@ class Decider:
     def resource(self, question: Question, *, need_permission: bool = True) -> OrganizationFacts | AccountFacts:
         return self._resource(self._facts_for(None, [question.resource]), question, need_permission)
 
-    def decide(self, actor: ActorFacts | str, question: Question) -> Decision:
-        """Decide one question; given the actor's username, its facts are read in the same statement."""
-        if isinstance(actor, str):
-            facts = self._facts_for(actor, [question.resource])
-            return self.policy.decide(self._actor(facts, actor), question.action, self._resource(facts, question))
-        return self.policy.decide(actor, question.action, self.resource(question))
+    def decide(self, actor: str, question: Question) -> Decision:
+        """Decide one question; the actor's facts are read in the same statement as the resource's."""
+        facts = self._facts_for(actor, [question.resource])
+        return self.policy.decide(self._actor(facts, actor), question.action, self._resource(facts, question))
 
     def decide_many(self, actor: str, questions: Sequence[Question]) -> list[Decision]:
         """A batch: one statement for the facts of every question, then one decision each.
