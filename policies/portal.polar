@@ -60,11 +60,16 @@ allow(actor: Account, "view", org: Organization) if
     (membership(actor, org, _) or is_support(actor));
 
 # R13, R15: admins (Primary Users) and delegates create accounts for their
-# organization and link accounts of other organizations to it.
+# organization and link accounts of other organizations to it, in the portals
+# whose documents describe it (a profile setting: masshealth only).
 allow(actor: Account, action: String, org: Organization) if
     action in ["create_account", "link_account"] and
+    offered(action, org) and
     in_good_standing(actor) and
     (is_admin(actor, org) or is_delegate(actor, org) or is_support(actor));
+
+offered("create_account", org: Organization) if org.offers_subordinates = true;
+offered("link_account", org: Organization) if org.offers_links = true;
 
 # R4, R10: only support staff designate admins and reissue activation codes.
 allow(actor: Account, action: String, _org: Organization) if
@@ -91,13 +96,61 @@ administers(actor: Account, target: TargetAccount) if
     is_delegate(actor, target.organization) and
     target.role = "member";
 
+# R1: authority over one link of an account: support staff everywhere, admins in
+# their organization, delegates over the members of theirs (R15).
+administers_link(actor: Account, _link: Link) if
+    is_support(actor);
+administers_link(actor: Account, link: Link) if
+    is_admin(actor, link.organization);
+administers_link(actor: Account, link: Link) if
+    is_delegate(actor, link.organization) and
+    link.role = "member";
+
+# --- The reach of an effect (R1, R15) -----------------------------------------
+#
+# An action changes either one link of the account (its role, its grants, the
+# link itself, the comments kept there) or the whole account (its status, its
+# email and profile, its password through recovery). Authority must cover the
+# whole reach: an account-wide change needs authority over the account in
+# EVERY organization where it has an active link, not only in the one named.
+account_wide(action) if action in [
+    "approve", "enable", "disable", "unlock", "send_password_recovery",
+    "send_registration_email", "update_profile", "update_email"
+];
+
+# R1: the actor administers the account wherever it is a member.
+administers_everywhere(actor: Account, target: TargetAccount) if
+    forall(link in target.links, administers_link(actor, link));
+
+# R15: a delegate never gains a function it does not hold, not even through
+# another account: it may not point an account's email or recovery at itself
+# unless it holds every function that account holds, in every organization.
+captures(action) if action in ["update_email", "send_password_recovery", "send_registration_email"];
+
+covers(actor: Account, link: Link) if
+    is_support(actor) or is_admin(actor, link.organization);
+covers(actor: Account, link: Link) if
+    forall(p in link.permissions, holds(actor, link.organization, p));
+
+may_capture(actor: Account, target: TargetAccount) if
+    forall(link in target.links, covers(actor, link));
+
+reaches(_actor: Account, action: String, _target: TargetAccount) if
+    not account_wide(action);
+reaches(actor: Account, action: String, target: TargetAccount) if
+    account_wide(action) and
+    administers_everywhere(actor, target) and
+    (not captures(action) or may_capture(actor, target));
+
 # R5: an administrator may act on another account of the organization when
-# the account's status allows the action and no invariant would break.
+# its authority covers the effect's reach, the account's status allows the
+# action and no invariant would break.
 allow(actor: Account, action: String, target: TargetAccount) if
     admin_action(action) and
     in_good_standing(actor) and
     actor.username != target.username and
     administers(actor, target) and
+    reaches(actor, action, target) and
     status_allows(action, target) and
     may_take(actor, action, target) and
     not would_orphan(action, target);
@@ -153,13 +206,19 @@ grantable(actor: Account, target: TargetAccount) if
      holds(actor, target.organization, target.permission));
 
 # R3: no change may leave an organization that has active members without an
-# active admin.
+# active admin, in any organization the change reaches: a downgrade or a
+# removal reaches the named link, a disable every link of the account.
 would_orphan("downgrade", target: TargetAccount) if
     last_active_admin(target);
-would_orphan(action: String, target: TargetAccount) if
-    action in ["remove", "disable"] and
+would_orphan("remove", target: TargetAccount) if
     last_active_admin(target) and
     target.organization.has_active_members = true;
+would_orphan("disable", target: TargetAccount) if
+    target.status = "active" and
+    link in target.links and
+    link.role = "admin" and
+    link.organization.active_admins <= 1 and
+    link.organization.has_active_members = true;
 
 last_active_admin(target: TargetAccount) if
     target.role = "admin" and

@@ -35,12 +35,23 @@ deny_reason(actor: Account, action: String, org: Organization, "not_admin") if
     membership(actor, org, _) and
     not is_admin(actor, org) and
     not is_delegate(actor, org);
+# R13: linking and admin-created accounts exist only where the portal's documents describe them.
+deny_reason(_actor: Account, action: String, org: Organization, "not_offered") if
+    action in ["create_account", "link_account"] and
+    not offered(action, org);
 deny_reason(actor: Account, action: String, _org: Organization, "support_only") if
     actor.exists = true and
     action in ["designate_admin", "issue_activation_code"] and
     not is_support(actor);
 
 # --- Accounts (R1, R2, R3, R5, R15, R21) ------------------------------------
+
+# Who may learn anything about the account's state: support staff, members of
+# the organization the question names, and the account itself. Anyone else is
+# told `not_member` and nothing more (no status, no last-admin situation).
+insider(actor: Account, _target: TargetAccount) if is_support(actor);
+insider(actor: Account, target: TargetAccount) if membership(actor, target.organization, _);
+insider(actor: Account, target: TargetAccount) if actor.username = target.username;
 
 # R5: the admin duties are a closed list; anything else is no action at all.
 deny_reason(actor: Account, action: String, _target: TargetAccount, "action_unknown") if
@@ -71,6 +82,7 @@ deny_reason(actor: Account, action: String, target: TargetAccount, "cannot_make_
     not is_support(actor);
 deny_reason(actor: Account, action: String, target: TargetAccount, "target_status") if
     actor.exists = true and
+    insider(actor, target) and
     admin_action(action) and
     actor.username != target.username and
     not status_allows(action, target);
@@ -78,8 +90,21 @@ deny_reason(actor: Account, "update_profile", target: TargetAccount, "target_sta
     actor.exists = true and
     actor.username = target.username and
     target.status = "removed";
-deny_reason(_actor: Account, action: String, target: TargetAccount, "last_admin") if
+deny_reason(actor: Account, action: String, target: TargetAccount, "last_admin") if
+    insider(actor, target) and
     would_orphan(action, target);
+# R1: an account-wide change needs authority in every organization the account belongs to.
+deny_reason(actor: Account, action: String, target: TargetAccount, "account_elsewhere") if
+    account_wide(action) and
+    actor.username != target.username and
+    administers(actor, target) and
+    not administers_everywhere(actor, target);
+# R15: a delegate cannot take over (email, recovery) an account holding a function it lacks.
+deny_reason(actor: Account, action: String, target: TargetAccount, "permission_not_held") if
+    captures(action) and
+    actor.username != target.username and
+    administers_everywhere(actor, target) and
+    not may_capture(actor, target);
 deny_reason(_actor: Account, action: String, target: TargetAccount, "permission_unknown") if
     action in ["grant", "revoke"] and
     target.permission != nil and

@@ -87,6 +87,9 @@ class PortalProfile(_Strict):
     lockout: Lockout
     recovery: Recovery
     inactivity: Inactivity
+    links: bool = Field(default=False, description="R13: admins may link accounts of other organizations (masshealth)")
+    admin_created_accounts: bool = Field(
+        default=False, description="R13: admins create accounts for their staff (masshealth's subordinates)")
     comment_max_length: int = Field(default=200, ge=1)
     session_minutes: int = Field(default=480, ge=1, le=24 * 60)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from oso import Oso, Variable
 from polar.exceptions import OsoError
 
-from service.domain.facts import AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
+from service.domain.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,16 @@ REASON_MESSAGES = {
     "permission_not_granted": "The actor has not been granted this function for the organization.",
     "permission_unknown": "The function is not in this portal's catalog.",
     "action_unknown": "No such action on an account.",
-    "permission_not_held": "A delegated manager cannot grant a function it does not hold itself.",
+    "permission_not_held": ("A delegated manager cannot grant a function it does not hold itself, "
+                            "nor take over an account that holds one."),
     "self_action": "An account cannot do this to itself.",
     "target_status": "The account's status does not allow this action.",
     "last_admin": "The organization would be left with active members and no active admin.",
     "cannot_make_admin": "Only an admin can make or unmake admins.",
     "support_only": "Only portal support staff may do this.",
+    "account_elsewhere": ("The account also belongs to an organization where the actor has no authority; "
+                          "only this organization's link to it may be changed here."),
+    "not_offered": "This portal does not offer this (its documents do not describe it).",
     "policy_error": "The policy could not be evaluated; denied to fail closed.",
     "policy_gap": "No rule allows this and the policy gave no reason.",
 }
@@ -83,6 +87,7 @@ def _build(files: list[Path]) -> Oso:
     oso.register_class(MembershipFacts, name="Membership")
     oso.register_class(OrganizationFacts, name="Organization")
     oso.register_class(AccountFacts, name="TargetAccount")
+    oso.register_class(LinkFacts, name="Link")
     oso.load_files([str(p) for p in files])
     return oso
 

@@ -14,6 +14,8 @@ Table format (every key not listed here is an error):
         delegate_permission: manage_account   # default null: no delegates (R15)
         active_admins: 2                  # default 2
         active_members: 1                 # default 1 (active non-admins; Polar sees has_active_members)
+        offers_links: false               # default false: the portal offers linking (R13, masshealth)
+        offers_subordinates: false        # default false: admins create accounts (R13, masshealth)
     personas:                      # name (also the username) -> actor facts
       ann: {memberships: {P1: {role: admin}}}
       bob: {memberships: {P1: {permissions: [claims]}}}
@@ -27,7 +29,11 @@ Table format (every key not listed here is an error):
       bob@P1: {organization: P1, role: member, status: active}
       # account: the target's username, default the part of the name before "@"
       # (so "ann@P1" is ann herself: rows on it are self-actions);
-      # role default member, status default active.
+      # role default member, status default active; permissions: its grants in
+      # that organization (default []);
+      lin@P1: {organization: P1, elsewhere: {P2: {role: admin}}}
+      # elsewhere: the account's other active links, ORG -> {role, permissions}:
+      # the reach of an account-wide action (R1).
     rows:
       - name: member with the claims grant submits a claim   # unique in the file
         rule: R16                  # the requirement the row checks
@@ -53,7 +59,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from service.domain.facts import AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
+from service.domain.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import REASON_MESSAGES, Policy
 
 GRANT_ACTIONS = ("grant", "revoke")
@@ -74,6 +80,8 @@ class OrganizationSpec(_Strict):
     delegate_permission: str | None = None
     active_admins: int = Field(2, ge=0)
     active_members: int = Field(1, ge=0)
+    offers_links: bool = False
+    offers_subordinates: bool = False
 
 
 class MembershipSpec(_Strict):
@@ -96,11 +104,18 @@ class PersonaSpec(_Strict):
         return self
 
 
+class LinkSpec(_Strict):
+    role: Literal["admin", "member"] = "member"
+    permissions: list[str] = []
+
+
 class TargetSpec(_Strict):
     organization: str
     account: str | None = None
     role: Literal["admin", "member"] = "member"
     status: str = "active"
+    permissions: list[str] = []
+    elsewhere: dict[str, LinkSpec | None] = {}
 
 
 class RowSpec(_Strict):
@@ -211,8 +226,9 @@ def _check_references(path: Path, table: TableSpec) -> None:
             if org not in table.organizations:
                 problems.append(f"persona {name}: membership in unknown organization {org!r}")
     for name, target in table.targets.items():
-        if target.organization not in table.organizations:
-            problems.append(f"target {name}: unknown organization {target.organization!r}")
+        for org in [target.organization, *target.elsewhere]:
+            if org not in table.organizations:
+                problems.append(f"target {name}: unknown organization {org!r}")
     seen: set[str] = set()
     for i, row in enumerate(table.rows):
         label = f"rows.{i} (row \"{row.name}\")"
@@ -245,7 +261,8 @@ def table_files(policy_dir: Path, tables_path: Path | None = None) -> list[Path]
 def _organization(table: TableSpec, key: str) -> OrganizationFacts:
     spec = table.organizations[key]
     return OrganizationFacts(key, tuple(spec.catalog), spec.delegate_permission,
-                             spec.active_admins, spec.active_members > 0)
+                             spec.active_admins, spec.active_members > 0, spec.offers_links,
+                             spec.offers_subordinates)
 
 
 def _actor(table: TableSpec, name: str) -> ActorFacts:
@@ -262,7 +279,14 @@ def _actor(table: TableSpec, name: str) -> ActorFacts:
 def _target(table: TableSpec, name: str, permission: str | None) -> AccountFacts:
     spec = table.targets[name]
     username = spec.account or name.split("@", 1)[0]
-    return AccountFacts(username, _organization(table, spec.organization), spec.role, spec.status, permission)
+    links = []
+    if spec.status != "removed":  # a removed link is no longer part of the account's reach
+        links.append(LinkFacts(_organization(table, spec.organization), spec.role, tuple(sorted(spec.permissions))))
+    for org, link in spec.elsewhere.items():
+        link = link or LinkSpec()
+        links.append(LinkFacts(_organization(table, org), link.role, tuple(sorted(link.permissions))))
+    return AccountFacts(username, _organization(table, spec.organization), spec.role, spec.status, permission,
+                        tuple(sorted(links, key=lambda link: link.organization.key)))
 
 
 # --- Running ------------------------------------------------------------------

@@ -168,8 +168,7 @@ def _plain_resource(session, portal, profile, question: Question):
         link = live[0]
     if question.action in ("grant", "revoke") and not isinstance(question.context.get("permission"), str):
         raise Invalid("permission", [])
-    org = stored.organization_facts(session, link.organization, profile)
-    return stored.target_facts(account, link, org, question.context.get("permission"))
+    return stored.target_facts(session, account, link, profile, question.context.get("permission"))
 
 
 def _plain(session, oso, portal, profile, actor: str, question: Question):

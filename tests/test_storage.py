@@ -230,13 +230,14 @@ def test_target_facts_read_a_removed_link_as_removed(any_database, config):
     with any_database.transaction() as session:
         bob = facts.find_account(session, "ahcccs", "bob")
         links = {m.organization.key: m for m in bob.memberships}
-        org1 = facts.organization_facts(session, links["ORG1"].organization, profile)
-        org2 = facts.organization_facts(session, links["ORG2"].organization, profile)
-        in_org1 = facts.target_facts(bob, links["ORG1"], org1, "claims")
-        in_org2 = facts.target_facts(bob, links["ORG2"], org2)
+        in_org1 = facts.target_facts(session, bob, links["ORG1"], profile, "claims")
+        in_org2 = facts.target_facts(session, bob, links["ORG2"], profile)
     assert (in_org1.username, in_org1.role, in_org1.status, in_org1.permission) == ("bob", "member", "locked", "claims")
     assert in_org1.organization.key == "ORG1"
     assert (in_org2.status, in_org2.permission) == ("removed", None)
+    # The reach of an account-wide change: the active links only, whichever organization was named.
+    assert [link.organization.key for link in in_org1.links] == ["ORG1"] == [
+        link.organization.key for link in in_org2.links]
 
 
 def test_deleting_an_organization_cascades_to_its_links(any_database):

@@ -23,8 +23,7 @@ from service.api.schemas import (
     SubordinateBody,
 )
 from service.domain import administration, registration, roster, sessions
-from service.domain.decisions import Decider, profile_of
-from service.storage.facts import actor_facts
+from service.domain.decisions import Decider, Question, Resource, profile_of
 from service.storage.models import Comment
 
 bp = Blueprint("accounts", __name__, url_prefix="/v1/portals/<portal>")
@@ -133,9 +132,8 @@ def reissue_activation_code(portal, org):
 
     def work(ctx):
         actor = _actor(ctx)
-        organization = Decider(ctx.session, ctx.profile, ctx.policy, portal, ctx.now).organization(org)
-        decision = ctx.policy.decide(actor_facts(actor, actor.username, ctx.profile, ctx.now),
-                                     "issue_activation_code", organization)
+        decision = Decider(ctx.session, ctx.profile, ctx.policy, portal, ctx.now).decide(
+            actor.username, Question("issue_activation_code", Resource("organization", org)))
         if not decision.allowed:
             return administration.record_denial(ctx, actor.username, "issue_activation_code", body.username, org,
                                                 decision, None)

@@ -22,7 +22,7 @@ from service.domain.errors import Invalid
 from service.domain.notify import Notifier
 from service.domain.passwords import hash_secret
 from service.policy import Decision, Policy
-from service.storage.facts import actor_facts, find_account
+from service.storage.facts import find_account
 from service.storage.models import Account, Comment, Grant, Membership, OneTimeCode, Organization
 
 ACTIONS = ("approve", "enable", "disable", "remove", "upgrade", "downgrade", "unlock",
@@ -64,29 +64,33 @@ def check_comment(comment: str | None, profile: PortalProfile) -> None:
             "message": f"at most {profile.comment_max_length} characters"}])
 
 
-def _lock_organization(ctx: Context, key: str) -> None:
-    ctx.session.execute(select(Organization.id).where(Organization.portal_id == ctx.portal, Organization.key == key)
-                        .with_for_update())
+def lock_organizations(ctx: Context, keys) -> None:
+    """Lock the organizations' rows, in key order so that two changes never wait on each other in a cycle."""
+    for key in sorted(set(keys)):
+        ctx.session.execute(select(Organization.id).where(Organization.portal_id == ctx.portal,
+                                                          Organization.key == key).with_for_update())
 
 
 def decide_and_lock(ctx: Context, actor_account: Account, action: str, username: str, organization: str | None,
                     context: dict | None = None):
-    """Resolve the target, lock its organization, and decide on facts read after the lock."""
+    """Resolve the target, lock every organization the change may reach, and decide on facts read after the lock.
+
+    An account-wide change (status, email) reaches every organization the account is linked to, and R3
+    must hold in each of them, so each of their rows is locked before the facts are read.
+    """
     question = Question(action, Resource("account", username, organization), context or {})
     preliminary = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).resource(question)
-    _lock_organization(ctx, preliminary.organization.key)  # 404s and 422s came before any lock
+    lock_organizations(ctx, [preliminary.organization.key, *(link.organization.key for link in preliminary.links)])
     ctx.session.expire_all()  # what was read before the lock may be stale
     return decide(ctx, actor_account, action, username, organization, context)
 
 
 def decide(ctx: Context, actor_account: Account, action: str, username: str, organization: str | None,
            context: dict | None = None):
-    """Decide about an account as it stands now (no lock: for reads)."""
+    """Decide about an account as it stands now, exactly as /v1/authorize would (the same Decider and facts)."""
     question = Question(action, Resource("account", username, organization), context or {})
-    facts = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).resource(question)
-    actor = actor_facts(find_account(ctx.session, ctx.portal, actor_account.username), actor_account.username,
-                        ctx.profile, ctx.now)
-    decision = ctx.policy.decide(actor, action, facts)
+    decision, facts = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).decide_on(
+        actor_account.username, question)
     target = find_account(ctx.session, ctx.portal, username)
     link = next(m for m in target.memberships if m.organization.key == facts.organization.key)
     return decision, target, link
@@ -214,14 +218,13 @@ def set_permissions(ctx: Context, actor_account: Account, username: str, organiz
     held = {g.permission for g in link.grants}
     changes = [("grant", p) for p in wanted if p not in held] + [("revoke", p) for p in sorted(held - set(wanted))]
     decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
-    actor = actor_facts(actor_account, actor_account.username, ctx.profile, ctx.now)
     reasons: list[str] = []
     version = decision.policy_version
+    # With no change, the question is whether the actor manages grants here at all.
     checks = changes or [("grant", None)]
-    for action, permission in checks:
-        question = Question(action, Resource("account", username, link.organization.key),
-                            {"permission": permission})
-        answer = ctx.policy.decide(actor, action, decider.resource(question, need_permission=False))
+    questions = [Question(action, Resource("account", username, link.organization.key), {"permission": permission})
+                 for action, permission in checks]
+    for answer in decider.decide_many(actor_account.username, questions, need_permission=False):
         reasons += [r for r in answer.reasons if r not in reasons]
     org_key = link.organization.key
     if reasons:
@@ -254,9 +257,10 @@ def update_profile(ctx: Context, actor_account: Account, username: str, organiza
     if not actions:
         raise Invalid("nothing to change", [{"field": "(body)", "code": "empty",
                                              "message": "give at least one of first_name, last_name, phone, email"}])
-    reasons: list[str] = []
-    for action in actions:
-        decision, target, link = decide_and_lock(ctx, actor_account, action, username, organization)
+    decision, target, link = decide_and_lock(ctx, actor_account, actions[0], username, organization)
+    reasons = list(decision.reasons)
+    for action in actions[1:]:
+        decision, target, link = decide(ctx, actor_account, action, username, organization)
         reasons += [r for r in decision.reasons if r not in reasons]
     org_key = link.organization.key
     if reasons:

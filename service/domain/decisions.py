@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.config import Config, PortalProfile
 from service.domain.errors import Invalid, NotFound
-from service.domain.facts import AccountFacts, ActorFacts, OrganizationFacts
+from service.domain.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.policy import Decision, Policy
 from service.storage import facts as stored
 
@@ -75,10 +75,16 @@ class Decider:
 
     def decide(self, actor: str, question: Question) -> Decision:
         """Decide one question; the actor's facts are read in the same statement as the resource's."""
-        facts = self._facts_for(actor, [question.resource])
-        return self.policy.decide(self._actor(facts, actor), question.action, self._resource(facts, question))
+        return self.decide_on(actor, question)[0]
 
-    def decide_many(self, actor: str, questions: Sequence[Question]) -> list[Decision]:
+    def decide_on(self, actor: str, question: Question) -> tuple[Decision, OrganizationFacts | AccountFacts]:
+        """Decide one question and return the resource's facts too (a change applies to what was decided on)."""
+        facts = self._facts_for(actor, [question.resource])
+        resource = self._resource(facts, question)
+        return self.policy.decide(self._actor(facts, actor), question.action, resource), resource
+
+    def decide_many(self, actor: str, questions: Sequence[Question], *,
+                    need_permission: bool = True) -> list[Decision]:
         """A batch: one statement for the facts of every question, then one decision each.
 
         A question that names something unknown raises its error with `index` set to its position.
@@ -88,7 +94,7 @@ class Decider:
         decisions = []
         for index, question in enumerate(questions):
             try:
-                resource = self._resource(facts, question)
+                resource = self._resource(facts, question, need_permission)
             except (NotFound, Invalid) as exc:
                 exc.index = index
                 raise
@@ -129,8 +135,11 @@ class Decider:
                                 "message": f"{question.action} needs context.permission (a catalog entry)"}])
         # A removed link reads as removed, whatever the account's own status.
         status = "removed" if membership.status == "removed" else account.status
+        # Every active link: an account-wide change reaches each of them (R1).
+        links = tuple(LinkFacts(self._organization(facts, m.organization), m.role, m.permissions)
+                      for m in account.memberships if m.status != "removed")
         return AccountFacts(account.username, self._organization(facts, membership.organization), membership.role,
-                            status, permission)
+                            status, permission, links)
 
     def _membership(self, facts: stored.StoredFacts, account: stored.StoredAccount,
                     res: Resource) -> stored.StoredMembership:

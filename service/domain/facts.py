@@ -50,6 +50,22 @@ class OrganizationFacts:
     delegate_permission: str | None
     active_admins: int
     has_active_members: bool
+    # R13: whether the portal offers linking accounts of other organizations and admin-created accounts
+    # (a profile setting; only the documents that describe them turn them on).
+    offers_links: bool = False
+    offers_subordinates: bool = False
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """One active membership of a target account: the organization, the role there and the grants there.
+
+    An account-wide change reaches every one of them, so the policy asks for authority in each (R1).
+    """
+
+    organization: OrganizationFacts
+    role: str
+    permissions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,9 @@ class AccountFacts:
     """A target account as it stands in one organization.
 
     `permission` carries context.permission for grant/revoke; None means the
-    question is about managing grants at all (authorized-actions).
+    question is about managing grants at all (authorized-actions). `links` are
+    all the account's active memberships, this organization's included: the
+    reach of an account-wide change (email, password recovery, status).
     """
 
     username: str
@@ -65,3 +83,4 @@ class AccountFacts:
     role: str
     status: str
     permission: str | None = None
+    links: tuple[LinkFacts, ...] = ()

@@ -1,26 +1,30 @@
 """An organization's roster: subordinate accounts, links to other organizations (R13), listing (R24)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import selectinload
 
 from service.domain import audit
 from service.domain.administration import Context, Outcome, check_comment, record_denial
-from service.domain.decisions import Decider
+from service.domain.decisions import Decider, Question, Resource
+from service.domain.facts import AccountFacts, LinkFacts
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.people import new_account
 from service.policy import Decision
-from service.storage.facts import actor_facts, find_account
+from service.storage.facts import find_account
 from service.storage.models import Account, Comment, Grant, Membership, Organization
 
 MAX_PAGE = 200
 
 
 def _decide_on_organization(ctx: Context, actor_account: Account, action: str, org_key: str):
+    """The same question /v1/authorize answers, through the same Decider and fact loader."""
     decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
-    org_facts = decider.organization(org_key)
-    actor = actor_facts(actor_account, actor_account.username, ctx.profile, ctx.now)
-    return actor, org_facts, ctx.policy.decide(actor, action, org_facts)
+    decision, org_facts = decider.decide_on(actor_account.username,
+                                            Question(action, Resource("organization", org_key)))
+    return decider, org_facts, decision
 
 
 def _organization(ctx: Context, key: str) -> Organization:
@@ -36,13 +40,16 @@ def create_subordinate(ctx: Context, actor_account: Account, org_key: str, detai
     """R13: a Primary User (or delegate) creates a staff account and assigns its services."""
     check_comment(comment, ctx.profile)
     org = _organization(ctx, org_key)
-    actor, org_facts, decision = _decide_on_organization(ctx, actor_account, "create_account", org_key)
+    decider, org_facts, decision = _decide_on_organization(ctx, actor_account, "create_account", org_key)
     reasons = list(decision.reasons)
-    for permission in dict.fromkeys(permissions):
-        if permission not in ctx.profile.catalog:
-            reasons.append("permission_unknown")
-        elif decision.allowed and not ctx.policy.decide(actor, permission, org_facts).allowed:
-            reasons.append("permission_not_held")  # R15: grant only what one holds
+    if decision.allowed:
+        # Each service assigned is a `grant` to the new account, asked of the policy as any grant is (R14, R15).
+        actor = decider.actor(actor_account.username)
+        newcomer = AccountFacts(details["username"], org_facts, "member", "active", None,
+                                (LinkFacts(org_facts, "member", ()),))
+        for permission in dict.fromkeys(permissions):
+            answer = ctx.policy.decide(actor, "grant", replace(newcomer, permission=permission))
+            reasons += [r for r in answer.reasons if r not in reasons]
     if reasons:
         denied = Decision(False, tuple(dict.fromkeys(reasons)), decision.policy_version)
         return record_denial(ctx, actor_account.username, "create_account", details["username"], org_key, denied,
@@ -104,9 +111,10 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
                                                         Organization.key == org_key))
     if org is None:
         raise NotFound(f"no organization {org_key!r} in portal {ctx.portal!r}")
-    actor, org_facts, decision = _decide_on_organization(ctx, actor_account, "view", org_key)
+    decider, org_facts, decision = _decide_on_organization(ctx, actor_account, "view", org_key)
     if not decision.allowed:
         return decision, [], None
+    actor = decider.actor(actor_account.username)
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid("bad page size", [{"field": "limit", "code": "out_of_range",
                                          "message": f"between 1 and {MAX_PAGE}"}])

@@ -9,7 +9,7 @@ from sqlalchemy import Boolean, Integer, bindparam, cast, exists, func, literal,
 from sqlalchemy.orm import Session, selectinload
 
 from service.config import PortalProfile
-from service.domain.facts import ADMIN, AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
+from service.domain.facts import ADMIN, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.storage.models import Account, Grant, Membership, Organization
 
 
@@ -101,14 +101,22 @@ def organization_facts(session: Session, organization: Organization, profile: Po
         delegate_permission=profile.delegate_permission,
         active_admins=int(admins),
         has_active_members=bool(members),
+        offers_links=profile.links,
+        offers_subordinates=profile.admin_created_accounts,
     )
 
 
-def target_facts(account: Account, membership: Membership, organization: OrganizationFacts,
+def target_facts(session: Session, account: Account, membership: Membership, profile: PortalProfile,
                  permission: str | None = None) -> AccountFacts:
-    """An account as it stands in one organization; a removed link reads as removed."""
+    """An account as it stands in one organization, with every active link (the reach of account-wide changes)."""
     status = "removed" if membership.status == "removed" else account.status
-    return AccountFacts(account.username, organization, membership.role, status, permission)
+    links = tuple(
+        LinkFacts(organization_facts(session, m.organization, profile), m.role,
+                  tuple(sorted(g.permission for g in m.grants)))
+        for m in sorted(account.memberships, key=lambda m: m.organization.key) if m.status != "removed"
+    )
+    return AccountFacts(account.username, organization_facts(session, membership.organization, profile),
+                        membership.role, status, permission, links)
 
 
 # --- Every fact of a request in one query ---------------------------------------------------------
@@ -263,4 +271,5 @@ def stored_actor_facts(account: StoredAccount | None, username: str, profile: Po
 
 def stored_organization_facts(organization: StoredOrganization, profile: PortalProfile) -> OrganizationFacts:
     return OrganizationFacts(organization.key, profile.catalog, profile.delegate_permission,
-                             organization.active_admins, organization.has_active_members)
+                             organization.active_admins, organization.has_active_members,
+                             profile.links, profile.admin_created_accounts)
