@@ -210,7 +210,8 @@ grantable(actor: Account, target: TargetAccount) if
 # removal reaches the named link, a disable every link of the account.
 would_orphan("downgrade", target: TargetAccount) if
     last_active_admin(target);
-would_orphan("remove", target: TargetAccount) if
+would_orphan(action: String, target: TargetAccount) if
+    action in ["remove", "disable"] and
     last_active_admin(target) and
     target.organization.has_active_members = true;
 would_orphan("disable", target: TargetAccount) if

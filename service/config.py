@@ -57,10 +57,17 @@ class Lockout(_Strict):
 
 
 class Recovery(_Strict):
-    """R20: security questions asked at recovery and the emailed code's life."""
+    """R20: security questions asked at recovery and the emailed code's life.
+
+    Wrong answers are counted like failed sign-ins: `max_failures` within `window_minutes` (default: the
+    profile's lockout numbers), after which even right answers send nothing until the window has passed
+    or an admin acts (unlock, or sends recovery).
+    """
 
     security_questions: int = Field(ge=0, le=5)
     code_minutes: int = Field(ge=1)
+    max_failures: int | None = Field(default=None, ge=1, description="default: lockout.max_failures")
+    window_minutes: int | None = Field(default=None, ge=1, description="default: lockout.window_minutes")
 
 
 class Inactivity(_Strict):
@@ -114,6 +121,12 @@ class PortalProfile(_Strict):
     @property
     def catalog(self) -> tuple[str, ...]:
         return tuple(self.permissions)
+
+    @property
+    def recovery_limit(self) -> tuple[int, int]:
+        """(max wrong answers, window minutes) for self-service recovery: its own numbers, else the lockout's."""
+        return (self.recovery.max_failures or self.lockout.max_failures,
+                self.recovery.window_minutes or self.lockout.window_minutes)
 
 
 class Database(_Strict):

@@ -302,9 +302,9 @@ def test_authorized_actions(ask):
         return response.get_json()["actions"]
 
     assert actions("biller", org()) == ["claims", "view"]
+    # ahw offers neither links nor admin-created accounts (R13 is masshealth's): not listed.
     assert actions("manager", org()) == ["health_records", "claims", "manage_account", "eligibility",
-                                         "health_passport", "assessments", "authorizations", "view",
-                                         "create_account", "link_account"]
+                                         "health_passport", "assessments", "authorizations", "view"]
     assert actions("delegate", account("biller")) == [
         "view", "disable", "remove", "send_password_recovery", "update_profile", "update_email",
         "comment", "grant", "revoke"]

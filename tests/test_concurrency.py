@@ -19,7 +19,8 @@ the two cross-actions truly in parallel, many times:
   the two requests at the same time (in two workers, or two threads of one);
 - afterwards exactly one request succeeded (200) and the other was refused
   (409 `last_admin`, or 403 `forbidden` with `last_admin` among its reasons
-  when the loser had itself already been demoted), or both were refused;
+  when the loser had itself already been demoted, or 403 `not_member` alone
+  when the loser's own link had already been removed), or both were refused;
   never both 200. The database then holds exactly `2 - successes` active
   admins, and always at least one.
 
@@ -215,6 +216,10 @@ def refusal_kind(action: str, reply: Reply) -> str | None:
         return "403 last_admin"  # the loser was itself demoted first: not_admin and last_admin
     if action in ("disable", "remove") and reply.status == 401 and reply.body.get("code") == "invalid_session":
         return "401 invalid_session"  # the winner disabled or removed this actor and ended its sessions first
+    if action == "remove" and reply.status == 403 and reply.reasons == ["not_member"]:
+        # The winner removed the loser's link first: the loser is no longer a member, and a non-member is
+        # told nothing of the target's state (issue 18 item 5), so not `last_admin` either.
+        return "403 not_member"
     return None
 
 

@@ -167,27 +167,37 @@ def _unlock(ctx: Context, target: Account, link: Membership) -> None:
     target.status = "active"
     target.last_activity_at = ctx.now
     sessions.clear_failures(ctx.session, target.id)
+    sessions.clear_recovery_failures(ctx.session, target.id)
 
 
-def issue_code(session: Session, account: Account, purpose: str, lifetime: timedelta, now: datetime) -> str:
+def issue_code(session: Session, account: Account, purpose: str, lifetime: timedelta, now: datetime,
+               code: str | None = None, code_hash: str | None = None) -> str:
     """A fresh one-time code, stored hashed; older unused codes of the same purpose stop working."""
     for old in session.scalars(select(OneTimeCode).where(OneTimeCode.account_id == account.id,
                                                          OneTimeCode.purpose == purpose,
                                                          OneTimeCode.used_at.is_(None))):
         old.used_at = now
-    code = one_time_code()
-    session.add(OneTimeCode(account_id=account.id, purpose=purpose, code_hash=hash_secret(code),
+    if code is None:
+        code = one_time_code()
+        code_hash = hash_secret(code)
+    session.add(OneTimeCode(account_id=account.id, purpose=purpose, code_hash=code_hash,
                             created_at=now, expires_at=now + lifetime))
     return code
 
 
-def _send_password_recovery(ctx: Context, target: Account, link: Membership) -> None:
+def send_recovery_code(ctx: Context, target: Account, code: str | None = None, code_hash: str | None = None) -> None:
     """R20: an email with a security code and a link, valid for the portal's recovery minutes."""
     minutes = ctx.profile.recovery.code_minutes
-    code = issue_code(ctx.session, target, "recovery", timedelta(minutes=minutes), ctx.now)
+    code = issue_code(ctx.session, target, "recovery", timedelta(minutes=minutes), ctx.now, code, code_hash)
     ctx.notifier.email(ctx.session, ctx.portal, target.email, "password_recovery",
                        {"username": target.username, "security_code": code, "valid_minutes": minutes,
                         "link": f"/portals/{ctx.portal}/password-recovery?username={target.username}"}, ctx.now)
+
+
+def _send_password_recovery(ctx: Context, target: Account, link: Membership) -> None:
+    """An admin sends recovery (R20); that is also how an admin lifts the limit on wrong answers."""
+    sessions.clear_recovery_failures(ctx.session, target.id)
+    send_recovery_code(ctx, target)
 
 
 def _send_registration_email(ctx: Context, target: Account, link: Membership) -> None:

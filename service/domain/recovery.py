@@ -10,10 +10,13 @@ from the injected clock, the failure window forgotten.
   account's own. A wrong current password is a failed sign-in (R19).
 - Recovery asks the security answers chosen at registration, compared exactly
   as first typed (argon2). Right or wrong, known account or not, the caller
-  hears the same 202; only right answers queue the email with a security
-  code (the same email an admin's `send-password-recovery` sends). The code is
-  one-time, stored hashed, valid for the portal's recovery minutes. Completing
-  recovery unlocks a locked account.
+  hears the same 202 after the same work; only right answers queue the email
+  with a security code (the same email an admin's `send-password-recovery`
+  sends). Wrong answers are counted (R19's numbers unless the profile sets its
+  own); at the limit nothing is sent until the window passes or an admin acts.
+  The code is one-time, stored hashed, valid for the portal's recovery minutes.
+  Completing recovery unlocks a locked account and ends every session.
+- A password change ends every other session of the account (issue 11).
 - Portals without security questions (recovery.security_questions == 0) do
   not offer self-service recovery: 403 `recovery_not_offered`. It says nothing
   about any account, only about the portal; an admin can still send recovery.
@@ -25,13 +28,13 @@ from sqlalchemy.orm import Session
 
 from service.config import PortalProfile
 from service.domain import audit, sessions
-from service.domain.administration import APPLY, Context
+from service.domain.administration import Context, one_time_code, send_recovery_code
 from service.domain.errors import DomainError
 from service.domain.passwords import hash_secret, verify_secret
 from service.domain.people import check_password
 from service.domain.registration import CodeProblem
 from service.storage.facts import find_account, username_key
-from service.storage.models import Account, OneTimeCode, PasswordHistory, SecurityAnswer
+from service.storage.models import Account, FailedRecovery, OneTimeCode, PasswordHistory, SecurityAnswer
 
 # Statuses whose owner may recover the password; recovery is also how a locked account unlocks (R19).
 RECOVERABLE = ("active", "locked")
@@ -89,6 +92,8 @@ def change_password(ctx: Context, username: str, current_password: str, new_pass
             raise OnlyTheAccountItself("only the account itself changes its password")
     account = sessions.authenticate(ctx.session, ctx.profile, ctx.portal, username, current_password, ctx.now)
     set_password(ctx, account, new_password)
+    # Whoever knew the old password is signed out everywhere; the session that made the change stays.
+    sessions.end_all(ctx.session, account.id, ctx.now, keep=token)
     audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="change_password", outcome="done",
                  actor=account.username, client=ctx.client, target=account.username)
     return account
@@ -104,30 +109,45 @@ def _stored_answers(session: Session, account: Account | None) -> list[SecurityA
 def request_recovery(ctx: Context, username: str, answers: list[str]) -> None:
     """R20: right answers queue the recovery email; every outcome looks the same to the caller.
 
-    The argon2 work is the same whatever happens: one verification per answer given,
-    against a dummy hash where the account or the answer does not exist.
+    Wrong answers count toward a limit (the profile's lockout numbers unless `recovery` sets its own);
+    at the limit even right answers send nothing until the window has passed or an admin acts.
+    Every path does the same work: one argon2 verification per answer given (against a dummy hash
+    where the account or the answer does not exist) and one argon2 hash of a fresh code, kept only
+    when it is sent. So neither the answer nor its time tells right answers from wrong ones.
+    The account row is locked while the failures are counted, so parallel guesses are counted one
+    after another, across processes.
     """
     if ctx.profile.recovery.security_questions == 0:
         raise RecoveryNotOffered("this portal does not offer self-service password recovery; "
                                  "an admin of your organization can send you a recovery email")
-    account = find_account(ctx.session, ctx.portal, username)
+    found = find_account(ctx.session, ctx.portal, username)
+    account = sessions.lock_account(ctx.session, found.id) if found else None
     stored = _stored_answers(ctx.session, account)
     matches = [verify_secret(stored[i].answer_hash if i < len(stored) else None, answer)
                for i, answer in enumerate(answers)]
+    code = one_time_code()
+    code_hash = hash_secret(code)  # hashed whatever the outcome: the same work on every path
+    limit, _ = ctx.profile.recovery_limit
+    failures = sessions.recovery_failures(ctx.session, ctx.profile, account.id, ctx.now) if account else 0
     if account is None:
         refusal = "unknown_account"
+    elif failures >= limit:
+        refusal = "recovery_limit"
     elif not stored or len(answers) != len(stored) or not all(matches):
         refusal = "wrong_answers"
+        ctx.session.add(FailedRecovery(account_id=account.id, occurred_at=ctx.now))
+        failures += 1
     elif account.status not in RECOVERABLE:
         refusal = "target_status"
     else:
         refusal = None
+    who = account.username if account else username  # the account it counted against, when there is one
     if refusal is not None:
         audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="request_password_recovery",
-                     outcome="refused", actor=username, client=ctx.client, target=username, reasons=[refusal],
-                     detail={"answers_given": len(answers)})
+                     outcome="refused", actor=who, client=ctx.client, target=who, reasons=[refusal],
+                     detail={"answers_given": len(answers), "failures_in_window": failures, "limit": limit})
         return
-    APPLY["send_password_recovery"](ctx, account, None)  # the same email as an admin's send-password-recovery
+    send_recovery_code(ctx, account, code, code_hash)
     audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="request_password_recovery", outcome="done",
                  actor=account.username, client=ctx.client, target=account.username)
 
@@ -156,6 +176,7 @@ def confirm_recovery(ctx: Context, username: str, code: str, new_password: str) 
                           "the recovery code has expired; answer the security questions again for a new one")
     set_password(ctx, account, new_password)
     current.used_at = ctx.now
+    sessions.clear_recovery_failures(ctx.session, account.id)
     was = account.status
     account.status = "active"
     sessions.end_all(ctx.session, account.id, ctx.now)

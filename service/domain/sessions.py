@@ -30,7 +30,7 @@ from service.domain import audit
 from service.domain.errors import DomainError
 from service.domain.passwords import verify_secret
 from service.storage.facts import find_account, password_current, username_key
-from service.storage.models import Account, FailedSignIn, SessionToken
+from service.storage.models import Account, FailedRecovery, FailedSignIn, SessionToken
 
 REFUSED_STATUS = {
     "locked": "account_locked",
@@ -161,6 +161,18 @@ def clear_failures(session: Session, account_id: int) -> None:
     session.execute(delete(FailedSignIn).where(FailedSignIn.account_id == account_id))
 
 
+def recovery_failures(session: Session, profile: PortalProfile, account_id: int, now: datetime) -> int:
+    """Wrong answers for the account within the profile's recovery window."""
+    _, window = profile.recovery_limit
+    return session.scalar(select(func.count()).select_from(FailedRecovery).where(
+        FailedRecovery.account_id == account_id, FailedRecovery.occurred_at > now - timedelta(minutes=window)))
+
+
+def clear_recovery_failures(session: Session, account_id: int) -> None:
+    """Forget wrong answers: after a completed recovery, or when an admin unlocks or sends recovery."""
+    session.execute(delete(FailedRecovery).where(FailedRecovery.account_id == account_id))
+
+
 def account_for(session: Session, portal: str, token: str | None, now: datetime) -> Account:
     """The active account behind a session token, or InvalidSession."""
     if not token:
@@ -178,7 +190,9 @@ def sign_out(session: Session, token: str, now: datetime) -> None:
                                                SessionToken.ended_at.is_(None)).values(ended_at=now))
 
 
-def end_all(session: Session, account_id: int, now: datetime) -> None:
-    """Removing or disabling an account ends its sessions at once."""
-    session.execute(update(SessionToken).where(SessionToken.account_id == account_id,
-                                               SessionToken.ended_at.is_(None)).values(ended_at=now))
+def end_all(session: Session, account_id: int, now: datetime, keep: str | None = None) -> None:
+    """End the account's sessions at once (remove, disable, lock, a new password), all but `keep`'s token."""
+    query = update(SessionToken).where(SessionToken.account_id == account_id, SessionToken.ended_at.is_(None))
+    if keep:
+        query = query.where(SessionToken.token_digest != _digest(keep))
+    session.execute(query.values(ended_at=now))

@@ -304,3 +304,17 @@ class PasswordHistory(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     set_at: Mapped[optional_timestamp]
     retired_at: Mapped[timestamp]
+
+
+class FailedRecovery(Base):
+    """R20 + R19: one wrong set of security answers for a known account, counted in the profile's window.
+
+    Written only while the account row is locked (service.domain.recovery.request_recovery), so parallel
+    guesses are counted one after another: answers cannot be guessed without limit.
+    """
+
+    __tablename__ = "failed_recoveries"
+    __table_args__ = (Index("ix_failed_recoveries_account_time", "account_id", "occurred_at"),)
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    occurred_at: Mapped[timestamp]
