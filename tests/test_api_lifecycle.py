@@ -227,14 +227,17 @@ def test_masshealth_primary_user_story(api, database):
 
     other = primary_user(p, database, org="PIDSL-2")
     linked = p.call("POST", "/organizations/PIDSL-2/links", {"username": "jdoe11"}, token=other, expect=201)
-    assert {m["organization"] for m in linked.get_json()["memberships"]} == {"PIDSL-1", "PIDSL-2"}
+    # The linking organization sees its own link only, never the account's other organizations (issue 18 item 5).
+    assert {m["organization"] for m in linked.get_json()["memberships"]} == {"PIDSL-2"}
     again = p.call("POST", "/organizations/PIDSL-2/links", {"username": "jdoe11"}, token=other, expect=409)
     assert again.get_json()["code"] == "already_linked"
 
     removed = p.act(other, "jdoe11", "remove", organization="PIDSL-2").get_json()
     assert removed["status"] == "active"  # the account lives on where it has other links
     links = {m["organization"]: m["status"] for m in removed["memberships"]}
-    assert links == {"PIDSL-1": "active", "PIDSL-2": "removed"}
+    assert links == {"PIDSL-2": "removed"}
+    own = p.call("GET", "/accounts/jdoe11", token=primary, expect=200).get_json()
+    assert {m["organization"]: m["status"] for m in own["memberships"]} == {"PIDSL-1": "active"}
     gone = p.act(primary, "jdoe11", "remove", organization="PIDSL-1").get_json()
     assert gone["status"] == "removed"
 

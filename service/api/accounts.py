@@ -34,15 +34,24 @@ def iso(moment):
     return moment.isoformat() if moment else None
 
 
-def account_view(account, profile) -> dict:
+def account_view(account, profile, organization: str | None = None) -> dict:
+    """The account; seen through one organization (`organization`), only that organization's membership."""
+    memberships = [m for m in account.memberships if organization is None or m.organization.key == organization]
     return {
         "username": account.username, "first_name": account.first_name, "last_name": account.last_name,
         "email": account.email, "phone": account.phone, "status": account.status, "support": account.is_support,
         "last_login_at": iso(account.last_login_at),
         "password_expires_at": iso(sessions.password_expires_at(account, profile)),
         "memberships": [{"organization": m.organization.key, "role": m.role, "status": m.status,
-                         "permissions": sorted(gr.permission for gr in m.grants)} for m in account.memberships],
+                         "permissions": sorted(gr.permission for gr in m.grants)} for m in memberships],
     }
+
+
+def _seen_through(actor, target, organization: str | None) -> str | None:
+    """Whose view: the account itself and support staff see every organization; others only the one decided on."""
+    if actor.is_support or actor.id == target.id:
+        return None
+    return organization
 
 
 def _transaction(portal: str, work):
@@ -74,11 +83,13 @@ def _answer(outcome):
 
 def _run(portal: str, change):
     def work(ctx):
-        outcome = change(ctx, _actor(ctx))
+        actor = _actor(ctx)
+        outcome = change(ctx, actor)
         if outcome.account is not None:
             ctx.session.flush()
             ctx.session.refresh(outcome.account)
-            outcome.view = account_view(outcome.account, ctx.profile)
+            outcome.view = account_view(outcome.account, ctx.profile,
+                                        _seen_through(actor, outcome.account, outcome.organization))
         return outcome
 
     outcome = _transaction(portal, work)
@@ -185,12 +196,19 @@ def _read_account(portal: str, username: str, render):
 
     def work(ctx):
         actor = _actor(ctx)
-        decision, target, link = administration.decide(ctx, actor, "view", username, request.args.get("organization"))
+        named = request.args.get("organization")
+        if named is not None:
+            # A non-member of the named organization learns nothing, not even whether the account is in it
+            # (issue 18 item 5): the same denial whether the account is there, elsewhere or nowhere.
+            decision = administration.not_member_of(ctx, actor, named)
+            if decision is not None:
+                return administration.record_denial(ctx, actor.username, "view", username, named, decision, None)
+        decision, target, link = administration.decide(ctx, actor, "view", username, named)
         if not decision.allowed:
             return administration.record_denial(ctx, actor.username, "view", target.username,
                                                 link.organization.key, decision, None)
         outcome = administration.Outcome(decision, target)
-        outcome.view = render(ctx, target)
+        outcome.view = render(ctx, target, _seen_through(actor, target, link.organization.key))
         return outcome
 
     return _answer(_transaction(portal, work))
@@ -199,7 +217,7 @@ def _read_account(portal: str, username: str, render):
 @bp.get("/accounts/<username>")
 @require_scope("manage")
 def get_account(portal, username):
-    return _read_account(portal, username, lambda ctx, target: account_view(target, ctx.profile))
+    return _read_account(portal, username, lambda ctx, target, through: account_view(target, ctx.profile, through))
 
 
 @bp.patch("/accounts/<username>")
@@ -236,8 +254,11 @@ def put_permissions(portal, username):
 def comments(portal, username):
     """R25: the history, oldest first, as plain JSON strings (never markup)."""
 
-    def render(ctx, target):
-        rows = ctx.session.scalars(select(Comment).where(Comment.account_id == target.id).order_by(Comment.id))
+    def render(ctx, target, through):
+        query = select(Comment).where(Comment.account_id == target.id)
+        if through is not None:  # an organization's admins read the comments written there only
+            query = query.where(Comment.organization == through)
+        rows = ctx.session.scalars(query.order_by(Comment.id))
         return [{"action": c.action, "actor": c.actor, "organization": c.organization, "date": iso(c.created_at),
                  "text": c.text} for c in rows]
 

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.config import PortalProfile
-from service.domain import audit, sessions
+from service.domain import audit, orphans, sessions
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid
 from service.domain.notify import Notifier
@@ -96,6 +96,18 @@ def decide(ctx: Context, actor_account: Account, action: str, username: str, org
     return decision, target, link
 
 
+def not_member_of(ctx: Context, actor_account: Account, organization: str) -> Decision | None:
+    """A `not_member` denial when the actor is neither support staff nor a member of the organization, else None.
+
+    The policy's own answer to "view the organization" (404 for an unknown organization, as everywhere).
+    """
+    decision = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).decide(
+        actor_account.username, Question("view", Resource("organization", organization)))
+    if decision.allowed or "not_member" not in decision.reasons:
+        return None
+    return Decision(False, ("not_member",), decision.policy_version)
+
+
 def record_denial(ctx: Context, actor: str, action: str, target: str, organization: str | None,
                   decision: Decision, comment: str | None) -> Outcome:
     audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action=action, outcome="denied", actor=actor,
@@ -112,8 +124,14 @@ def perform(ctx: Context, actor_account: Account, action: str, username: str, or
     org_key = link.organization.key
     if not decision.allowed:
         return record_denial(ctx, actor_account.username, action, target.username, org_key, decision, comment)
+    reach = {m.organization_id for m in target.memberships if m.status != "removed"}
+    before = orphans.orphaned(ctx.session, reach)
     APPLY[action](ctx, target, link)
     _after(ctx, actor_account, action, target, org_key, comment)
+    # R3 refuses what would orphan an organization; whatever still does (support staff acting where no
+    # rule forbids it, e.g. enabling a member where the only admin is locked) is reported to support.
+    orphans.report_new_orphans(ctx.session, ctx.portal, reach, before, ctx.now, cause=action, client=ctx.client,
+                               notifier=ctx.notifier)
     return Outcome(decision, target, org_key)
 
 
@@ -281,6 +299,10 @@ def update_profile(ctx: Context, actor_account: Account, username: str, organiza
 
         check_unique_email(ctx.session, ctx.portal, changes["email"], changes.get("first_name", target.first_name),
                            changes.get("last_name", target.last_name), exclude=target.id)
+        # Whoever changes an email, the old address is told: a capture cannot go unnoticed (issue 11).
+        ctx.notifier.email(ctx.session, ctx.portal, target.email, "email_changed",
+                           {"username": target.username, "changed_by": actor_account.username,
+                            "organization": org_key, "changed_at": ctx.now.isoformat()}, ctx.now)
         target.email, target.email_key = changes["email"], changes["email"].casefold()
     for key in PROFILE_FIELDS:
         if key in changes:

@@ -113,6 +113,8 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
         raise NotFound(f"no organization {org_key!r} in portal {ctx.portal!r}")
     decider, org_facts, decision = _decide_on_organization(ctx, actor_account, "view", org_key)
     if not decision.allowed:
+        # R27: a denied listing is recorded like any other denial.
+        record_denial(ctx, actor_account.username, "list_accounts", None, org_key, decision, None)
         return decision, [], None
     actor = decider.actor(actor_account.username)
     if not 1 <= limit <= MAX_PAGE:

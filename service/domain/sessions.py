@@ -26,7 +26,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.config import PortalProfile
-from service.domain import audit
+from service.domain import audit, orphans
 from service.domain.errors import DomainError
 from service.domain.passwords import verify_secret
 from service.storage.facts import find_account, password_current, username_key
@@ -120,13 +120,14 @@ def record_refusal(session: Session, profile: PortalProfile, portal: str, userna
     Unknown usernames leave nothing but the audit record: no row is created for them.
     """
     detail: dict = {}
-    if code == "invalid_credentials":
-        account_id = session.scalar(select(Account.id).where(Account.portal_id == portal,
-                                                             Account.username_key == username_key(username)))
-        if account_id is not None:
-            detail = record_failure(session, profile, portal, account_id, now)
-    audit.record(session, portal=portal, now=now, action=action, outcome="refused", actor=username,
-                 client=client, reasons=[code], detail=detail)
+    known = session.execute(select(Account.id, Account.username).where(
+        Account.portal_id == portal, Account.username_key == username_key(username))).first()
+    if code == "invalid_credentials" and known is not None:
+        detail = record_failure(session, profile, portal, known.id, now)
+    # R27: recorded under the account it counted against (its canonical username), not the text as typed.
+    who = known.username if known is not None else username
+    audit.record(session, portal=portal, now=now, action=action, outcome="refused", actor=who,
+                 client=client, target=who if known is not None else None, reasons=[code], detail=detail)
 
 
 def record_failure(session: Session, profile: PortalProfile, portal: str, account_id: int,
@@ -148,11 +149,15 @@ def record_failure(session: Session, profile: PortalProfile, portal: str, accoun
     failures = earlier + 1
     locked = failures >= profile.lockout.max_failures
     if locked:
+        reach = orphans.admin_organizations(session, [account_id])
+        before = orphans.orphaned(session, reach)
         account.status = "locked"
         end_all(session, account_id, now)
         audit.record(session, portal=portal, now=now, action="lock", outcome="done", target=account.username,
                      reasons=["too_many_failed_sign_ins"],
                      detail={"failures": failures, "window_minutes": profile.lockout.window_minutes})
+        # R3, R4: locking an organization's last active admin is reported to support at once.
+        orphans.report_new_orphans(session, portal, reach, before, now, cause="lockout")
     return {"counted": True, "failures_in_window": failures, "locked": locked}
 
 

@@ -67,13 +67,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import JSON, String, and_, case, delete, exists, false, func, insert, literal, select, text, update
+from sqlalchemy import JSON, String, and_, case, delete, exists, false, func, insert, literal, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import GenericFunction
 
 from service.config import Config, PortalProfile
+from service.domain import orphans
 from service.domain.errors import NotFound
 from service.storage.models import Account, AuditRecord, Grant, Membership, Notification, SessionToken, UTCDateTime
 
@@ -249,9 +250,21 @@ def sweep_portal(session: Session, portal: str, profile: PortalProfile, now: dat
     days = _Days(now)
     result = SweepResult()
     rule_name = {"lock": "R22", "delete": "R22", "disable": "R23"}
+    # R3, R4: the organizations whose active admins this run may lock, disable or delete (few; one query).
+    swept = [ACCOUNTS.c.id.in_(select(ACCOUNTS.c.id).where(_eligible(portal, rule.from_statuses),
+                                                           _reference() < days.before(rule.first_day)))
+             for rule in rules_for(profile)]
+    reach = set(conn.execute(select(MEMBERSHIPS.c.organization_id).distinct().where(
+        MEMBERSHIPS.c.role == "admin", MEMBERSHIPS.c.status == "active",
+        MEMBERSHIPS.c.account_id.in_(select(ACCOUNTS.c.id).where(or_(*swept)))))
+        .scalars()) if swept else set()
+    before = orphans.orphaned(session, reach)
     for rule in rules_for(profile):
         changed = _act(conn, portal, rule, days, client, rule_name[rule.action])
         setattr(result, rule.counter, getattr(result, rule.counter) + changed)
+    # The sweep proceeds even where it takes an organization's last admin (README: "Why the sweep is not
+    # refused"): support staff are told in the same transaction.
+    orphans.report_new_orphans(session, portal, reach, before, now, cause="inactivity_sweep", client=client)
     for rule in rules_for(profile):
         result.warned += _warn(conn, portal, rule, profile.inactivity.warning_days, days)
     if result.warned >= ANALYZE_AFTER and conn.dialect.name == "postgresql":
