@@ -9,7 +9,8 @@ from flask import Flask
 from service import observe
 from service.api import (accounts, decisions, enrolment, health, maintenance, metrics, openapi, passwords, problems,
                          testing)
-from service.api.requests import close_session
+from service.api.declare import Api
+from service.api.requests import close_session, secure_headers
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import Config
 from service.domain.notify import Notifier, OutboxNotifier
@@ -34,23 +35,24 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     if clock is None:
         clock = SettableClock(database) if config.testing.clock == "settable" else SystemClock()
 
-    app = Flask(__name__)
+    app = Api(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
     app.json.sort_keys = False
     app.extensions["portal_authz"] = Services(config, database, policy, clock, notifier or OutboxNotifier())
 
     observe.install(app)  # request ids, access log, metrics: first, so every response has them
     problems.register(app)
+    app.after_request(secure_headers)
     app.teardown_appcontext(close_session)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(decisions.bp)
-    app.register_blueprint(enrolment.bp)
-    app.register_blueprint(accounts.bp)
-    app.register_blueprint(passwords.bp)
-    app.register_blueprint(maintenance.bp)
-    app.register_blueprint(openapi.bp)
-    app.register_blueprint(metrics.bp)
+    app.register_api(health.bp)
+    app.register_api(decisions.bp)
+    app.register_api(enrolment.bp)
+    app.register_api(accounts.bp)
+    app.register_api(passwords.bp)
+    app.register_api(maintenance.bp)
+    app.register_api(openapi.bp)
+    app.register_api(metrics.bp)
     if config.testing.clock == "settable":
-        app.register_blueprint(testing.bp)
+        app.register_api(testing.bp)
         logging.getLogger(__name__).warning("testing.clock is settable: POST /_testing/clock moves time")
     return app

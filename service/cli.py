@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -13,6 +14,14 @@ from service.config import CONFIG_ENV, Config, ConfigError, load_config
 def _die(message: str, code: int = 2) -> None:
     print(f"portal-authz: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def one_line(message: str) -> str:
+    """oso's multi-line compile error (message, source line, caret, help link) as one line."""
+    lines = [line.strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and not line.startswith("^") and "help.osohq.com" not in line
+            and not re.match(r"^\d+: ", line)]
+    return " ".join(kept).rstrip(":")
 
 
 def _config(args) -> Config:
@@ -143,6 +152,7 @@ def cmd_check(args) -> None:
 
 
 def cmd_policy_test(args) -> None:
+    from service.policy import PolicyLoadError
     from service.policy_tables import TableError, run_tables
 
     config = _config(args)
@@ -151,6 +161,8 @@ def cmd_policy_test(args) -> None:
         report = run_tables(config.policy_path, tables)
     except TableError as exc:
         _die(str(exc))
+    except PolicyLoadError as exc:  # the compile error in one line: where and what, no traceback
+        _die(one_line(str(exc)), 1)
     for failure in report.failures:
         print(f"FAIL {failure}")
     summary = f"{report.rows_run - len(report.failures)} passed, {len(report.failures)} failed"

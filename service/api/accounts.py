@@ -5,20 +5,33 @@ the actor is always the session's account, never a field of the body.
 """
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request
+from flask import g, jsonify, request
 from sqlalchemy import select
 
+from service.api.declare import Routes
 from service.api.problems import Problem
-from service.api.requests import parse, require_scope, services
+from service.api.requests import services
 from service.api.schemas import (
+    AccountPage,
+    AccountPath,
+    AccountQuery,
+    AccountsQuery,
+    AccountView,
     ActionBody,
+    ActionPath,
     ActivationBody,
     ActivationCodeBody,
+    ActivationCodeQueued,
+    CommentView,
     ConfirmBody,
+    LinkBody,
+    OrgPath,
     PermissionsBody,
+    PortalPath,
     ProfileBody,
     RegistrationBody,
-    LinkBody,
+    RegistrationResult,
+    SessionView,
     SignInBody,
     SubordinateBody,
 )
@@ -26,7 +39,23 @@ from service.domain import administration, registration, roster, sessions
 from service.domain.decisions import Decider, Question, Resource, profile_of
 from service.storage.models import Comment
 
-bp = Blueprint("accounts", __name__, url_prefix="/v1/portals/<portal>")
+bp = Routes("accounts", __name__, url_prefix="/v1/portals/<portal>")
+
+# Links let a client (and schemathesis's stateful phase) chain calls: the registered username
+# feeds the account reads; the sign-in's token is the X-Session-Token of a person's changes.
+REGISTERED = {"GetRegisteredAccount": {"operationId": "getAccount", "parameters": {
+    "portal": "$request.path.portal", "username": "$response.body#/username"}}}
+SIGNED_IN = {
+    "GetAccountAsSession": {"operationId": "getAccount", "parameters": {
+        "portal": "$request.path.portal", "username": "$request.body#/username",
+        "header.X-Session-Token": "$response.body#/token"}},
+    "ListCommentsAsSession": {"operationId": "listComments", "parameters": {
+        "portal": "$request.path.portal", "username": "$request.body#/username",
+        "header.X-Session-Token": "$response.body#/token"}},
+    "SignOut": {"operationId": "signOut", "parameters": {
+        "portal": "$request.path.portal", "header.X-Session-Token": "$response.body#/token"}},
+}
+CHANGE = (403, 404, 409, 422)
 ACTION_PATHS = {a.replace("_", "-"): a for a in administration.ACTIONS}
 
 
@@ -98,10 +127,10 @@ def _run(portal: str, change):
 
 # --- Registration and activation --------------------------------------------------------------
 
-@bp.post("/registrations")
-@require_scope("manage")
-def register(portal):
-    body = parse(RegistrationBody)
+@bp.post("/registrations", operation_id="register", summary="Self-registration (R6-R9, R11, R12)", scope="manage",
+         ok=(201, RegistrationResult), problems=(403, 409), links=REGISTERED)
+def register(path: PortalPath, body: RegistrationBody):
+    portal = path.portal
     registrant = registration.Registrant(
         **body.model_dump(exclude={"security_questions"}),
         security_questions=[(q.question, q.answer) for q in body.security_questions])
@@ -117,29 +146,31 @@ def register(portal):
     return jsonify(_transaction(portal, work)), 201
 
 
-@bp.post("/activations")
-@require_scope("manage")
-def activate(portal):
-    body = parse(ActivationBody)
+@bp.post("/activations", operation_id="activate", summary="Activate a master with the letter's code (R10)",
+         scope="manage", ok=(200, AccountView), problems=(409,))
+def activate(path: PortalPath, body: ActivationBody):
+    portal = path.portal
     view = _transaction(portal, lambda ctx: account_view(
         registration.activate(ctx.session, ctx.profile, portal, now=ctx.now, **body.model_dump()), ctx.profile))
     return jsonify(view)
 
 
-@bp.post("/registrations/confirm")
-@require_scope("manage")
-def confirm(portal):
-    body = parse(ConfirmBody)
+@bp.post("/registrations/confirm", operation_id="confirmRegistration",
+         summary="Complete registration with the emailed code (R12)", scope="manage", ok=(200, AccountView),
+         problems=(409,))
+def confirm(path: PortalPath, body: ConfirmBody):
+    portal = path.portal
     view = _transaction(portal, lambda ctx: account_view(
         registration.confirm_registration(ctx.session, portal, now=ctx.now, **body.model_dump()), ctx.profile))
     return jsonify(view)
 
 
-@bp.post("/organizations/<org>/activation-codes")
-@require_scope("manage")
-def reissue_activation_code(portal, org):
+@bp.post("/organizations/<org>/activation-codes", operation_id="reissueActivationCode",
+         summary="Support staff: a new activation letter for an expired code (R10)", scope="manage",
+         session="required", ok=(201, ActivationCodeQueued), problems=CHANGE)
+def reissue_activation_code(path: OrgPath, body: ActivationCodeBody):
     """R10: support staff only, for an expired code; decided by the policy (`issue_activation_code`)."""
-    body = parse(ActivationCodeBody)
+    portal, org = path.portal, path.org
 
     def work(ctx):
         actor = _actor(ctx)
@@ -160,10 +191,10 @@ def reissue_activation_code(portal, org):
 
 # --- Sessions ---------------------------------------------------------------------------------
 
-@bp.post("/sessions")
-@require_scope("manage")
-def sign_in(portal):
-    body = parse(SignInBody)
+@bp.post("/sessions", operation_id="signIn", summary="Sign in: a session token for a person's changes",
+         scope="manage", ok=(201, SessionView), links=SIGNED_IN)
+def sign_in(path: PortalPath, body: SignInBody):
+    portal = path.portal
     s = services()
     profile = profile_of(s.config, portal)
     try:
@@ -178,25 +209,30 @@ def sign_in(portal):
                    password_expires_at=iso(signed.password_expires_at)), 201
 
 
-@bp.delete("/sessions/current")
-@require_scope("manage")
-def sign_out(portal):
+@bp.delete("/sessions/current", operation_id="signOut", summary="Sign out: end the session", scope="manage",
+           session="required", ok=204)
+def sign_out(path: PortalPath):
     def work(ctx):
         _actor(ctx)
         sessions.sign_out(ctx.session, request.headers["X-Session-Token"], ctx.now)
 
-    _transaction(portal, work)
+    _transaction(path.portal, work)
     return "", 204
 
 
 # --- Accounts ---------------------------------------------------------------------------------
 
-def _read_account(portal: str, username: str, render):
-    """A read about one account: decided as `view`, denied reads audited, no lock taken."""
+def _read_account(portal: str, username: str, organization: str | None, render):
+    """A read about one account. With a session, decided as `view` (denied reads audited); without one,
+    the calling service's `manage` key is the authority (a portal's back office, R26). No lock taken."""
 
     def work(ctx):
+        if not request.headers.get("X-Session-Token"):
+            outcome = administration.service_read(ctx, username)
+            outcome.view = render(ctx, outcome.account, None)  # the calling service sees every organization
+            return outcome
         actor = _actor(ctx)
-        named = request.args.get("organization")
+        named = organization
         if named is not None:
             # A non-member of the named organization learns nothing, not even whether the account is in it
             # (issue 18 item 5): the same denial whether the account is there, elsewhere or nowhere.
@@ -214,94 +250,92 @@ def _read_account(portal: str, username: str, render):
     return _answer(_transaction(portal, work))
 
 
-@bp.get("/accounts/<username>")
-@require_scope("manage")
-def get_account(portal, username):
-    return _read_account(portal, username, lambda ctx, target, through: account_view(target, ctx.profile, through))
+@bp.get("/accounts/<username>", operation_id="getAccount",
+        summary="An account: status, last sign-in, memberships (R26); a person's session must be allowed `view`",
+        scope="manage", session="optional", ok=(200, AccountView), problems=(403,))
+def get_account(path: AccountPath, query: AccountQuery):
+    return _read_account(path.portal, path.username, query.organization,
+                         lambda ctx, target, through: account_view(target, ctx.profile, through))
 
 
-@bp.patch("/accounts/<username>")
-@require_scope("manage")
-def patch_account(portal, username):
-    body = parse(ProfileBody)
+@bp.patch("/accounts/<username>", operation_id="updateAccount", summary="Update profile fields or email (R21)",
+          scope="manage", session="required", ok=(200, AccountView), problems=CHANGE)
+def patch_account(path: AccountPath, body: ProfileBody):
     changes = body.model_dump(exclude_unset=True, exclude={"organization", "comment"})
-    return _run(portal, lambda ctx, actor: administration.update_profile(
-        ctx, actor, username, body.organization, changes, body.comment))
+    return _run(path.portal, lambda ctx, actor: administration.update_profile(
+        ctx, actor, path.username, body.organization, changes, body.comment))
 
 
-@bp.post("/accounts/<username>/<path_action>")
-@require_scope("manage")
-def act(portal, username, path_action):
-    action = ACTION_PATHS.get(path_action)
+@bp.post("/accounts/<username>/<path_action>", operation_id="actOnAccount",
+         summary="An admin action: approve, enable, disable, remove, upgrade, downgrade, unlock, "
+                 "send-password-recovery, send-registration-email (R5); the body may be empty",
+         scope="manage", session="required", ok=(200, AccountView), problems=CHANGE, body_optional=True)
+def act(path: ActionPath, body: ActionBody):
+    action = ACTION_PATHS.get(path.path_action)
     if action is None:
         raise Problem(404, "not_found", "Not found",
-                      f"unknown action {path_action!r}; one of {', '.join(ACTION_PATHS)}")
-    body = parse(ActionBody) if request.content_length else ActionBody()
-    return _run(portal, lambda ctx, actor: administration.perform(
-        ctx, actor, action, username, body.organization, body.comment))
+                      f"unknown action {path.path_action!r}; one of {', '.join(ACTION_PATHS)}")
+    return _run(path.portal, lambda ctx, actor: administration.perform(
+        ctx, actor, action, path.username, body.organization, body.comment))
 
 
-@bp.put("/accounts/<username>/permissions")
-@require_scope("manage")
-def put_permissions(portal, username):
-    body = parse(PermissionsBody)
-    return _run(portal, lambda ctx, actor: administration.set_permissions(
-        ctx, actor, username, body.organization, body.permissions, body.comment))
+@bp.put("/accounts/<username>/permissions", operation_id="setPermissions",
+        summary="Replace granted functions (R14, R15)", scope="manage", session="required", ok=(200, AccountView),
+        problems=CHANGE)
+def put_permissions(path: AccountPath, body: PermissionsBody):
+    return _run(path.portal, lambda ctx, actor: administration.set_permissions(
+        ctx, actor, path.username, body.organization, body.permissions, body.comment))
 
 
-@bp.get("/accounts/<username>/comments")
-@require_scope("manage")
-def comments(portal, username):
+@bp.get("/accounts/<username>/comments", operation_id="listComments",
+        summary="Comment history, oldest first (R25); a person's session must be allowed `view`", scope="manage",
+        session="optional", ok=(200, list[CommentView]), problems=(403,))
+def comments(path: AccountPath, query: AccountQuery):
     """R25: the history, oldest first, as plain JSON strings (never markup)."""
 
     def render(ctx, target, through):
-        query = select(Comment).where(Comment.account_id == target.id)
+        history = select(Comment).where(Comment.account_id == target.id)
         if through is not None:  # an organization's admins read the comments written there only
-            query = query.where(Comment.organization == through)
-        rows = ctx.session.scalars(query.order_by(Comment.id))
+            history = history.where(Comment.organization == through)
+        rows = ctx.session.scalars(history.order_by(Comment.id))
         return [{"action": c.action, "actor": c.actor, "organization": c.organization, "date": iso(c.created_at),
                  "text": c.text} for c in rows]
 
-    return _read_account(portal, username, render)
+    return _read_account(path.portal, path.username, query.organization, render)
 
 
 # --- The organization's roster (R13, R24) -----------------------------------------------------
 
-@bp.post("/organizations/<org>/accounts")
-@require_scope("manage")
-def create_subordinate(portal, org):
-    body = parse(SubordinateBody)
-    details = body.model_dump(exclude={"permissions", "comment"})
-    outcome = _run(portal, lambda ctx, actor: roster.create_subordinate(ctx, actor, org, details, body.permissions,
-                                                                        body.comment))
+@bp.post("/organizations/<org>/accounts", operation_id="createSubordinate",
+         summary="Create a subordinate account (R13); takes the registration fields of the contract",
+         scope="manage", session="required", ok=(201, AccountView), problems=CHANGE)
+def create_subordinate(path: OrgPath, body: SubordinateBody):
+    body.check_organization(path.org)
+    details = body.model_dump(include={"username", "first_name", "last_name", "email", "phone", "password"})
+    outcome = _run(path.portal, lambda ctx, actor: roster.create_subordinate(
+        ctx, actor, path.org, details, body.permissions, body.comment))
     return outcome, 201
 
 
-@bp.post("/organizations/<org>/links")
-@require_scope("manage")
-def link(portal, org):
-    body = parse(LinkBody)
-    return _run(portal, lambda ctx, actor: roster.link_account(ctx, actor, org, body.username, body.comment)), 201
+@bp.post("/organizations/<org>/links", operation_id="linkAccount",
+         summary="Link an account of another organization (R13)", scope="manage", session="required",
+         ok=(201, AccountView), problems=CHANGE)
+def link(path: OrgPath, body: LinkBody):
+    return _run(path.portal, lambda ctx, actor: roster.link_account(
+        ctx, actor, path.org, body.username, body.comment)), 201
 
 
-@bp.get("/organizations/<org>/accounts")
-@require_scope("manage")
-def list_accounts(portal, org):
-    args = request.args
-    try:
-        limit = int(args.get("limit", 50))
-    except ValueError:
-        raise Problem(422, "validation_error", "Invalid request", "limit must be a whole number",
-                      errors=[{"field": "limit", "code": "int_parsing", "message": "a whole number"}]) from None
-    manageable = args.get("manageable", "false").lower() in ("1", "true", "yes")
-
+@bp.get("/organizations/<org>/accounts", operation_id="listAccounts",
+        summary="Accounts the actor may see, filtered in the database (R24)", scope="manage", session="required",
+        ok=(200, AccountPage), problems=(403,))
+def list_accounts(path: OrgPath, query: AccountsQuery):
     def work(ctx):
         actor = _actor(ctx)
         decision, rows, following = roster.list_accounts(
-            ctx, actor, org, q=args.get("q") or None, status=args.get("status") or None, manageable=manageable,
-            limit=limit, after=args.get("after") or None)
+            ctx, actor, path.org, q=query.q or None, status=query.status or None, manageable=query.manageable,
+            limit=query.limit, after=query.after or None)
         outcome = administration.Outcome(decision)
         outcome.view = {"accounts": [account_view(a, ctx.profile) for a in rows], "next": following}
         return outcome
 
-    return _answer(_transaction(portal, work))
+    return _answer(_transaction(path.portal, work))

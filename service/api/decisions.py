@@ -1,15 +1,17 @@
 """The decision endpoints (scope `authorize`): fast answers with reasons."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 
 from service import observe
-from service.api.requests import db_session, parse, require_scope, services
-from service.api.schemas import AuthorizedActionsRequest, AuthorizeRequest, BatchRequest
+from service.api.declare import Routes
+from service.api.requests import db_session, services
+from service.api.schemas import (AuthorizedActionsRequest, AuthorizedActionsResponse, AuthorizeRequest,
+                                 AuthorizeResponse, BatchRequest, BatchResponse)
 from service.domain.decisions import Decider, Question, Resource, profile_of
 from service.domain.errors import DomainError
 
-bp = Blueprint("decisions", __name__, url_prefix="/v1")
+bp = Routes("decisions", __name__, url_prefix="/v1")
 
 
 def _decider(portal: str) -> Decider:
@@ -27,21 +29,19 @@ def _answer(decision) -> dict:
             "policy_version": decision.policy_version}
 
 
-@bp.post("/authorize")
-@require_scope("authorize")
-def authorize():
-    body = parse(AuthorizeRequest)
+@bp.post("/authorize", operation_id="authorize", summary="May this actor take this action on this resource?",
+         scope="authorize", ok=(200, AuthorizeResponse), problems=(404,))
+def authorize(body: AuthorizeRequest):
     question = _question(body)
     decision = _decider(body.portal).decide(body.actor, question)
     observe.decision(body.portal, body.actor, question, decision)
     return jsonify(_answer(decision))
 
 
-@bp.post("/authorize/batch")
-@require_scope("authorize")
-def authorize_batch():
+@bp.post("/authorize/batch", operation_id="authorizeBatch", summary="Up to 100 decisions for one actor",
+         scope="authorize", ok=(200, BatchResponse), problems=(404,))
+def authorize_batch(body: BatchRequest):
     """Up to 100 checks for one actor; the facts of all of them are read in one statement."""
-    body = parse(BatchRequest)
     questions = [_question(check) for check in body.checks]
     try:
         decisions = _decider(body.portal).decide_many(body.actor, questions)
@@ -56,10 +56,10 @@ def authorize_batch():
     return jsonify(results=[_answer(decision) for decision in decisions])
 
 
-@bp.post("/authorized-actions")
-@require_scope("authorize")
-def authorized_actions():
-    body = parse(AuthorizedActionsRequest)
+@bp.post("/authorized-actions", operation_id="authorizedActions",
+         summary="Every action the actor may take on the resource", scope="authorize",
+         ok=(200, AuthorizedActionsResponse), problems=(404,))
+def authorized_actions(body: AuthorizedActionsRequest):
     res = body.resource
     resource = Resource(res.type, res.id, res.organization)
     actions = _decider(body.portal).authorized_actions(body.actor, resource)

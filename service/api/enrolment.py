@@ -1,19 +1,18 @@
 """Organizations, support staff and designated admins (scope `enroll`)."""
 from __future__ import annotations
 
-from datetime import datetime
-
-from flask import Blueprint, g, jsonify, request
+from flask import g, jsonify
 from sqlalchemy import or_, select
 
-from service.api.problems import Problem
-from service.api.requests import db_session, parse, require_scope, services
-from service.api.schemas import AdminBody, OrganizationBody, SupportStaffBody
+from service.api.declare import Routes
+from service.api.requests import db_session, services
+from service.api.schemas import (AccountCreated, AdminBody, AdminDesignated, AuditPage, AuditQuery, OrganizationBody,
+                                 OrganizationView, OrgPath, OutboxPage, OutboxQuery, PortalPath, SupportStaffBody)
 from service.domain import organizations
 from service.domain.decisions import profile_of
 from service.storage.models import AuditRecord, Notification
 
-bp = Blueprint("enrolment", __name__, url_prefix="/v1/portals/<portal>")
+bp = Routes("enrolment", __name__, url_prefix="/v1/portals/<portal>")
 
 
 def _write(work):
@@ -24,11 +23,11 @@ def _write(work):
         return work(session, now)
 
 
-@bp.post("/organizations")
-@require_scope("enroll")
-def create_organization(portal):
+@bp.post("/organizations", operation_id="createOrganization", summary="Enrol an organization with its addresses",
+         scope="enroll", ok=(201, OrganizationView), problems=(409,))
+def create_organization(path: PortalPath, body: OrganizationBody):
+    portal = path.portal
     profile = profile_of(services().config, portal)
-    body = parse(OrganizationBody)
 
     def work(session, now):
         org = organizations.create_organization(
@@ -40,19 +39,19 @@ def create_organization(portal):
     return jsonify(_write(work)), 201
 
 
-@bp.get("/organizations/<org>")
-@require_scope("enroll")
-def get_organization(portal, org):
-    profile_of(services().config, portal)
+@bp.get("/organizations/<org>", operation_id="getOrganization",
+        summary="An organization, its admins and warnings (R3)", scope="enroll", ok=(200, OrganizationView))
+def get_organization(path: OrgPath):
+    profile_of(services().config, path.portal)
     session = db_session()
-    return jsonify(organizations.describe(session, organizations.get_organization(session, portal, org)))
+    return jsonify(organizations.describe(session, organizations.get_organization(session, path.portal, path.org)))
 
 
-@bp.post("/support-staff")
-@require_scope("enroll")
-def create_support_staff(portal):
+@bp.post("/support-staff", operation_id="createSupportStaff", summary="Create a support staff account",
+         scope="enroll", ok=(201, AccountCreated), problems=(409,))
+def create_support_staff(path: PortalPath, body: SupportStaffBody):
+    portal = path.portal
     profile = profile_of(services().config, portal)
-    body = parse(SupportStaffBody)
 
     def work(session, now):
         account = organizations.create_support_staff(session, profile, portal, now=now, client=g.client,
@@ -62,81 +61,56 @@ def create_support_staff(portal):
     return jsonify(_write(work)), 201
 
 
-@bp.post("/organizations/<org>/admins")
-@require_scope("enroll")
-def designate_admin(portal, org):
+@bp.post("/organizations/<org>/admins", operation_id="designateAdmin",
+         summary="Designate an admin (R4, R12, R13): `username` and the registration fields of the contract",
+         scope="enroll", ok=(201, AdminDesignated), problems=(409,))
+def designate_admin(path: OrgPath, body: AdminBody):
+    portal, org = path.portal, path.org
     profile = profile_of(services().config, portal)
-    body = parse(AdminBody)
-    if body.accepted_terms is False:
-        from service.domain.errors import Invalid
-
-        raise Invalid("the terms of use must be accepted (R7)",
-                      [{"field": "accepted_terms", "code": "terms_not_accepted", "message": "must be true"}])
+    body.check_organization(org)
 
     def work(session, now):
         account = organizations.designate_admin(
             session, profile, portal, org, now=now, client=g.client,
-            **body.model_dump(exclude={"accepted_terms"}))
+            **body.model_dump(include={"username", "first_name", "last_name", "email", "phone", "password"}))
         return {"username": account.username, "organization": org, "role": "admin", "status": account.status}
 
     return jsonify(_write(work)), 201
 
 
-def _int_arg(name: str, default: int | None, low: int = 1, high: int = 500) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise Problem(422, "validation_error", "Invalid request", f"{name} must be a whole number {low}..{high}",
-                      errors=[{"field": name, "code": "invalid", "message": f"a whole number {low}..{high}"}])
-    return value
-
-
-@bp.get("/audit")
-@require_scope("enroll")
-def audit_log(portal):
+@bp.get("/audit", operation_id="listAudit", summary="Recorded changes and decisions, newest first (R27)",
+        scope="enroll", ok=(200, AuditPage))
+def audit_log(path: PortalPath, query: AuditQuery):
     """R27: recorded changes and decisions, newest first; page with ?before=<id>."""
+    portal = path.portal
     profile_of(services().config, portal)
-    limit = _int_arg("limit", 100)
-    before = _int_arg("before", None, 1, 2**62)
-    since = request.args.get("since")
-    query = select(AuditRecord).where(AuditRecord.portal_id == portal)
-    if since:
-        try:
-            moment = datetime.fromisoformat(since)
-        except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
-            raise Problem(422, "validation_error", "Invalid request", "since must be an ISO 8601 instant with a zone",
-                          errors=[{"field": "since", "code": "invalid", "message": "e.g. 2026-01-01T00:00:00+00:00"}])
-        query = query.where(AuditRecord.occurred_at >= moment)
-    if request.args.get("organization"):
-        query = query.where(AuditRecord.organization == request.args["organization"])
-    if request.args.get("account"):
-        who = request.args["account"]
-        query = query.where(or_(AuditRecord.target == who, AuditRecord.actor == who))
-    if before:
-        query = query.where(AuditRecord.id < before)
-    rows = list(db_session().scalars(query.order_by(AuditRecord.id.desc()).limit(limit + 1)))
+    limit = query.limit
+    statement = select(AuditRecord).where(AuditRecord.portal_id == portal)
+    if query.since is not None:
+        statement = statement.where(AuditRecord.occurred_at >= query.since)
+    if query.organization:
+        statement = statement.where(AuditRecord.organization == query.organization)
+    if query.account:
+        statement = statement.where(or_(AuditRecord.target == query.account, AuditRecord.actor == query.account))
+    if query.before:
+        statement = statement.where(AuditRecord.id < query.before)
+    rows = list(db_session().scalars(statement.order_by(AuditRecord.id.desc()).limit(limit + 1)))
     records = [{"id": r.id, "occurred_at": r.occurred_at.isoformat(), "actor": r.actor, "client": r.client,
                 "action": r.action, "target": r.target, "organization": r.organization, "outcome": r.outcome,
                 "reasons": r.reasons, "detail": r.detail, "comment": r.comment} for r in rows[:limit]]
     return jsonify(records=records, next=rows[limit - 1].id if len(rows) > limit else None)
 
 
-@bp.get("/outbox")
-@require_scope("enroll")
-def outbox(portal):
+@bp.get("/outbox", operation_id="listOutbox", summary="Notifications queued for delivery, oldest first",
+        scope="enroll", ok=(200, OutboxPage))
+def outbox(path: PortalPath, query: OutboxQuery):
     """Notifications queued for delivery, oldest first; ?to= filters by recipient."""
+    portal = path.portal
     profile_of(services().config, portal)
-    query = select(Notification).where(Notification.portal_id == portal)
-    if request.args.get("to"):
-        query = query.where(Notification.recipient == request.args["to"])
-    rows = db_session().scalars(query.order_by(Notification.id).limit(_int_arg("limit", 500, 1, 5000)))
+    statement = select(Notification).where(Notification.portal_id == portal)
+    if query.to:
+        statement = statement.where(Notification.recipient == query.to)
+    rows = db_session().scalars(statement.order_by(Notification.id).limit(query.limit))
     return jsonify(notifications=[{"channel": n.channel, "to": n.recipient, "template": n.template,
                                    "created_at": n.created_at.isoformat(), "payload": n.payload, "status": n.status}
                                   for n in rows])

@@ -3,22 +3,25 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.api.declare import Routes
 from service.api.requests import db_session, services
+from service.api.schemas import Health, Readiness
 
 log = logging.getLogger(__name__)
-bp = Blueprint("health", __name__)
+bp = Routes("health", __name__)
 
 
-@bp.get("/healthz")
+@bp.get("/healthz", operation_id="healthz", summary="Liveness: the process is up", ok=(200, Health))
 def healthz():
     return jsonify(status="ok")
 
 
-@bp.get("/readyz")
+@bp.get("/readyz", operation_id="readyz", summary="Readiness: database answers and policy loaded (503 with the "
+        "same body when not)", ok=(200, Readiness), also={503: Readiness})
 def readyz():
     """Ready when the database answers and a policy is loaded."""
     try:

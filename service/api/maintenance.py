@@ -1,29 +1,21 @@
 """Jobs and time: POST /v1/portals/{portal}/maintenance/sweep (scope `enroll`) runs the inactivity sweep now."""
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify
-from pydantic import BaseModel, ConfigDict
+from flask import g, jsonify
 
-from service.api.requests import require_scope, services
+from service.api.declare import Routes
+from service.api.requests import services
+from service.api.schemas import PortalPath, SweepCounts
 from service.domain.decisions import profile_of
 from service.domain.sweep import sweep
 
-bp = Blueprint("maintenance", __name__, url_prefix="/v1/portals/<portal>/maintenance")
+bp = Routes("maintenance", __name__, url_prefix="/v1/portals/<portal>/maintenance")
 
 
-class SweepCounts(BaseModel):
-    """What one sweep of one portal did (R22, R23); a second run on the same day answers all zeros."""
-
-    model_config = ConfigDict(extra="forbid")
-    warned: int
-    locked: int
-    disabled: int
-    deleted: int
-
-
-@bp.post("/sweep")
-@require_scope("enroll")
-def run_sweep(portal):
+@bp.post("/sweep", operation_id="runSweep", summary="Run the inactivity sweep now (R22, R23)", scope="enroll",
+         ok=(200, SweepCounts))
+def run_sweep(path: PortalPath):
+    portal = path.portal
     s = services()
     profile_of(s.config, portal)  # 404 for an unknown portal
     result = sweep(s.database, s.config, s.clock.now(), portal=portal, client=g.client)

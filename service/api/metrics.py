@@ -6,14 +6,17 @@ person or an organization.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Response
 
 from service import observe
+from service.api.declare import Routes
 
-bp = Blueprint("metrics", __name__)
+bp = Routes("metrics", __name__)
 
 
-@bp.get("/metrics")
+@bp.get("/metrics", operation_id="metrics",
+        summary="Prometheus metrics in the text exposition format (unauthenticated, like /healthz)",
+        media="text/plain")
 def metrics():
     body, content_type = observe.exposition()
     return Response(body, content_type=content_type)

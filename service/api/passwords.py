@@ -8,14 +8,16 @@ lockout (R19).
 """
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request
+from flask import g, jsonify, request
 
-from service.api.requests import parse, require_scope, services
-from service.api.schemas import PasswordChangeBody, RecoveryBody, RecoveryConfirmBody
+from service.api.declare import Routes
+from service.api.requests import services
+from service.api.schemas import (AccountPath, PasswordChangeBody, PasswordSet, PortalPath, RecoveryAccepted,
+                                 RecoveryBody, RecoveryConfirmBody)
 from service.domain import administration, recovery, sessions
 from service.domain.decisions import profile_of
 
-bp = Blueprint("passwords", __name__, url_prefix="/v1/portals/<portal>")
+bp = Routes("passwords", __name__, url_prefix="/v1/portals/<portal>")
 
 ACCEPTED = {"status": "accepted",
             "detail": "if the answers match the account's security answers, an email with a security code is on "
@@ -36,10 +38,11 @@ def _password_set(account, profile) -> dict:
             "password_expires_at": expires.isoformat() if expires else None}
 
 
-@bp.put("/accounts/<username>/password")
-@require_scope("manage")
-def change_password(portal, username):
-    body = parse(PasswordChangeBody)
+@bp.put("/accounts/<username>/password", operation_id="changePassword",
+        summary="The account changes its own password, also when expired (R17, R18); a wrong current password "
+                "counts (R19)", scope="manage", ok=(200, PasswordSet), problems=(403, 404))
+def change_password(path: AccountPath, body: PasswordChangeBody):
+    portal, username = path.portal, path.username
     token = request.headers.get("X-Session-Token") or None
     try:
         return jsonify(_transaction(portal, lambda ctx: _password_set(
@@ -52,17 +55,17 @@ def change_password(portal, username):
         raise
 
 
-@bp.post("/password-recoveries")
-@require_scope("manage")
-def request_recovery(portal):
-    body = parse(RecoveryBody)
-    _transaction(portal, lambda ctx: recovery.request_recovery(ctx, body.username, body.answers))
+@bp.post("/password-recoveries", operation_id="requestRecovery",
+         summary="Self-service recovery by security answers: 202 whatever the answers (R20)", scope="manage",
+         ok=(202, RecoveryAccepted), problems=(403,))
+def request_recovery(path: PortalPath, body: RecoveryBody):
+    _transaction(path.portal, lambda ctx: recovery.request_recovery(ctx, body.username, body.answers))
     return jsonify(ACCEPTED), 202
 
 
-@bp.post("/password-recoveries/confirm")
-@require_scope("manage")
-def confirm_recovery(portal):
-    body = parse(RecoveryConfirmBody)
-    return jsonify(_transaction(portal, lambda ctx: _password_set(
+@bp.post("/password-recoveries/confirm", operation_id="confirmRecovery",
+         summary="Set a new password with the emailed code; unlocks a locked account (R19, R20)", scope="manage",
+         ok=(200, PasswordSet), problems=(403,))
+def confirm_recovery(path: PortalPath, body: RecoveryConfirmBody):
+    return jsonify(_transaction(path.portal, lambda ctx: _password_set(
         recovery.confirm_recovery(ctx, body.username, body.code, body.new_password), ctx.profile)))

@@ -1,16 +1,7 @@
-"""Per-request plumbing: the database session, the calling client, the parsed body."""
+"""Per-request plumbing: the injected services, the database session, the answer's headers."""
 from __future__ import annotations
 
-from functools import wraps
-from typing import TypeVar
-
-from flask import current_app, g, request
-from pydantic import BaseModel, ValidationError
-
-from service.api.problems import Problem, validation_problem
-from service.domain import clients
-
-M = TypeVar("M", bound=BaseModel)
+from flask import current_app, g
 
 
 def services():
@@ -30,40 +21,9 @@ def close_session(_exc=None) -> None:
         session.close()
 
 
-def parse(model: type[M]) -> M:
-    """The JSON body as `model`, or a 400/415/422 problem naming what is wrong."""
-    if not request.is_json:
-        raise Problem(415, "unsupported_media_type", "Unsupported media type",
-                      "send the body as JSON with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise Problem(400, "malformed_json", "Malformed JSON", "the request body is not valid JSON")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise validation_problem(exc) from None
-
-
-def require_scope(scope: str):
-    """Authenticate the caller's `Authorization: Bearer <client key>` and check its scope."""
-
-    def decorate(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
-            header = request.headers.get("Authorization", "")
-            scheme, _, key = header.partition(" ")
-            if scheme.lower() != "bearer" or not key.strip():
-                raise Problem(401, "unauthenticated", "Unauthenticated",
-                              "send a client key as Authorization: Bearer <key>")
-            client = clients.authenticate(db_session(), key.strip())
-            if client is None:
-                raise Problem(401, "unauthenticated", "Unauthenticated", "unknown or revoked client key")
-            if scope not in client.scopes.split(","):
-                raise Problem(403, "insufficient_scope", "Insufficient scope",
-                              f"this client key lacks the {scope!r} scope")
-            g.client = client.name
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
+def secure_headers(response):
+    """JSON answers hold personal data: never cached, never sniffed as another type."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype in ("application/json", "application/problem+json"):
+        response.headers["Cache-Control"] = "no-store"
+    return response

@@ -3,13 +3,69 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# --- Path and query parameters ----------------------------------------------------------------
+
+class HealthPath(BaseModel):
+    """No path parameters (declared so the operation says so)."""
+
+
+class PortalPath(BaseModel):
+    portal: str = Field(description="a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship")
+
+
+class OrgPath(PortalPath):
+    org: str = Field(description="the organization key (Provider ID, TIN, PID/SL)")
+
+
+class AccountPath(PortalPath):
+    username: str = Field(description="case-insensitive")
+
+
+class ActionPath(AccountPath):
+    path_action: str = Field(
+        description="approve, enable, disable, remove, upgrade, downgrade, unlock, send-password-recovery, "
+                    "send-registration-email (any other is 404)",
+        json_schema_extra={"enum": ["approve", "enable", "disable", "remove", "upgrade", "downgrade", "unlock",
+                                    "send-password-recovery", "send-registration-email"]})
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class AccountQuery(_Query):
+    organization: str | None = Field(default=None, min_length=1, max_length=100,
+                                     description="which membership to judge by, when the account has several")
+
+
+class AccountsQuery(_Query):
+    q: str | None = Field(default=None, max_length=100, description="substring of username, name or email")
+    status: str | None = Field(default=None, max_length=40, description="only accounts with this status")
+    manageable: bool = Field(default=False, description="only accounts the actor may act on")
+    limit: int = Field(default=50, ge=1, le=200)
+    after: str | None = Field(default=None, max_length=100, description="the `next` of the previous page")
+
+
+class AuditQuery(_Query):
+    organization: str | None = Field(default=None, max_length=100)
+    account: str | None = Field(default=None, max_length=100, description="as actor or target")
+    since: AwareDatetime | None = Field(default=None, description="an ISO 8601 instant with a zone")
+    before: int | None = Field(default=None, ge=1, le=2**62, description="the `next` of the previous page")
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class OutboxQuery(_Query):
+    to: str | None = Field(default=None, max_length=254, description="only notifications to this recipient")
+    limit: int = Field(default=500, ge=1, le=5000)
 
 
 class ResourceRef(_Body):
@@ -143,27 +199,66 @@ class SupportStaffBody(_Body):
     password: str = Field(min_length=1, max_length=256)
 
 
-class AdminBody(_Body):
+class SecurityQuestion(_Body):
+    question: str = Field(min_length=1, max_length=200)
+    answer: str = Field(min_length=1, max_length=200)
+
+
+class ContractRegistrationFields(_Body):
+    """The registration fields api-v1.md lets admin and subordinate bodies carry.
+
+    `organization`, when sent, must be the organization of the path (else 422 `organization_mismatch`);
+    `accepted_terms: false` is 422 `terms_not_accepted`. The others are checked for shape and
+    otherwise ignored: they describe self-registration (the correspondence address of an activation
+    letter, the business type and region set at enrolment, security questions that the account's own
+    person sets), and no profile uses them for an account made by support staff or a Primary User.
+    """
+
+    organization: str | None = Field(default=None, min_length=1, max_length=100,
+                                      description="if sent, the organization of the path")
+    security_questions: list[SecurityQuestion] = Field(default_factory=list, max_length=5,
+                                                       description="accepted and ignored")
+    accepted_terms: bool | None = Field(default=None, description="false is refused (R7)")
+    address_id: str | None = Field(default=None, max_length=100, description="accepted and ignored")
+    business_type: str | None = Field(default=None, max_length=50, description="accepted and ignored")
+    region: str | None = Field(default=None, max_length=100, description="accepted and ignored")
+
+    def check_organization(self, org: str) -> None:
+        from service.api.problems import Problem
+
+        if self.organization is not None and self.organization != org:
+            raise Problem(422, "validation_error", "Invalid request",
+                          f"organization {self.organization!r} is not the organization of the path ({org!r})",
+                          errors=[{"field": "organization", "code": "organization_mismatch",
+                                   "message": f"must be {org!r}, the organization of the path"}])
+        if self.accepted_terms is False:
+            raise Problem(422, "terms_not_accepted", "Invalid request", "the terms of use must be accepted (R7)",
+                          errors=[{"field": "accepted_terms", "code": "terms_not_accepted", "message": "must be true"}])
+
+
+class AdminBody(ContractRegistrationFields):
     username: str = Field(min_length=1, max_length=100)
     first_name: str | None = Field(default=None, min_length=1, max_length=100)
     last_name: str | None = Field(default=None, min_length=1, max_length=100)
     email: str | None = Field(default=None, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     phone: str | None = Field(default=None, max_length=40)
     password: str | None = Field(default=None, min_length=1, max_length=256)
-    accepted_terms: bool | None = None
 
 
 class AccountCreated(BaseModel):
     username: str
     status: str
+    support: bool = True
+
+
+class AdminDesignated(BaseModel):
+    username: str
+    organization: str
+    role: Literal["admin"]
+    status: str
 
 
 # --- Accounts (scope `manage`) ----------------------------------------------------------------
-
-class SecurityQuestion(_Body):
-    question: str = Field(min_length=1, max_length=200)
-    answer: str = Field(min_length=1, max_length=200)
-
 
 Email = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
 
@@ -235,6 +330,8 @@ class AccountView(BaseModel):
 
 
 class ActionBody(_Body):
+    model_config = ConfigDict(extra="forbid", openapi_extra={"required": False})
+
     organization: str | None = Field(default=None, min_length=1, max_length=100)
     comment: str | None = Field(default=None, description="at most the portal's comment length (R25)")
 
@@ -266,7 +363,7 @@ class ActivationCodeBody(_Body):
     username: str = Field(min_length=1, max_length=100)
 
 
-class SubordinateBody(_Body):
+class SubordinateBody(ContractRegistrationFields):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
@@ -275,6 +372,12 @@ class SubordinateBody(_Body):
     password: str = Field(min_length=1, max_length=256)
     permissions: list[str] = Field(default_factory=list, max_length=100)
     comment: str | None = None
+
+
+class ActivationCodeQueued(BaseModel):
+    username: str
+    organization: str
+    letter: Literal["queued"]
 
 
 class LinkBody(_Body):
@@ -350,3 +453,19 @@ class PasswordSet(BaseModel):
     username: str
     status: str
     password_expires_at: str | None
+
+
+# --- Jobs and time ----------------------------------------------------------------------------
+
+class SweepCounts(BaseModel):
+    """What one sweep of one portal did (R22, R23); a second run on the same day answers all zeros."""
+
+    model_config = ConfigDict(extra="forbid")
+    warned: int
+    locked: int
+    disabled: int
+    deleted: int
+
+
+class ClockNow(BaseModel):
+    now: str

@@ -4,13 +4,14 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 
+from service.api.declare import Routes
 from service.api.problems import Problem
-from service.api.requests import parse, services
-from service.api.schemas import ClockRequest
+from service.api.requests import services
+from service.api.schemas import ClockNow, ClockRequest
 
-bp = Blueprint("testing", __name__, url_prefix="/_testing")
+bp = Routes("testing", __name__, url_prefix="/_testing")
 DURATION = re.compile(
     r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
     r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
@@ -31,9 +32,9 @@ def _field_error(field: str, message: str) -> Problem:
                    errors=[{"field": field, "code": "invalid", "message": message}])
 
 
-@bp.post("/clock")
-def move_clock():
-    body = parse(ClockRequest)
+@bp.post("/clock", operation_id="moveClock",
+         summary="Move the settable clock (only with testing: {clock: settable}; else 404)", ok=(200, ClockNow))
+def move_clock(body: ClockRequest):
     clock = services().clock
     if (body.advance is None) == (body.now is None):
         raise _field_error("(body)", "give exactly one of advance or now")

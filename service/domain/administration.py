@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from service.config import PortalProfile
 from service.domain import audit, orphans, sessions
 from service.domain.decisions import Decider, Question, Resource
-from service.domain.errors import Invalid
+from service.domain.errors import Invalid, NotFound
 from service.domain.notify import Notifier
 from service.domain.passwords import hash_secret
 from service.policy import Decision, Policy
@@ -106,6 +106,18 @@ def not_member_of(ctx: Context, actor_account: Account, organization: str) -> De
     if decision.allowed or "not_member" not in decision.reasons:
         return None
     return Decision(False, ("not_member",), decision.policy_version)
+
+
+def service_read(ctx: Context, username: str) -> Outcome:
+    """A calling service's read of an account with its `manage` client key and no person's session (R26).
+
+    The key's scope is the authority, as for registration or sign-in: there is no actor to ask the
+    policy about. An unknown account is 404; a removed one reads with its status `removed`.
+    """
+    target = find_account(ctx.session, ctx.portal, username)
+    if target is None:
+        raise NotFound(f"no account {username!r} in portal {ctx.portal!r}")
+    return Outcome(Decision(True, (), ctx.policy.version), target)
 
 
 def record_denial(ctx: Context, actor: str, action: str, target: str, organization: str | None,

@@ -37,6 +37,11 @@ def field_problem(code: str, field: str, message: str) -> Invalid:
     return problem
 
 
+def required(field: str, message: str) -> Invalid:
+    """A missing field: 422 validation_error whose field error says `required`, as the schema's own do."""
+    return Invalid(message, [{"field": field, "code": "required", "message": message}])
+
+
 @dataclass(frozen=True)
 class Registrant:
     organization: str
@@ -58,13 +63,16 @@ def _check_registrant(r: Registrant, profile: PortalProfile) -> None:
         raise field_problem("terms_not_accepted", "accepted_terms", "the terms of use must be accepted (R7)")
     wanted = profile.recovery.security_questions
     if len(r.security_questions) < wanted:
-        raise field_problem("validation_error", "security_questions", f"{wanted} security questions are required")
+        raise required("security_questions", f"{wanted} security questions are required (R20)")
     if profile.business_types is not None:
+        if r.business_type is None:
+            raise required("business_type", f"the business type is required (R11): one of "
+                                            f"{', '.join(profile.business_types)}")
         if r.business_type not in profile.business_types:
             raise field_problem("validation_error", "business_type",
                                 f"one of {', '.join(profile.business_types)} (R11)")
         if not r.region:
-            raise field_problem("validation_error", "region", "the region is required (R11)")
+            raise required("region", "the region is required (R11)")
 
 
 def _has_members(session: Session, org: Organization) -> bool:

@@ -1,0 +1,68 @@
+"""The README's first hour, as printed: the worked example runs against a live server, the CLI wrapper
+exists, and `policy test` on a policy that does not compile says so in one line (exit 1, no traceback)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+
+from service.domain import clients
+from service.storage.database import Database
+from tests.fixtures.servers import ROOT, running
+
+README = (ROOT / "README.md").read_text()
+
+
+def worked_example() -> str:
+    block = README.split("<!-- worked-example:start -->", 1)[1].split("<!-- worked-example:end -->", 1)[0]
+    return re.search(r"```sh\n(.*?)```", block, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_the_worked_example_runs_as_printed(tmp_path):
+    """R8, R10, R5, R14: register, activate, sign in, approve, grant, authorize, with the README's bodies."""
+    assert shutil.which("curl") and shutil.which("jq"), "the worked example needs curl and jq"
+    url = f"sqlite:///{tmp_path / 'readme.db'}"
+    with running(["readme"], url, tmp_path, workers=1) as (server,):
+        database = Database(url)
+        with database.transaction() as session:
+            key = clients.create_client(session, "readme", ("authorize", "manage", "enroll"),
+                                        datetime.now(timezone.utc))
+        database.dispose()
+        run = subprocess.run(["bash", "-euo", "pipefail", "-c", worked_example()], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "BASE": server.base, "KEY": key})
+    assert run.returncode == 0, run.stdout + run.stderr
+    answers = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+    assert answers[1]["role"] == "admin" and answers[1]["status"] == "pending_activation"
+    assert answers[2]["status"] == "active"  # activated
+    assert answers[-3]["status"] == "active"  # approved
+    assert answers[-2]["memberships"][0]["permissions"] == ["claims"]
+    assert answers[-1]["allowed"] is True and answers[-1]["reasons"] == []
+
+
+def test_the_cli_examples_name_a_command_that_exists():
+    assert (ROOT / "scripts" / "portal-authz").stat().st_mode & 0o111
+    assert (ROOT / "scripts" / "qa-config").stat().st_mode & 0o111
+    assert "scripts/portal-authz" in README and "scripts/qa-config" in README
+
+
+def test_policy_test_on_a_policy_that_does_not_compile_is_one_line(tmp_path):
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    with (policies / "portal.polar").open("a") as polar:
+        polar.write("\nallow(x if\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(re.sub(r"(?m)^policy_dir:.*$", "", (ROOT / "config.yaml").read_text())
+                      + f"\npolicy_dir: {policies}\n")
+    run = subprocess.run([sys.executable, "-m", "service.cli", "--config", str(config), "policy", "test"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("portal-authz: policy in") and "line 1" in line and "'if'" in line
