@@ -7,54 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from service.storage.models import AuditRecord, Notification
-from tests.conftest import make_key
-
-ADDRESS = {"id": "CORR", "line1": "801 E Jefferson St", "city": "Phoenix", "state": "AZ", "zip": "85034"}
-QUESTIONS = [{"question": "What is our address?", "answer": "123 Oak St."},
-             {"question": "Favourite gemstone?", "answer": "opal"}]
-
-
-class Portal:
-    """A caller with all three scopes, speaking to one portal as api-v1.md says."""
-
-    def __init__(self, client, key, portal):
-        self.client, self.key, self.portal = client, key, portal
-
-    def call(self, method, path, body=None, token=None, expect=None):
-        headers = {"Authorization": f"Bearer {self.key}"}
-        if token:
-            headers["X-Session-Token"] = token
-        response = self.client.open(f"/v1/portals/{self.portal}{path}", method=method, json=body, headers=headers)
-        if expect is not None:
-            assert response.status_code == expect, response.get_json()
-        return response
-
-    def register(self, username, org="P-1", expect=201, **extra):
-        body = {"organization": org, "username": username, "first_name": username.title(), "last_name": "Smith",
-                "email": f"{username}@example.org", "phone": "602-555-0101", "password": "Valid#Pass2024x",
-                "security_questions": QUESTIONS, "accepted_terms": True, **extra}
-        return self.call("POST", "/registrations", body, expect=expect)
-
-    def sign_in(self, username, password="Valid#Pass2024x"):
-        return self.call("POST", "/sessions", {"username": username, "password": password}, expect=201).get_json()["token"]
-
-    def act(self, token, username, action, expect=200, **body):
-        return self.call("POST", f"/accounts/{username}/{action}", body or None, token=token, expect=expect)
-
-
-@pytest.fixture
-def api(client, database, clock):
-    key = make_key(database, ("authorize", "manage", "enroll"), clock.now())
-    return lambda portal: Portal(client, key, portal)
-
-
-def outbox(database, to=None):
-    with database.sessions() as session:
-        query = select(Notification).order_by(Notification.id)
-        if to:
-            query = query.where(Notification.recipient == to)
-        return list(session.scalars(query))
-
+from tests.fixtures.http import ADDRESS, QUESTIONS, Portal, api, outbox  # noqa: F401 (api is a fixture)
 
 def activate_master(api_portal, database, username="mara", org="P-1"):
     api_portal.register(username, org=org, address_id="CORR")

@@ -15,7 +15,7 @@ from service.domain.passwords import hash_secret
 from service.storage.models import Account, AuditRecord, OneTimeCode, SecurityAnswer
 from tests.conftest import make_key
 from tests.fixtures.world import PASSWORD
-from tests.test_api_lifecycle import QUESTIONS, Portal, outbox
+from tests.fixtures.http import QUESTIONS, Portal, outbox
 from tests.test_signin_security import WRONG, refused, sign_in, status_of
 
 NEW = "Fresh#Garden42"

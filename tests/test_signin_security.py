@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from service.storage.models import Account, AuditRecord, FailedSignIn
 from tests.conftest import make_key
 from tests.fixtures.world import PASSWORD
-from tests.test_api_lifecycle import Portal
+from tests.fixtures.http import Portal
 
 WRONG = "Wrong#Horse7Battery"
 NEW = "Fresh#Garden42"
