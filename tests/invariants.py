@@ -1,0 +1,565 @@
+"""A stateful search for sequences of real API calls that break the system's invariants (issue 11 item 7).
+
+Every single decision can be right while a sequence of allowed steps is not (link, then change the
+email, then recover: a takeover). So a hypothesis `RuleBasedStateMachine` drives random sequences of
+the API itself (register, approve, link, create, grant, upgrade, downgrade, disable, enable, remove,
+unlock, email change, recovery, password change, wrong passwords until lockout, the sweep with the
+clock moved) by admins, delegates, members and support staff of three organizations, in one portal
+profile per sequence, and after every step compares the database before and after with an oracle
+written here, independently of the policy:
+
+1. Reach: an account-wide change (status, email, name, phone) was made by the account itself (its
+   own credentials), by the system (sweep, lockout), or by an actor with authority over the account
+   in EVERY organization where it had an active link; an email change by a delegate also needed
+   every function the account held. A change to one link (role, grants, the link itself) needed
+   authority in that organization. So nobody takes over an account through another organization.
+2. Functions: every grant that exists was given by an admin or support staff of that organization,
+   or a delegate holding it (R15); a role changes only by an admin or support staff (R2, R15). No
+   account gains a role or a function it was not given.
+3. R3: no organization with active members loses its last active admin, except through the sweep
+   or the lockout, and then the same step reported it (`no_active_admin` audit record, and an email
+   to support staff when any is active).
+4. R27: every change and every policy denial is in the audit.
+5. Parity: `/v1/authorize`, asked the same question just before, predicts each change's answer
+   (allowed, or denied with the same reasons).
+6. A non-member learns only `not_member` (issue 18 item 5).
+"""
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule
+from sqlalchemy import func, select
+
+from service.app import create_app
+from service.storage.models import Account, AuditRecord, Grant, Membership, Notification, Organization
+from tests.fixtures.world import PASSWORD, World
+
+ORGS = ("O1", "O2", "O3")
+NEW_PASSWORDS = itertools.cycle(["Fresh#Garden42", "Other#Meadow73", "Third#Harbor19"])
+
+# Per profile: the functions used, the delegate function, whether links and subordinates exist.
+PROFILES = {
+    "masshealth": {"functions": ("claims_submission_and_status", "manage_referrals", "manage_subordinate_accounts"),
+                   "delegate": "manage_subordinate_accounts"},
+    "ahw": {"functions": ("claims", "health_records", "manage_account"), "delegate": "manage_account"},
+}
+ACTIONS = ("approve", "enable", "disable", "remove", "upgrade", "downgrade", "unlock", "send-password-recovery")
+ACCOUNT_FIELDS = ("email", "status", "first_name", "last_name", "phone")
+FOLLOW_UPS = ("email", "disable", "enable", "unlock", "send-password-recovery", "approve", "remove", "upgrade")
+
+
+@dataclass
+class Snapshot:
+    accounts: dict[str, dict]
+    links: dict[tuple[str, str], dict]     # (username, org) -> role, status, permissions
+    audit: int
+    notices: list[tuple[str, str]]         # (recipient, organization) of orphan notices
+    orphan_reports: list[str]              # organizations of `no_active_admin` audit records
+
+    def active_links(self, username: str) -> list[str]:
+        return [org for (user, org), link in self.links.items() if user == username and link["status"] == "active"]
+
+    def link(self, username: str, org: str) -> dict | None:
+        return self.links.get((username, org))
+
+    def active(self, username: str) -> bool:
+        return self.accounts.get(username, {}).get("status") == "active"
+
+    def support(self, username: str) -> bool:
+        return bool(self.accounts.get(username, {}).get("support"))
+
+    def role_in(self, username: str, org: str) -> str | None:
+        link = self.link(username, org)
+        return link["role"] if link and link["status"] == "active" else None
+
+    def admin_in(self, actor: str, org: str) -> bool:
+        return self.active(actor) and self.role_in(actor, org) == "admin"
+
+    def delegate_in(self, actor: str, org: str, delegate: str) -> bool:
+        link = self.link(actor, org)
+        return (self.active(actor) and self.role_in(actor, org) == "member" and delegate in link["permissions"])
+
+    def holds(self, actor: str, org: str, function: str) -> bool:
+        link = self.link(actor, org)
+        return self.admin_in(actor, org) or (self.role_in(actor, org) == "member" and function in link["permissions"])
+
+    def counts(self, org: str) -> tuple[int, int]:
+        """(active admins, active members) of an organization: R3's facts."""
+        admins = members = 0
+        for (user, key), link in self.links.items():
+            if key == org and link["status"] == "active" and self.active(user):
+                if link["role"] == "admin":
+                    admins += 1
+                else:
+                    members += 1
+        return admins, members
+
+
+def snapshot(database) -> Snapshot:
+    with database.sessions() as session:
+        accounts = {a.username: {**{f: getattr(a, f) for f in ACCOUNT_FIELDS}, "support": a.is_support,
+                                 "password_hash": a.password_hash}
+                    for a in session.scalars(select(Account))}
+        links = {}
+        for username, org, link in session.execute(
+                select(Account.username, Organization.key, Membership)
+                .join(Membership, Membership.account_id == Account.id)
+                .join(Organization, Organization.id == Membership.organization_id)):
+            permissions = set(session.scalars(select(Grant.permission).where(Grant.membership_id == link.id)))
+            links[(username, org)] = {"role": link.role, "status": link.status, "permissions": permissions}
+        audit = session.scalar(select(func.count()).select_from(AuditRecord))
+        notices = [(n.recipient, n.payload.get("organization")) for n in session.scalars(
+            select(Notification).where(Notification.template == "organization_without_admin"))]
+        reports = list(session.scalars(select(AuditRecord.organization).where(AuditRecord.action == "no_active_admin")))
+    return Snapshot(accounts, links, audit, notices, reports)
+
+
+@dataclass
+class Step:
+    """What a rule did, for the checks: who acted (None: the system), through which kind of call."""
+
+    kind: str                      # "admin" | "self" | "system" | "registration"
+    actor: str | None = None
+    response: object = None
+    authorize: tuple | None = None  # (allowed, reasons) from /v1/authorize just before
+    organization: str | None = None
+    target: str | None = None
+    about_account: bool = True      # False: a question about the organization (link, create)
+
+
+class Violation(AssertionError):
+    pass
+
+
+class PortalMachine(RuleBasedStateMachine):
+    """Configured from outside (see `run_machine`): database factory, policy, config, clock, profile."""
+
+    make_database = None
+    policy = None
+    config = None
+    clock = None
+    portals: tuple[str, ...] = ("masshealth", "ahw")
+    ran: dict = None
+
+    def __init__(self):
+        super().__init__()
+        self.database = None
+        self.tokens: dict[str, str] = {}
+        self.passwords: dict[str, str] = {}
+        self.counter = itertools.count()
+        self.step: Step | None = None
+        self.before: Snapshot | None = None
+
+    def teardown(self):
+        if self.database is not None:
+            self.database.dispose()
+            self.database = None
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    @initialize(portal=st.sampled_from(("masshealth", "ahw")))
+    def seed(self, portal):
+        self.portal = portal if portal in self.portals else self.portals[0]
+        profile = PROFILES[self.portal]
+        self.functions, self.delegate = profile["functions"], profile["delegate"]
+        self.database = type(self).make_database()
+        self.app = create_app(self.config, database=self.database, policy=self.policy, clock=self.clock)
+        self.client = self.app.test_client()
+        with self.database.transaction() as session:
+            from service.domain import clients
+
+            self.key = clients.create_client(session, "machine", clients.SCOPES, self.clock.now())
+            world = World(session, self.portal, self.clock.now())
+            f1, f2, _ = self.functions
+            people = {
+                "a1": {"O1": {"role": "admin"}}, "b1": {"O1": {"role": "admin"}},
+                "a2": {"O2": {"role": "admin"}}, "a3": {"O3": {"role": "admin"}},
+                "d1": {"O1": {"permissions": [self.delegate, f1]}},
+                "m1": {"O1": {"permissions": [f1]}}, "m2": {"O1": {"permissions": [f2]}},
+                "m3": {"O2": {"permissions": [f1]}}, "m4": {"O3": {}},
+                # one person working for two organizations from the start (R1: one or more)
+                "m5": {"O2": {"permissions": [f2]}, "O3": {"permissions": [f1]}},
+            }
+            for name, memberships in people.items():
+                world.account(name, memberships=memberships)
+            world.account("s1", support=True)
+        self.accounts = [*people, "s1"]
+        self.passwords = {name: PASSWORD for name in self.accounts}
+        self.ran["sequences"] = self.ran.get("sequences", 0) + 1
+        self.ran.setdefault("portals", set()).add(self.portal)
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    def call(self, method, path, body=None, token=None):
+        headers = {"Authorization": f"Bearer {self.key}"}
+        if token:
+            headers["X-Session-Token"] = token
+        response = self.client.open(f"/v1/portals/{self.portal}{path}", method=method, json=body, headers=headers)
+        assert response.status_code < 500, (method, path, response.status_code, response.get_data(as_text=True))
+        self.ran["calls"] = self.ran.get("calls", 0) + 1
+        kind = path.split("/")[-1] if path.startswith(("/accounts/", "/organizations/")) else path.split("/")[1]
+        self.ran.setdefault("outcomes", Counter())[(method, kind, response.status_code)] += 1
+        return response
+
+    def token(self, account: str) -> str | None:
+        """A live session for the account, signing in again when needed; None when it cannot sign in."""
+        token = self.tokens.get(account)
+        if token is not None:
+            probe = self.call("GET", f"/accounts/{account}", token=token)
+            if probe.status_code != 401:
+                return token
+        response = self.call("POST", "/sessions", {"username": account, "password": self.passwords[account]})
+        if response.status_code != 201:
+            self.tokens.pop(account, None)
+            return None
+        self.tokens[account] = response.get_json()["token"]
+        return self.tokens[account]
+
+    def authorize(self, actor, action, target, org, **context):
+        body = {"portal": self.portal, "actor": actor, "action": action,
+                "resource": {"type": "account", "id": target, **({"organization": org} if org else {})}}
+        if context:
+            body["context"] = context
+        response = self.client.post("/v1/authorize", json=body, headers={"Authorization": f"Bearer {self.key}"})
+        if response.status_code != 200:
+            return None
+        answer = response.get_json()
+        return answer["allowed"], sorted(r["code"] for r in answer["reasons"])
+
+    def begin(self, step: Step) -> Step:
+        self.check()  # a rule that makes several calls has each one checked
+        self.before = snapshot(self.database)
+        self.step = step
+        return step
+
+    # --- rules --------------------------------------------------------------------------------
+
+    accounts_ = st.sampled_from(("a1", "b1", "a2", "a3", "d1", "m1", "m2", "m3", "m4", "m5", "s1"))
+    linked = Bundle("linked")
+
+    # Choices lean towards what can succeed (an actor's own organization, an account there), so that a
+    # sequence reaches deep states; a share of them stays arbitrary, so that denials are explored too.
+
+    def orgs_of(self, account: str, admin_only: bool = False) -> list[str]:
+        with self.database.sessions() as session:
+            query = (select(Organization.key).join(Membership, Membership.organization_id == Organization.id)
+                     .join(Account, Account.id == Membership.account_id)
+                     .where(Account.username == account, Membership.status == "active"))
+            if admin_only:
+                query = query.where(Membership.role == "admin")
+            return sorted(session.scalars(query))
+
+    def members_of(self, org: str) -> list[str]:
+        with self.database.sessions() as session:
+            return sorted(session.scalars(
+                select(Account.username).join(Membership, Membership.account_id == Account.id)
+                .join(Organization, Organization.id == Membership.organization_id).where(Organization.key == org)))
+
+    def lean(self, data, preferred: list, anything: list):
+        """Mostly one of `preferred` (when there is any), sometimes anything at all."""
+        if preferred and data.draw(st.integers(0, 4), label="lean") > 0:
+            return data.draw(st.sampled_from(sorted(preferred)))
+        return data.draw(st.sampled_from(sorted(anything, key=str)))
+
+    def near(self, data, actor: str) -> tuple[str, str | None]:
+        """An account and the organization to name: mostly one the actor shares, often none named."""
+        orgs = self.orgs_of(actor) or list(ORGS)
+        org = self.lean(data, orgs, list(ORGS))
+        subject = self.lean(data, [m for m in self.members_of(org) if m != actor], self.accounts)
+        named = data.draw(st.sampled_from((None, org, org, data.draw(st.sampled_from(ORGS)))), label="named")
+        return subject, named
+
+    @rule(actor=accounts_, action=st.sampled_from(ACTIONS), data=st.data())
+    def admin_action(self, actor, action, data):
+        subject, org = self.near(data, actor)
+        self._admin_action(actor, subject, action, org)
+
+    def _admin_action(self, actor, subject, action, org):
+        token = self.token(actor)
+        if token is None:
+            return
+        step = self.begin(Step("admin", actor, organization=org, target=subject))
+        step.authorize = self.authorize(actor, action.replace("-", "_"), subject, org)
+        step.response = self.call("POST", f"/accounts/{subject}/{action}",
+                                  {"organization": org} if org else None, token=token)
+
+    @rule(actor=accounts_, picks=st.sets(st.integers(0, 2), max_size=3), data=st.data())
+    def set_permissions(self, actor, picks, data):
+        subject, org = self.near(data, actor)
+        org = org or data.draw(st.sampled_from(ORGS))
+        token = self.token(actor)
+        if token is None:
+            return
+        step = self.begin(Step("admin", actor, organization=org, target=subject))
+        step.response = self.call("PUT", f"/accounts/{subject}/permissions",
+                                  {"organization": org, "permissions": [self.functions[i] for i in sorted(picks)]},
+                                  token=token)
+
+    @rule(actor=accounts_, inbox=accounts_, data=st.data())
+    def change_email(self, actor, inbox, data):
+        subject, org = self.near(data, actor)
+        self._change_email(actor, subject, org, inbox)
+
+    def _change_email(self, actor, subject, org, inbox):
+        token = self.token(actor)
+        if token is None:
+            return
+        step = self.begin(Step("admin", actor, organization=org, target=subject))
+        step.authorize = self.authorize(actor, "update_email", subject, org)
+        body = {"email": f"{inbox}.alt@example.org", **({"organization": org} if org else {})}
+        step.response = self.call("PATCH", f"/accounts/{subject}", body, token=token)
+
+    @rule(target=linked, actor=accounts_, subject=accounts_, data=st.data())
+    def link(self, actor, subject, data):
+        org = self.lean(data, self.orgs_of(actor, admin_only=True), list(ORGS))
+        token = self.token(actor)
+        if token is None:
+            return multiple()
+        step = self.begin(Step("admin", actor, organization=org, target=subject, about_account=False))
+        step.response = self.call("POST", f"/organizations/{org}/links", {"username": subject}, token=token)
+        if step.response.status_code != 201:
+            return multiple()
+        # What an attacker tries next, at once: act on the account it just linked, through its organization.
+        follow = data.draw(st.sampled_from((None, *FOLLOW_UPS)), label="follow-up")
+        if follow is not None:
+            self.act_through_link((actor, subject, org), follow)
+        return (actor, subject, org)
+
+    @rule(via=linked, action=st.sampled_from(FOLLOW_UPS))
+    def act_through_link(self, via, action):
+        """What the linking actor tries next on the account it linked, through its own organization."""
+        actor, subject, org = via
+        if action == "email":
+            self._change_email(actor, subject, org, actor)
+        else:
+            self._admin_action(actor, subject, action, org)
+
+    @rule(actor=accounts_, picks=st.sets(st.integers(0, 2), max_size=2), data=st.data())
+    def create_subordinate(self, actor, picks, data):
+        org = self.lean(data, self.orgs_of(actor), list(ORGS))
+        token = self.token(actor)
+        if token is None:
+            return
+        name = f"n{next(self.counter)}"
+        step = self.begin(Step("admin", actor, organization=org, target=name, about_account=False))
+        step.response = self.call("POST", f"/organizations/{org}/accounts", {
+            "username": name, "first_name": "New", "last_name": name.title(), "email": f"{name}@example.org",
+            "password": "Long#Enough#Pass1", "permissions": [self.functions[i] for i in sorted(picks)]}, token=token)
+        if step.response.status_code == 201:
+            self.accounts.append(name)
+            self.passwords[name] = "Long#Enough#Pass1"
+
+    @rule(org=st.sampled_from(ORGS))
+    def register(self, org):
+        name = f"r{next(self.counter)}"
+        step = self.begin(Step("registration", None, organization=org, target=name))
+        step.response = self.call("POST", "/registrations", {
+            "organization": org, "username": name, "first_name": "Reg", "last_name": name.title(),
+            "email": f"{name}@example.org", "phone": "602-555-0101", "password": "Long#Enough#Pass1",
+            "security_questions": [], "accepted_terms": True})
+        if step.response.status_code == 201:
+            self.accounts.append(name)
+            self.passwords[name] = "Long#Enough#Pass1"
+
+    @rule(person=accounts_, subject=accounts_)
+    def recover_from_inbox(self, person, subject):
+        """Whoever reads the inbox a recovery code went to sets the password: the takeover's last step."""
+        with self.database.sessions() as session:
+            email = session.scalars(select(Notification).where(
+                Notification.template == "password_recovery", Notification.recipient == f"{person}.alt@example.org")
+                .order_by(Notification.id.desc())).first()
+        if email is None or email.payload.get("username") != subject:
+            return
+        new = next(NEW_PASSWORDS)
+        self.begin(Step("self", target, target=subject))
+        response = self.call("POST", "/password-recoveries/confirm",
+                             {"username": subject, "code": email.payload["security_code"], "new_password": new})
+        self.step.response = response
+        if response.status_code == 200:
+            self.passwords[subject] = new
+            self.tokens.pop(subject, None)
+
+    @rule(account=accounts_)
+    def change_password(self, account):
+        token = self.token(account)
+        if token is None:
+            return
+        new = next(NEW_PASSWORDS)
+        self.begin(Step("self", account, target=account))
+        response = self.call("PUT", f"/accounts/{account}/password",
+                             {"current_password": self.passwords[account], "new_password": new}, token=token)
+        self.step.response = response
+        if response.status_code == 200:
+            self.passwords[account] = new
+
+    @rule(subject=accounts_)
+    def guess_passwords(self, subject):
+        """R19: wrong passwords until the lockout (a system change: the account's own safety)."""
+        self.begin(Step("system", None, target=subject))
+        for _ in range(3):
+            self.call("POST", "/sessions", {"username": subject, "password": "Not#The#Password1"})
+        self.tokens.pop(subject, None)
+
+    @rule(days=st.sampled_from((1, 45, 91)))
+    def sweep(self, days):
+        """R22, R23: the clock moves and the inactivity sweep runs."""
+        self.begin(Step("system"))
+        self.clock.advance(timedelta(days=days))
+        self.step.response = self.call("POST", "/maintenance/sweep", {})
+        self.tokens.clear()  # sessions last hours, not days
+
+    # --- the checks ---------------------------------------------------------------------------
+
+    @invariant()
+    def invariants_hold(self):
+        self.check()
+
+    def check(self):
+        if self.step is None or self.database is None:
+            return
+        before, after, step = self.before, snapshot(self.database), self.step
+        self.step = None
+        self.ran["steps"] = self.ran.get("steps", 0) + 1
+        self._reach_and_grants(before, after, step)
+        self._r3(before, after, step)
+        self._audit(before, after, step)
+        self._parity(before, step)
+        self._non_member(before, step)
+
+    def fail(self, message: str):
+        raise Violation(f"[{self.portal}] {message}")
+
+    def _authority_over_link(self, s: Snapshot, actor: str, target: str, org: str) -> bool:
+        if s.support(actor) and s.active(actor):
+            return True
+        if s.admin_in(actor, org):
+            return True
+        return s.delegate_in(actor, org, self.delegate) and s.role_in(target, org) == "member"
+
+    def _authority_everywhere(self, s: Snapshot, actor: str, target: str) -> bool:
+        return all(self._authority_over_link(s, actor, target, org) for org in s.active_links(target))
+
+    def _may_capture(self, s: Snapshot, actor: str, target: str) -> bool:
+        if s.support(actor) and s.active(actor):
+            return True
+        return all(s.admin_in(actor, org) or all(s.holds(actor, org, p) for p in s.link(target, org)["permissions"])
+                   for org in s.active_links(target))
+
+    def _reach_and_grants(self, before: Snapshot, after: Snapshot, step: Step):
+        if step.kind == "system":
+            return
+        actor = step.actor
+        for name, now in after.accounts.items():
+            was = before.accounts.get(name)
+            if was is None:
+                continue  # created in this step: checked through its links below
+            changed = [f for f in ACCOUNT_FIELDS if was[f] != now[f]]
+            if was["password_hash"] != now["password_hash"] and step.kind != "self":
+                self.fail(f"{actor} changed the password of {name}")
+            if not changed:
+                continue
+            if step.kind == "self" and actor == name:
+                continue  # its own credentials: recovery with its code, a password change
+            if actor == name and set(changed) <= {"first_name", "last_name", "phone"}:
+                continue  # R21: its own profile
+            if actor is None or not self._authority_everywhere(before, actor, name):
+                self.fail(f"{actor} changed {changed} of {name} without authority in every organization of it "
+                          f"{before.active_links(name)}: {was} -> {now}")
+            if "email" in changed and not self._may_capture(before, actor, name):
+                self.fail(f"{actor} pointed the email of {name} elsewhere without holding its functions")
+        for key, now in after.links.items():
+            was = before.links.get(key)
+            name, org = key
+            if was == now:
+                continue
+            if step.kind == "registration" and was is None and name == step.target:
+                if now["role"] != "member" or now["permissions"]:
+                    self.fail(f"a registration gave {name} {now}")
+                continue
+            if step.kind == "self":
+                self.fail(f"{actor}'s own-credential step changed the link {key}: {was} -> {now}")
+            if was is None or was["status"] == "removed":
+                # a new or revived link: created or linked by an admin, delegate or support staff of org
+                if not (before.support(actor) or before.admin_in(actor, org)
+                        or before.delegate_in(actor, org, self.delegate)):
+                    self.fail(f"{actor} added {name} to {org} without authority there")
+                if now["role"] != "member":
+                    self.fail(f"{name} joined {org} as {now['role']}")
+                for p in now["permissions"]:
+                    if not (before.support(actor) or before.holds(actor, org, p)):
+                        self.fail(f"{actor} gave {name} {p} in {org} without holding it")
+                continue
+            if not self._authority_over_link(before, actor, name, org):
+                self.fail(f"{actor} changed {name}'s link to {org} without authority there: {was} -> {now}")
+            if was["role"] != now["role"] and not (before.support(actor) or before.admin_in(actor, org)):
+                self.fail(f"{actor} changed {name}'s role in {org} without being its admin")
+            for p in now["permissions"] ^ was["permissions"]:
+                if not (before.support(actor) or before.holds(actor, org, p)):
+                    self.fail(f"{actor} granted or revoked {p} for {name} in {org} without holding it")
+
+    def _r3(self, before: Snapshot, after: Snapshot, step: Step):
+        for org in ORGS:
+            admins_before, members_before = before.counts(org)
+            admins_after, members_after = after.counts(org)
+            if not (admins_before >= 1 and members_before >= 1 and admins_after == 0 and members_after >= 1):
+                continue
+            if step.kind != "system":
+                self.fail(f"{org} lost its last active admin through {step.actor}'s change (R3)")
+            if after.orphan_reports.count(org) <= before.orphan_reports.count(org):
+                self.fail(f"{org} lost its last active admin through the sweep or lockout and nobody was told")
+            support = [name for name, a in before.accounts.items() if a["support"] and after.active(name)]
+            for name in support:
+                notice = (before.accounts[name]["email"], org)
+                if after.notices.count(notice) <= before.notices.count(notice):
+                    self.fail(f"support staff {name} was not told that {org} has no active admin")
+
+    def _audit(self, before: Snapshot, after: Snapshot, step: Step):
+        response = step.response
+        if response is None or step.kind == "system":
+            return
+        body = response.get_json(silent=True) or {}
+        audited = response.status_code in (200, 201) or (
+            response.status_code in (403, 409) and body.get("code") in ("forbidden", "last_admin"))
+        if audited and after.audit <= before.audit:
+            self.fail(f"{step.actor}'s request answered {response.status_code} {body.get('code')} "
+                      f"but left no audit record (R27)")
+
+    def _parity(self, before: Snapshot, step: Step):
+        if step.authorize is None or step.response is None:
+            return
+        allowed, reasons = step.authorize
+        status, body = step.response.status_code, step.response.get_json(silent=True) or {}
+        if allowed:
+            if status != 200 and body.get("code") != "email_taken":
+                self.fail(f"/v1/authorize allowed {step.actor} on {step.target} but the change answered {status} {body}")
+        elif status in (403, 409) and body.get("code") in ("forbidden", "last_admin"):
+            got = sorted(r["code"] for r in body.get("reasons", []))
+            if got != reasons:
+                self.fail(f"/v1/authorize said {reasons} but the change said {got}")
+        elif status == 200:
+            self.fail(f"/v1/authorize denied {step.actor} on {step.target} ({reasons}) but the change was made")
+
+    def _non_member(self, before: Snapshot, step: Step):
+        response = step.response
+        if step.kind != "admin" or not step.about_account or response is None or response.status_code != 403:
+            return
+        body = response.get_json(silent=True) or {}
+        if body.get("code") != "forbidden" or step.target not in before.accounts:
+            return
+        actor = step.actor
+        org = step.organization
+        if org is None:
+            links = before.active_links(step.target)
+            if len(links) != 1:
+                return
+            org = links[0]
+        if before.support(actor) or before.role_in(actor, org) is not None or actor == step.target:
+            return
+        codes = [r["code"] for r in body.get("reasons", [])]
+        if codes and codes != ["not_member"] and "unknown_actor" not in codes:
+            self.fail(f"{actor}, not a member of {org}, was told {codes} about {step.target}")

@@ -1,0 +1,133 @@
+"""Issue 11 item 7: the stateful invariant search (tests/invariants.py) on SQLite and PostgreSQL.
+
+Sequences per run: PORTAL_AUTHZ_INVARIANT_EXAMPLES (default 150 on SQLite, 40 on PostgreSQL, each up to
+PORTAL_AUTHZ_INVARIANT_STEPS steps, default 25). Set them to thousands for a long search. Argon2 runs with
+its cheapest parameters here: the search is about sequences of decisions, not the hash's cost.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import pytest
+from argon2 import PasswordHasher
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from service.domain import passwords
+from service.policy import Policy
+from service.storage.database import Database
+from tests.conftest import prepared_database
+from tests.fixtures import world
+from tests.invariants import PortalMachine, Violation
+
+EXAMPLES = {"sqlite": int(os.environ.get("PORTAL_AUTHZ_INVARIANT_EXAMPLES", 150)),
+            "postgres": int(os.environ.get("PORTAL_AUTHZ_INVARIANT_EXAMPLES", 40))}
+STEPS = int(os.environ.get("PORTAL_AUTHZ_INVARIANT_STEPS", 25))
+
+
+@pytest.fixture
+def cheap_argon2(monkeypatch):
+    fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", fast)
+    monkeypatch.setattr(world, "_HASH", fast.hash(world.PASSWORD))
+
+
+@pytest.fixture
+def sqlite_databases(tmp_path, config):
+    """Each sequence gets a copy of one migrated database file."""
+    template = tmp_path / "template.db"
+    prepared_database(f"sqlite:///{template}", config).dispose()
+
+    def make():
+        copy = tmp_path / f"run-{uuid.uuid4().hex[:8]}.db"
+        shutil.copy(template, copy)
+        return Database(f"sqlite:///{copy}")
+
+    return make
+
+
+@pytest.fixture
+def postgres_databases(postgres_server, config):
+    """Each sequence gets a database copied from one migrated template (CREATE DATABASE ... TEMPLATE)."""
+    template = f"tmpl_{uuid.uuid4().hex[:12]}"
+    prepared_database(postgres_server.create_database(template), config).dispose()
+    made = []
+
+    def make():
+        name = f"run_{uuid.uuid4().hex[:12]}"
+        made.append(name)
+        return Database(postgres_server.create_database(name, template=template))
+
+    yield make
+    for name in [*made, template]:
+        postgres_server.drop_database(name)
+
+
+def run_machine(make_database, config, policy, clock, examples, portals=("masshealth", "ahw"), shrink=True):
+    ran: dict = {}
+    machine = type("Machine", (PortalMachine,), {"make_database": staticmethod(make_database), "config": config,
+                                                  "policy": policy, "clock": clock, "portals": portals,
+                                                  "ran": ran})
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=examples, stateful_step_count=STEPS, deadline=None, derandomize=True,
+        phases=tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate),
+        suppress_health_check=list(HealthCheck)))
+    return ran
+
+
+def report(ran, backend):
+    print(f"\ninvariant search on {backend}: {ran.get('sequences', 0)} sequences, {ran.get('steps', 0)} steps, "
+          f"{ran.get('calls', 0)} API calls, portals {sorted(ran.get('portals', ()))}")
+
+
+@pytest.mark.R1
+@pytest.mark.R3
+@pytest.mark.R15
+def test_no_sequence_breaks_the_invariants_on_sqlite(sqlite_databases, config, policy, clock, cheap_argon2):
+    ran = run_machine(sqlite_databases, config, policy, clock, EXAMPLES["sqlite"])
+    report(ran, "sqlite")
+    assert ran["portals"] == {"masshealth", "ahw"} and ran["steps"] > ran["sequences"]
+
+
+@pytest.mark.postgres
+@pytest.mark.R1
+@pytest.mark.R3
+@pytest.mark.R15
+def test_no_sequence_breaks_the_invariants_on_postgresql(postgres_databases, config, policy, clock, cheap_argon2):
+    ran = run_machine(postgres_databases, config, policy, clock, EXAMPLES["postgres"])
+    report(ran, "postgresql")
+    assert ran["portals"] == {"masshealth", "ahw"} and ran["steps"] > ran["sequences"]
+
+
+BREAKS = {
+    # what the service was before issue 11: authority in the named organization was enough
+    "reach": ("    administers_everywhere(actor, target) and\n", "without authority in every organization"),
+    # R15: a delegate may point the email or the recovery of an account holding more than it at itself
+    "capture": ("    (not captures(action) or may_capture(actor, target));\n", "without holding its functions"),
+}
+
+
+def broken_policy(tmp_path, config, clause: str) -> Policy:
+    """A scratch copy of the policy with one clause of the reach rule dropped."""
+    scratch = tmp_path / "policies"
+    shutil.copytree(config.policy_path, scratch)
+    portal = scratch / "portal.polar"
+    text = portal.read_text()
+    assert clause in text, clause
+    portal.write_text(text.replace(clause, "    true;\n" if clause.rstrip().endswith(";") else ""))
+    return Policy(scratch)
+
+
+@pytest.mark.R1
+@pytest.mark.R15
+@pytest.mark.parametrize("broken", sorted(BREAKS))
+def test_the_search_finds_the_takeover_when_a_reach_clause_is_dropped(broken, sqlite_databases, config, clock,
+                                                                       tmp_path, cheap_argon2):
+    clause, expected = BREAKS[broken]
+    with pytest.raises(Violation) as found:
+        run_machine(sqlite_databases, config, broken_policy(tmp_path, config, clause), clock, 300,
+                    portals=("masshealth",), shrink=False)
+    print(f"\nfound with the {broken} clause dropped: {found.value}")
+    assert expected in str(found.value)
