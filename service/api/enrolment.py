@@ -76,7 +76,7 @@ def designate_admin(portal, org):
     def work(session, now):
         account = organizations.designate_admin(
             session, profile, portal, org, now=now, client=g.client,
-            **body.model_dump(exclude={"accepted_terms"}))
+            **body.model_dump())
         return {"username": account.username, "organization": org, "role": "admin", "status": account.status}
 
     return jsonify(_write(work)), 201

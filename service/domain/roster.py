@@ -47,7 +47,10 @@ def create_subordinate(ctx: Context, actor_account: Account, org_key: str, detai
         denied = Decision(False, tuple(dict.fromkeys(reasons)), decision.policy_version)
         return record_denial(ctx, actor_account.username, "create_account", details["username"], org_key, denied,
                              comment)
-    account = new_account(ctx.session, ctx.profile, ctx.portal, status="active", now=ctx.now, **details)
+    # Issue 18, item 2: the Primary User chose the password, so it is temporary; R7: the subordinate
+    # accepts the terms of use itself, at its first sign-in (004: "prompted ... upon initial sign-in").
+    account = new_account(ctx.session, ctx.profile, ctx.portal, status="active", now=ctx.now, set_by_other=True,
+                          terms_accepted=False, **details)
     link = Membership(account_id=account.id, organization_id=org.id, role="member", status="active",
                       created_at=ctx.now)
     ctx.session.add(link)
