@@ -181,3 +181,106 @@ def test_a_master_who_never_activated_receives_no_registrants_data(api, database
     assert [n.template for n in outbox(database, "mallory@example.org")] == []
     org = p.call("GET", "/organizations/P-1", expect=200).get_json()
     assert org["warnings"] == ["no_active_admin"]
+
+
+def test_a_reissued_letter_goes_to_the_address_the_master_chose(api, database, clock):
+    """R9, R10: the reissued activation letter follows the master's choice, not the first address on file."""
+    from datetime import timedelta
+
+    p = api("ahcccs")
+    office = {**ADDRESS, "id": "OFFICE", "line1": "1 First Ave"}
+    p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [office, ADDRESS]}, expect=201)
+    p.call("POST", "/support-staff", {"username": "desk", "first_name": "Service", "last_name": "Desk",
+                                      "email": "servicedesk@example.org", "password": "Valid#Pass2024x"}, expect=201)
+    p.register("mara", address_id="CORR")
+    clock.advance(timedelta(days=16))
+    desk = p.sign_in("desk")
+    p.call("POST", "/organizations/P-1/activation-codes", {"username": "mara"}, token=desk, expect=201)
+    letters = [n.recipient for n in outbox(database) if n.channel == "letter"]
+    assert letters == ["801 E Jefferson St, Phoenix, AZ 85034"] * 2
+
+
+# --- item 3: usernames that cannot be borrowed ------------------------------------------------------
+
+LOOK_ALIKES = {
+    "cyrillic у for y": "mh.pу",          # U+0443
+    "upper case fullwidth": "ＭＨ.ＰＹ",
+    "rn for m": "rnh.py",
+}
+
+
+@pytest.mark.parametrize("twin", list(LOOK_ALIKES.values()), ids=list(LOOK_ALIKES))
+@pytest.mark.parametrize("route", ["support-staff", "admins", "subordinate"])
+def test_a_look_alike_of_an_existing_name_is_username_taken_on_every_route(api, database, route, twin):
+    """R6: NFKC, case folding and the UTS #39 skeleton: a twin of `mh.py` is 409 username_taken."""
+    p = api("masshealth")
+    p.call("POST", "/organizations", {"key": "PIDSL-1", "name": "Provider"}, expect=201)
+    designate(p, "PIDSL-1", "mh.py", accepted_terms=True)
+    person = {"username": twin, "first_name": "Eve", "last_name": "Twin", "email": "eve@evil.example"}
+    if route == "support-staff":
+        reply = p.call("POST", "/support-staff", {**person, "password": "Valid#Pass2024x"})
+    elif route == "admins":
+        reply = p.call("POST", "/organizations/PIDSL-1/admins", {**person, "password": TEMPORARY})
+    else:
+        designate(p, "PIDSL-1", "boss", accepted_terms=True)
+        token = p.first_sign_in("boss")
+        reply = p.call("POST", "/organizations/PIDSL-1/accounts", {**person, "password": TEMPORARY}, token=token)
+        if reply.status_code == 422:  # the contract's ASCII pattern refuses the non-ASCII twins first
+            assert not twin.isascii()
+            return
+    assert reply.status_code == 409 and reply.get_json()["code"] == "username_taken", reply.get_json()
+
+
+@pytest.mark.parametrize("name", ["mh.py\u200b", "\u200dmh", "mh\u202epy", "mh py", "a\u2060b", "x\ufe0f"])
+def test_invisible_and_format_characters_are_refused_with_a_clear_422(api, database, name):
+    p = api("ahw")
+    reply = p.call("POST", "/support-staff", {"username": name, "first_name": "Eve", "last_name": "Twin",
+                                              "email": "eve@evil.example", "password": "Valid#Pass2024x"})
+    assert reply.status_code == 422, reply.get_json()
+    assert [(e["field"], e["code"]) for e in reply.get_json()["errors"]] == [("username", "invalid_username")]
+
+
+def test_sign_in_and_lookups_use_the_normalised_name(api, database):
+    """A fullwidth or upper-case spelling names the same account; a Cyrillic twin names none."""
+    p = api("ahw")
+    p.call("POST", "/organizations", {"key": "TIN-1", "name": "Practice"}, expect=201)
+    designate(p, "TIN-1", "ｋｉｍ.ｌｅｅ", accepted_terms=True)
+    assert p.call("GET", "/organizations/TIN-1", expect=200).get_json()["admins"][0]["username"] == "kim.lee"
+    p.own_password("KIM.LEE")
+    token = p.sign_in("ＫＩＭ.ＬＥＥ", OWN)
+    assert p.call("GET", "/accounts/Kim.Lee", token=token, expect=200).get_json()["username"] == "kim.lee"
+    assert sign_in_reply(p, "kim.lее", OWN).get_json()["code"] == "invalid_credentials"  # Cyrillic е
+    assert authorize(p, "ｋｉｍ.ｌｅｅ", "claims", "TIN-1")["allowed"] is True
+
+
+def test_migration_0008_backfills_keys_and_skeletons_and_flags_look_alikes(tmp_path):
+    """Accounts stored before 0008 get NFKC keys and skeletons; a later look-alike gets none (warned)."""
+    from datetime import datetime, timezone
+
+    from alembic import command
+    from sqlalchemy import insert
+
+    from service.domain import usernames
+    from service.storage.database import Database, alembic_config
+
+    database = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(database.engine), "0005")
+    now = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    with database.engine.begin() as connection:
+        connection.execute(insert(Account.metadata.tables["portals"]), [{"id": "ahw", "name": "AHW"}])
+        accounts = Account.__table__
+        rows = [("mh.py", "mh.py"), ("ＫＩＭ", "ｋｉｍ"), ("mh.pу", "mh.pу")]  # old keys: strip().casefold()
+        connection.execute(insert(accounts), [
+            {"portal_id": "ahw", "username": name, "username_key": key, "first_name": "A", "last_name": "B",
+             "email": f"{i}@x.example", "email_key": f"{i}@x.example", "status": "active", "is_support": False,
+             "created_at": now} for i, (name, key) in enumerate(rows)])
+    # 0008 only: the columns of later revisions (other branches) are not there yet.
+    command.upgrade(alembic_config(database.engine), "0008")
+    with database.engine.connect() as connection:
+        stored = {r.username: (r.username_key, r.username_skeleton)
+                  for r in connection.execute(select(accounts.c.username, accounts.c.username_key,
+                                                     accounts.c.username_skeleton))}
+    assert stored["ＫＩＭ"] == ("kim", usernames.skeleton("kim"))
+    assert stored["mh.py"] == ("mh.py", usernames.skeleton("mh.py"))
+    assert stored["mh.pу"] == ("mh.pу", None)  # the younger twin: flagged, not renamed
+    database.dispose()

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.config import PortalProfile
+from service.domain import usernames
 from service.domain.errors import Conflict, Invalid
 from service.domain.password_rules import broken_rules
 from service.domain.passwords import hash_secret
@@ -26,10 +27,13 @@ def check_password(password: str, username: str, profile: PortalProfile, previou
 
 
 def check_unique(session: Session, portal: str, username: str, email: str, first: str, last: str) -> None:
-    """R6: usernames unique ignoring case; an email may repeat only with the same first and last name."""
+    """R6: usernames unique ignoring case and look-alikes (issue 18 item 3: the NFKC case-folded key and the
+    UTS #39 skeleton); an email may repeat only with the same first and last name."""
     if session.scalar(select(Account.id).where(Account.portal_id == portal,
-                                               Account.username_key == username_key(username))):
-        raise Conflict(f"the username {username!r} is taken", "username_taken")
+                                               or_(Account.username_key == username_key(username),
+                                                   Account.username_skeleton == usernames.skeleton(username)))
+                      .limit(1)):
+        raise Conflict(f"the username {username!r} is taken (or one that looks like it)", "username_taken")
     check_unique_email(session, portal, email, first, last)
 
 
@@ -60,11 +64,13 @@ def new_account(session: Session, profile: PortalProfile, portal: str, *, userna
     `terms_accepted`: False when the account has not accepted the terms of use itself (R7); it then
     accepts them at its first sign-in.
     """
+    username = usernames.check_new(username)
     check_unique(session, portal, username, email, first_name, last_name)
     if password is not None and not password_is_temporary:
         check_password(password, username, profile)
     temporary = password_is_temporary or set_by_other
     account = Account(portal_id=portal, username=username, username_key=username_key(username),
+                      username_skeleton=usernames.skeleton(username),
                       first_name=first_name, last_name=last_name, email=email, email_key=email.casefold(),
                       phone=phone, password_hash=hash_secret(password) if password else None,
                       password_changed_at=None if temporary or password is None else now,

@@ -10,7 +10,7 @@ from service.domain.decisions import Decider
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.people import new_account
 from service.policy import Decision
-from service.storage.facts import actor_facts, find_account
+from service.storage.facts import actor_facts, find_account, username_key
 from service.storage.models import Account, Comment, Grant, Membership, Organization
 
 MAX_PAGE = 200
@@ -144,7 +144,7 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
             query = query.where(or_(Account.username_key.like(pattern), Account.email_key.like(pattern),
                                     func.lower(Account.first_name + " " + Account.last_name).like(pattern)))
         if after:
-            query = query.where(Account.username_key > after.casefold())
+            query = query.where(Account.username_key > username_key(after))
         return query
 
     def first(query):
