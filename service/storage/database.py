@@ -27,16 +27,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def private_sqlite_file(url: str) -> None:
     """Issue 18 item 4: create the embedded database readable by the service's user only.
 
-    The file (and a missing directory) is created here before SQLite opens it: 0600 and 0700. SQLite
-    gives its -wal and -shm files the database file's mode. An existing file keeps its mode.
+    The file is created here, 0600, before SQLite opens it; SQLite gives its -wal and -shm files the
+    database file's mode. An existing file keeps its mode; a missing directory stays missing (the
+    database is then unavailable, as /readyz reports).
     """
     path = make_url(url).database
     if not path or path == ":memory:" or path.startswith("file:"):
         return
     target = Path(path)
-    if target.exists():
+    if target.exists() or not target.parent.is_dir():
         return
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
 
