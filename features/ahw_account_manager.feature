@@ -17,6 +17,17 @@ Feature: Arkansas Health & Wellness Secure Portal: Account Manager, what you nee
     Then "TIN-1" lists the Account Managers "kim"
     And "kim" can sign in
 
+  @R6 @R12
+  Scenario: A user ID is never handed over: setting up an Account Manager under a user ID someone already holds is refused
+    Given the practice with TIN "TIN-2" is enrolled
+    And "jsmith" is the Account Manager of "TIN-2"
+    When Arkansas Health & Wellness sets up "john" as the Account Manager of "TIN-1" under the user ID of "jsmith"
+    Then the request is refused with "username_taken"
+    When Arkansas Health & Wellness sets up "john" as the Account Manager of "TIN-1" under a look-alike of the user ID of "jsmith"
+    Then the request is refused with "username_taken"
+    And "TIN-1" has no Account Manager
+    And "jsmith" asking to use "Health Records" for "TIN-1" gets "not_member"
+
   @R12 @R5
   Scenario: Enabling users, and the email to verify user accounts
     Given "kim" is the Account Manager of "TIN-1"

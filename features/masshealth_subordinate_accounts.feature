@@ -19,6 +19,18 @@ Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
     When "jdoe11" creates the subordinate "ldoe" for "PIDSL-1" with the services "nothing"
     Then the change is refused because of "not_admin"
 
+  @R16 @R18 @R7
+  Scenario: A subordinate sets its own password and agrees with the VG Terms and Conditions upon initial sign-in
+    When "mhughes" creates the subordinate "jdoe11" for "PIDSL-1" with the services "Claims Submission and Status"
+    Then the change is accepted
+    And "jdoe11" is refused at sign-in with the password "mhughes" chose, because of "password_expired"
+    And "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-1" before signing in gets "password_expired"
+    When "jdoe11" replaces the password "mhughes" chose with one of their own
+    Then "jdoe11" is refused at sign-in without agreeing with the VG Terms and Conditions
+    And "jdoe11" signs in agreeing with the VG Terms and Conditions
+    And "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-1" gets "allowed"
+    And the password "mhughes" chose for "jdoe11" no longer works
+
   @R14 @R16 @R5
   Scenario Outline: Change services assigned to the subordinate account
     Given "jdoe11" is a subordinate of "PIDSL-1" assigned "View Provider Reports, Manage Provider Profile Information"

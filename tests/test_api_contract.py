@@ -41,6 +41,17 @@ def sign_in(call, portal, username, password=PASSWORD):
     return answer.get_json()["token"]
 
 
+def first_sign_in(call, portal, username, temporary):
+    """A designated admin's first sign-in: its own password (issue 18 item 2), then the terms of use (R7)."""
+    changed = call("PUT", f"/v1/portals/{portal}/accounts/{username}/password",
+                   {"current_password": temporary, "new_password": "my own long pass"})
+    assert changed.status_code == 200, changed.get_json()
+    answer = call("POST", f"/v1/portals/{portal}/sessions",
+                  {"username": username, "password": "my own long pass", "accepted_terms": True})
+    assert answer.status_code == 201, answer.get_json()
+    return answer.get_json()["token"]
+
+
 # --- R4, R12, R13: admin and subordinate bodies take the registration fields ----------------------
 
 def test_designated_admin_body_takes_the_registration_fields(call):
@@ -70,7 +81,7 @@ def test_subordinate_body_takes_the_registration_fields(call):
     call("POST", "/v1/portals/masshealth/organizations/PIDSL-1/admins",
          {"username": "pu", "first_name": "Pat", "last_name": "Primary", "email": "pu@example.org",
           "password": "long enough pass"})
-    token = sign_in(call, "masshealth", "pu", "long enough pass")
+    token = first_sign_in(call, "masshealth", "pu", "long enough pass")
     body = {**registration_fields("PIDSL-1", "jdoe"), "password": "long enough pass",
             "permissions": ["claims_submission_and_status"]}
     made = call("POST", "/v1/portals/masshealth/organizations/PIDSL-1/accounts", body, token=token)
@@ -89,7 +100,7 @@ def test_account_reads_with_a_manage_key_need_no_session(call):
     call("POST", "/v1/portals/ahw/organizations/TIN-1/admins",
          {"username": "am", "first_name": "Ann", "last_name": "Manager", "email": "am@example.org",
           "password": "long enough pass"})
-    sign_in(call, "ahw", "am", "long enough pass")
+    first_sign_in(call, "ahw", "am", "long enough pass")
     read = call("GET", "/v1/portals/ahw/accounts/AM")  # usernames are case-insensitive
     assert read.status_code == 200
     body = read.get_json()
@@ -107,7 +118,7 @@ def test_account_reads_with_a_session_are_decided_as_view(call, client, database
         call("POST", "/v1/portals/ahw/organizations/TIN-1/admins",
              {"username": username, "first_name": username.title(), "last_name": "X",
               "email": f"{username}@example.org", "password": "long enough pass"})
-    token = sign_in(call, "ahw", "am", "long enough pass")
+    token = first_sign_in(call, "ahw", "am", "long enough pass")
     assert call("GET", "/v1/portals/ahw/accounts/bo", token=token).status_code == 200
     assert call("GET", "/v1/portals/ahw/accounts/bo", token="not-a-session").get_json()["code"] == "invalid_session"
     key = make_key(database, ("authorize",), clock.now())

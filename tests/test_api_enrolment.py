@@ -72,16 +72,18 @@ def test_payer_verified_first_account_manager_and_single_admin_warning(enroll):
     assert enroll("GET", "/v1/portals/ahw/organizations/TIN-1").get_json()["warnings"] == []
 
 
-def test_designating_an_existing_account_promotes_it(enroll):
-    """R4: support designates a new admin from an existing account."""
+def test_designating_an_existing_username_is_refused_not_adopted(enroll):
+    """Issue 18 item 1, R4, R6: a username that exists is 409, never silently made admin elsewhere."""
     enroll("POST", "/v1/portals/ahcccs/organizations", {"key": "P1", "name": "P"})
     enroll("POST", "/v1/portals/ahcccs/organizations", {"key": "P2", "name": "Q"})
     enroll("POST", "/v1/portals/ahcccs/organizations/P1/admins",
            {"username": "amy", "first_name": "Amy", "last_name": "Ray", "email": "amy@example.org",
             "password": STRONG})
     again = enroll("POST", "/v1/portals/ahcccs/organizations/P2/admins", {"username": "AMY"})
-    assert again.status_code == 201
-    assert [a["username"] for a in enroll("GET", "/v1/portals/ahcccs/organizations/P2").get_json()["admins"]] == ["amy"]
+    assert again.status_code == 409 and again.get_json()["code"] == "username_taken"
+    named = enroll("POST", "/v1/portals/ahcccs/organizations/P2/admins", {"username": "AMY", "existing_account": True})
+    assert named.status_code == 409 and named.get_json()["code"] == "not_in_organization"
+    assert enroll("GET", "/v1/portals/ahcccs/organizations/P2").get_json()["admins"] == []
 
 
 def test_new_admin_needs_details_and_a_valid_password(enroll):

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from service.storage.models import AuditRecord, Notification
-from tests.fixtures.http import ADDRESS, QUESTIONS, Portal, api, outbox  # noqa: F401 (api is a fixture)
+from tests.fixtures.http import ADDRESS, QUESTIONS, TEMPORARY, Portal, api, outbox  # noqa: F401 (api is a fixture)
 
 def activate_master(api_portal, database, username="mara", org="P-1"):
     api_portal.register(username, org=org, address_id="CORR")
@@ -134,12 +134,12 @@ def test_ahw_self_registration_enable_and_confirm(api, database):
     p = api("ahw")
     p.call("POST", "/organizations", {"key": "TIN-1", "name": "Practice"}, expect=201)
     p.call("POST", "/organizations/TIN-1/admins", {"username": "kim", "first_name": "Kim", "last_name": "Lee",
-                                                  "email": "kim@example.org", "password": "long enough pass"},
+                                                  "email": "kim@example.org", "password": TEMPORARY},
            expect=201)
     user = p.register("uma", org="TIN-1", password="long enough pass").get_json()
     assert (user["role"], user["status"]) == ("member", "pending_approval")
     assert outbox(database, "kim@example.org")[-1].template == "account_awaits_approval"
-    kim = p.sign_in("kim", "long enough pass")
+    kim = p.first_sign_in("kim")
     assert p.act(kim, "uma", "enable").get_json()["status"] == "unverified"
     p.act(kim, "uma", "send-registration-email", comment="<script>alert(1)</script>")
     mail = outbox(database, "uma@example.org")[-1]
@@ -157,13 +157,13 @@ def primary_user(p, database, org="PIDSL-1"):
     p.call("POST", "/organizations", {"key": org, "name": f"Provider {org}"}, expect=201)
     p.call("POST", f"/organizations/{org}/admins", {"username": f"pu-{org.lower()}", "first_name": "Pat",
                                                    "last_name": "Primary", "email": f"pu@{org.lower()}.org",
-                                                   "password": "long enough pass"}, expect=201)
-    return p.sign_in(f"pu-{org.lower()}", "long enough pass")
+                                                   "password": TEMPORARY}, expect=201)
+    return p.first_sign_in(f"pu-{org.lower()}")
 
 
 def subordinate(p, token, username, org="PIDSL-1", permissions=(), expect=201):
     body = {"username": username, "first_name": username.title(), "last_name": "Doe",
-            "email": f"{username}@mass.example", "password": "long enough pass", "permissions": list(permissions)}
+            "email": f"{username}@mass.example", "password": TEMPORARY, "permissions": list(permissions)}
     return p.call("POST", f"/organizations/{org}/accounts", body, token=token, expect=expect)
 
 
@@ -200,12 +200,12 @@ def test_delegate_creates_only_with_services_it_holds(api, database):
     p = api("masshealth")
     primary = primary_user(p, database)
     subordinate(p, primary, "dele", permissions=["manage_subordinate_accounts", "manage_referrals"])
-    dele = p.sign_in("dele", "long enough pass")
+    dele = p.first_sign_in("dele")
     subordinate(p, dele, "ok1", permissions=["manage_referrals"])
     refused = subordinate(p, dele, "no1", permissions=["claims_submission_and_status"], expect=403)
     assert [r["code"] for r in refused.get_json()["reasons"]] == ["permission_not_held"]
     plain = subordinate(p, primary, "plain").get_json()["username"]
-    plain_token = p.sign_in(plain, "long enough pass")
+    plain_token = p.first_sign_in(plain)
     assert [r["code"] for r in subordinate(p, plain_token, "no2", expect=403).get_json()["reasons"]] == ["not_admin"]
 
 
@@ -214,11 +214,11 @@ def test_listing_shows_what_the_actor_may_see(api, database):
     p = api("ahw")
     p.call("POST", "/organizations", {"key": "TIN-1", "name": "Practice"}, expect=201)
     p.call("POST", "/organizations/TIN-1/admins", {"username": "kim", "first_name": "Kim", "last_name": "Lee",
-                                                  "email": "kim@example.org", "password": "long enough pass"},
+                                                  "email": "kim@example.org", "password": TEMPORARY},
            expect=201)
     for name in ("ann", "bea", "cal", "dan"):
         p.register(name, org="TIN-1", password="long enough pass")
-    kim = p.sign_in("kim", "long enough pass")
+    kim = p.first_sign_in("kim")
     p.act(kim, "ann", "enable")
     p.call("POST", "/registrations/confirm", {"username": "ann", "code": "wrong"}, expect=422)
 

@@ -199,7 +199,8 @@ def sign_in(path: PortalPath, body: SignInBody):
     profile = profile_of(s.config, portal)
     try:
         with s.database.transaction() as session:
-            signed = sessions.sign_in(session, profile, portal, body.username, body.password, s.clock.now())
+            signed = sessions.sign_in(session, profile, portal, body.username, body.password, s.clock.now(),
+                                      accepted_terms=body.accepted_terms)
     except sessions.SignInRefused as refused:
         # The refusal's audit record (and a wrong password's counted failure, R19) commit on their own.
         with s.database.transaction() as session:

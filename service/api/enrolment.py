@@ -72,7 +72,8 @@ def designate_admin(path: OrgPath, body: AdminBody):
     def work(session, now):
         account = organizations.designate_admin(
             session, profile, portal, org, now=now, client=g.client,
-            **body.model_dump(include={"username", "first_name", "last_name", "email", "phone", "password"}))
+            **body.model_dump(include={"username", "first_name", "last_name", "email", "phone", "password",
+                                       "accepted_terms", "existing_account"}))
         return {"username": account.username, "organization": org, "role": "admin", "status": account.status}
 
     return jsonify(_write(work)), 201

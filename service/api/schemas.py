@@ -242,7 +242,15 @@ class AdminBody(ContractRegistrationFields):
     last_name: str | None = Field(default=None, min_length=1, max_length=100)
     email: str | None = Field(default=None, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     phone: str | None = Field(default=None, max_length=40)
-    password: str | None = Field(default=None, min_length=1, max_length=256)
+    password: str | None = Field(default=None, min_length=1, max_length=256,
+                                 description="temporary: the new admin sets its own at first sign-in")
+    accepted_terms: bool | None = Field(
+        default=None, description="true when the person accepted the terms of use (R7); otherwise the account "
+                                  "accepts them at its first sign-in (POST .../sessions with accepted_terms)")
+    existing_account: bool = Field(
+        default=False, description="true to make an existing active member of this organization its admin "
+                                   "(send only the username); without it an existing username is 409 "
+                                   "username_taken")
 
 
 class AccountCreated(BaseModel):
@@ -301,6 +309,10 @@ class ConfirmBody(_Body):
 class SignInBody(_Body):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=256)
+    accepted_terms: bool | None = Field(
+        default=None, description="required (true) only for an account that has not yet accepted the terms of "
+                                  "use (R7): an admin set up without them, a masshealth subordinate; otherwise "
+                                  "401 terms_not_accepted")
 
 
 class SessionView(BaseModel):

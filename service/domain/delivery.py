@@ -46,6 +46,18 @@ log = logging.getLogger(__name__)
 
 QUEUED, SENDING, DELIVERED, FAILED, EXPORTED = "queued", "sending", "delivered", "failed", "exported"
 
+# Issue 18 item 4: the fields of a payload that are secrets. Once a notification reaches a final state
+# (delivered, exported, failed for good) they are erased from the stored payload in the transaction
+# that records it: the outbox then shows that they were sent, not what.
+SECRET_FIELDS = frozenset({"activation_code", "temporary_password", "registration_code", "security_code",
+                           "password", "code", "token"})
+ERASED = "[erased]"
+
+
+def erase_secrets(payload: dict | None) -> dict:
+    """The payload with every secret field's value replaced by "[erased]"."""
+    return {key: ERASED if key in SECRET_FIELDS else value for key, value in (payload or {}).items()}
+
 
 @dataclass(frozen=True)
 class DeliveryReport:
@@ -203,7 +215,7 @@ def _claim(database: Database, config: Config, now: datetime) -> tuple[list[Clai
             if r.status == SENDING:  # the previous claim's lease ran out without an outcome
                 attempts += 1
                 if attempts >= settings.max_attempts:
-                    exhausted.append((r.id, attempts))
+                    exhausted.append((r.id, attempts, r.payload))
                     continue
                 expired.append(r.id)
             else:
@@ -217,10 +229,11 @@ def _claim(database: Database, config: Config, now: datetime) -> tuple[list[Clai
             if ids:
                 session.execute(update(Notification).where(Notification.id.in_(ids)).values(**values)
                                 .execution_options(synchronize_session=False))
-        for notification_id, attempts in exhausted:  # rare: one statement each, with its own count
+        for notification_id, attempts, payload in exhausted:  # rare: one statement each, with its own count
             error = f"lease expired without a result; failed after {attempts} attempts"
             session.execute(update(Notification).where(Notification.id == notification_id)
-                            .values(status=FAILED, leased_until=None, attempts=attempts, last_error=error)
+                            .values(status=FAILED, leased_until=None, attempts=attempts, last_error=error,
+                                    payload=erase_secrets(payload))
                             .execution_options(synchronize_session=False))
             log.warning("notification %s: %s", notification_id, error)
         return claimed, len(exhausted)
@@ -255,7 +268,8 @@ def deliver_emails(database: Database, config: Config, now: datetime, sender: Se
         for position, item in enumerate(claimed):
             if "activation_code" in item.payload:  # R10: never by email, whatever wrote the row
                 _finish(database, item.id, status=FAILED, attempts=item.attempts + 1,
-                        last_error="refused: an activation code is only sent by letter")
+                        last_error="refused: an activation code is only sent by letter",
+                        payload=erase_secrets(item.payload))
                 failed += 1
                 continue
             try:
@@ -264,12 +278,14 @@ def deliver_emails(database: Database, config: Config, now: datetime, sender: Se
                 attempts = item.attempts + 1
                 error = _describe(exc)
                 if permanent_rejection(exc) is not None:
-                    _finish(database, item.id, status=FAILED, attempts=attempts, last_error=error)
+                    _finish(database, item.id, status=FAILED, attempts=attempts, last_error=error,
+                            payload=erase_secrets(item.payload))
                     failed += 1
                     log.warning("notification %s: permanently rejected: %s", item.id, error)
                     continue
                 if attempts >= settings.max_attempts:
-                    _finish(database, item.id, status=FAILED, attempts=attempts, last_error=error)
+                    _finish(database, item.id, status=FAILED, attempts=attempts, last_error=error,
+                            payload=erase_secrets(item.payload))
                     failed += 1
                 else:
                     delay = timedelta(seconds=settings.backoff_seconds * 2 ** (attempts - 1))
@@ -278,7 +294,8 @@ def deliver_emails(database: Database, config: Config, now: datetime, sender: Se
                     retried += 1
                 log.warning("notification %s: attempt %s failed: %s", item.id, attempts, error)
                 continue
-            _finish(database, item.id, status=DELIVERED, delivered_at=now, last_error=None)
+            _finish(database, item.id, status=DELIVERED, delivered_at=now, last_error=None,
+                    payload=erase_secrets(item.payload))
             sent += 1
     except BaseException:
         # Stopping (Ctrl-C) or crashing mid-send: the message in flight may or may not have gone,
@@ -301,7 +318,7 @@ def _letter_line(row: Notification) -> str:
 
 def _write_batch(directory: Path, now: datetime, lines: list[str]) -> Path:
     """Write to a temp file, fsync, then link it to a name not yet taken (never overwrites)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # letters carry codes: the service user's only
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     fd, temp = tempfile.mkstemp(prefix=".letters-", suffix=".tmp", dir=directory)
     try:
@@ -342,9 +359,9 @@ def export_letters(database: Database, config: Config, now: datetime) -> tuple[i
         if not rows:
             return 0, None
         path = _write_batch(config.letters_path, now, [_letter_line(row) for row in rows])
-        session.execute(update(Notification).where(Notification.id.in_([r.id for r in rows]))
-                        .values(status=EXPORTED, delivered_at=now, attempts=Notification.attempts + 1)
-                        .execution_options(synchronize_session=False))
+        for row in rows:  # the file has the secrets now; the database keeps only that they were sent
+            row.status, row.delivered_at, row.attempts = EXPORTED, now, row.attempts + 1
+            row.payload = erase_secrets(row.payload)
     return len(rows), path
 
 

@@ -50,6 +50,20 @@ def create_organization(session: Session, profile: PortalProfile, portal: str, *
 
 
 def admins_of(session: Session, org: Organization) -> list[Account]:
+    """The organization's admins who count as admins (issue 18, item 6): an active link and an active account.
+
+    A first registrant who never activated (pending_activation), or a disabled or locked admin, is not
+    listed to registrants (R11) and receives no approval notice.
+    """
+    return list(session.scalars(
+        select(Account).join(Membership, Membership.account_id == Account.id)
+        .where(Membership.organization_id == org.id, Membership.role == "admin", Membership.status == "active",
+               Account.status == "active")
+        .order_by(Account.username_key)))
+
+
+def _listed_admins(session: Session, org: Organization) -> list[Account]:
+    """Every admin link of the organization that is not removed, whatever the account's status (support view)."""
     return list(session.scalars(
         select(Account).join(Membership, Membership.account_id == Account.id)
         .where(Membership.organization_id == org.id, Membership.role == "admin", Membership.status == "active",
@@ -59,7 +73,7 @@ def admins_of(session: Session, org: Organization) -> list[Account]:
 
 def describe(session: Session, org: Organization) -> dict:
     """The organization with its admins and R3's warnings."""
-    admins = admins_of(session, org)
+    admins = _listed_admins(session, org)
     active = [a for a in admins if a.status == "active"]
     warnings = []
     if len(active) == 1:
@@ -94,33 +108,67 @@ def create_support_staff(session: Session, profile: PortalProfile, portal: str, 
 
 def designate_admin(session: Session, profile: PortalProfile, portal: str, org_key: str, *, username: str,
                     first_name: str | None, last_name: str | None, email: str | None, phone: str | None,
-                    password: str | None, now: datetime, client: str | None) -> Account:
-    """R4, R12, R13: the payer-verified first admin, or a support-designated admin.
+                    password: str | None, now: datetime, client: str | None, existing_account: bool = False,
+                    accepted_terms: bool | None = None) -> Account:
+    """R4, R12: the payer-verified first admin, or a support-designated admin (issue 18, item 1).
 
-    An existing account of the portal becomes admin of the organization; otherwise a new,
-    active account is created with the given details.
+    A new account is created with the given details; its password was chosen by someone else, so it
+    is temporary (the account sets its own at first sign-in), and it has accepted the terms of use
+    (R7) only when the request says so. A username that exists is never adopted silently: it is 409
+    `username_taken`, unless the request names the existing account (`existing_account: true`) and
+    that account already belongs to the organization: then it is upgraded to admin, audited as one.
     """
     org = get_organization(session, portal, org_key)
     session.refresh(org, with_for_update=True)
-    account = find_account(session, portal, username)
-    if account is None:
-        missing = [f for f, v in (("first_name", first_name), ("last_name", last_name), ("email", email),
-                                  ("password", password)) if not v]
-        if missing:
-            raise Invalid("a new admin needs its details", [{"field": f, "code": "required",
-                                                            "message": "required for a new account"} for f in missing])
-        account = new_account(session, profile, portal, username=username, first_name=first_name,
-                              last_name=last_name, email=email, phone=phone, password=password, status="active",
-                              now=now)
-    elif account.is_support:
-        raise Conflict("support staff cannot be an organization's admin", "support_account")
-    link = next((m for m in account.memberships if m.organization_id == org.id), None)
-    if link is None:
-        session.add(Membership(account_id=account.id, organization_id=org.id, role="admin", status="active",
-                               created_at=now))
-    else:
-        link.role, link.status = "admin", "active"
+    if existing_account:
+        account = _upgrade_existing(session, org, portal, username=username, first_name=first_name,
+                                    last_name=last_name, email=email, phone=phone, password=password,
+                                    accepted_terms=accepted_terms)
+        audit.record(session, portal=portal, now=now, action="designate_admin", outcome="done", client=client,
+                     target=account.username, organization=org_key,
+                     detail={"upgraded": True, "from_role": "member", "existing_account": True})
+        return account
+    if find_account(session, portal, username) is not None:
+        raise Conflict(f"the username {username!r} is taken; to make an existing member of this organization "
+                       "its admin, send existing_account: true", "username_taken")
+    missing = [f for f, v in (("first_name", first_name), ("last_name", last_name), ("email", email),
+                              ("password", password)) if not v]
+    if missing:
+        raise Invalid("a new admin needs its details", [{"field": f, "code": "required",
+                                                        "message": "required for a new account"} for f in missing])
+    account = new_account(session, profile, portal, username=username, first_name=first_name,
+                          last_name=last_name, email=email, phone=phone, password=password, status="active",
+                          now=now, set_by_other=True, terms_accepted=accepted_terms is True)
+    session.add(Membership(account_id=account.id, organization_id=org.id, role="admin", status="active",
+                           created_at=now))
     session.flush()
     audit.record(session, portal=portal, now=now, action="designate_admin", outcome="done", client=client,
-                 target=account.username, organization=org_key)
+                 target=account.username, organization=org_key,
+                 detail={"new_account": True, "temporary_password": True,
+                         "terms_accepted": accepted_terms is True})
+    return account
+
+
+def _upgrade_existing(session: Session, org: Organization, portal: str, *, username: str, accepted_terms,
+                      **details) -> Account:
+    """`existing_account: true`: only an active member of this very organization becomes its admin."""
+    sent = sorted(f for f, v in details.items() if v is not None)
+    if accepted_terms is not None:
+        sent.append("accepted_terms")
+    if sent:
+        raise Invalid("an existing account keeps its own details; send only the username",
+                      [{"field": f, "code": "not_allowed", "message": "only for a new account"} for f in sent])
+    account = find_account(session, portal, username)
+    if account is None or account.status == "removed":
+        raise NotFound(f"no account {username!r} in portal {portal!r}")
+    if account.is_support:
+        raise Conflict("support staff cannot be an organization's admin", "support_account")
+    link = next((m for m in account.memberships if m.organization_id == org.id), None)
+    if link is None or link.status != "active":
+        raise Conflict(f"{account.username!r} does not belong to organization {org.key!r}; only a member of "
+                       "the organization can be made its admin", "not_in_organization")
+    if link.role == "admin":
+        raise Conflict(f"{account.username!r} is already an admin of {org.key!r}", "already_admin")
+    link.role = "admin"
+    session.flush()
     return account

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.config import PortalProfile
+from service.domain import usernames
 from service.domain.errors import Conflict, Invalid
 from service.domain.password_rules import broken_rules
 from service.domain.passwords import hash_secret
@@ -26,10 +27,13 @@ def check_password(password: str, username: str, profile: PortalProfile, previou
 
 
 def check_unique(session: Session, portal: str, username: str, email: str, first: str, last: str) -> None:
-    """R6: usernames unique ignoring case; an email may repeat only with the same first and last name."""
+    """R6: usernames unique ignoring case and look-alikes (issue 18 item 3: the NFKC case-folded key and the
+    UTS #39 skeleton); an email may repeat only with the same first and last name."""
     if session.scalar(select(Account.id).where(Account.portal_id == portal,
-                                               Account.username_key == username_key(username))):
-        raise Conflict(f"the username {username!r} is taken", "username_taken")
+                                               or_(Account.username_key == username_key(username),
+                                                   Account.username_skeleton == usernames.skeleton(username)))
+                      .limit(1)):
+        raise Conflict(f"the username {username!r} is taken (or one that looks like it)", "username_taken")
     check_unique_email(session, portal, email, first, last)
 
 
@@ -48,15 +52,29 @@ def check_unique_email(session: Session, portal: str, email: str, first: str, la
 
 def new_account(session: Session, profile: PortalProfile, portal: str, *, username: str, first_name: str,
                 last_name: str, email: str, phone: str | None, password: str | None, status: str, now: datetime,
-                support: bool = False, password_is_temporary: bool = False) -> Account:
+                support: bool = False, password_is_temporary: bool = False, set_by_other: bool = False,
+                terms_accepted: bool = True) -> Account:
+    """A new account of the portal.
+
+    `password_is_temporary`: a generated password (the activation letter's, R10), never checked against R17.
+    `set_by_other`: the password was chosen by someone other than the account's owner (a Primary User's
+    subordinate, an admin set up by the payer or support): it meets R17 but is stored as never set by
+    the owner, so sign-in answers `password_expired` and /v1/authorize denies with it until the owner
+    sets its own with PUT .../password (issue 18, item 2).
+    `terms_accepted`: False when the account has not accepted the terms of use itself (R7); it then
+    accepts them at its first sign-in.
+    """
+    username = usernames.check_new(username)
     check_unique(session, portal, username, email, first_name, last_name)
     if password is not None and not password_is_temporary:
         check_password(password, username, profile)
+    temporary = password_is_temporary or set_by_other
     account = Account(portal_id=portal, username=username, username_key=username_key(username),
+                      username_skeleton=usernames.skeleton(username),
                       first_name=first_name, last_name=last_name, email=email, email_key=email.casefold(),
                       phone=phone, password_hash=hash_secret(password) if password else None,
-                      password_changed_at=None if password_is_temporary or password is None else now,
-                      status=status, is_support=support, terms_accepted_at=now, created_at=now,
+                      password_changed_at=None if temporary or password is None else now,
+                      status=status, is_support=support, terms_accepted_at=now if terms_accepted else None, created_at=now,
                       last_activity_at=now)
     session.add(account)
     try:

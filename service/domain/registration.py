@@ -106,7 +106,7 @@ def register(session: Session, profile: PortalProfile, portal: str, r: Registran
         session.add(SecurityAnswer(account_id=account.id, position=position, question=question,
                                    answer_hash=hash_secret(answer)))
     session.add(Membership(account_id=account.id, organization_id=org.id, role=role, status="active",
-                           created_at=now))
+                           correspondence_address=address.address_key if first else None, created_at=now))
     session.flush()
     admins = admins_of(session, org)
     if first:
@@ -137,6 +137,14 @@ def _correspondence_address(org: Organization, address_id: str | None):
         if address.address_key == address_id:
             return address
     raise field_problem("validation_error", "address_id", f"no address {address_id!r} on file")
+
+
+def _chosen_address(org: Organization, link: Membership):
+    """R9, R10: the address the master chose at registration. A master registered before migration 0008
+    recorded no choice: its letter goes to the first address on file, as it did then."""
+    if link.correspondence_address is None:
+        return org.addresses[0] if org.addresses else None
+    return next((a for a in org.addresses if a.address_key == link.correspondence_address), None)
 
 
 def _format_address(address) -> str:
@@ -203,7 +211,8 @@ def reissue_activation_code(session: Session, profile: PortalProfile, portal: st
     """R10: support staff issue a new letter for an expired activation code."""
     org = get_organization(session, portal, org_key)
     account = find_account(session, portal, username)
-    if account is None or not any(m.organization_id == org.id for m in account.memberships):
+    link = next((m for m in account.memberships if m.organization_id == org.id), None) if account else None
+    if link is None:
         raise NotFound(f"no account {username!r} in organization {org_key!r}")
     current = _current_code(session, account, "activation")
     if account.status != "pending_activation":
@@ -213,9 +222,10 @@ def reissue_activation_code(session: Session, profile: PortalProfile, portal: st
                             "the current activation code has not expired; a new one is issued only for an expired code")
     if current is not None:
         current.used_at = now
-    address = org.addresses[0] if org.addresses else None
+    address = _chosen_address(org, link)
     if address is None:
-        raise field_problem("no_correspondence_address", "username", "the organization has no address on file")
+        raise field_problem("no_correspondence_address", "username",
+                            "the correspondence address the master chose is no longer on file (R9)")
     temporary = generate_password()
     account.password_hash = hash_secret(temporary)
     code = _new_code(session, account, profile, now)

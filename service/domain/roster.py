@@ -13,7 +13,7 @@ from service.domain.facts import AccountFacts, LinkFacts
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.people import new_account
 from service.policy import Decision
-from service.storage.facts import find_account
+from service.storage.facts import find_account, username_key
 from service.storage.models import Account, Comment, Grant, Membership, Organization
 
 MAX_PAGE = 200
@@ -54,7 +54,10 @@ def create_subordinate(ctx: Context, actor_account: Account, org_key: str, detai
         denied = Decision(False, tuple(dict.fromkeys(reasons)), decision.policy_version)
         return record_denial(ctx, actor_account.username, "create_account", details["username"], org_key, denied,
                              comment)
-    account = new_account(ctx.session, ctx.profile, ctx.portal, status="active", now=ctx.now, **details)
+    # Issue 18, item 2: the Primary User chose the password, so it is temporary; R7: the subordinate
+    # accepts the terms of use itself, at its first sign-in (004: "prompted ... upon initial sign-in").
+    account = new_account(ctx.session, ctx.profile, ctx.portal, status="active", now=ctx.now, set_by_other=True,
+                          terms_accepted=False, **details)
     link = Membership(account_id=account.id, organization_id=org.id, role="member", status="active",
                       created_at=ctx.now)
     ctx.session.add(link)
@@ -151,7 +154,7 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
             query = query.where(or_(Account.username_key.like(pattern), Account.email_key.like(pattern),
                                     func.lower(Account.first_name + " " + Account.last_name).like(pattern)))
         if after:
-            query = query.where(Account.username_key > after.casefold())
+            query = query.where(Account.username_key > username_key(after))
         return query
 
     def first(query):

@@ -73,11 +73,24 @@ def password_expires_at(account: Account, profile: PortalProfile) -> datetime | 
 
 
 def sign_in(session: Session, profile: PortalProfile, portal: str, username: str, password: str,
-            now: datetime) -> SignedIn:
-    """A new session, or SignInRefused; the caller records refusals (they roll back with this transaction)."""
+            now: datetime, accepted_terms: bool | None = None) -> SignedIn:
+    """A new session, or SignInRefused; the caller records refusals (they roll back with this transaction).
+
+    R7: an account that has not accepted the terms of use (an admin set up without them, a masshealth
+    subordinate, whose Primary User cannot accept them for it) accepts them here, at its first sign-in,
+    with `accepted_terms: true`; without it the sign-in is 401 `terms_not_accepted`.
+    """
     account = authenticate(session, profile, portal, username, password, now)
     if not password_current(account, profile, now):
-        raise SignInRefused("password_expired", "the password has expired; change it with PUT .../password")
+        raise SignInRefused("password_expired", "the password has expired or was set by someone else; "
+                                                "set your own with PUT .../password")
+    if account.terms_accepted_at is None:
+        if accepted_terms is not True:
+            raise SignInRefused("terms_not_accepted", "accept the terms of use to sign in: send "
+                                                      "accepted_terms: true (R7)")
+        account.terms_accepted_at = now
+        audit.record(session, portal=portal, now=now, action="accept_terms", outcome="done",
+                     actor=account.username, target=account.username)
     clear_failures(session, account.id)  # a successful sign-in starts the window afresh
     token = secrets.token_urlsafe(32)
     expires = now + timedelta(minutes=profile.session_minutes)

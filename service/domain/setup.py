@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from service.config import Config
 from service.domain import clients
 from service.domain.passwords import hash_secret
+from service.domain import usernames
 from service.storage.facts import username_key
 from service.storage.models import Account, ClientKey, Grant, Membership, Organization, Portal
 
@@ -60,6 +61,7 @@ def is_empty(session: Session) -> bool:
 def _account(portal: str, username: str, first: str, last: str, password: str, now: datetime) -> Account:
     email = f"{username}@example.org"
     return Account(portal_id=portal, username=username, username_key=username_key(username),
+                   username_skeleton=usernames.skeleton(username),
                    first_name=first, last_name=last, email=email, email_key=email.casefold(),
                    phone="602-555-0100", password_hash=hash_secret(password), password_changed_at=now,
                    status="active", is_support=False, terms_accepted_at=now, created_at=now)

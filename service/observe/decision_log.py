@@ -112,8 +112,9 @@ class DecisionLog:
             if self._fd is None or self._pid != pid:
                 if self._closer is not None:
                     self._closer()  # a descriptor inherited from the parent: close our copy
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+                # Issue 18 item 4: who asked about whom is the service user's alone (0700 directory, 0600 file).
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 self._closer = weakref.finalize(self, _close, fd)
                 self._fd, self._pid = fd, pid
             return self._fd

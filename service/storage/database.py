@@ -1,11 +1,12 @@
 """Engine, sessions and schema upgrades for SQLite (embedded) and PostgreSQL (production)."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, inspect, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,17 +14,36 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    """Foreign keys on, WAL so readers don't block the writer, and wait for locks."""
+    """Foreign keys on, WAL so readers don't block the writer, wait for locks, overwrite deleted content."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # Issue 18 item 4: erased secrets (delivered notifications' codes) are overwritten, not left in free space.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def private_sqlite_file(url: str) -> None:
+    """Issue 18 item 4: create the embedded database readable by the service's user only.
+
+    The file is created here, 0600, before SQLite opens it; SQLite gives its -wal and -shm files the
+    database file's mode. An existing file keeps its mode; a missing directory stays missing (the
+    database is then unavailable, as /readyz reports).
+    """
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    target = Path(path)
+    if target.exists() or not target.parent.is_dir():
+        return
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
 
 def make_engine(url: str) -> Engine:
     """One engine per process; pool sizes suit a few threads per worker."""
     if url.startswith("sqlite"):
+        private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -9,13 +9,14 @@ from sqlalchemy import Boolean, Integer, bindparam, cast, exists, func, literal,
 from sqlalchemy.orm import Session, selectinload
 
 from service.config import PortalProfile
+from service.domain import usernames
 from service.domain.facts import ADMIN, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.storage.models import Account, Grant, Membership, Organization
 
 
 def username_key(username: str) -> str:
-    """R6: usernames are unique per portal ignoring case."""
-    return username.strip().casefold()
+    """R6: the lookup key of a username: NFKC, then case-folded (issue 18 item 3; service/domain/usernames.py)."""
+    return usernames.key(username)
 
 
 def find_account(session: Session, portal: str, username: str) -> Account | None:

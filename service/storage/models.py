@@ -101,6 +101,8 @@ class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (
         UniqueConstraint("portal_id", "username_key"),
+        # Issue 18 item 3: no two accounts of a portal look alike (UTS #39 skeleton; service/domain/usernames.py).
+        Index("ux_accounts_portal_skeleton", "portal_id", "username_skeleton", unique=True),
         Index("ix_accounts_portal_email", "portal_id", "email_key"),
         # A roster page filtered by status, read in username order (service/domain/roster.py).
         Index("ix_accounts_portal_status_username", "portal_id", "status", "username_key"),
@@ -109,6 +111,8 @@ class Account(Base):
     portal_id: Mapped[portal_id]
     username: Mapped[str] = mapped_column(String(100))
     username_key: Mapped[str] = mapped_column(String(100))
+    # NULL only for an account whose skeleton collided with an older one's when migration 0008 backfilled it.
+    username_skeleton: Mapped[str | None] = mapped_column(String(400))
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     email: Mapped[str] = mapped_column(String(254))
@@ -139,6 +143,9 @@ class Membership(Base):
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # R9: the address (its key among the organization's) a master chose for its activation letters; R10's
+    # reissued letters go there too.
+    correspondence_address: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[timestamp]
     account: Mapped[Account] = relationship(back_populates="memberships")
     organization: Mapped[Organization] = relationship()

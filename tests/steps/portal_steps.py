@@ -758,3 +758,61 @@ def notices_before(story, user, day):
     assert set(range(day - 5, day)) <= days, sorted(days)
     early = set(range(story.first_sweep_day + 1, day - 5))
     assert not (early & days), f"notices before the 5 days: {sorted(days)}"
+
+
+# --- Identities that cannot be borrowed (issue 18) --------------------------------------------------------
+
+FULLWIDTH = {c: chr(ord(c) + 0xFEE0) for c in "abcdefghijklmnopqrstuvwxyz0123456789-."}
+
+
+@when(re_(rf'Arkansas Health & Wellness sets up {q("user")} as the Account Manager of {q("org")} '
+          rf'under (?P<how>the|a look-alike of the) user ID of {q("other")}'))
+def payer_sets_up_under_a_taken_name(story, user, org, how, other):
+    """R6: a second person named with a user ID someone else holds (or a fullwidth twin of it)."""
+    taken = story.username(other)
+    if how != "the":
+        taken = "".join(FULLWIDTH.get(c, c) for c in taken.lower())
+    person = story.new_person(user, org)
+    story.call("POST", f"/organizations/{story.org_key(org)}/admins",
+               {"username": taken, "first_name": person.first_name, "last_name": person.last_name,
+                "email": person.email, "password": person.password, "accepted_terms": True})
+
+
+@then(re_(rf'{q("user")} is refused at sign-in with the password {q("actor")} chose, because of {q("code")}'))
+def refused_with_chosen_password(story, user, actor, code):
+    reply = story.sign_in(user, story.person(user).password, first_time=False)
+    assert reply.status == 401 and reply.body["code"] == code, reply
+
+
+@then(re_(rf'{q("user")} asking to use {q("label")} for {q("org")} before signing in gets {q("answer")}'))
+def asking_before_signing_in(story, user, label, org, answer):
+    decision = story.authorize(user, function_id(label), {"type": "organization", "id": story.org_key(org)},
+                               first_sign_in=False)
+    assert decision["allowed"] is False and answer in [r["code"] for r in decision["reasons"]], decision
+
+
+@when(re_(rf'{q("user")} replaces the password {q("actor")} chose with one of their own'))
+def replaces_password(story, user, actor):
+    chosen = story.person(user).password
+    story.expect(story.own_password(user), 200)
+    story.people[user].__dict__["chosen_by_other"] = chosen
+
+
+@then(re_(rf'{q("user")} is refused at sign-in without agreeing with the VG Terms and Conditions'))
+def refused_without_terms(story, user):
+    reply = story.sign_in(user, first_time=False)
+    assert reply.status == 401 and reply.body["code"] == "terms_not_accepted", reply
+
+
+@then(re_(rf'{q("user")} signs in agreeing with the VG Terms and Conditions'))
+def signs_in_agreeing(story, user):
+    assert story.person(user).terms_pending
+    story.expect(story.sign_in(user), 201)
+
+
+@then(re_(rf'the password {q("actor")} chose for {q("user")} no longer works'))
+def chosen_password_no_longer_works(story, actor, user):
+    person = story.person(user)
+    reply = story.call("POST", "/sessions", {"username": person.username,
+                                             "password": person.__dict__["chosen_by_other"]})
+    assert reply.status == 401 and reply.body["code"] == "invalid_credentials", reply

@@ -14,6 +14,8 @@ from tests.steps.client import Api, Reply
 
 PASSWORD = "Valid#Pass2024x"  # meets R17 and shares no 3 characters with any persona's name
 NEW_PASSWORD = "Other#Pass2025y"
+# The password a person chooses at first sign-in when someone else chose the first one (issue 18 item 2).
+OWN_PASSWORD = "Jxv#Tfp2026!Ry"
 ANSWERS = ("123 Oak St.", "Opal")
 QUESTIONS = ("What is our address?", "What is your favorite gemstone?")
 # None of these letters occur in the passwords of the features, so a suffix never creates
@@ -87,6 +89,10 @@ class Person:
     last_name: str = "Smith"
     token: str | None = None
     token_at: datetime | None = None
+    # Set up by someone else (a payer- or support-designated admin, a subordinate): the password is
+    # temporary and, where the set-up said nothing of them, the terms of use are still to be accepted.
+    temporary_password: bool = False
+    terms_pending: bool = False
 
 
 @dataclass
@@ -253,6 +259,8 @@ class Story:
         reply = self.call("POST", f"/organizations/{self.org_key(org)}/admins", body)
         if reply.status == 201:
             self.people.setdefault(name, person)
+            person.temporary_password = True
+            person.terms_pending = extra.get("accepted_terms") is not True
         return self.expect(reply, 201) if not extra else reply
 
     def make_member(self, name: str, org: str, permissions: list[str] | None = None) -> Person:
@@ -280,6 +288,7 @@ class Story:
         reply = self.call("POST", f"/organizations/{self.org_key(org)}/accounts", body, token=self.token(actor))
         if reply.status == 201:
             self.people[name] = person
+            person.temporary_password = person.terms_pending = True
         return reply
 
     def confirm_registration(self, name: str, code: str | None = None) -> Reply:
@@ -290,12 +299,29 @@ class Story:
         return self.call("POST", "/registrations/confirm", {"username": self.username(name), "code": code})
 
     # --- sessions and actions -----------------------------------------------------------------
-    def sign_in(self, name: str, password: str | None = None) -> Reply:
+    def own_password(self, name: str, new_password: str = OWN_PASSWORD) -> Reply:
+        """The person replaces the password someone else chose for them (PUT .../password)."""
         person = self.person(name)
-        reply = self.call("POST", "/sessions", {"username": person.username,
-                                                "password": person.password if password is None else password})
+        reply = self.call("PUT", f"/accounts/{person.username}/password",
+                          {"current_password": person.password, "new_password": new_password})
+        if reply.status == 200:
+            person.password, person.temporary_password = new_password, False
+        return reply
+
+    def sign_in(self, name: str, password: str | None = None, first_time: bool = True) -> Reply:
+        """Sign in as the person would; at a first sign-in (`first_time`) it sets its own password if someone
+        else chose it and accepts the terms of use if it has not yet (R7)."""
+        person = self.person(name)
+        if first_time and password is None and person.temporary_password:
+            self.expect(self.own_password(name), 200)
+        body = {"username": person.username, "password": person.password if password is None else password}
+        if first_time and person.terms_pending:
+            body["accepted_terms"] = True
+        reply = self.call("POST", "/sessions", body)
         if reply.status == 201:
             person.token, person.token_at = reply.body["token"], self.now
+            if first_time:
+                person.terms_pending = False
         return reply
 
     def token(self, name: str) -> str:
@@ -353,7 +379,13 @@ class Story:
             reply = self.call("GET", path, token=self.support_token(fresh=True))
         return self.expect(reply, 200).body
 
-    def authorize(self, actor: str, action: str, resource: dict, context: dict | None = None) -> dict:
+    def authorize(self, actor: str, action: str, resource: dict, context: dict | None = None,
+                  first_sign_in: bool = True) -> dict:
+        """The decision for `actor`. A person uses the portal's functions after signing in, so one whose
+        password someone else chose signs in first (and sets its own) unless `first_sign_in` is False."""
+        person = self.people.get(actor)
+        if first_sign_in and person is not None and person.temporary_password:
+            self.expect(self.sign_in(actor), 201)
         body = {"portal": self.portal, "actor": self.username(actor), "action": action, "resource": resource}
         if context:
             body["context"] = context
