@@ -7,6 +7,7 @@ from typing import TypeVar
 from flask import current_app, g, request
 from pydantic import BaseModel, ValidationError
 
+from service import observe
 from service.api.problems import Problem, validation_problem
 from service.domain import clients
 
@@ -45,7 +46,12 @@ def parse(model: type[M]) -> M:
 
 
 def require_scope(scope: str):
-    """Authenticate the caller's `Authorization: Bearer <client key>` and check its scope."""
+    """Authenticate the caller's `Authorization: Bearer <client key>` and check its scope.
+
+    A revoked or expired key is refused like an unknown one (401 `unauthenticated`); the
+    refusal's reason is counted in /metrics only. A working key's use is recorded at most once a
+    minute (service.domain.clients.note_use), never with a write per request.
+    """
 
     def decorate(view):
         @wraps(view)
@@ -53,14 +59,22 @@ def require_scope(scope: str):
             header = request.headers.get("Authorization", "")
             scheme, _, key = header.partition(" ")
             if scheme.lower() != "bearer" or not key.strip():
+                observe.client_refused("missing")
                 raise Problem(401, "unauthenticated", "Unauthenticated",
                               "send a client key as Authorization: Bearer <key>")
-            client = clients.authenticate(db_session(), key.strip())
+            s = services()
+            now = s.clock.now()
+            verdict = clients.check(db_session(), key.strip(), now)
+            client = verdict.client
             if client is None:
-                raise Problem(401, "unauthenticated", "Unauthenticated", "unknown or revoked client key")
+                observe.client_refused(verdict.refusal)
+                raise Problem(401, "unauthenticated", "Unauthenticated", "unknown, revoked or expired client key")
             if scope not in client.scopes.split(","):
+                observe.client_refused("insufficient_scope")
                 raise Problem(403, "insufficient_scope", "Insufficient scope",
                               f"this client key lacks the {scope!r} scope")
+            if clients.use_is_due(client, now):
+                clients.note_use(s.database, client.key_id, now)
             g.client = client.name
             return view(*args, **kwargs)
 
