@@ -8,7 +8,7 @@ from flask import Flask
 
 from service import observe
 from service.api import (accounts, decisions, enrolment, health, maintenance, metrics, openapi, passwords, problems,
-                         testing)
+                         support, testing)
 from service.api.requests import close_session
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import Config
@@ -48,6 +48,7 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.register_blueprint(accounts.bp)
     app.register_blueprint(passwords.bp)
     app.register_blueprint(maintenance.bp)
+    app.register_blueprint(support.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
     if config.testing.clock == "settable":

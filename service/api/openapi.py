@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from service.api import schemas as s
 from service.api.maintenance import SweepCounts
+from service.api.support import SupportStaffList, SupportStaffView
 
 bp = Blueprint("openapi", __name__)
 
@@ -31,6 +32,18 @@ ENDPOINTS: list[tuple] = [
      None, s.OrganizationView, 200, [401, 403, 404]),
     ("post", "/v1/portals/{portal}/support-staff", "Create a support staff account", "enroll",
      s.SupportStaffBody, s.AccountCreated, 201, [400, 401, 403, 404, 409, 413, 415, 422]),
+    ("get", "/v1/portals/{portal}/support-staff",
+     "Support staff of the portal, every status unless ?status= (active, locked, disabled, removed)", "enroll", None,
+     SupportStaffList, 200, [401, 403, 404, 422]),
+    ("post", "/v1/portals/{portal}/support-staff/{username}/disable",
+     "Disable a support account; its sessions end at once (audited with the client)", "enroll", None,
+     SupportStaffView, 200, [401, 403, 404, 409]),
+    ("post", "/v1/portals/{portal}/support-staff/{username}/enable",
+     "Enable a disabled or locked support account (audited with the client)", "enroll", None, SupportStaffView,
+     200, [401, 403, 404, 409]),
+    ("delete", "/v1/portals/{portal}/support-staff/{username}",
+     "Remove a support account (soft delete; sessions end at once; the last one may go: see R4 in the README)",
+     "enroll", None, SupportStaffView, 200, [401, 403, 404]),
     ("post", "/v1/portals/{portal}/organizations/{org}/admins", "Designate an admin (R4, R12, R13)", "enroll",
      s.AdminBody, s.AccountCreated, 201, [400, 401, 403, 404, 409, 413, 415, 422]),
     ("post", "/v1/portals/{portal}/registrations", "Self-registration (R6-R9, R11, R12)", "manage",
