@@ -130,5 +130,19 @@ def test_revoke_and_rotate_through_the_command_line_reach_every_worker_of_every_
     assert listed[("eligibility-gateway", old.split("_")[1])]["state"] == "expired"
     assert listed[("eligibility-gateway", new.split("_")[1])]["state"] == "active"
     assert listed[("eligibility-gateway", new.split("_")[1])]["last_used_at"] == "2026-03-02T12:09:59+00:00"  # written once a minute: not at 12:10:00
+    # Every key operation is counted in each server's /metrics (from the shared audit trail), and so are
+    # the refusals, summed over the server's workers.
+    for server in servers:
+        with urllib.request.urlopen(server.base + "/metrics", timeout=IO_TIMEOUT) as response:
+            text = response.read().decode()
+        for line in ('portal_authz_client_key_operations_total{operation="add"} 2.0',
+                     'portal_authz_client_key_operations_total{operation="rotate"} 1.0',
+                     'portal_authz_client_key_operations_total{operation="revoke"} 1.0',
+                     'portal_authz_client_keys{state="revoked"} 1.0',
+                     'portal_authz_client_keys{state="expired"} 1.0',
+                     'portal_authz_client_keys{state="active"} 1.0'):
+            assert line in text.splitlines(), (line, server.output())
+        assert 'portal_authz_client_refusals_total{reason="revoked"}' in text
+        assert 'portal_authz_client_refusals_total{reason="expired"}' in text
     for server in servers:
         assert server.process.poll() is None, server.output()
