@@ -137,7 +137,8 @@ def cmd_clients_add(args) -> None:
 
     try:
         scopes = clients.parse_scopes(args.scopes)
-    except clients.UnknownScope as exc:
+        clients.check_name(args.name)
+    except (clients.UnknownScope, clients.BadName) as exc:
         _die(str(exc))
     expires_in = _duration(args.expires, "--expires")
     config = _config(args)

@@ -187,6 +187,12 @@ def test_a_name_with_a_working_key_is_not_added_twice(cli, cli_config):
     add(cli, cli_config, "svc", "enroll")  # a revoked client may be added again
 
 
+@pytest.mark.parametrize("name", ["", " svc", "svc gateway", "svc\n", "x" * 101])
+def test_client_names_are_short_words(cli, cli_config, name):
+    code, _, err = run(cli, cli_config, "add", name, "--scopes", "authorize")
+    assert code == 2 and "client names are" in err
+
+
 @pytest.mark.parametrize("argv", [("add", "x", "--scopes", "authorize", "--expires", "soon"),
                                   ("add", "x", "--scopes", "authorize", "--expires", "0"),
                                   ("rotate", "x", "--grace", "-5m")])

@@ -46,6 +46,21 @@ class UnknownScope(ValueError):
     pass
 
 
+class BadName(ValueError):
+    pass
+
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}")
+
+
+def check_name(name: str) -> str:
+    """A client's name: 1-100 letters, digits and . _ : @ - (it is logged with every request and audited)."""
+    if not NAME.fullmatch(name):
+        raise BadName(f"client names are 1-100 letters, digits and . _ : @ -, starting with a letter or digit; "
+                      f"got {name!r}")
+    return name
+
+
 class NoSuchClient(LookupError):
     pass
 
@@ -154,6 +169,7 @@ def _audit(session: Session, operation: str, name: str, now: datetime, actor: st
 def add_client(session: Session, name: str, scopes: tuple[str, ...], now: datetime, *, actor: str,
                expires_in: timedelta | None = None) -> str:
     """A new client's key (printed once). A name that still has a working key is refused: rotate it instead."""
+    check_name(name)
     if _live(session, name, now):
         raise ClientExists(f"client {name!r} already has a working key; use `clients rotate {name}` for a new one")
     expires_at = now + expires_in if expires_in else None
