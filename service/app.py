@@ -8,7 +8,7 @@ from flask import Flask
 
 from service import observe
 from service.api import (accounts, decisions, enrolment, health, maintenance, metrics, openapi, passwords, problems,
-                         testing)
+                         support, testing)
 from service.api.declare import Api
 from service.api.requests import close_session, secure_headers
 from service.clock import Clock, SettableClock, SystemClock
@@ -50,6 +50,7 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.register_api(accounts.bp)
     app.register_api(passwords.bp)
     app.register_api(maintenance.bp)
+    app.register_api(support.bp)
     app.register_api(openapi.bp)
     app.register_api(metrics.bp)
     if config.testing.clock == "settable":

@@ -1,4 +1,4 @@
-"""The `portal-authz` command: serve, clients add, check, policy test, policy reload, sweep, deliver."""
+"""The `portal-authz` command: serve, clients add/list/revoke/rotate, check, policy test, policy reload, sweep, deliver."""
 from __future__ import annotations
 
 import argparse
@@ -108,19 +108,129 @@ def cmd_serve(args) -> None:
         _die(str(exc))
 
 
+def os_user() -> str:
+    """Who runs this command, for the audit trail: the effective operating-system user."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a passwd entry (some containers)
+        return f"uid:{os.geteuid()}"
+
+
+def _clients_clock(config: Config, database):
+    """The server's clock: expiry and grace are measured on it (settable only in testing)."""
+    from service.clock import SettableClock, SystemClock
+
+    return SettableClock(database) if config.testing.clock == "settable" else SystemClock()
+
+
+def _duration(text: str | None, option: str, allow_zero: bool = False):
+    from datetime import timedelta
+
+    from service.domain.clients import parse_duration
+
+    if text is None:
+        return None
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        _die(f"{option}: {exc}")
+    if value < timedelta(0) or (value == timedelta(0) and not allow_zero):
+        _die(f"{option} must be {'zero or more' if allow_zero else 'more than zero'}")
+    return value
+
+
 def cmd_clients_add(args) -> None:
-    from service.clock import SystemClock
     from service.domain import clients
 
     try:
         scopes = clients.parse_scopes(args.scopes)
-    except clients.UnknownScope as exc:
+        clients.check_name(args.name)
+    except (clients.UnknownScope, clients.BadName) as exc:
         _die(str(exc))
-    database = prepare_database(_config(args))
-    with database.transaction() as session:
-        key = clients.create_client(session, args.name, scopes, SystemClock().now())
+    expires_in = _duration(args.expires, "--expires")
+    config = _config(args)
+    database = prepare_database(config)
+    now = _clients_clock(config, database).now()
+    try:
+        with database.transaction() as session:
+            key = clients.add_client(session, args.name, scopes, now, actor=os_user(), expires_in=expires_in)
+    except clients.ClientExists as exc:
+        _die(str(exc), 1)
+    finally:
+        database.dispose()
     print(key)
-    print(f"client {args.name!r} with scopes {','.join(scopes)}; the key is shown only once", file=sys.stderr)
+    until = f", expires {(now + expires_in).isoformat(timespec='seconds')}" if expires_in else ""
+    print(f"client {args.name!r} with scopes {','.join(scopes)}{until}; the key is shown only once", file=sys.stderr)
+
+
+def cmd_clients_list(args) -> None:
+    import json
+
+    from service.domain import clients
+
+    config = _config(args)
+    database = prepare_database(config)
+    try:
+        now = _clients_clock(config, database).now()
+        with database.sessions() as session:
+            keys = clients.list_keys(session, now)
+    finally:
+        database.dispose()
+    if args.json:
+        print(json.dumps([k.as_json() for k in keys], indent=2))
+        return
+    header = ("NAME", "KEY ID", "SCOPES", "STATE", "CREATED", "LAST USED", "EXPIRES")
+    rows = [header] + [(k.name, k.key_id, ",".join(k.scopes), k.state, *(
+        (m.isoformat(timespec="minutes") if m else "-") for m in (k.created_at, k.last_used_at, k.expires_at)))
+        for k in keys]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def cmd_clients_revoke(args) -> None:
+    from service.domain import clients
+
+    config = _config(args)
+    database = prepare_database(config)
+    try:
+        now = _clients_clock(config, database).now()
+        with database.transaction() as session:
+            revoked = clients.revoke(session, args.name, now, actor=os_user(), key_id=args.key_id)
+    except clients.NoSuchClient as exc:
+        _die(str(exc), 1)
+    finally:
+        database.dispose()
+    if revoked:
+        print(f"revoked {len(revoked)} key(s) of client {args.name!r}: {', '.join(revoked)}; "
+              "refused from the next request on")
+    else:
+        print(f"client {args.name!r} had no key left to revoke (already revoked)")
+
+
+def cmd_clients_rotate(args) -> None:
+    from datetime import timedelta
+
+    from service.domain import clients
+
+    grace = _duration(args.grace, "--grace", allow_zero=True) or timedelta(0)
+    expires_in = _duration(args.expires, "--expires")
+    config = _config(args)
+    database = prepare_database(config)
+    try:
+        now = _clients_clock(config, database).now()
+        with database.transaction() as session:
+            rotated = clients.rotate(session, args.name, now, actor=os_user(), grace=grace, expires_in=expires_in)
+    except clients.NoSuchClient as exc:
+        _die(str(exc), 1)
+    finally:
+        database.dispose()
+    print(rotated.key)
+    old = ", ".join(rotated.old_key_ids)
+    when = "now" if grace <= timedelta(0) else rotated.old_until.isoformat(timespec="seconds")
+    print(f"new key for client {args.name!r}, shown only once; the old key(s) {old} stop {when}", file=sys.stderr)
 
 
 def cmd_check(args) -> None:
@@ -287,7 +397,25 @@ def build_parser() -> argparse.ArgumentParser:
     add = clients_sub.add_parser("add", parents=[common], help="create a client key and print it once")
     add.add_argument("name")
     add.add_argument("--scopes", required=True, help="comma-separated: authorize,manage,enroll")
+    add.add_argument("--expires", default=None, metavar="DURATION",
+                     help="the key stops working after this long (90s, 15m, 24h, 30d, 2w or ISO 8601 like P90D)")
     add.set_defaults(func=cmd_clients_add)
+    clist = clients_sub.add_parser("list", parents=[common],
+                                   help="every key: name, scopes, state, created, last used, expiry (never the secret)")
+    clist.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    clist.set_defaults(func=cmd_clients_list)
+    revoke = clients_sub.add_parser("revoke", parents=[common],
+                                    help="stop a client's keys from the next request on (exit 1: no such client)")
+    revoke.add_argument("name")
+    revoke.add_argument("--key-id", default=None, help="only this key of the client (see `clients list`)")
+    revoke.set_defaults(func=cmd_clients_revoke)
+    rotate = clients_sub.add_parser("rotate", parents=[common],
+                                    help="print a new key once; the old one works for --grace longer")
+    rotate.add_argument("name")
+    rotate.add_argument("--grace", default=None, metavar="DURATION",
+                        help="how long the old key keeps working (default: none, it stops now)")
+    rotate.add_argument("--expires", default=None, metavar="DURATION", help="an expiry for the new key")
+    rotate.set_defaults(func=cmd_clients_rotate)
 
     check = sub.add_parser("check", parents=[common], help="print one decision and its reasons")
     check.add_argument("--portal", required=True)

@@ -9,6 +9,7 @@ from tests.conftest import ROOT
 
 
 def test_clients_add_prints_a_key_once_and_stores_only_a_digest(cli_config, cli):
+    from service.clock import SystemClock
     from service.config import load_config
     from service.storage.database import Database
     from service.storage.models import ClientKey
@@ -23,7 +24,7 @@ def test_clients_add_prints_a_key_once_and_stores_only_a_digest(cli_config, cli)
         stored = session.query(ClientKey).one()
         assert stored.name == "claims-gateway" and stored.scopes == "authorize,manage"
         assert key.split("_", 2)[2] not in stored.secret_digest
-        assert clients.authenticate(session, key).name == "claims-gateway"
+        assert clients.authenticate(session, key, SystemClock().now()).name == "claims-gateway"
     database.dispose()
 
 

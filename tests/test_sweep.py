@@ -131,8 +131,23 @@ def test_ahw_disables_on_day_90_without_warnings(any_database, config):
     assert warnings(any_database) == []
 
 
-def test_support_staff_pending_accounts_and_other_portals_are_untouched(any_database, config):
+def test_support_staff_are_swept_like_every_account(any_database, config):
+    """Issue 18 item 3: idle support accounts are warned, locked, disabled and deleted like the rest (R22, R23)."""
     seed(any_database, "qm", START, [58, 61, 200], prefix="staff", support=True)
+    seed(any_database, "ahw", START, [89, 90], prefix="help", support=True)
+    result = sweep(any_database, config, START)
+    assert statuses(any_database) == {"staff58": "active", "staff61": "locked", "staff200": "removed",
+                                      "help89": "active", "help90": "disabled"}
+    assert result.counts() == {"warned": 1, "locked": 1, "disabled": 1, "deleted": 1}
+    assert warnings(any_database) == [("staff58", "inactivity_lock_warning", 3, START.date().isoformat())]
+    with any_database.sessions() as session:
+        audited = set(session.execute(select(AuditRecord.action, AuditRecord.target)
+                                      .where(AuditRecord.target.is_not(None))).all())
+    assert audited == {("inactivity_lock", "staff61"), ("inactivity_delete", "staff200"),
+                       ("inactivity_disable", "help90")}
+
+
+def test_pending_accounts_and_other_portals_are_untouched(any_database, config):
     for status in ("pending_activation", "pending_approval", "unverified"):
         seed(any_database, "qm", START, [58, 200], prefix=status, status=status)
     seed(any_database, "ahcccs", START, [58, 200], prefix="az")

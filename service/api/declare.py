@@ -28,7 +28,8 @@ from pydantic import BaseModel, ValidationError
 
 from service.api import schemas
 from service.api.problems import Problem, problem_response, validation_problem
-from service.api.requests import db_session
+from service import observe
+from service.api.requests import db_session, services
 from service.domain import clients
 
 MAX_JSON_DEPTH = 32
@@ -197,12 +198,21 @@ def authenticate(scope: str) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
+        observe.client_refused("missing")
         raise Problem(401, "unauthenticated", "Unauthenticated", "send a client key as Authorization: Bearer <key>")
-    client = clients.authenticate(db_session(), key.strip())
+    s = services()
+    now = s.clock.now()
+    verdict = clients.check(db_session(), key.strip(), now)
+    client = verdict.client
     if client is None:
-        raise Problem(401, "unauthenticated", "Unauthenticated", "unknown or revoked client key")
+        # A revoked or expired key is refused like an unknown one; the reason is counted in /metrics only.
+        observe.client_refused(verdict.refusal)
+        raise Problem(401, "unauthenticated", "Unauthenticated", "unknown, revoked or expired client key")
     if scope not in client.scopes.split(","):
+        observe.client_refused("insufficient_scope")
         raise Problem(403, "insufficient_scope", "Insufficient scope", f"this client key lacks the {scope!r} scope")
+    if clients.use_is_due(client, now):  # last use recorded at most once a minute, never a write per request
+        clients.note_use(s.database, client.key_id, now)
     g.client = client.name
 
 

@@ -6,8 +6,8 @@ from sqlalchemy import or_, select
 
 from service.api.declare import Routes
 from service.api.requests import db_session, services
-from service.api.schemas import (AccountCreated, AdminBody, AdminDesignated, AuditPage, AuditQuery, OrganizationBody,
-                                 OrganizationView, OrgPath, OutboxPage, OutboxQuery, PortalPath, SupportStaffBody)
+from service.api.schemas import (AdminBody, AdminDesignated, AuditPage, AuditQuery, OrganizationBody,
+                                 OrganizationView, OrgPath, OutboxPage, OutboxQuery, PortalPath)
 from service.domain import organizations
 from service.domain.decisions import profile_of
 from service.storage.models import AuditRecord, Notification
@@ -45,20 +45,6 @@ def get_organization(path: OrgPath):
     profile_of(services().config, path.portal)
     session = db_session()
     return jsonify(organizations.describe(session, organizations.get_organization(session, path.portal, path.org)))
-
-
-@bp.post("/support-staff", operation_id="createSupportStaff", summary="Create a support staff account",
-         scope="enroll", ok=(201, AccountCreated), problems=(409,))
-def create_support_staff(path: PortalPath, body: SupportStaffBody):
-    portal = path.portal
-    profile = profile_of(services().config, portal)
-
-    def work(session, now):
-        account = organizations.create_support_staff(session, profile, portal, now=now, client=g.client,
-                                                     **body.model_dump())
-        return {"username": account.username, "status": account.status, "support": True}
-
-    return jsonify(_write(work)), 201
 
 
 @bp.post("/organizations/<org>/admins", operation_id="designateAdmin",

@@ -98,9 +98,13 @@ def get_organization(session: Session, portal: str, key: str) -> Organization:
 
 
 def create_support_staff(session: Session, profile: PortalProfile, portal: str, *, username: str, first_name: str,
-                         last_name: str, email: str, password: str, now: datetime, client: str | None) -> Account:
+                         last_name: str, email: str, password: str, now: datetime, client: str) -> Account:
+    """Issue 18: a support account records the client that created it (a column and the audit record)."""
+    if not client:
+        raise ValueError("a support account is created only on behalf of a named client")
     account = new_account(session, profile, portal, username=username, first_name=first_name, last_name=last_name,
                           email=email, phone=None, password=password, status="active", now=now, support=True)
+    account.created_by_client = client
     audit.record(session, portal=portal, now=now, action="create_support_staff", outcome="done", client=client,
                  target=username)
     return account

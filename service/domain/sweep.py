@@ -27,8 +27,11 @@ Boundaries (the first day the action happens, T)
     first run over old data acts on accounts already past T without warnings.
 
 Who is swept
-    Never support staff (`is_support`). Never accounts awaiting activation,
-    approval or verification (pending_activation, pending_approval,
+    Every account of the portal, support staff included (issue 18: an idle
+    support account, which acts across every organization, is exactly what
+    should not linger; an operator re-enables one with
+    POST .../support-staff/{username}/enable). Never accounts awaiting
+    activation, approval or verification (pending_activation, pending_approval,
     unverified): their one-time codes expire on their own rules (R10, R12).
     lock: active -> locked.  disable: active or locked -> disabled.
     delete: active, locked or disabled -> removed.
@@ -67,7 +70,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import JSON, String, and_, case, delete, exists, false, func, insert, literal, or_, select, text, update
+from sqlalchemy import JSON, String, and_, case, delete, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -173,8 +176,7 @@ def _reference():
 
 
 def _eligible(portal: str, statuses: tuple[str, ...]):
-    return and_(ACCOUNTS.c.portal_id == portal, ACCOUNTS.c.is_support == false(),
-                ACCOUNTS.c.status.in_(statuses))
+    return and_(ACCOUNTS.c.portal_id == portal, ACCOUNTS.c.status.in_(statuses))
 
 
 def _json(value) -> object:

@@ -23,7 +23,7 @@ def install(app: Flask) -> Observer:
     services = app.extensions["portal_authz"]
     if os.environ.get(SERVING_ENV) and not logs.is_configured():
         logs.configure(services.config.logging)
-    observer = Observer(services.config, services.database)
+    observer = Observer(services.config, services.database, services.clock)
     observer.hook(app)
     app.extensions[EXTENSION] = observer
     return observer
@@ -49,6 +49,12 @@ def actions(portal: str, actor: str, resource, actions, policy_version: str) -> 
     """After POST /v1/authorized-actions listed `actions` on `resource`."""
     if (obs := observer()) is not None:
         obs.actions(portal, actor, resource, actions, policy_version)
+
+
+def client_refused(reason: str | None) -> None:
+    """A request refused for its client key: missing, malformed, unknown, revoked, expired or insufficient_scope."""
+    if (obs := observer()) is not None:
+        obs.metrics.client_refused(reason)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -31,9 +31,10 @@ def new_request_id() -> str:
 class Observer:
     """One app's metrics, access log switch and decision log."""
 
-    def __init__(self, config: Config, database):
+    def __init__(self, config: Config, database, clock=None):
         self.metrics = Metrics(config)
         self.metrics.watch_pool(database.engine)
+        self.metrics.watch_client_keys(database, clock)
         self.access_log = config.logging.access_log
         self.decision_log = DecisionLog(config.decision_log, config.decision_log_path,
                                         on_error=self.metrics.decision_log_errors.inc)

@@ -26,6 +26,7 @@ DECISION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.00
                     0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNMATCHED = "unmatched"
+CLIENT_REFUSALS = frozenset({"missing", "malformed", "unknown", "revoked", "expired", "insufficient_scope"})
 OTHER = "other"
 
 
@@ -83,6 +84,8 @@ class Metrics:
                                  ["endpoint"], buckets=DECISION_BUCKETS, registry=own)
         self.decision_log_errors = Counter("portal_authz_decision_log_errors",
                                            "Decision log entries that could not be written", registry=own)
+        self.client_refusals = Counter("portal_authz_client_refusals",
+                                       "Requests refused for their client key, by reason", ["reason"], registry=own)
         self.pool_checked_out = Gauge("portal_authz_db_pool_checked_out",
                                       "Database connections in use (summed over live workers)",
                                       registry=own, multiprocess_mode="livesum")
@@ -128,6 +131,15 @@ class Metrics:
             child = self._latency_children[endpoint] = self.latency.labels(endpoint)
         child.observe(seconds)
 
+    # ---- client keys
+
+    def client_refused(self, reason: str | None) -> None:
+        self.client_refusals.labels(reason if reason in CLIENT_REFUSALS else OTHER).inc()
+
+    def watch_client_keys(self, database, clock) -> None:
+        """Key operations (from the audit trail) and keys by state (from client_keys), read at each scrape."""
+        self.registry.register(ClientKeyCollector(database, clock))
+
     # ---- the database pool
 
     def watch_pool(self, engine) -> None:
@@ -149,3 +161,53 @@ class Metrics:
         from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
+
+
+class ClientKeyCollector:
+    """Issue 17 item 6: client key operations and states, read from the database at each scrape.
+
+    The operations are run by the command line, often on another host, so no server process
+    sees them happen; the append-only audit trail does. Counting its `client_key_<operation>`
+    records gives a true counter (it never decreases) that every replica reports alike, and a
+    scrape costs two small indexed queries. A database that does not answer leaves these two
+    families out of that scrape rather than failing it.
+    """
+
+    def __init__(self, database, clock):
+        self.database, self.clock = database, clock
+
+    def collect(self):
+        import logging
+
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from sqlalchemy import func, select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from service.domain import clients
+        from service.storage.models import AuditRecord, ClientKey
+
+        operations = CounterMetricFamily("portal_authz_client_key_operations",
+                                         "Client key operations (clients add, revoke, rotate), from the audit trail",
+                                         labels=["operation"])
+        keys = GaugeMetricFamily("portal_authz_client_keys", "Client keys by state", labels=["state"])
+        try:
+            now = self.clock.now() if self.clock is not None else None
+            with self.database.sessions() as session:
+                counted = dict(session.execute(
+                    select(AuditRecord.action, func.count()).where(AuditRecord.portal_id == clients.SERVICE_WIDE,
+                                                                   AuditRecord.action.like("client_key_%"))
+                    .group_by(AuditRecord.action)).all())
+                rows = session.execute(select(ClientKey.revoked_at, ClientKey.expires_at)).all()
+        except SQLAlchemyError:
+            logging.getLogger(__name__).warning("client key metrics unavailable", exc_info=True)
+            return
+        for operation in clients.OPERATIONS:
+            operations.add_metric([operation], counted.get(f"client_key_{operation}", 0))
+        states = {"active": 0, "expired": 0, "revoked": 0}
+        if now is not None:
+            for revoked_at, expires_at in rows:
+                states[clients.state_of(revoked_at, expires_at, now)] += 1
+        for state, n in states.items():
+            keys.add_metric([state], n)
+        yield operations
+        yield keys

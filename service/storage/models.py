@@ -122,6 +122,8 @@ class Account(Base):
     password_changed_at: Mapped[optional_timestamp]
     status: Mapped[str] = mapped_column(String(32))
     is_support: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Issue 18: the client (calling service) that created a support account; None for every other account.
+    created_by_client: Mapped[str | None] = mapped_column(String(100))
     terms_accepted_at: Mapped[optional_timestamp]
     last_login_at: Mapped[optional_timestamp]
     last_activity_at: Mapped[optional_timestamp]
@@ -165,9 +167,14 @@ class Grant(Base):
 
 
 class ClientKey(Base):
-    """A calling service's key. Only a SHA-256 digest of its 256-bit secret is stored."""
+    """A calling service's key. Only a SHA-256 digest of its 256-bit secret is stored.
+
+    A client (a name) may hold several keys: after `clients rotate` the old one keeps
+    working until its `expires_at` (the grace period) beside the new one.
+    """
 
     __tablename__ = "client_keys"
+    __table_args__ = (Index("ix_client_keys_name", "name"),)
     id: Mapped[intpk]
     key_id: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -175,6 +182,9 @@ class ClientKey(Base):
     scopes: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[timestamp]
     revoked_at: Mapped[optional_timestamp]
+    expires_at: Mapped[optional_timestamp]
+    # Written at most once a minute per key (service.domain.clients.note_use), never on every request.
+    last_used_at: Mapped[optional_timestamp]
 
 
 class AuditRecord(Base):

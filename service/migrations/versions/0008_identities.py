@@ -7,7 +7,7 @@ and the migration logs a warning naming both, for support staff to resolve: a mi
 renames or removes an account.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 import logging
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
