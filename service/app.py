@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from flask import Flask
 
 from service import observe
-from service.api import (accounts, decisions, enrolment, health, maintenance, metrics, openapi, passwords, problems,
-                         testing)
+from service.api import (accounts, authzen, decisions, enrolment, health, maintenance, metrics, openapi, passwords,
+                         problems, testing)
 from service.api.requests import close_session
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import Config
@@ -44,6 +44,7 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.teardown_appcontext(close_session)
     app.register_blueprint(health.bp)
     app.register_blueprint(decisions.bp)
+    app.register_blueprint(authzen.bp)
     app.register_blueprint(enrolment.bp)
     app.register_blueprint(accounts.bp)
     app.register_blueprint(passwords.bp)
