@@ -4,12 +4,14 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
+from service.api import authzen_schemas as z
 from service.api import schemas as s
 from service.api.maintenance import SweepCounts
 
 bp = Blueprint("openapi", __name__)
 
 CHANGE_ERRORS = [400, 401, 403, 404, 409, 413, 415, 422]
+AUTHZEN_ERRORS = [400, 401, 403, 404, 413]
 REQUEST_ID_HEADER = {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}}
 
 # (method, path, summary, scope, request model, response model, success status, error statuses)
@@ -77,6 +79,24 @@ ENDPOINTS: list[tuple] = [
      s.RecoveryConfirmBody, s.PasswordSet, 200, CHANGE_ERRORS),
     ("post", "/v1/portals/{portal}/maintenance/sweep", "Run the inactivity sweep now (R22, R23)", "enroll", None,
      SweepCounts, 200, [401, 403, 404]),
+    # OpenID AuthZEN Authorization API 1.0 (issue 16): one PDP per portal profile; 400 for every bad body.
+    ("get", "/.well-known/authzen-configuration/authzen/{portal}", "AuthZEN PDP metadata of a portal", None, None,
+     z.Metadata, 200, [404]),
+    ("post", "/authzen/{portal}/access/v1/evaluation",
+     "AuthZEN Access Evaluation: the /v1/authorize decision, reasons in context", "authorize",
+     z.EvaluationRequest, z.Decision, 200, AUTHZEN_ERRORS),
+    ("post", "/authzen/{portal}/access/v1/evaluations",
+     "AuthZEN Access Evaluations: defaults, execute_all / deny_on_first_deny / permit_on_first_permit, per-item "
+     "errors", "authorize", z.EvaluationsRequest, z.EvaluationsResponse, 200, AUTHZEN_ERRORS),
+    ("post", "/authzen/{portal}/access/v1/search/subject",
+     "AuthZEN Subject Search: the accounts that may take the action on the resource (paged)", "authorize",
+     z.SubjectSearchRequest, z.SearchResponse, 200, AUTHZEN_ERRORS),
+    ("post", "/authzen/{portal}/access/v1/search/resource",
+     "AuthZEN Resource Search: the organizations or accounts the subject may take the action on (paged)",
+     "authorize", z.ResourceSearchRequest, z.SearchResponse, 200, AUTHZEN_ERRORS),
+    ("post", "/authzen/{portal}/access/v1/search/action",
+     "AuthZEN Action Search: the /v1/authorized-actions answer", "authorize", z.ActionSearchRequest,
+     z.ActionSearchResponse, 200, AUTHZEN_ERRORS),
 ]
 
 
