@@ -105,6 +105,15 @@ Feature: Arkansas Health & Wellness Secure Portal: Account Manager, what you nee
       | nothing                         | accepted                                | Claims          | permission_not_granted |
       | Dental Records                  | refused because of "permission_unknown" | Dental Records  | permission_unknown     |
 
+  @R16 @R14
+  Scenario: A calling service asks through OpenID AuthZEN and gets the answer /v1 gives (issue 16)
+    Given "kim" is the Account Manager of "TIN-1"
+    And "uma" is an active User of "TIN-1"
+    When "kim" sets the access of "uma" to "Claims"
+    Then "uma" asking to use "Claims" for "TIN-1" through AuthZEN gets "allowed"
+    And "uma" asking to use "Eligibility" for "TIN-1" through AuthZEN gets "permission_not_granted"
+    And AuthZEN finds "kim, uma" among those who may use "Claims" for "TIN-1"
+
   @R15 @R14
   Scenario Outline: Manage Account: Enable, disable, modify permissions for a specific TIN, and invite users to set up an account
     Given "kim" is the Account Manager of "TIN-1"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from flask import Flask
 
 from service import observe
-from service.api import (accounts, decisions, enrolment, health, maintenance, metrics, openapi, passwords, problems,
-                         support, testing)
+from service.api import (accounts, authzen, decisions, enrolment, health, maintenance, metrics, openapi, passwords,
+                         problems, support, testing)
 from service.api.declare import Api
 from service.api.requests import close_session, secure_headers
 from service.clock import Clock, SettableClock, SystemClock
@@ -46,6 +46,7 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.teardown_appcontext(close_session)
     app.register_api(health.bp)
     app.register_api(decisions.bp)
+    app.register_api(authzen.bp)
     app.register_api(enrolment.bp)
     app.register_api(accounts.bp)
     app.register_api(passwords.bp)

@@ -199,8 +199,25 @@ class DecisionLog(_Strict):
         return "off" if value is False else value  # YAML reads a bare `off` as false
 
 
+class AuthZen(_Strict):
+    """OpenID AuthZEN (issue 16): where callers reach this service, for the PDP identifiers and endpoint URLs."""
+
+    base_url: str | None = Field(
+        default=None, description="e.g. https://pdp.example.org; null: the scheme and host of each request")
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError("must be an absolute http(s) URL with no query or fragment")
+        return value.rstrip("/")
+
+
 class Config(_Strict):
     database: Database = Database()
+    authzen: AuthZen = AuthZen()
     delivery: Delivery = Delivery()
     logging: Logging = Logging()
     decision_log: DecisionLog = DecisionLog()

@@ -50,6 +50,9 @@ ACCOUNT_ACTIONS = (
     "unlock", "send_password_recovery", "send_registration_email",
     "update_profile", "update_email", "comment", "grant", "revoke",
 )
+# Every status an account (or its link) can have: api-v1.md's lifecycle.
+ACCOUNT_STATUSES = ("pending_activation", "pending_approval", "unverified", "active", "locked", "disabled", "removed")
+ROLES = ("admin", "member")
 
 
 class PolicyLoadError(Exception):
@@ -107,6 +110,15 @@ class _Engine:
         self.version = version
         self.decide = lru_cache(maxsize=memo_size)(self._decide)
         self.authorized_actions = lru_cache(maxsize=memo_size)(self._authorized_actions)
+        self.target_states = lru_cache(maxsize=64)(self._target_states)
+
+    def _target_states(self, action: str) -> frozenset[tuple[str, str]]:
+        """The (status, role) pairs of a target account for which the policy's `status_allows` holds."""
+        org = OrganizationFacts("", (), None, 0, False)
+        return frozenset(
+            (status, role) for status in ACCOUNT_STATUSES for role in ROLES
+            if self.oso.query_rule_once("status_allows", action, AccountFacts("", org, role, status))
+        )
 
     def _decide(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
         if self.oso.is_allowed(actor, action, resource):
@@ -181,6 +193,15 @@ class Policy:
         except OsoError:
             log.exception("policy evaluation failed; no actions")
             return []
+
+    def target_states(self, action: str) -> frozenset[tuple[str, str]]:
+        """The (status, role) pairs of a target account that `action` applies to, read from the policy's
+        `status_allows` rule, so that database filters (AuthZEN search) follow the policy's own table."""
+        try:
+            return self._engine.target_states(action)
+        except OsoError:
+            log.exception("policy evaluation failed; no target states")
+            return frozenset()
 
     def oso(self) -> Oso:
         """The engine itself, for the plain path the fast path is tested against."""

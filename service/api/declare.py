@@ -74,6 +74,7 @@ class Declared:
     session: str | None  # None, "required" or "optional"
     links: dict = field(default_factory=dict)
     ok: int = 200
+    raw_body: type[BaseModel] | None = None  # documented, but read by the view itself (AuthZEN's 400s)
 
 
 class ApiRequest(Request):
@@ -112,7 +113,8 @@ class Routes(APIBlueprint):
     def _declare(self, method: str, rule: str, *, operation_id: str, summary: str, scope: str | None = None,
                  session: str | None = None, ok: tuple[int, Any] | int = 200, problems: tuple[int, ...] = (),
                  links: dict | None = None, media: str = "application/json", description: str | None = None,
-                 body_optional: bool = False, also: dict[int, Any] | None = None) -> Callable:
+                 body_optional: bool = False, also: dict[int, Any] | None = None,
+                 raw_body: type[BaseModel] | None = None) -> Callable:
         status, model = ok if isinstance(ok, tuple) else (ok, None)
         register = getattr(super(), method)
 
@@ -140,7 +142,10 @@ class Routes(APIBlueprint):
             extensions = {"x-scope": scope} if scope else None
             security = [{"clientKey": [scope]}] if scope else None
             self.components_schemas.update(_model_schemas(schemas.Problem))
-            self.declared[func.__name__] = Declared(scope, body, body_optional, session, links or {}, status)
+            if raw_body is not None:
+                self.components_schemas.update(_model_schemas(raw_body))
+            self.declared[func.__name__] = Declared(scope, body, body_optional, session, links or {}, status,
+                                                    raw_body)
             return register(rule, operation_id=operation_id, summary=summary, description=description,
                             responses=responses, security=security, openapi_extensions=extensions)(func)
 
@@ -310,6 +315,9 @@ class Api(OpenAPI):
                 problem = responses.get("422", {}).get("content", {})
                 if "application/json" in problem and declared is not None and PROBLEM not in problem:
                     del responses["422"]  # flask-openapi3's default; our 422s are declared where they happen
+                if declared is not None and declared.raw_body is not None:
+                    operation["requestBody"] = {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": REF + declared.raw_body.__name__}}}}
                 if declared is not None and declared.session:
                     operation.setdefault("parameters", []).append({
                         "name": SESSION_HEADER, "in": "header", "required": declared.session == "required",

@@ -8,7 +8,7 @@ a batch's too, so the cost does not grow with the number of queries.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -57,10 +57,11 @@ class Decider:
     def _load(self, usernames: set[str], organizations: set[str], targets: set[str]) -> stored.StoredFacts:
         return stored.load_facts(self.session, self.portal, usernames, organizations, targets)
 
-    def _facts_for(self, actor: str | None, resources: Sequence[Resource]) -> stored.StoredFacts:
+    def _facts_for(self, actor: str | None, resources: Sequence[Resource],
+                   actors: Iterable[str] = ()) -> stored.StoredFacts:
         targets = {r.id for r in resources if r.type == "account"}
         organizations = {r.id if r.type == "organization" else r.organization for r in resources} - {None}
-        return self._load(targets | ({actor} if actor is not None else set()), organizations, targets)
+        return self._load(targets | ({actor} if actor is not None else set()) | set(actors), organizations, targets)
 
     # --- the questions ---------------------------------------------------------------------------
 
@@ -100,6 +101,20 @@ class Decider:
                 raise
             decisions.append(self.policy.decide(actor_facts, question.action, resource))
         return decisions
+
+    def decide_each(self, asks: Sequence[tuple[str, Question]]) -> Iterator[Decision | NotFound | Invalid]:
+        """Questions of several actors (an AuthZEN batch, a subject search): one statement for the facts of
+        all of them, then one decision each, yielded in order so a caller may stop early. A question that
+        names something unknown yields its error instead of a decision; the others are still decided."""
+        facts = self._facts_for(None, [question.resource for _, question in asks],
+                                actors={actor for actor, _ in asks})
+        for actor, question in asks:
+            try:
+                resource = self._resource(facts, question)
+            except (NotFound, Invalid) as exc:
+                yield exc
+                continue
+            yield self.policy.decide(self._actor(facts, actor), question.action, resource)
 
     def authorized_actions(self, actor: str, resource: Resource) -> list[str]:
         facts = self._facts_for(actor, [resource])

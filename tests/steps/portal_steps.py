@@ -503,6 +503,31 @@ def asking_to_use(story, user, label, org, answer):
         assert answer in [r["code"] for r in decision["reasons"]], decision
 
 
+@then(re_(rf'{q("user")} asking to use {q("label")} for {q("org")} through AuthZEN gets {q("answer")}'))
+def asking_through_authzen(story, user, label, org, answer):
+    """Issue 16: the same question as an OpenID AuthZEN Access Evaluation, the same decision and reasons."""
+    decision = story.authzen("evaluation", {
+        "subject": {"type": "account", "id": story.username(user)}, "action": {"name": function_id(label)},
+        "resource": {"type": "organization", "id": story.org_key(org)}})
+    v1 = story.authorize(user, function_id(label), {"type": "organization", "id": story.org_key(org)})
+    assert decision == {"decision": v1["allowed"],
+                        "context": {"reasons": v1["reasons"], "policy_version": v1["policy_version"]}}, decision
+    if answer == "allowed":
+        assert decision["decision"] is True, decision
+    else:
+        assert decision["decision"] is False, decision
+        assert answer in [r["code"] for r in decision["context"]["reasons"]], decision
+
+
+@then(re_(rf'AuthZEN finds {q("users")} among those who may use {q("label")} for {q("org")}'))
+def authzen_subject_search(story, users, label, org):
+    found = story.authzen("search/subject", {
+        "subject": {"type": "account"}, "action": {"name": function_id(label)},
+        "resource": {"type": "organization", "id": story.org_key(org)}})
+    names = {r["id"] for r in found["results"]}
+    assert {story.username(u) for u in split_list(users)} <= names, found
+
+
 # --- Profile (R21) ------------------------------------------------------------------------------------------
 
 @when(re_(rf'{q("actor")} changes the (?P<field>phone|email) of {q("user")} to {q("value")}'))

@@ -392,6 +392,11 @@ class Story:
         self.last = self.api.call("POST", "/v1/authorize", body)
         return self.expect(self.last, 200).body
 
+    def authzen(self, endpoint: str, body: dict) -> dict:
+        """Issue 16: ask this portal's AuthZEN PDP (`evaluation`, `search/subject`, ...)."""
+        self.last = self.api.call("POST", f"/authzen/{self.portal}/access/v1/{endpoint}", body)
+        return self.expect(self.last, 200).body
+
     def sweep(self) -> Reply:
         reply = self.expect(self.call("POST", "/maintenance/sweep"), 200)
         self.sweeps.append(reply)

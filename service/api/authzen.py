@@ -1,0 +1,242 @@
+"""OpenID AuthZEN Authorization API 1.0 (issue 16): one PDP per portal profile, beside /v1.
+
+HTTP only: parse, call service.domain.authzen, answer. Errors are problem+json like everywhere else,
+but with the statuses AuthZEN names: a body that is not JSON, malformed or missing a field is 400
+(never 415 or 422), an unknown or missing client key 401, a key without `authorize` 403.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+
+from flask import jsonify, request
+from pydantic import BaseModel, Field, ValidationError
+
+from service import observe
+from service.api import authzen_schemas as z
+from service.api.declare import MAX_JSON_DEPTH, Routes, json_depth
+from service.api.problems import Problem, problem_response, validation_problem
+from service.api.requests import db_session, services
+from service.api.schemas import PortalPath
+from service.domain import authzen
+from service.domain.decisions import Decider, profile_of
+from service.domain.errors import DomainError, Invalid
+from service.policy import Decision
+
+bp = Routes("authzen", __name__)
+ERRORS = (400, 413)  # AuthZEN: every bad body is a 400 (the view reads it itself); 401/403/404 come with the scope
+
+
+class PdpPath(PortalPath):
+    portal: str = Field(description="a portal profile id: each profile is one PDP")
+
+PDP_PATH = "/authzen/<portal>"
+ENDPOINTS = {
+    "access_evaluation_endpoint": "/access/v1/evaluation",
+    "access_evaluations_endpoint": "/access/v1/evaluations",
+    "search_subject_endpoint": "/access/v1/search/subject",
+    "search_resource_endpoint": "/access/v1/search/resource",
+    "search_action_endpoint": "/access/v1/search/action",
+}
+
+
+@bp.errorhandler(Invalid)
+def _invalid(exc: Invalid):
+    """An impossible question is a Bad Request in AuthZEN (the /v1 endpoints say 422)."""
+    return problem_response(400, exc.code, exc.title, exc.detail, **exc.extra)
+
+
+def _raw() -> dict:
+    if not request.is_json:
+        raise Problem(400, "unsupported_media_type", "Unsupported media type",
+                      "send the body as JSON with Content-Type: application/json")
+    if json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
+        raise Problem(400, "malformed_json", "Malformed JSON",
+                      f"the body nests arrays and objects deeper than the limit of {MAX_JSON_DEPTH} levels")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise Problem(400, "malformed_json", "Malformed JSON", "the request body is empty or not valid JSON")
+    if not isinstance(data, dict):
+        raise Problem(400, "validation_error", "Invalid request", "the request body must be a JSON object",
+                      errors=[{"field": "(body)", "code": "dict_type", "message": "a JSON object"}])
+    return data
+
+
+def _validate(model: type[BaseModel], data: dict, prefix: str = ""):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problem = validation_problem(exc, prefix)
+        problem.status = 400
+        raise problem from None
+
+
+def _decider(portal: str) -> Decider:
+    s = services()
+    return Decider(db_session(), profile_of(s.config, portal), s.policy, portal, s.clock.now())
+
+
+def pdp_identifier(portal: str) -> str:
+    base = services().config.authzen.base_url or request.host_url.rstrip("/")
+    return f"{base}/authzen/{portal}"
+
+
+def _ask(body: z.EvaluationRequest) -> authzen.Ask:
+    return authzen.Ask(
+        subject=authzen.Entity(body.subject.type, body.subject.id, body.subject.properties),
+        action=body.action.name,
+        resource=authzen.Entity(body.resource.type, body.resource.id, body.resource.properties),
+        context=body.context,
+        action_properties=body.action.properties,
+    )
+
+
+def _observe(portal: str, pairs) -> None:
+    """Decision metrics and the decision log, grouped by subject (the observer takes one actor at a time)."""
+    obs = observe.observer()
+    if obs is None:
+        return
+    by_actor: dict[str, tuple[list, list]] = {}
+    for actor, question, outcome in pairs:
+        if question is not None and isinstance(outcome, Decision):
+            questions, decisions = by_actor.setdefault(actor, ([], []))
+            questions.append(question)
+            decisions.append(outcome)
+    for actor, (questions, decisions) in by_actor.items():
+        obs.decisions("authzen", portal, actor, questions, decisions)
+
+
+# --- Discovery ------------------------------------------------------------------------------------
+
+@bp.get("/.well-known/authzen-configuration/authzen/<portal>", operation_id="authzenMetadata",
+        summary="AuthZEN PDP metadata of a portal", ok=(200, z.Metadata))
+def metadata(path: PdpPath):
+    """PDP metadata: the well-known string inserted between the host and the PDP identifier's path."""
+    portal = path.portal
+    profile_of(services().config, portal)  # 404 for an unknown portal
+    pdp = pdp_identifier(portal)
+    return jsonify(policy_decision_point=pdp, **{key: pdp + path for key, path in ENDPOINTS.items()})
+
+
+# --- Access Evaluation(s) ------------------------------------------------------------------------------
+
+@bp.post(PDP_PATH + "/access/v1/evaluation", operation_id="authzenEvaluation",
+         summary="AuthZEN Access Evaluation: the /v1/authorize decision and reasons", scope="authorize",
+         ok=(200, z.Decision), problems=ERRORS, raw_body=z.EvaluationRequest)
+def evaluation(path: PdpPath):
+    portal = path.portal
+    body = _validate(z.EvaluationRequest, _raw())
+    return _evaluate_one(portal, body)
+
+
+def _evaluate_one(portal: str, body: z.EvaluationRequest):
+    outcome, actor, question = authzen.evaluate(_decider(portal), _ask(body))
+    _observe(portal, [(actor, question, outcome)])
+    return jsonify(authzen.decision_body(outcome))
+
+
+@bp.post(PDP_PATH + "/access/v1/evaluations", operation_id="authzenEvaluations",
+         summary="AuthZEN Access Evaluations: defaults merged, three semantics, per-item errors", scope="authorize",
+         ok=(200, z.EvaluationsResponse), problems=ERRORS, raw_body=z.EvaluationsRequest)
+def evaluations(path: PdpPath):
+    portal = path.portal
+    raw = _raw()
+    body = _validate(z.EvaluationsRequest, raw)
+    if not body.evaluations:  # absent or empty: the single Access Evaluation, backwards compatible
+        return _evaluate_one(portal, _validate(z.EvaluationRequest, raw))
+    defaults = {key: raw[key] for key in ("subject", "action", "resource", "context") if raw.get(key) is not None}
+    items: list[authzen.Ask | DomainError] = []
+    for index, item in enumerate(body.evaluations):
+        try:
+            items.append(_ask(_validate(z.EvaluationRequest, {**defaults, **item}, f"evaluations[{index}].")))
+        except Problem as problem:
+            items.append(Invalid(problem.detail, problem.extra.get("errors", [])))
+    decider = _decider(portal)
+    answers = authzen.evaluate_many(decider, items, body.options.evaluations_semantic)
+    _observe(portal, answers)
+    return jsonify(evaluations=[authzen.decision_body(outcome) for _, _, outcome in answers])
+
+
+# --- Search ------------------------------------------------------------------------------------------------
+
+def _fingerprint(raw: dict) -> str:
+    """What a page token is bound to: the whole request but the token itself (the spec: identical requests)."""
+    page = {k: v for k, v in (raw.get("page") or {}).items() if k != "token"}
+    canonical = json.dumps({**raw, "page": page}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _bad_token(detail: str) -> Problem:
+    return Problem(400, "invalid_page_token", "Invalid page token", detail,
+                   errors=[{"field": "page.token", "code": "invalid_page_token", "message": detail}])
+
+
+def _after(raw: dict, page: z.PageRequest | None) -> tuple[list | None, int]:
+    limit = page.limit if page is not None and page.limit is not None else authzen.DEFAULT_LIMIT
+    if page is None or not page.token:
+        return None, limit
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(page.token.encode() + b"=" * (-len(page.token) % 4)))
+        after, bound = decoded["after"], decoded["request"]
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise _bad_token("page.token is not a token this PDP issued") from None
+    if bound != _fingerprint(raw) or not isinstance(after, list) or not all(isinstance(k, str) for k in after):
+        raise _bad_token("page.token belongs to a different request: send the same request with only the token "
+                         "changed")
+    return after, limit
+
+
+def _page(raw: dict, next_key: list | None, count: int) -> dict:
+    token = ""
+    if next_key is not None:
+        payload = json.dumps({"after": next_key, "request": _fingerprint(raw)}, separators=(",", ":"))
+        token = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    return {"next_token": token, "count": count}
+
+
+def _entity(entity) -> authzen.Entity:
+    return authzen.Entity(entity.type, entity.id, entity.properties)
+
+
+@bp.post(PDP_PATH + "/access/v1/search/subject", operation_id="authzenSearchSubject",
+         summary="AuthZEN Subject Search: the accounts that may take an action on a resource", scope="authorize",
+         ok=(200, z.SearchResponse), problems=ERRORS, raw_body=z.SubjectSearchRequest)
+def search_subject(path: PdpPath):
+    portal = path.portal
+    raw = _raw()
+    body = _validate(z.SubjectSearchRequest, raw)
+    after, limit = _after(raw, body.page)
+    found = authzen.search_subjects(_decider(portal), body.subject.type, body.action.name, _entity(body.resource),
+                                    authzen.context_of(body.context, body.action.properties), after, limit)
+    return jsonify(page=_page(raw, found.next_key, len(found.results)), results=found.results)
+
+
+@bp.post(PDP_PATH + "/access/v1/search/resource", operation_id="authzenSearchResource",
+         summary="AuthZEN Resource Search: what a subject may take an action on", scope="authorize",
+         ok=(200, z.SearchResponse), problems=ERRORS, raw_body=z.ResourceSearchRequest)
+def search_resource(path: PdpPath):
+    portal = path.portal
+    raw = _raw()
+    body = _validate(z.ResourceSearchRequest, raw)
+    after, limit = _after(raw, body.page)
+    found = authzen.search_resources(_decider(portal), _entity(body.subject), body.action.name, body.resource.type,
+                                     authzen.context_of(body.context, body.action.properties), after, limit)
+    return jsonify(page=_page(raw, found.next_key, len(found.results)), results=found.results)
+
+
+@bp.post(PDP_PATH + "/access/v1/search/action", operation_id="authzenSearchAction",
+         summary="AuthZEN Action Search: the /v1/authorized-actions answer", scope="authorize",
+         ok=(200, z.ActionSearchResponse), problems=ERRORS, raw_body=z.ActionSearchRequest)
+def search_action(path: PdpPath):
+    portal = path.portal
+    raw = _raw()
+    body = _validate(z.ActionSearchRequest, raw)
+    after, limit = _after(raw, body.page)
+    actions = authzen.search_actions(_decider(portal), _entity(body.subject), _entity(body.resource))
+    start = actions.index(after[0]) + 1 if after and after[0] in actions else 0
+    page = actions[start:start + limit]
+    more = start + limit < len(actions)
+    return jsonify(page=_page(raw, [page[-1]] if more and page else None, len(page)),
+                   results=[{"name": name} for name in page])
