@@ -196,6 +196,32 @@ Feature: Arkansas Health & Wellness Secure Portal: Account Manager, what you nee
     When "uma" signs in
     Then the account of "uma" shows the status "active" and the last sign-in time as now
 
+  @R15
+  Scenario: A user with Manage Account never gains Health Records by taking over the account of a user who has it
+    Given "kim" is the Account Manager of "TIN-1"
+    And "dee" is an active User of "TIN-1"
+    And "kim" has set the access of "dee" to "Manage Account, Claims"
+    And "hal" is an active User of "TIN-1"
+    And "kim" has set the access of "hal" to "Health Records"
+    When "dee" changes the email of "hal" to "dee.inbox@example.org"
+    Then the change is refused because of "permission_not_held"
+    And the email of "hal" is still its own
+    When "dee" clicks "Send Password Reset Email" for "hal"
+    Then the change is refused because of "permission_not_held"
+    And no email with a security code is sent to "dee.inbox@example.org"
+    And "dee" asking to use "Health Records" for "TIN-1" gets "permission_not_granted"
+
+  @R3 @R4 @R23
+  Scenario: When the 90-day inactivity rule disables the only Account Manager, support staff are told that day
+    Given "kim" is the Account Manager of "TIN-1"
+    And "uma" is an active User of "TIN-1"
+    And "uma" signs in on day 85
+    And portal support staff are on duty
+    When the nightly sweep runs on day 90
+    Then the account "kim" has the status "disabled"
+    And the account "uma" has the status "active"
+    And support staff are emailed that "TIN-1" has no Account Manager
+
   @R26 @R19
   Scenario: Update User status and permissions shows Status: Locked
     Given "kim" is the Account Manager of "TIN-1"

@@ -132,3 +132,21 @@ Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
     And "jdoe11" clicks "Remove" for "mhughes"
     Then the audit trail shows "mhughes" did "set_permissions" to "jdoe11" in "PIDSL-1" with the outcome "done"
     And the audit trail shows "jdoe11" did "remove" to "mhughes" in "PIDSL-1" with the outcome "denied"
+
+  @R1 @R13
+  Scenario: Linking a user account of another provider gives access to this provider only, never the account itself
+    Given the provider "PIDSL-2" is enrolled
+    And "pat" is the Primary User of "PIDSL-2"
+    And "pat" has linked the account of "mhughes" to "PIDSL-2"
+    When "pat" changes the email of "mhughes" to "pat.inbox@example.org" at "PIDSL-2"
+    Then the change is refused because of "account_elsewhere"
+    And the email of "mhughes" is still its own
+    When "pat" clicks "Reset Password" for "mhughes" at "PIDSL-2"
+    Then the change is refused because of "account_elsewhere"
+    And no email with a security code is sent to "pat.inbox@example.org"
+    When "pat" moves the services of "mhughes" at "PIDSL-2" so that the Assigned Services are "Claims Submission and Status"
+    Then the change is accepted
+    And "mhughes" asking to use "Claims Submission and Status" for "PIDSL-2" gets "allowed"
+    When "pat" clicks "Remove" for "mhughes" at "PIDSL-2"
+    Then the change is accepted
+    And "mhughes" asking to use "Claims Submission and Status" for "PIDSL-2" gets "not_member"

@@ -530,13 +530,27 @@ def authzen_subject_search(story, users, label, org):
 
 # --- Profile (R21) ------------------------------------------------------------------------------------------
 
-@when(re_(rf'{q("actor")} changes the (?P<field>phone|email) of {q("user")} to {q("value")}'))
-def changes_profile(story, actor, field, user, value):
+@when(re_(rf'{q("actor")} changes the (?P<field>phone|email) of {q("user")} to {q("value")}(?: at {q("org")})?'))
+def changes_profile(story, actor, field, user, value, org):
     if field == "email":
         value = story.email(value)
-    story.call("PATCH", f"/accounts/{story.username(user)}", {field: value}, token=story.token(actor))
+    body = {field: value, **({"organization": story.org_key(org)} if org else {})}
+    story.call("PATCH", f"/accounts/{story.username(user)}", body, token=story.token(actor))
     if story.last.status == 200:
         assert story.last.body[field] == value, story.last
+
+
+@then(re_(rf'no email with a security code is sent to {q("address")}'))
+def no_recovery_email_to(story, address):
+    """Issue 11: a recovery code never reaches an inbox set by someone without authority over the account."""
+    mails = [m for m in story.outbox(story.email(address)) if "security_code" in m["payload"]]
+    assert not mails, mails
+
+
+@then(re_(rf'the email of {q("user")} is still its own'))
+def email_unchanged(story, user):
+    reply = story.expect(story.api.portal(story.portal, "GET", f"/accounts/{story.username(user)}"), 200)
+    assert reply.body["email"] == story.person(user).email, reply.body
 
 
 @when(re_(rf'{q("actor")} views the account of {q("user")}'))
@@ -841,3 +855,17 @@ def chosen_password_no_longer_works(story, actor, user):
     reply = story.call("POST", "/sessions", {"username": person.username,
                                              "password": person.__dict__["chosen_by_other"]})
     assert reply.status == 401 and reply.body["code"] == "invalid_credentials", reply
+
+
+# --- Orphaned organizations (R3, R4; issue 11 item 6) --------------------------------------------------------
+
+@given("portal support staff are on duty")
+def support_on_duty(story):
+    story.support_token()
+    story.on_duty = story.person("support staff")
+
+
+@then(re_(rf'support staff are emailed that {q("org")} has no (?:Account Manager|master account holder|Primary User)'))
+def support_told(story, org):
+    notices = [n for n in story.outbox(story.on_duty.email) if n["template"] == "organization_without_admin"]
+    assert [n["payload"]["organization"] for n in notices] == [story.org_key(org)], notices
