@@ -23,6 +23,9 @@ written here, independently of the policy:
 5. Parity: `/v1/authorize`, asked the same question just before, predicts each change's answer
    (allowed, or denied with the same reasons).
 6. A non-member learns only `not_member` (issue 18 item 5).
+7. Designating an admin never adopts an account: it creates one, or upgrades an active member of that
+   organization that the request names explicitly (issue 18 item 1); registrants are told only active
+   admins (issue 18 item 6).
 """
 from __future__ import annotations
 
@@ -123,7 +126,7 @@ def snapshot(database) -> Snapshot:
 class Step:
     """What a rule did, for the checks: who acted (None: the system), through which kind of call."""
 
-    kind: str                      # "admin" | "self" | "system" | "registration"
+    kind: str                      # "admin" | "self" | "system" | "registration" | "enroll"
     actor: str | None = None
     response: object = None
     authorize: tuple | None = None  # (allowed, reasons) from /v1/authorize just before
@@ -375,6 +378,19 @@ class PortalMachine(RuleBasedStateMachine):
             self.accounts.append(name)
             self.passwords[name] = "Long#Enough#Pass1"
 
+    @rule(org=st.sampled_from(ORGS), subject=accounts_, existing=st.booleans(), fresh=st.booleans())
+    def designate_admin(self, org, subject, existing, fresh):
+        """Support staff or the payer designate an admin (R4, R12): never by adopting an account (issue 18)."""
+        name = f"d{next(self.counter)}" if fresh else subject
+        body = {"username": name, **({"existing_account": True} if existing and not fresh else {
+            "first_name": "Des", "last_name": "Ignated", "email": f"{name}.des@example.org",
+            "password": "Long#Enough#Pass1"})}
+        step = self.begin(Step("enroll", None, organization=org, target=name))
+        step.response = self.call("POST", f"/organizations/{org}/admins", body)
+        if step.response.status_code == 201 and fresh:
+            self.accounts.append(name)
+            self.passwords[name] = "Long#Enough#Pass1"
+
     @rule(person=accounts_, subject=accounts_)
     def recover_from_inbox(self, person, subject):
         """Whoever reads the inbox a recovery code went to sets the password: the takeover's last step."""
@@ -435,6 +451,7 @@ class PortalMachine(RuleBasedStateMachine):
         self.step = None
         self.ran["steps"] = self.ran.get("steps", 0) + 1
         self._reach_and_grants(before, after, step)
+        self._listed_admins(after, step)
         self._r3(before, after, step)
         self._audit(before, after, step)
         self._parity(before, step)
@@ -459,9 +476,26 @@ class PortalMachine(RuleBasedStateMachine):
         return all(s.admin_in(actor, org) or all(s.holds(actor, org, p) for p in s.link(target, org)["permissions"])
                    for org in s.active_links(target))
 
+    def _designation(self, before: Snapshot, after: Snapshot, step: Step):
+        """Issue 18 item 1: a designation creates a new account, or upgrades an active member of that organization."""
+        for name, now in after.accounts.items():
+            was = before.accounts.get(name)
+            if was is not None and any(was[f] != now[f] for f in (*ACCOUNT_FIELDS, "password_hash")):
+                self.fail(f"designating an admin of {step.organization} changed the existing account {name}")
+        for (name, org), now in after.links.items():
+            was = before.links.get((name, org))
+            if was == now:
+                continue
+            if name != step.target or org != step.organization or now["role"] != "admin":
+                self.fail(f"designating {step.target} admin of {step.organization} changed {name}'s link to {org}")
+            if name in before.accounts and not (was and was["status"] == "active" and before.active(name)):
+                self.fail(f"designation adopted {name}, which was not an active member of {org}")
+
     def _reach_and_grants(self, before: Snapshot, after: Snapshot, step: Step):
         if step.kind == "system":
             return
+        if step.kind == "enroll":
+            return self._designation(before, after, step)
         actor = step.actor
         for name, now in after.accounts.items():
             was = before.accounts.get(name)
@@ -510,6 +544,16 @@ class PortalMachine(RuleBasedStateMachine):
             for p in now["permissions"] ^ was["permissions"]:
                 if not (before.support(actor) or before.holds(actor, org, p)):
                     self.fail(f"{actor} granted or revoked {p} for {name} in {org} without holding it")
+
+    def _listed_admins(self, after: Snapshot, step: Step):
+        """Issue 18 item 6: a registration lists only the organization's active admins (R11)."""
+        if step.kind != "registration" or step.response is None or step.response.status_code != 201:
+            return
+        emails = {a["email"] for a in step.response.get_json().get("admins", [])}
+        active = {after.accounts[u]["email"] for (u, org) in after.links
+                  if org == step.organization and after.admin_in(u, org)}
+        if not emails <= active:
+            self.fail(f"registration in {step.organization} listed admins {emails - active} that are not active")
 
     def _r3(self, before: Snapshot, after: Snapshot, step: Step):
         for org in ORGS:
