@@ -35,12 +35,6 @@ def call(client, database, clock):
     return _call
 
 
-def sign_in(call, portal, username, password=PASSWORD):
-    answer = call("POST", f"/v1/portals/{portal}/sessions", {"username": username, "password": password})
-    assert answer.status_code == 201, answer.get_json()
-    return answer.get_json()["token"]
-
-
 def first_sign_in(call, portal, username, temporary):
     """A designated admin's first sign-in: its own password (issue 18 item 2), then the terms of use (R7)."""
     changed = call("PUT", f"/v1/portals/{portal}/accounts/{username}/password",

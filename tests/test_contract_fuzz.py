@@ -45,16 +45,27 @@ def seed(base: str, key: str) -> dict[str, str]:
     v1 = "/v1/portals/ahcccs"
     call(base, "POST", f"{v1}/organizations", {"key": "DEMO-0001", "name": "Demo Clinic", "addresses": [
         {"id": "main", "line1": "1 Main St", "city": "Phoenix", "state": "AZ", "zip": "85001"}]}, key)
+    temporary = "Temporary#Pass2024x"
     for username in ("demo.admin", "demo.second"):
         call(base, "POST", f"{v1}/organizations/DEMO-0001/admins",
              {"username": username, "first_name": "Ada", "last_name": username.split(".")[1].title(),
-              "email": f"{username}@example.org", "password": PASSWORD}, key)
+              "email": f"{username}@example.org", "password": temporary, "accepted_terms": True}, key)
+        # A password chosen by someone else is temporary (issue 18): the admin sets its own first.
+        call(base, "PUT", f"{v1}/accounts/{username}/password",
+             {"current_password": temporary, "new_password": PASSWORD}, key)
     call(base, "POST", f"{v1}/support-staff", {"username": "support.sam", "first_name": "Sam", "last_name": "Support",
                                                "email": "sam@example.org", "password": PASSWORD}, key)
     token = call(base, "POST", f"{v1}/sessions", {"username": "demo.admin", "password": PASSWORD}, key)["token"]
-    call(base, "POST", f"{v1}/organizations/DEMO-0001/accounts",
-         {"username": "demo.member", "first_name": "Mo", "last_name": "Member", "email": "mo@example.org",
-          "password": PASSWORD, "permissions": ["claims"]}, key, token)
+    # ahcccs members register themselves and wait for an admin's approval (R8); admin-created accounts are
+    # masshealth's (R13).
+    call(base, "POST", f"{v1}/registrations",
+         {"organization": "DEMO-0001", "username": "demo.member", "first_name": "Mo", "last_name": "Member",
+          "email": "mo@example.org", "phone": "602-555-0101", "password": PASSWORD, "accepted_terms": True,
+          "security_questions": [{"question": "First pet?", "answer": "Rex"},
+                                 {"question": "First street?", "answer": "Main"}]}, key)
+    call(base, "POST", f"{v1}/accounts/demo.member/approve", {}, key, token)
+    call(base, "PUT", f"{v1}/accounts/demo.member/permissions",
+         {"organization": "DEMO-0001", "permissions": ["claims"]}, key, token)
     spare = call(base, "POST", f"{v1}/sessions", {"username": "demo.second", "password": PASSWORD}, key)["token"]
     return {"admin": token, "spare": spare}
 
