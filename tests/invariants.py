@@ -541,6 +541,8 @@ class PortalMachine(RuleBasedStateMachine):
                 self.fail(f"{actor} changed {name}'s link to {org} without authority there: {was} -> {now}")
             if was["role"] != now["role"] and not (before.support(actor) or before.admin_in(actor, org)):
                 self.fail(f"{actor} changed {name}'s role in {org} without being its admin")
+            if now["status"] == "removed":
+                continue  # removing a link drops its grants with it: that is the removal, not a revoke
             for p in now["permissions"] ^ was["permissions"]:
                 if not (before.support(actor) or before.holds(actor, org, p)):
                     self.fail(f"{actor} granted or revoked {p} for {name} in {org} without holding it")

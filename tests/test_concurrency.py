@@ -216,9 +216,10 @@ def refusal_kind(action: str, reply: Reply) -> str | None:
         return "403 last_admin"  # the loser was itself demoted first: not_admin and last_admin
     if action in ("disable", "remove") and reply.status == 401 and reply.body.get("code") == "invalid_session":
         return "401 invalid_session"  # the winner disabled or removed this actor and ended its sessions first
-    if action == "remove" and reply.status == 403 and reply.reasons == ["not_member"]:
-        # The winner removed the loser's link first: the loser is no longer a member, and a non-member is
-        # told nothing of the target's state (issue 18 item 5), so not `last_admin` either.
+    if action == "remove" and reply.status == 403 and "not_member" in reply.reasons \
+            and set(reply.reasons) <= {"not_member", "actor_inactive"}:
+        # The winner removed the loser's link first: the loser is no longer a member (and, its last link
+        # gone, no longer active), and a non-member is told nothing of the target's state (issue 18 item 5).
         return "403 not_member"
     return None
 

@@ -91,6 +91,25 @@ def test_naming_an_existing_member_upgrades_it_and_is_audited_as_an_upgrade(api,
     assert unknown.status_code == 404
 
 
+def test_only_an_active_member_is_made_an_admin(api, database):
+    """R2, issue 18 item 1: a locked member is not upgraded (found by tests/invariants.py), as `upgrade` refuses."""
+    p = api("ahw")
+    p.call("POST", "/organizations", {"key": "TIN-1", "name": "Practice"}, expect=201)
+    designate(p, "TIN-1", "kim", accepted_terms=True)
+    kim = p.first_sign_in("kim")
+    p.register("uma", org="TIN-1", password=OWN)
+    p.act(kim, "uma", "enable")
+    p.act(kim, "uma", "send-registration-email")
+    code = outbox(database, "uma@example.org")[-1].payload["registration_code"]
+    p.call("POST", "/registrations/confirm", {"username": "uma", "code": code}, expect=200)
+    for _ in range(3):
+        p.call("POST", "/sessions", {"username": "uma", "password": "not the password"})
+    locked = p.call("POST", "/organizations/TIN-1/admins", {"username": "uma", "existing_account": True}, expect=409)
+    assert locked.get_json()["code"] == "target_status"
+    p.act(kim, "uma", "unlock")
+    p.call("POST", "/organizations/TIN-1/admins", {"username": "uma", "existing_account": True}, expect=201)
+
+
 # --- item 2: a password someone else chose is temporary ---------------------------------------------
 
 def test_a_designated_admin_must_set_its_own_password_before_acting(api, database):

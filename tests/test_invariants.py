@@ -1,6 +1,6 @@
 """Issue 11 item 7: the stateful invariant search (tests/invariants.py) on SQLite and PostgreSQL.
 
-Sequences per run: PORTAL_AUTHZ_INVARIANT_EXAMPLES (default 150 on SQLite, 40 on PostgreSQL, each up to
+Sequences per run: PORTAL_AUTHZ_INVARIANT_EXAMPLES (default 100 on SQLite, 30 on PostgreSQL, each up to
 PORTAL_AUTHZ_INVARIANT_STEPS steps, default 25). Set them to thousands for a long search. Argon2 runs with
 its cheapest parameters here: the search is about sequences of decisions, not the hash's cost.
 """
@@ -22,8 +22,8 @@ from tests.conftest import prepared_database
 from tests.fixtures import world
 from tests.invariants import PortalMachine, Violation
 
-EXAMPLES = {"sqlite": int(os.environ.get("PORTAL_AUTHZ_INVARIANT_EXAMPLES", 150)),
-            "postgres": int(os.environ.get("PORTAL_AUTHZ_INVARIANT_EXAMPLES", 40))}
+EXAMPLES = {"sqlite": int(os.environ.get("PORTAL_AUTHZ_INVARIANT_EXAMPLES", 100)),
+            "postgres": int(os.environ.get("PORTAL_AUTHZ_INVARIANT_EXAMPLES", 30))}
 STEPS = int(os.environ.get("PORTAL_AUTHZ_INVARIANT_STEPS", 25))
 
 

@@ -46,7 +46,7 @@ PROBLEM_CODES: dict[int, tuple[str, ...]] = {
     403: ("insufficient_scope", "forbidden", "recovery_not_offered", "self_registration_closed"),
     404: ("not_found",),
     409: ("last_admin", "username_taken", "email_taken", "organization_exists", "support_account",
-          "already_linked", "conflict"),
+          "already_linked", "not_in_organization", "already_admin", "target_status", "account_removed", "conflict"),
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
     422: ("validation_error", "password_policy", "terms_not_accepted", "no_correspondence_address",

@@ -173,6 +173,11 @@ def _upgrade_existing(session: Session, org: Organization, portal: str, *, usern
                        "the organization can be made its admin", "not_in_organization")
     if link.role == "admin":
         raise Conflict(f"{account.username!r} is already an admin of {org.key!r}", "already_admin")
+    if account.status != "active":
+        # As the admins' own `upgrade` (R2): only an active account becomes an admin; a locked, disabled or
+        # pending one is unlocked, enabled or approved first (found by the invariant search).
+        raise Conflict(f"{account.username!r} is {account.status}; only an active member can be made an admin",
+                       "target_status")
     link.role = "admin"
     session.flush()
     return account
