@@ -287,6 +287,21 @@ def test_the_sweep_disabling_the_last_admin_notifies_support(client, key, build,
     assert len(support_notices(database)) == 1  # told once, not on every run
 
 
+@pytest.mark.R3
+@pytest.mark.R4
+@pytest.mark.R23
+def test_idle_support_staff_disabled_by_the_same_sweep_are_still_told(client, key, build, database, clock):
+    with build("ahw") as world:
+        world.account("sam", support=True)  # as idle as kim: the same run disables both
+        world.account("kim", memberships={"TIN-1": {"role": "admin"}})
+        world.account("uma", memberships={"TIN-1": {}}).last_activity_at = clock.now() + timedelta(days=89)
+    p = portal(client, key, "ahw")
+    clock.advance(timedelta(days=90))
+    assert p.call("POST", "/maintenance/sweep", {}, expect=200).get_json()["disabled"] == 2
+    assert [(n.recipient, n.payload["organization"]) for n in support_notices(database)] == [
+        ("sam@example.org", "TIN-1")]
+
+
 # --- 8. What the audit was missing ----------------------------------------------------------------
 
 @pytest.mark.R27

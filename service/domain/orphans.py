@@ -47,19 +47,28 @@ def admin_organizations(session: Session, account_ids) -> set[int]:
         Membership.account_id.in_(account_ids), Membership.role == ADMIN, Membership.status == "active")))
 
 
+def support_staff(session: Session, portal: str) -> list[Account]:
+    """The portal's active support accounts: who is told (R4)."""
+    return list(session.scalars(select(Account).where(
+        Account.portal_id == portal, Account.is_support.is_(True), Account.status == "active")
+        .order_by(Account.username_key)))
+
+
 def report_new_orphans(session: Session, portal: str, organization_ids: Iterable[int], before: set[int],
                        now: datetime, cause: str, client: str | None = None,
-                       notifier: Notifier | None = None) -> list[str]:
-    """Notify support of every organization orphaned now that was not before; returns their keys."""
+                       notifier: Notifier | None = None, support: list[Account] | None = None) -> list[str]:
+    """Notify support of every organization orphaned now that was not before; returns their keys.
+
+    `support`: who to tell, when it must be read before the change (the sweep may disable idle support
+    accounts in the same run; their people still read their mail). Default: the active ones now.
+    """
     notifier = notifier or OutboxNotifier()
     session.flush()
     new = orphaned(session, organization_ids) - before
     if not new:
         return []
     keys = list(session.scalars(select(Organization.key).where(Organization.id.in_(new)).order_by(Organization.key)))
-    support = list(session.scalars(select(Account).where(
-        Account.portal_id == portal, Account.is_support.is_(True), Account.status == "active")
-        .order_by(Account.username_key)))
+    support = support_staff(session, portal) if support is None else support
     for key in keys:
         for person in support:
             notifier.email(session, portal, person.email, TEMPLATE,

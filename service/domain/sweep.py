@@ -261,12 +261,14 @@ def sweep_portal(session: Session, portal: str, profile: PortalProfile, now: dat
         MEMBERSHIPS.c.account_id.in_(select(ACCOUNTS.c.id).where(or_(*swept)))))
         .scalars()) if swept else set()
     before = orphans.orphaned(session, reach)
+    told = orphans.support_staff(session, portal) if reach else []  # read before this run may disable them
     for rule in rules_for(profile):
         changed = _act(conn, portal, rule, days, client, rule_name[rule.action])
         setattr(result, rule.counter, getattr(result, rule.counter) + changed)
     # The sweep proceeds even where it takes an organization's last admin (README: "Why the sweep is not
     # refused"): support staff are told in the same transaction.
-    orphans.report_new_orphans(session, portal, reach, before, now, cause="inactivity_sweep", client=client)
+    orphans.report_new_orphans(session, portal, reach, before, now, cause="inactivity_sweep", client=client,
+                               support=told)
     for rule in rules_for(profile):
         result.warned += _warn(conn, portal, rule, profile.inactivity.warning_days, days)
     if result.warned >= ANALYZE_AFTER and conn.dialect.name == "postgresql":
