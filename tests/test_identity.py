@@ -64,8 +64,8 @@ def test_payer_setting_up_a_squatted_name_is_409_and_the_squatter_gains_nothing(
     assert [r.organization for r in audit_of(database, "designate_admin")] == ["TIN-ATTACK"]
 
 
-def test_naming_an_existing_member_upgrades_it_and_is_audited_as_an_upgrade(api, database):
-    """R4: support makes an existing member of the organization its admin, explicitly."""
+def practice_with_a_verified_user(api, database):
+    """ahw TIN-1 with its Account Manager kim (signed in) and uma, a User who completed registration (R12)."""
     p = api("ahw")
     p.call("POST", "/organizations", {"key": "TIN-1", "name": "Practice"}, expect=201)
     designate(p, "TIN-1", "kim", accepted_terms=True)
@@ -75,6 +75,12 @@ def test_naming_an_existing_member_upgrades_it_and_is_audited_as_an_upgrade(api,
     p.act(kim, "uma", "send-registration-email")
     code = outbox(database, "uma@example.org")[-1].payload["registration_code"]
     p.call("POST", "/registrations/confirm", {"username": "uma", "code": code}, expect=200)
+    return p, kim
+
+
+def test_naming_an_existing_member_upgrades_it_and_is_audited_as_an_upgrade(api, database):
+    """R4: support makes an existing member of the organization its admin, explicitly."""
+    p, kim = practice_with_a_verified_user(api, database)
 
     with_details = p.call("POST", "/organizations/TIN-1/admins",
                           {"username": "uma", "existing_account": True, "password": "Attacker#Pass99"}, expect=422)
@@ -93,15 +99,7 @@ def test_naming_an_existing_member_upgrades_it_and_is_audited_as_an_upgrade(api,
 
 def test_only_an_active_member_is_made_an_admin(api, database):
     """R2, issue 18 item 1: a locked member is not upgraded (found by tests/invariants.py), as `upgrade` refuses."""
-    p = api("ahw")
-    p.call("POST", "/organizations", {"key": "TIN-1", "name": "Practice"}, expect=201)
-    designate(p, "TIN-1", "kim", accepted_terms=True)
-    kim = p.first_sign_in("kim")
-    p.register("uma", org="TIN-1", password=OWN)
-    p.act(kim, "uma", "enable")
-    p.act(kim, "uma", "send-registration-email")
-    code = outbox(database, "uma@example.org")[-1].payload["registration_code"]
-    p.call("POST", "/registrations/confirm", {"username": "uma", "code": code}, expect=200)
+    p, kim = practice_with_a_verified_user(api, database)
     for _ in range(3):
         p.call("POST", "/sessions", {"username": "uma", "password": "not the password"})
     locked = p.call("POST", "/organizations/TIN-1/admins", {"username": "uma", "existing_account": True}, expect=409)
