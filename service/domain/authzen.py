@@ -22,12 +22,17 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, false, or_, select, true
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.domain.decisions import PERMISSION_ACTIONS, Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
 from service.domain.facts import ActorFacts, OrganizationFacts
 from service.policy import ACCOUNT_ACTIONS, Decision
+
+# portal.polar's `account_wide` actions: their reach is the whole account (issue 11).
+ACCOUNT_WIDE = ("approve", "enable", "disable", "unlock", "send_password_recovery", "send_registration_email",
+                "update_profile", "update_email")
 from service.storage.facts import username_key
 from service.storage.models import Account, Grant, Membership, Organization
 
@@ -250,6 +255,15 @@ def _targets_filter(decider: Decider, actor: ActorFacts, action: str, permission
         elif not actor.support:
             may_take = Organization.key.in_(admin | {m.organization for m in active if permission in m.permissions})
     allowed = and_(~me, administers, status_allows, may_take)
+    if action in ACCOUNT_WIDE and not actor.support:
+        # R1 (issue 11): an account-wide action needs authority in every organization of the account, so no
+        # other active link may sit where the actor has none. (A delegate's capture check, R15, stays with
+        # the policy's confirmation of each candidate.)
+        other = aliased(Membership)
+        elsewhere = aliased(Organization)
+        allowed = and_(allowed, ~exists().where(
+            other.account_id == Account.id, other.status == "active", elsewhere.id == other.organization_id,
+            ~or_(elsewhere.key.in_(admin), and_(elsewhere.key.in_(delegate), other.role == "member"))))
     if action == "update_profile":
         allowed = or_(allowed, and_(me, effective != "removed"))
     return allowed
