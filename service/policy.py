@@ -111,6 +111,7 @@ class _Engine:
         self.decide = lru_cache(maxsize=memo_size)(self._decide)
         self.authorized_actions = lru_cache(maxsize=memo_size)(self._authorized_actions)
         self.target_states = lru_cache(maxsize=64)(self._target_states)
+        self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
 
     def _target_states(self, action: str) -> frozenset[tuple[str, str]]:
         """The (status, role) pairs of a target account for which the policy's `status_allows` holds."""
@@ -202,6 +203,15 @@ class Policy:
         except OsoError:
             log.exception("policy evaluation failed; no target states")
             return frozenset()
+
+    def account_wide(self, action: str) -> bool:
+        """Whether `action` reaches the whole account (portal.polar's `account_wide`), for database filters
+        that must follow the reach (AuthZEN search); on an evaluation error, the stricter answer."""
+        try:
+            return self._engine.account_wide(action)
+        except OsoError:
+            log.exception("policy evaluation failed; treating %r as account-wide", action)
+            return True
 
     def oso(self) -> Oso:
         """The engine itself, for the plain path the fast path is tested against."""

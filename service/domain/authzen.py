@@ -29,10 +29,6 @@ from service.domain.decisions import PERMISSION_ACTIONS, Decider, Question, Reso
 from service.domain.errors import DomainError, Invalid, NotFound
 from service.domain.facts import ActorFacts, OrganizationFacts
 from service.policy import ACCOUNT_ACTIONS, Decision
-
-# portal.polar's `account_wide` actions: their reach is the whole account (issue 11).
-ACCOUNT_WIDE = ("approve", "enable", "disable", "unlock", "send_password_recovery", "send_registration_email",
-                "update_profile", "update_email")
 from service.storage.facts import username_key
 from service.storage.models import Account, Grant, Membership, Organization
 
@@ -255,7 +251,7 @@ def _targets_filter(decider: Decider, actor: ActorFacts, action: str, permission
         elif not actor.support:
             may_take = Organization.key.in_(admin | {m.organization for m in active if permission in m.permissions})
     allowed = and_(~me, administers, status_allows, may_take)
-    if action in ACCOUNT_WIDE and not actor.support:
+    if decider.policy.account_wide(action) and not actor.support:
         # R1 (issue 11): an account-wide action needs authority in every organization of the account, so no
         # other active link may sit where the actor has none. (A delegate's capture check, R15, stays with
         # the policy's confirmation of each candidate.)
