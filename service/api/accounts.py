@@ -233,14 +233,14 @@ def _read_account(portal: str, username: str, organization: str | None, render):
             outcome.view = render(ctx, outcome.account, None)  # the calling service sees every organization
             return outcome
         actor = _actor(ctx)
-        named = organization
-        if named is not None:
+        if organization is not None:
             # A non-member of the named organization learns nothing, not even whether the account is in it
             # (issue 18 item 5): the same denial whether the account is there, elsewhere or nowhere.
-            decision = administration.not_member_of(ctx, actor, named)
+            decision = administration.not_member_of(ctx, actor, organization)
             if decision is not None:
-                return administration.record_denial(ctx, actor.username, "view", username, named, decision, None)
-        decision, target, link = administration.decide(ctx, actor, "view", username, named)
+                return administration.record_denial(ctx, actor.username, "view", username, organization, decision,
+                                                    None)
+        decision, target, link = administration.decide(ctx, actor, "view", username, organization)
         if not decision.allowed:
             return administration.record_denial(ctx, actor.username, "view", target.username,
                                                 link.organization.key, decision, None)
