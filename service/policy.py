@@ -16,7 +16,7 @@ from pathlib import Path
 from oso import Oso, Variable
 from polar.exceptions import OsoError
 
-from service.domain.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 
 log = logging.getLogger(__name__)
 

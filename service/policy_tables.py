@@ -59,7 +59,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from service.domain.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import REASON_MESSAGES, Policy
 
 GRANT_ACTIONS = ("grant", "revoke")

@@ -2,7 +2,8 @@
 
 The fast path reads every fact of a request in one statement and memoizes
 answers keyed by the policy version and the facts. The plain path here loads
-the facts through the ORM, one relationship at a time, and asks a separately
+the facts through the ORM, one relationship at a time (tests/fixtures/reference_facts.py,
+an independent loader the service never uses), and asks a separately
 built oso engine `is_allowed` and then `deny_reason`. Hypothesis generates
 organizations, memberships, grants, statuses, password ages and questions,
 asks both, changes one stored fact, and asks again: every decision and every
@@ -23,6 +24,7 @@ from service.domain.errors import Invalid, NotFound
 from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, Policy, _build, policy_files
 from service.storage import facts as stored
 from service.storage.models import Account, Grant, Membership, Organization
+from tests.fixtures import reference_facts as reference
 from tests.fixtures.world import World
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -150,7 +152,7 @@ def _plain_resource(session, portal, profile, question: Question):
         org = stored.find_organization(session, portal, res.id)
         if org is None:
             raise NotFound("organization")
-        return stored.organization_facts(session, org, profile)
+        return reference.organization_facts(session, org, profile)
     account = stored.find_account(session, portal, res.id)
     if account is None:
         raise NotFound("account")
@@ -168,13 +170,13 @@ def _plain_resource(session, portal, profile, question: Question):
         link = live[0]
     if question.action in ("grant", "revoke") and not isinstance(question.context.get("permission"), str):
         raise Invalid("permission", [])
-    return stored.target_facts(session, account, link, profile, question.context.get("permission"))
+    return reference.target_facts(session, account, link, profile, question.context.get("permission"))
 
 
 def _plain(session, oso, portal, profile, actor: str, question: Question):
     """(allowed, reasons) or the error class, the way a plain oso integration would answer."""
     account = stored.find_account(session, portal, actor)
-    actor_facts = stored.actor_facts(account, actor, profile, NOW)
+    actor_facts = reference.actor_facts(account, actor, profile, NOW)
     try:
         resource = _plain_resource(session, portal, profile, question)
     except (NotFound, Invalid) as exc:
@@ -212,7 +214,7 @@ def _compare(database, config, policy, oso, portal, asked):
             allowed_actions = set(decider.authorized_actions(actor, resource))
             view = Question("view", resource)
             plain_actions = oso.authorized_actions(
-                stored.actor_facts(stored.find_account(session, portal, actor), actor, profile, NOW),
+                reference.actor_facts(stored.find_account(session, portal, actor), actor, profile, NOW),
                 _plain_resource(session, portal, profile, view))
             assert allowed_actions == set(plain_actions) & _listed(profile, resource), (actor, resource)
             COMPARED["authorized_actions"] += 1

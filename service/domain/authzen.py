@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from service.domain.decisions import PERMISSION_ACTIONS, Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
-from service.domain.facts import ActorFacts, OrganizationFacts
+from service.facts import ActorFacts, OrganizationFacts
 from service.policy import ACCOUNT_ACTIONS, Decision
 from service.storage.facts import username_key
 from service.storage.models import Account, Grant, Membership, Organization

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.config import Config, PortalProfile
 from service.domain.errors import Invalid, NotFound
-from service.domain.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
+from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.policy import Decision, Policy
 from service.storage import facts as stored
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import selectinload
 from service.domain import audit
 from service.domain.administration import Context, Outcome, check_comment, record_denial
 from service.domain.decisions import Decider, Question, Resource
-from service.domain.facts import AccountFacts, LinkFacts
+from service.facts import AccountFacts, LinkFacts
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.people import new_account
 from service.policy import Decision
