@@ -240,12 +240,13 @@ def _read_account(portal: str, username: str, organization: str | None, render):
             if decision is not None:
                 return administration.record_denial(ctx, actor.username, "view", username, organization, decision,
                                                     None)
-        decision, target, link = administration.decide(ctx, actor, "view", username, organization)
-        if not decision.allowed:
+        decided = administration.decide(ctx, actor.username, "view", username, organization)
+        target = decided.target
+        if not decided.decision.allowed:
             return administration.record_denial(ctx, actor.username, "view", target.username,
-                                                link.organization.key, decision, None)
-        outcome = administration.Outcome(decision, target)
-        outcome.view = render(ctx, target, _seen_through(actor, target, link.organization.key))
+                                                decided.organization, decided.decision, None)
+        outcome = administration.Outcome(decided.decision, target)
+        outcome.view = render(ctx, target, _seen_through(actor, target, decided.organization))
         return outcome
 
     return _answer(_transaction(portal, work))
