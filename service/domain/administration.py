@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from service.catalog import PATH_ACTIONS
 from service.config import PortalProfile
 from service.domain import audit, orphans, sessions
 from service.domain.decisions import Decider, Question, Resource
@@ -26,8 +27,7 @@ from service.facts import AccountFacts
 from service.storage.facts import find_account, username_key
 from service.storage.models import Account, Comment, Grant, Membership, OneTimeCode, Organization
 
-ACTIONS = ("approve", "enable", "disable", "remove", "upgrade", "downgrade", "unlock",
-           "send_password_recovery", "send_registration_email")
+ACTIONS = PATH_ACTIONS  # the admin actions of POST .../accounts/{username}/{action}
 
 
 @dataclass
