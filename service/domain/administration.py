@@ -20,9 +20,9 @@ from service.config import PortalProfile
 from service.domain import audit, orphans, sessions
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
-from service.domain.notify import Notifier
+from service.domain.work import Context  # noqa: F401 - the context every change takes, named here too
 from service.domain.passwords import hash_secret
-from service.policy import Decision, Policy
+from service.policy import Decision
 from service.facts import AccountFacts
 from service.storage.facts import find_account, username_key
 from service.storage.models import Account, Comment, Grant, Membership, OneTimeCode, Organization
@@ -38,17 +38,6 @@ class Outcome:
     account: Account | None = None
     organization: str | None = None
     view: object = None
-
-
-@dataclass(frozen=True)
-class Context:
-    session: Session
-    profile: PortalProfile
-    portal: str
-    policy: Policy
-    notifier: Notifier
-    now: datetime
-    client: str | None
 
 
 def one_time_code(length: int = 10) -> str:
@@ -153,6 +142,14 @@ def service_read(ctx: Context, username: str) -> Outcome:
     if target is None:
         raise NotFound(f"no account {username!r} in portal {ctx.portal!r}")
     return Outcome(Decision(True, (), ctx.policy.version), target)
+
+
+def comments_of(session: Session, account_id: int, organization: str | None) -> list[Comment]:
+    """R25: an account's comment history, oldest first; through one organization, only the comments written there."""
+    history = select(Comment).where(Comment.account_id == account_id)
+    if organization is not None:  # an organization's admins read the comments written there only
+        history = history.where(Comment.organization == organization)
+    return list(session.scalars(history.order_by(Comment.id)))
 
 
 def record_denial(ctx: Context, actor: str, action: str, target: str, organization: str | None,
