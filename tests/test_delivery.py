@@ -14,7 +14,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from service.config import Delivery, Smtp
-from service.domain.delivery import SmtpSender, claim_emails, deliver_batch, message_id, permanent_rejection
+from service.domain.delivery import claim_emails, deliver_batch, message_id
+from service.transport.smtp import SmtpSender, permanent_rejection
 from service.domain.notify import OutboxNotifier
 from service.storage.models import Notification
 from tests.fixtures.postgres import free_port

@@ -68,7 +68,7 @@ def test_delivered_and_exported_secrets_are_erased_and_the_outbox_shows_only_tha
 
 
 def _sender(cfg):
-    from service.domain.delivery import SmtpSender
+    from service.transport.smtp import SmtpSender
 
     return SmtpSender(cfg.delivery.smtp)
 
