@@ -22,8 +22,8 @@ import pytest
 from tests.conftest import make_key, prepared_database
 from tests.fixtures.servers import ROOT, Server, processes, running, wait_for
 from tests.fixtures.world import World
-from tests.test_delivery import Collector, start_smtp
-from tests.test_recovery import ANSWERS, give_answers
+from tests.fixtures.http import ANSWERS, give_answers
+from tests.fixtures.smtp import Collector, start_smtp
 
 pytestmark = [pytest.mark.slow]
 
