@@ -14,14 +14,14 @@ Run on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.domain import authzen
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
 from service.policy import ACCOUNT_ACTIONS, Decision, ORGANIZATION_ACTIONS, Policy
-from tests.fixtures.generated import NOW, ORGS, action_of, mutate, store, worlds
+from tests.fixtures.generated import NOW, ORGS, action_of, figures, mutate, property_settings, store, worlds
 
 FUNCTIONS = ("fn0", "fn1", "fn2", "fn3", "bake_bread")
 R3_ACTIONS = {"remove", "disable", "downgrade"}
@@ -125,14 +125,8 @@ def _check(database, config, case):
     COMPARED["worlds"] += 1
 
 
-SEARCH = settings(max_examples=40, deadline=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _figures():
-    yield
-    print(f"\nAuthZEN search == one-by-one evaluation: {COMPARED}")  # shown with -s
+SEARCH = property_settings(40)
+_figures = figures("AuthZEN search == one-by-one evaluation", COMPARED)
 
 
 @SEARCH

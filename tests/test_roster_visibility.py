@@ -8,8 +8,7 @@ and PostgreSQL. R1, R15 (who administers whom), R24 (listing).
 """
 from __future__ import annotations
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from sqlalchemy import select
 
 from service.domain.administration import Context
@@ -18,7 +17,7 @@ from service.domain.roster import MAX_PAGE, list_accounts
 from service.policy import Policy
 from service.storage.facts import find_account
 from service.storage.models import Account, Membership, Organization
-from tests.fixtures.generated import NOW, ORGS, mutate, store, worlds
+from tests.fixtures.generated import NOW, ORGS, figures, mutate, property_settings, store, worlds
 
 COMPARED = {"worlds": 0, "listings": 0, "listed": 0}
 
@@ -54,19 +53,11 @@ def _check(database, config, policy, portal, people):
     COMPARED["worlds"] += 1
 
 
-CASES = settings(max_examples=120, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+CASES = property_settings(80)
+_figures = figures("roster listing == policy view", COMPARED)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _figures():
-    yield
-    print(f"\nroster listing == policy view: {COMPARED}")  # shown with -s
-
-
-@CASES
-@given(world=worlds())
-def test_roster_visibility_equals_the_policy_on_sqlite(database, config, world):
+def _round(database, config, world):
     portal, people = world
     policy = Policy(config.policy_path)
     store(database, config, portal, people)
@@ -77,14 +68,8 @@ def test_roster_visibility_equals_the_policy_on_sqlite(database, config, world):
     _check(database, config, policy, portal, people)
 
 
-@pytest.mark.postgres
-@settings(CASES, max_examples=30)
+@CASES
 @given(world=worlds())
-def test_roster_visibility_equals_the_policy_on_postgres(pg_database, config, world):
-    portal, people = world
-    policy = Policy(config.policy_path)
-    store(pg_database, config, portal, people)
-    _check(pg_database, config, policy, portal, people)
-    for person in sorted(people):
-        mutate(pg_database, config, portal, ("grant_delegate", person, None))
-    _check(pg_database, config, policy, portal, people)
+def test_roster_visibility_equals_the_policy(any_database, config, world):
+    """On SQLite, then on PostgreSQL (any_database)."""
+    _round(any_database, config, world)
