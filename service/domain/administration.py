@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from service.catalog import PATH_ACTIONS
+from service.catalog import PATH_ACTIONS, Role, Status
 from service.config import PortalProfile
 from service.domain import audit, orphans, sessions
 from service.domain.decisions import Decider, Question, Resource
@@ -189,45 +189,45 @@ def _after(ctx: Context, actor: Account, action: str, target: Account, org_key: 
 
 
 def _approve(ctx: Context, decided: Decided) -> None:
-    decided.target.status = "active"
+    decided.target.status = Status.ACTIVE
 
 
 def _enable(ctx: Context, decided: Decided) -> None:
     """R12: in a payer-verified portal a new user becomes "unverified" until they finish registration; R23."""
     target = decided.target
-    if target.status == "pending_approval" and ctx.profile.registration == "payer_verified_admin":
-        target.status = "unverified"
+    if target.status == Status.PENDING_APPROVAL and ctx.profile.registration == "payer_verified_admin":
+        target.status = Status.UNVERIFIED
     else:
-        target.status = "active"
+        target.status = Status.ACTIVE
         target.last_activity_at = ctx.now
 
 
 def _disable(ctx: Context, decided: Decided) -> None:
-    decided.target.status = "disabled"
+    decided.target.status = Status.DISABLED
     sessions.end_all(ctx.session, decided.target.id, ctx.now)
 
 
 def _remove(ctx: Context, decided: Decided) -> None:
     """R13: removing from one organization removes that link; the account lives on where it has others."""
-    decided.link.status = "removed"
+    decided.link.status = Status.REMOVED
     ctx.session.execute(delete(Grant).where(Grant.membership_id == decided.link.id))
     if all(link.organization.key == decided.organization for link in decided.facts.links):
-        decided.target.status = "removed"
+        decided.target.status = Status.REMOVED
         sessions.end_all(ctx.session, decided.target.id, ctx.now)
 
 
 def _upgrade(ctx: Context, decided: Decided) -> None:
-    decided.link.role = "admin"
+    decided.link.role = Role.ADMIN
 
 
 def _downgrade(ctx: Context, decided: Decided) -> None:
-    decided.link.role = "member"
+    decided.link.role = Role.MEMBER
 
 
 def _unlock(ctx: Context, decided: Decided) -> None:
     """R19/R22: unlocking forgets the failures and restarts the inactivity clock, or the next sweep relocks."""
     target = decided.target
-    target.status = "active"
+    target.status = Status.ACTIVE
     target.last_activity_at = ctx.now
     sessions.clear_failures(ctx.session, target.id)
     sessions.clear_recovery_failures(ctx.session, target.id)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import selectinload
 from service.domain import audit
 from service.domain.administration import Context, Outcome, check_comment, record_denial
 from service.domain.decisions import Decider, Question, Resource
-from service.catalog import ROLES, AccountAction, Status
+from service.catalog import ROLES, AccountAction, Role, Status
 from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.people import new_account
@@ -46,8 +46,8 @@ def create_subordinate(ctx: Context, actor_account: Account, org_key: str, detai
     if decision.allowed:
         # Each service assigned is a `grant` to the new account, asked of the policy as any grant is (R14, R15).
         actor = decider.actor(actor_account.username)
-        newcomer = AccountFacts(details["username"], org_facts, "member", "active", None,
-                                (LinkFacts(org_facts, "member", ()),))
+        newcomer = AccountFacts(details["username"], org_facts, Role.MEMBER, Status.ACTIVE, None,
+                                (LinkFacts(org_facts, Role.MEMBER, ()),))
         for permission in dict.fromkeys(permissions):
             answer = ctx.policy.decide(actor, "grant", replace(newcomer, permission=permission))
             reasons += [r for r in answer.reasons if r not in reasons]
@@ -57,9 +57,9 @@ def create_subordinate(ctx: Context, actor_account: Account, org_key: str, detai
                              comment)
     # Issue 18, item 2: the Primary User chose the password, so it is temporary; R7: the subordinate
     # accepts the terms of use itself, at its first sign-in (004: "prompted ... upon initial sign-in").
-    account = new_account(ctx.session, ctx.profile, ctx.portal, status="active", now=ctx.now, set_by_other=True,
+    account = new_account(ctx.session, ctx.profile, ctx.portal, status=Status.ACTIVE, now=ctx.now, set_by_other=True,
                           terms_accepted=False, **details)
-    link = Membership(account_id=account.id, organization_id=org.id, role="member", status="active",
+    link = Membership(account_id=account.id, organization_id=org.id, role=Role.MEMBER, status=Status.ACTIVE,
                       created_at=ctx.now)
     ctx.session.add(link)
     ctx.session.flush()
@@ -78,18 +78,18 @@ def link_account(ctx: Context, actor_account: Account, org_key: str, username: s
     if not decision.allowed:
         return record_denial(ctx, actor_account.username, "link_account", username, org_key, decision, comment)
     account = find_account(ctx.session, ctx.portal, username)
-    if account is None or account.status == "removed":
+    if account is None or account.status == Status.REMOVED:
         raise NotFound(f"no account {username!r} in portal {ctx.portal!r}")
     if account.is_support:
         raise Conflict("support staff are not linked to organizations", "support_account")
     link = next((m for m in account.memberships if m.organization_id == org.id), None)
-    if link is not None and link.status != "removed":
+    if link is not None and link.status != Status.REMOVED:
         raise Conflict(f"{account.username!r} is already linked to {org_key!r}", "already_linked")
     if link is None:
-        ctx.session.add(Membership(account_id=account.id, organization_id=org.id, role="member", status="active",
-                                   created_at=ctx.now))
+        ctx.session.add(Membership(account_id=account.id, organization_id=org.id, role=Role.MEMBER,
+                                   status=Status.ACTIVE, created_at=ctx.now))
     else:
-        link.status, link.role = "active", "member"
+        link.status, link.role = Status.ACTIVE, Role.MEMBER
     ctx.session.flush()
     _record(ctx, actor_account, "link_account", account, org_key, comment, None)
     return Outcome(decision, account, org_key)
