@@ -312,10 +312,16 @@ class PortalMachine(RuleBasedStateMachine):
                                   {"organization": org, "permissions": [self.functions[i] for i in sorted(picks)]},
                                   token=token)
 
-    @rule(actor=accounts_, inbox=accounts_, data=st.data())
-    def change_email(self, actor, inbox, data):
+    @rule(actor=accounts_, inbox=accounts_, then_recover=st.booleans(), data=st.data())
+    def change_email(self, actor, inbox, then_recover, data):
+        """Point an account's email at an inbox; then, half the time, the whole takeover chain: send
+        recovery to the new address and let the inbox's owner set the password (link, change email,
+        recover)."""
         subject, org = self.near(data, actor)
         self._change_email(actor, subject, org, inbox)
+        if then_recover and self.step is not None and getattr(self.step.response, "status_code", None) == 200:
+            self._admin_action(actor, subject, "send-password-recovery", org)
+            self.recover_from_inbox(inbox, subject)
 
     def _change_email(self, actor, subject, org, inbox):
         token = self.token(actor)
@@ -392,6 +398,9 @@ class PortalMachine(RuleBasedStateMachine):
             self.passwords[name] = "Long#Enough#Pass1"
 
     @rule(person=accounts_, subject=accounts_)
+    def recover_from_inbox_rule(self, person, subject):
+        self.recover_from_inbox(person, subject)
+
     def recover_from_inbox(self, person, subject):
         """Whoever reads the inbox a recovery code went to sets the password: the takeover's last step."""
         with self.database.sessions() as session:
@@ -401,11 +410,12 @@ class PortalMachine(RuleBasedStateMachine):
         if email is None or email.payload.get("username") != subject:
             return
         new = next(NEW_PASSWORDS)
-        self.begin(Step("self", target, target=subject))
+        self.begin(Step("self", person, target=subject))
         response = self.call("POST", "/password-recoveries/confirm",
                              {"username": subject, "code": email.payload["security_code"], "new_password": new})
         self.step.response = response
         if response.status_code == 200:
+            self.ran["recoveries"] = self.ran.get("recoveries", 0) + 1
             self.passwords[subject] = new
             self.tokens.pop(subject, None)
 

@@ -79,7 +79,7 @@ def run_machine(make_database, config, policy, clock, examples, portals=("masshe
 
 def report(ran, backend):
     print(f"\ninvariant search on {backend}: {ran.get('sequences', 0)} sequences, {ran.get('steps', 0)} steps, "
-          f"{ran.get('calls', 0)} API calls, portals {sorted(ran.get('portals', ()))}")
+          f"{ran.get('calls', 0)} API calls, {ran.get('recoveries', 0)} recoveries from a changed inbox, portals {sorted(ran.get('portals', ()))}")
 
 
 @pytest.mark.R1
@@ -89,6 +89,7 @@ def test_no_sequence_breaks_the_invariants_on_sqlite(sqlite_databases, config, p
     ran = run_machine(sqlite_databases, config, policy, clock, EXAMPLES["sqlite"])
     report(ran, "sqlite")
     assert ran["portals"] == {"masshealth", "ahw"} and ran["steps"] > ran["sequences"]
+    assert ran.get("recoveries", 0) > 0, "the search never completed the change-email-then-recover chain"
 
 
 @pytest.mark.postgres
@@ -99,6 +100,7 @@ def test_no_sequence_breaks_the_invariants_on_postgresql(postgres_databases, con
     ran = run_machine(postgres_databases, config, policy, clock, EXAMPLES["postgres"])
     report(ran, "postgresql")
     assert ran["portals"] == {"masshealth", "ahw"} and ran["steps"] > ran["sequences"]
+    assert ran.get("recoveries", 0) > 0, "the search never completed the change-email-then-recover chain"
 
 
 BREAKS = {
