@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.domain import audit
+from service.storage.database import retry_once_if_dead
 from service.storage.models import ClientKey
 
 SCOPES = ("authorize", "manage", "enroll")
@@ -278,7 +279,9 @@ def check(session: Session, presented: str, now: datetime) -> Verdict:
     key_id, _, secret = presented[len(PREFIX):].partition("_")
     if not key_id or not secret:
         return Verdict(None, "malformed")
-    row = session.connection().execute(_key_statement(), {"key_id": key_id}).first()
+    # The first statement of every request that carries a key: a pooled connection found dead is retried once.
+    row = retry_once_if_dead(
+        session, lambda: session.connection().execute(_key_statement(), {"key_id": key_id}).first())
     expected = row.secret_digest if row else _digest("")
     if not hmac.compare_digest(expected, _digest(secret)) or row is None:
         return Verdict(None, "unknown")
