@@ -236,9 +236,11 @@ def batch_body(catalog: tuple[str, ...]) -> dict:
 
 
 def bench_portal(tmp: Path, backend: str, db_url: str, config, seconds: float, quiet: bool,
-                 root: Path = ROOT, tree: str = "") -> list[dict]:
+                 root: Path = ROOT, tree: str = "", server: dict | None = None) -> list[dict]:
     key = seed_tree(root, db_url)
     overrides = {"logging": {"level": "warning", "access_log": False}} if quiet else {}
+    if server:
+        overrides["server"] = server
     config_path = write_config(tmp, root, **overrides)
     name = f"portal-authz{tree} {backend}"
     port, log_path = free_port(), tmp / f"server-{backend}{tree.strip()}.log"
