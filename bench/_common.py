@@ -140,11 +140,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(tmp: Path, **overrides) -> Path:
-    """The shipped config with the demo off and the policies found by absolute path; overrides per top key."""
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+def write_config(tmp: Path, root: Path = ROOT, **overrides) -> Path:
+    """The shipped config with the demo off and the policies found by absolute path; overrides per top key.
+
+    `root`: the code tree whose config and policies to use (bench/peers.py --baseline runs another tree)."""
+    data = yaml.safe_load((root / "config.yaml").read_text())
     data["demo"] = {"enabled": False}
-    data["policy_dir"] = str(ROOT / "policies")
+    data["policy_dir"] = str(root / "policies")
     for key, value in overrides.items():
         data[key] = {**(data.get(key) or {}), **value} if isinstance(value, dict) else value
     path = tmp / "config.yaml"
@@ -152,12 +154,12 @@ def write_config(tmp: Path, **overrides) -> Path:
     return path
 
 
-def start_server(config_path: Path, db_url: str, port: int, log_path: Path) -> subprocess.Popen:
-    """`portal-authz serve` in its own process group, so stopping it stops its workers too."""
-    env = {**os.environ, "PORTAL_AUTHZ_DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+def start_server(config_path: Path, db_url: str, port: int, log_path: Path, root: Path = ROOT) -> subprocess.Popen:
+    """`portal-authz serve` (of the code tree `root`) in its own process group, so stopping it stops its workers."""
+    env = {**os.environ, "PORTAL_AUTHZ_DATABASE_URL": db_url, "PYTHONPATH": str(root)}
     with open(log_path, "wb") as log:
         return subprocess.Popen([sys.executable, "-m", "service.cli", "--config", str(config_path), "serve",
-                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 "--port", str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
 

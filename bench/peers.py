@@ -19,11 +19,20 @@ Cerbos reads no database: that is the comparison asked for, not a like-for-like 
 Before timing anything the script checks that both answer the same: allowed for
 `claims`, denied for `eligibility`. wrk and the servers share the machine's cores.
 
-    python bench/peers.py [--quick] [--seconds 10] [--backend sqlite|postgres|both] [--no-cerbos]
-                          [--quiet-logs] [--json out.json]
+Also, on each backend, POST /v1/authorize/batch with 100 checks at 1 connection (its p50).
 
-Prints one table, the ratio portal-authz / Cerbos throughput at 32 connections,
-and whether each POST's p99 is under 25 ms.
+    python bench/peers.py [--quick] [--seconds 10] [--backend sqlite|postgres|both] [--no-cerbos]
+                          [--quiet-logs] [--json out.json] [--baseline OTHER_TREE]
+
+`--baseline OTHER_TREE` (e.g. `git worktree add /tmp/base main`) runs that tree's `serve`
+right after this one's on each backend, with its own database seeded by its own code: a
+before/after in one run, under the same load.
+
+Prints one table, then issue 13's targets each with met / NOT met: portal-authz / Cerbos
+throughput at 32 connections (>= 1.0), portal-authz / its own /healthz, p99 < 25 ms,
+p50 at 1 connection (< 1 ms SQLite, < 2 ms PostgreSQL), batch of 100 p50 < 10 ms; and how long
+the run took (about 2.5 min with --seconds 5, 4.5 min by default; twice the portal part with
+--baseline).
 """
 from __future__ import annotations
 
@@ -45,10 +54,13 @@ from bench._common import (CONCURRENCY, ROOT, describe_serving, drive, dumps, en
                            exit_on_sigterm, fmt_load, free_port, group_processes, machine, post_script,
                            print_machine, request, run_wrk, start_server, stop_server, table, wait_ready,
                            wrk_version, write_config)
-from bench.decisions import FAMILIES, seed  # noqa: E402
+from bench.decisions import FAMILIES  # noqa: E402
 from service.config import load_config  # noqa: E402
 
 P99_TARGET_MS = 25.0
+P50_TARGET_MS = {"SQLite": 1.0, "PostgreSQL": 2.0}  # issue 13: one connection
+BATCH = 100
+BATCH_P50_TARGET_MS = 10.0
 CERBOS_VERSION = "0.55.0"
 ALLOWED, DENIED = FAMILIES[0], FAMILIES[1]  # claims allowed, eligibility denied, same actor and organization
 
@@ -184,9 +196,10 @@ def check_portal(port: int, headers: dict) -> None:
             raise SystemExit(f"bench: /v1/authorize answered {status} {body[:500]!r} for {family.name}")
 
 
-def load_levels(port: int, path: str, script: Path | None, seconds: float, label: str) -> list[dict]:
+def load_levels(port: int, path: str, script: Path | None, seconds: float, label: str,
+                levels: tuple[int, ...] = CONCURRENCY) -> list[dict]:
     rows = []
-    for connections in CONCURRENCY:
+    for connections in levels:
         time.sleep(0.5)  # let the previous level's connections close
         result = run_wrk(port, path, script, seconds, connections)
         print(f"  {label:<38} c={connections:<3} {result['per_s']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
@@ -195,28 +208,66 @@ def load_levels(port: int, path: str, script: Path | None, seconds: float, label
     return rows
 
 
-def bench_portal(tmp: Path, backend: str, db_url: str, config, seconds: float, quiet: bool) -> list[dict]:
-    database, key = seed(db_url, config)
-    database.dispose()
+SEED = ("import sys; from bench._common import ROOT; from bench.decisions import seed; "
+        "from service.config import load_config; "
+        "database, key = seed(sys.argv[1], load_config(ROOT / 'config.yaml')); database.dispose(); print(key)")
+
+
+def seed_tree(root: Path, db_url: str) -> str:
+    """Seed `db_url` with the code tree `root` (its own migrations and personas); the `authorize` key."""
+    done = subprocess.run([sys.executable, "-c", SEED, db_url], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: seeding with {root} failed:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def batch_body(catalog: tuple[str, ...]) -> dict:
+    """100 checks for one actor (bench.member): every catalog function on its organization, round robin,
+    and every fifth a `view` of a colleague's account: allowed and denied answers mixed."""
+    checks = []
+    for i in range(BATCH):
+        if i % 5 == 4:
+            checks.append({"action": "view", "resource": {"type": "account", "id": "bench.other"}})
+        else:
+            checks.append({"action": catalog[i % len(catalog)],
+                           "resource": {"type": "organization", "id": "BENCH-0001"}})
+    return {"portal": ALLOWED.portal, "actor": ALLOWED.actor, "checks": checks}
+
+
+def bench_portal(tmp: Path, backend: str, db_url: str, config, seconds: float, quiet: bool,
+                 root: Path = ROOT, tree: str = "", server: dict | None = None) -> list[dict]:
+    key = seed_tree(root, db_url)
     overrides = {"logging": {"level": "warning", "access_log": False}} if quiet else {}
-    config_path = write_config(tmp, **overrides)
-    port, log_path = free_port(), tmp / f"server-{backend}.log"
+    if server:
+        overrides["server"] = server
+    config_path = write_config(tmp, root, **overrides)
+    name = f"portal-authz{tree} {backend}"
+    port, log_path = free_port(), tmp / f"server-{backend}{tree.strip()}.log"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     serving = describe_serving(config_path)
-    proc = start_server(config_path, db_url, port, log_path)
+    proc = start_server(config_path, db_url, port, log_path, root)
     try:
         wait_ready(proc, port, log_path)
         check_portal(port, headers)
-        print(f"portal-authz on {backend}: {serving}; {group_processes(proc.pid)} processes in the server's group; "
+        print(f"{name} ({root}): {serving}; {group_processes(proc.pid)} processes in the server's group; "
               f"logging {'quiet (warning, no access log)' if quiet else 'as shipped'}", flush=True)
         drive(port, "POST", "/v1/authorize", dumps(ALLOWED.body()), headers, 8, 1.0)  # warm every worker
         script = post_script(tmp / f"authorize-{backend}.lua", dumps(ALLOWED.body()), headers)
-        rows = load_levels(port, "/v1/authorize", script, seconds, f"portal-authz {backend} POST /v1/authorize")
-        rows += load_levels(port, "/healthz", None, seconds, f"portal-authz {backend} GET /healthz")
+        rows = load_levels(port, "/v1/authorize", script, seconds, f"{name} POST /v1/authorize")
+        batch = dumps(batch_body(config.portals[ALLOWED.portal].catalog))
+        status, answer = request(port, "POST", "/v1/authorize/batch", batch, headers)
+        if status != 200 or len(json.loads(answer)["results"]) != BATCH:
+            raise SystemExit(f"bench: /v1/authorize/batch answered {status} {answer[:500]!r}")
+        script = post_script(tmp / f"batch-{backend}.lua", batch, headers)
+        rows += load_levels(port, "/v1/authorize/batch", script, seconds, f"{name} POST batch of {BATCH}",
+                            levels=(1,))
+        rows += load_levels(port, "/healthz", None, seconds, f"{name} GET /healthz")
     finally:
         stop_server(proc)
     for row in rows:
-        row.update(kind="healthz" if "healthz" in row["target"] else "authorize", backend=backend)
+        kind = "healthz" if "healthz" in row["target"] else "batch" if "batch" in row["target"] else "authorize"
+        row.update(kind=kind, backend=backend, tree=tree.strip() or "this")
     return rows
 
 
@@ -233,27 +284,46 @@ def bench_cerbos(tmp: Path, binary: Path, config, seconds: float) -> list[dict]:
     finally:
         stop_server(proc)
     for row in rows:
-        row.update(kind="cerbos", backend="-")
+        row.update(kind="cerbos", backend="-", tree="this")
     return rows
 
 
 # --- report -------------------------------------------------------------------------------------------
 
 def summary(rows: list[dict]) -> list[str]:
+    """Ratios and issue 13's targets, each line saying met or not."""
     lines = []
-    cerbos = next((r for r in rows if r["kind"] == "cerbos" and r["connections"] == 32), None)
+    at = {(r["kind"], r["backend"], r.get("tree", "this"), r["connections"]): r for r in rows}
+    cerbos = at.get(("cerbos", "-", "this", 32))
     for r in rows:
-        if r["kind"] == "authorize" and r["connections"] == 32:
-            if cerbos:
-                lines.append(f"portal-authz ({r['backend']}) / Cerbos throughput at 32 connections: "
-                             f"{r['per_s']:.0f} / {cerbos['per_s']:.0f} = {r['per_s'] / cerbos['per_s']:.2f}")
-            else:
-                lines.append(f"portal-authz ({r['backend']}) at 32 connections: {r['per_s']:.0f} req/s (no Cerbos run)")
+        if r["kind"] != "authorize" or r["connections"] != 32:
+            continue
+        who = f"portal-authz{'' if r['tree'] == 'this' else ' ' + r['tree']} ({r['backend']})"
+        healthz = at.get(("healthz", r["backend"], r["tree"], 32))
+        if cerbos:
+            ratio = r["per_s"] / cerbos["per_s"]
+            lines.append(f"{who} / Cerbos throughput at 32 connections: {r['per_s']:.0f} / {cerbos['per_s']:.0f} "
+                         f"= {ratio:.2f}  (target >= 1.0: {'met' if ratio >= 1 else 'NOT met'})")
+        else:
+            lines.append(f"{who} at 32 connections: {r['per_s']:.0f} req/s (no Cerbos run)")
+        if healthz:
+            lines.append(f"{who} / its own /healthz at 32 connections: {r['per_s'] / healthz['per_s']:.2f}")
+        if r["tree"] != "this" and (mine := at.get(("authorize", r["backend"], "this", 32))):
+            lines.append(f"this tree / {r['tree']} ({r['backend']}) at 32 connections: "
+                         f"{mine['per_s']:.0f} / {r['per_s']:.0f} = {mine['per_s'] / r['per_s']:.2f}")
     for r in rows:
+        who = f"{r['target']} c={r['connections']}"
         if r["kind"] in ("authorize", "cerbos"):
-            verdict = "yes" if r["p99_ms"] < P99_TARGET_MS else "NO"
-            lines.append(f"p99 < {P99_TARGET_MS:g} ms: {verdict:<3}  {r['target']} c={r['connections']} "
-                         f"(p99 {r['p99_ms']:.2f} ms)")
+            verdict = "met" if r["p99_ms"] < P99_TARGET_MS else "NOT met"
+            lines.append(f"p99 < {P99_TARGET_MS:g} ms: {verdict:<7}  {who} (p99 {r['p99_ms']:.2f} ms)")
+        if r["kind"] == "authorize" and r["connections"] == 1:
+            target = P50_TARGET_MS[r["backend"]]
+            lines.append(f"p50 < {target:g} ms at 1 connection: {'met' if r['p50_ms'] < target else 'NOT met':<7}  "
+                         f"{who} (p50 {r['p50_ms']:.2f} ms)")
+        if r["kind"] == "batch":
+            lines.append(f"batch of {BATCH} p50 < {BATCH_P50_TARGET_MS:g} ms: "
+                         f"{'met' if r['p50_ms'] < BATCH_P50_TARGET_MS else 'NOT met':<7}  {who} "
+                         f"(p50 {r['p50_ms']:.2f} ms)")
     return lines
 
 
@@ -267,7 +337,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet-logs", action="store_true",
                         help="portal-authz at log level warning without its access log (default: as shipped)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another code tree (e.g. `git worktree add /tmp/base main`) measured right after this "
+                             "one on each backend, with its own database, for a before/after in one run")
     args = parser.parse_args(argv)
+    started = time.monotonic()
     exit_on_sigterm()
     seconds = args.seconds or (1.0 if args.quick else 10.0)
 
@@ -287,6 +361,9 @@ def main(argv: list[str] | None = None) -> None:
             sqlite_dir.mkdir()
             rows += bench_portal(sqlite_dir, "SQLite", f"sqlite:///{sqlite_dir / 'bench.db'}", config, seconds,
                                  args.quiet_logs)
+            if args.baseline:
+                rows += bench_portal(sqlite_dir, "SQLite", f"sqlite:///{sqlite_dir / 'baseline.db'}", config,
+                                     seconds, args.quiet_logs, args.baseline.resolve(), " baseline")
         if args.backend in ("postgres", "both"):
             from tests.fixtures.postgres import start_postgres
 
@@ -297,6 +374,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"PostgreSQL: throw-away server from {server.bin_dir} (fsync and synchronous_commit off)",
                   flush=True)
             rows += bench_portal(pg_dir, "PostgreSQL", url, config, seconds, args.quiet_logs)
+            if args.baseline:
+                rows += bench_portal(pg_dir, "PostgreSQL", server.create_database("baseline"), config, seconds,
+                                     args.quiet_logs, args.baseline.resolve(), " baseline")
         if binary:
             rows += bench_cerbos(tmp, binary, config, seconds)
     table("POST /v1/authorize vs GET /healthz vs Cerbos CheckResources (wrk, loopback)",
@@ -305,7 +385,8 @@ def main(argv: list[str] | None = None) -> None:
             r["socket_errors"] or "-"] for r in rows])
     print()
     print("\n".join(summary(rows)))
-    print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}")
+    print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}; "
+          f"the run took {time.monotonic() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({"machine": m, "seconds": seconds, "rows": rows}, indent=2))
         print(f"figures written to {args.json}")

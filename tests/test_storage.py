@@ -1,6 +1,7 @@
 """Storage on both backends (SQLite and PostgreSQL): schema, constraints, transactions, time, facts."""
 from __future__ import annotations
 
+import warnings
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -44,10 +45,24 @@ def head_revision(database) -> str:
 
 def test_migrations_reach_head_and_match_the_models(any_database):
     assert current_revision(any_database) == head_revision(any_database)
-    with any_database.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+    with any_database.engine.connect() as connection, warnings.catch_warnings():
+        # Alembic warns before `include_object` runs that SQLite cannot reflect an expression index;
+        # the only one is PostgreSQL's, which SQLite never gets (migration 0009).
+        warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression-based index "
+                                          "'ix_accounts_name_trgm'; dialect 'sqlite'")
+        context = MigrationContext.configure(connection, opts={"compare_type": True,
+                                                               "include_object": _on_this_dialect(connection)})
         diffs = compare_metadata(context, Base.metadata)
     assert diffs == []
+
+
+def _on_this_dialect(connection):
+    """Indexes a model declares for one dialect only (`.ddl_if(dialect=...)`, e.g. PostgreSQL's trigram
+    indexes of migration 0009) are compared on that dialect only."""
+    def include(obj, _name, type_, _reflected, _compare_to):
+        only = getattr(obj, "_ddl_if", None) if type_ == "index" else None
+        return only is None or only.dialect is None or only.dialect == connection.dialect.name
+    return include
 
 
 def test_upgrading_twice_is_harmless(any_database, config):

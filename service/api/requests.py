@@ -11,7 +11,7 @@ def services():
 
 def db_session():
     if "db_session" not in g:
-        g.db_session = services().database.sessions()
+        g.db_session = services().database.reads()  # read-only, autocommit on PostgreSQL (issue 13)
     return g.db_session
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.domain import audit
+from service.storage.database import retry_once_if_dead
 from service.storage.models import ClientKey
 
 SCOPES = ("authorize", "manage", "enroll")
@@ -256,7 +257,7 @@ def _key_statement():
                   ClientKey.expires_at, ClientKey.last_used_at).where(ClientKey.key_id == bindparam("key_id"))
 
 
-def check(session: Session, presented: str, now: datetime) -> Verdict:
+def check(session: Session, presented: str, now: datetime, read=None) -> Verdict:
     """The client a key belongs to, or why it is refused. One prepared statement, read fresh every time.
 
     Revocation and expiry take effect on the very next request on every worker of every server
@@ -272,13 +273,21 @@ def check(session: Session, presented: str, now: datetime) -> Verdict:
       rotated key's grace ends on time, also under the settable test clock);
     - a wrong secret never matches (constant-time digest comparison) and is never cached as good;
     - last_used_at keeps being written at most once a minute per key (note_use reads it from here).
+
+    `read(key_id)`, when given, reads the key's row instead of the key statement: the decision
+    endpoint reads it in the same statement as the decision's facts (issue 13), still fresh on
+    every request. The row needs name, scopes, secret_digest, revoked_at, expires_at, last_used_at.
     """
     if not presented.startswith(PREFIX):
         return Verdict(None, "malformed")
     key_id, _, secret = presented[len(PREFIX):].partition("_")
     if not key_id or not secret:
         return Verdict(None, "malformed")
-    row = session.connection().execute(_key_statement(), {"key_id": key_id}).first()
+    # The first statement of every request that carries a key: a pooled connection found dead is retried once.
+    if read is None:
+        def read(key_id: str):
+            return session.connection().execute(_key_statement(), {"key_id": key_id}).first()
+    row = retry_once_if_dead(session, lambda: read(key_id))
     expected = row.secret_digest if row else _digest("")
     if not hmac.compare_digest(expected, _digest(secret)) or row is None:
         return Verdict(None, "unknown")

@@ -44,24 +44,58 @@ def profile_of(config: Config, portal: str) -> PortalProfile:
     return profile
 
 
+def _needs(actor: str | None, resources: Sequence[Resource], actors: Iterable[str] = ()):
+    """What a question's facts statement reads: (usernames, organization keys, target usernames)."""
+    targets = {r.id for r in resources if r.type == "account"}
+    organizations = {r.id if r.type == "organization" else r.organization for r in resources} - {None}
+    return targets | ({actor} if actor is not None else set()) | set(actors), organizations, targets
+
+
+class Prefetch:
+    """Issue 13: one question's facts read in the same statement as the request's client key check.
+
+    Built from the raw request body before it is validated; `read_key` is given to
+    `clients.check` as its reader. The Decider uses the facts only for exactly the same
+    portal and names (else it reads them again), and only once, in the same request.
+    """
+
+    def __init__(self, portal: str, actor: str, resource: Resource):
+        self.portal = portal
+        self.needs = _needs(actor, [resource])
+        self.facts: stored.StoredFacts | None = None
+
+    def read_key(self, session: Session, key_id: str):
+        self.facts = stored.load_facts(session, self.portal, *self.needs, key_id=key_id)
+        return self.facts.client_key
+
+    def take(self, portal: str, needs) -> stored.StoredFacts | None:
+        facts, self.facts = self.facts, None
+        return facts if facts is not None and portal == self.portal and needs == self.needs else None
+
+
 class Decider:
     """Decisions for one portal within one database session; facts are read fresh for every call."""
 
-    def __init__(self, session: Session, profile: PortalProfile, policy: Policy, portal: str, now: datetime):
+    def __init__(self, session: Session, profile: PortalProfile, policy: Policy, portal: str, now: datetime,
+                 prefetched: Prefetch | None = None):
         self.session = session
         self.profile = profile
         self.portal = portal
         self.policy = policy
         self.now = now
+        self.prefetched = prefetched
 
     def _load(self, usernames: set[str], organizations: set[str], targets: set[str]) -> stored.StoredFacts:
+        if self.prefetched is not None:
+            facts = self.prefetched.take(self.portal, (usernames, organizations, targets))
+            self.prefetched = None
+            if facts is not None:
+                return facts
         return stored.load_facts(self.session, self.portal, usernames, organizations, targets)
 
     def _facts_for(self, actor: str | None, resources: Sequence[Resource],
                    actors: Iterable[str] = ()) -> stored.StoredFacts:
-        targets = {r.id for r in resources if r.type == "account"}
-        organizations = {r.id if r.type == "organization" else r.organization for r in resources} - {None}
-        return self._load(targets | ({actor} if actor is not None else set()) | set(actors), organizations, targets)
+        return self._load(*_needs(actor, resources, actors))
 
     # --- the questions ---------------------------------------------------------------------------
 

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, inspect, make_url
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -49,7 +52,58 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+    # Issue 13: no pre-ping on every checkout (a round trip per request): only a connection idle for
+    # IDLE_PING_SECONDS is pinged; connections are recycled after RECYCLE_SECONDS; LIFO keeps the hot
+    # ones in use; and a connection found dead by a request's first statement is retried once on a
+    # fresh one (`retry_once_if_dead`, also at the start of every change in `Database.transaction`).
+    # psycopg prepares a statement after PREPARE_THRESHOLD executions on a connection; reads run in
+    # autocommit (`Database.reads`), so no ROLLBACK clears those prepared statements after each request.
+    engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=False, pool_recycle=RECYCLE_SECONDS,
+                           pool_use_lifo=True, connect_args={"prepare_threshold": PREPARE_THRESHOLD})
+    _ping_when_idle(engine)
+    return engine
+
+
+RECYCLE_SECONDS = 600
+PREPARE_THRESHOLD = 2
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping only a connection that sat in the pool for IDLE_PING_SECONDS or more.
+
+    Under load connections are checked out again within milliseconds and cost no ping; one that
+    was idle (the likeliest to have been closed by a restart or a timeout) is pinged as pre-ping
+    did, and a dead one is replaced by the pool (DisconnectionError makes it connect anew).
+    """
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection, record) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since >= IDLE_PING_SECONDS:
+            if not engine.dialect._do_ping_w_event(dbapi_connection):
+                raise DisconnectionError("a pooled connection idle for a while was closed by the server")
+
+
+def retry_once_if_dead(session: Session, run: Callable[[], T]) -> T:
+    """Run a session's FIRST statement; if its pooled connection turns out dead, once more on a fresh one.
+
+    Without pre-ping a pooled connection may have been closed by the server (restart, idle timeout,
+    failover). SQLAlchemy then raises with `connection_invalidated` set and invalidates the pool; the
+    statement never ran, so running it again on a new connection changes nothing else. Only for a
+    session that has done nothing yet; any other error propagates (the request fails closed).
+    """
+    try:
+        return run()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        session.rollback()
+        return run()
 
 
 class Database:
@@ -59,6 +113,12 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Issue 13: a request's reads (key check, facts, listings) in autocommit on PostgreSQL: no BEGIN
+        # and no ROLLBACK round trips, and psycopg's prepared statements survive (a ROLLBACK clears them).
+        # Each statement reads its own fresh snapshot; a decision's facts are one statement. SQLite's
+        # driver opens no transaction for a SELECT, so nothing changes there.
+        reads = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.reads = sessionmaker(reads, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -71,10 +131,21 @@ class Database:
         On SQLite the write lock is taken at the start (BEGIN IMMEDIATE), so two
         writers serialize instead of both reading a count and both acting on it.
         """
-        with self.sessions() as session, session.begin():
-            if self.is_sqlite:
+        if self.is_sqlite:
+            with self.sessions() as session, session.begin():
                 session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            yield session
+                yield session
+            return
+        with self.sessions() as session:
+            # Without pool pre-ping, a change checks its connection itself (BEGIN and one cheap statement,
+            # the round trips pre-ping and BEGIN cost before); a dead one is replaced once, before any work.
+            retry_once_if_dead(session, lambda: session.connection().exec_driver_sql("SELECT 1"))
+            try:
+                yield session
+            except BaseException:
+                session.rollback()
+                raise
+            session.commit()
 
     def upgrade_schema(self) -> None:
         """Bring the schema to the newest migration (creates it on an empty database)."""

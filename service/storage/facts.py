@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from service.config import PortalProfile
 from service.domain import usernames
 from service.facts import ADMIN, ActorFacts, MembershipFacts, OrganizationFacts
-from service.storage.models import Account, Grant, Membership, Organization
+from service.storage.models import Account, ClientKey, Grant, Membership, Organization, UTCDateTime
 
 
 def username_key(username: str) -> str:
@@ -95,31 +95,47 @@ class StoredOrganization:
 
 
 @dataclass(frozen=True)
+class StoredKey:
+    """A client key's row (service/domain/clients.py judges it), when read in the facts statement (issue 13)."""
+
+    name: str
+    scopes: str
+    secret_digest: str
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
 class StoredFacts:
-    """What one request's decisions need, read in one statement: accounts by username key, organizations by key."""
+    """What one request's decisions need, read in one statement: accounts by username key, organizations by key,
+    and the client key asked for, if any."""
 
     accounts: dict[str, StoredAccount]
     organizations: dict[str, StoredOrganization]
+    client_key: StoredKey | None = None
 
     def account(self, username: str) -> StoredAccount | None:
         return self.accounts.get(username_key(username))
 
 
 def load_facts(session: Session, portal: str, usernames: set[str], organizations: set[str],
-               targets: set[str] = frozenset()) -> StoredFacts:
+               targets: set[str] = frozenset(), key_id: str | None = None) -> StoredFacts:
     """One statement (a UNION ALL) for every account, membership, grant and organization the decisions read.
 
     `usernames` are the accounts to load (actor and targets); `organizations` the organization keys
     asked about; the organizations of every account in `targets` are loaded too, with the head-counts
-    R3 needs. Rows come back one per (account, membership, grant).
+    R3 needs. Rows come back one per (account, membership, grant). `key_id`: the client key row of
+    that id too (issue 13: the request's key check and its facts in one round trip).
     """
-    if not usernames and not organizations:
+    if not usernames and not organizations and key_id is None:
         return StoredFacts({}, {})
     rows = session.connection().execute(_facts_statement(), {
         "portal": portal,
         "usernames": sorted({username_key(u) for u in usernames}),
         "organizations": sorted(organizations),
         "targets": sorted({username_key(u) for u in targets}),
+        "key_id": key_id,
     }).all()
     return _assemble(rows)
 
@@ -143,6 +159,8 @@ def _facts_statement():
             Grant.permission.label("permission"),
             cast(null(), Integer).label("admins"),
             cast(null(), Boolean).label("has_members"),
+            cast(null(), UTCDateTime).label("expires_at"),
+            cast(null(), UTCDateTime).label("last_used_at"),
         )
         .select_from(Account)
         .outerjoin(Membership, Membership.account_id == Account.id)
@@ -159,19 +177,33 @@ def _facts_statement():
         select(
             literal("o"), null(), null(), null(), cast(null(), Boolean), cast(null(), Boolean), null(),
             Organization.key, null(), null(), null(),
-            _active_admins(Organization.id), _has_active_members(Organization.id),
+            _active_admins(Organization.id), _has_active_members(Organization.id), null(), null(),
         )
         .where(Organization.portal_id == portal,
                or_(Organization.key.in_(bindparam("organizations", expanding=True)),
                    Organization.id.in_(of_targets)))
     )
-    return union_all(people, places)
+    # The client key: name, scopes and digest in the text columns, its three times in the time columns.
+    key = (
+        select(
+            literal("k"), ClientKey.name, ClientKey.scopes, ClientKey.secret_digest, cast(null(), Boolean),
+            cast(null(), Boolean), ClientKey.revoked_at, null(), null(), null(), null(), null(), null(),
+            ClientKey.expires_at, ClientKey.last_used_at,
+        )
+        .where(ClientKey.key_id == bindparam("key_id"))
+    )
+    return union_all(people, places, key)
 
 
 def _assemble(rows) -> StoredFacts:
     accounts: dict[str, dict] = {}
     places: dict[str, StoredOrganization] = {}
+    client_key = None
     for row in rows:
+        if row.kind == "k":
+            client_key = StoredKey(row.username_key, row.username, row.status, row.changed_at, row.expires_at,
+                                   row.last_used_at)
+            continue
         if row.kind == "o":
             places[row.organization] = StoredOrganization(row.organization, int(row.admins), bool(row.has_members))
             continue
@@ -197,6 +229,7 @@ def _assemble(rows) -> StoredFacts:
             for key, a in accounts.items()
         },
         organizations=places,
+        client_key=client_key,
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    literal_column,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -106,6 +107,14 @@ class Account(Base):
         Index("ix_accounts_portal_email", "portal_id", "email_key"),
         # A roster page filtered by status, read in username order (service/domain/roster.py).
         Index("ix_accounts_portal_status_username", "portal_id", "status", "username_key"),
+        # Issue 13: a roster's `q=` substring search (service/domain/roster.py) from trigram indexes, PostgreSQL
+        # only (migration 0009 creates the pg_trgm extension); SQLite runs the same LIKE over its rows.
+        Index("ix_accounts_username_trgm", "username_key", postgresql_using="gin",
+              postgresql_ops={"username_key": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
+        Index("ix_accounts_email_trgm", "email_key", postgresql_using="gin",
+              postgresql_ops={"email_key": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
+        Index("ix_accounts_name_trgm", literal_column("lower((first_name || ' ') || last_name)").label("full_name"),
+              postgresql_using="gin", postgresql_ops={"full_name": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
     )
     id: Mapped[intpk]
     portal_id: Mapped[portal_id]

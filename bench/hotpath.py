@@ -1,0 +1,165 @@
+"""Where one POST /v1/authorize spends its time, and how many database round trips it makes. Not a test.
+
+For SQLite and a throw-away PostgreSQL (tests/fixtures/postgres.py), seeded with
+bench/decisions.py's personas, the app as `serve` builds it (create_app, observe hooks on)
+answers "bench.member may `claims` on BENCH-0001" through Flask's test client:
+
+  - statements per request, counted by an SQLAlchemy `before_cursor_execute` listener;
+  - on PostgreSQL, every message the server received per request, from its own log
+    (log_statement = all): this counts what the listener cannot see, the pool's pre-ping,
+    BEGIN and the ROLLBACK when the session closes;
+  - cProfile over -n requests: time per request, split into layers by cumulative time
+    (client key check, facts statement, policy, request parsing/validation, JSON answer,
+    observe hooks), and the top functions by own time.
+
+    python bench/hotpath.py [--quick] [-n 2000] [--backend sqlite|postgres|both] [--top 25]
+
+About 30 s (quick: 10 s). On a shared machine the absolute times are noisy; the counts are exact.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
+
+from sqlalchemy import event  # noqa: E402
+
+from bench._common import ROOT, fmt_load, machine, print_machine  # noqa: E402
+from bench.decisions import FAMILIES, seed  # noqa: E402
+from service.app import create_app  # noqa: E402
+from service.config import load_config  # noqa: E402
+from service.policy import Policy  # noqa: E402
+
+ALLOWED = FAMILIES[0]
+
+# Layers: (label, (file fragment, function name)) whose cumulative time is the layer's.
+LAYERS = [
+    ("whole request (test client)", ("werkzeug/test.py", "open")),
+    ("flask full_dispatch_request", ("flask/app.py", "full_dispatch_request")),
+    ("client key check (clients.check)", ("service/domain/clients.py", "check")),
+    ("facts statement (load_facts)", ("service/storage/facts.py", "load_facts")),
+    ("  of which: driver execute", ("sqlalchemy/engine/default.py", "do_execute")),
+    ("policy.decide", ("service/policy.py", "decide")),
+    ("body admission (admit_body)", ("service/api/declare.py", "admit_body")),
+    ("pydantic validation (flask-openapi3)", ("flask_openapi3/request.py", "_validate_request")),
+    ("JSON answer (jsonify)", ("flask/json/__init__.py", "jsonify")),
+    ("observe.decision", ("service/observe/__init__.py", "decision")),
+    ("session close (rollback, pool return)", ("sqlalchemy/orm/session.py", "close")),
+    ("pool checkout (incl. pre-ping)", ("sqlalchemy/pool/base.py", "_checkout")),
+]
+
+
+def layer_times(stats: pstats.Stats, n: int) -> list[tuple[str, float, int]]:
+    out = []
+    for label, (fragment, name) in LAYERS:
+        total, calls = 0.0, 0
+        for (filename, _line, func), (_cc, nc, _tt, ct, _callers) in stats.stats.items():
+            if func == name and filename.endswith(fragment):
+                total += ct
+                calls += nc
+        out.append((label, total / n * 1e6, calls / n))
+    return out
+
+
+def pg_messages(log_path: Path, start: int) -> list[str]:
+    text = log_path.read_text(errors="replace")[start:]
+    return [line.split("statement: ", 1)[-1].split("execute ", 1)[-1][:60]
+            for line in text.splitlines() if "LOG:  statement:" in line or "LOG:  execute" in line]
+
+
+def run(backend: str, url: str, config, n: int, top: int, server=None) -> dict:
+    database, key = seed(url, config)
+    app = create_app(config, database=database, policy=Policy(config.policy_path))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    body = ALLOWED.body()
+
+    def call():
+        response = client.post(ALLOWED.path, json=body, headers=headers)
+        if response.status_code != 200 or response.get_json()["allowed"] is not True:
+            raise SystemExit(f"bench: {response.status_code} {response.get_data(True)}")
+
+    for _ in range(200):  # warm: compiled statements, prepared statements, the policy's memo
+        call()
+
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(" ".join(statement.split())[:60])
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    messages: list[str] = []
+    if server is not None:
+        server._admin("ALTER SYSTEM SET log_statement = 'all'")
+        server._admin("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        mark = len(server.log_file.read_text(errors="replace"))
+        for _ in range(10):
+            call()
+        time.sleep(0.3)
+        messages = pg_messages(server.log_file, mark)
+        server._admin("ALTER SYSTEM SET log_statement = 'none'")
+        server._admin("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        statements.clear()
+    for _ in range(10):
+        call()
+    event.remove(database.engine, "before_cursor_execute", count)
+
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for _ in range(n):
+        call()
+    profiler.disable()
+    wall = time.perf_counter() - started
+    stats = pstats.Stats(profiler)
+    print(f"\n== {backend}: POST {ALLOWED.path} ({ALLOWED.name}), {n} requests under cProfile, "
+          f"{wall / n * 1e6:.0f} µs per request (profiled; unprofiled is ~2x faster)")
+    print(f"SQLAlchemy statements per request: {len(statements) / 10:g}")
+    for s in dict.fromkeys(statements):
+        print(f"    {s}")
+    if server is not None:
+        print(f"PostgreSQL messages per request (server log, all round trips): {len(messages) / 10:g}")
+        for m in dict.fromkeys(messages):
+            print(f"    {m}")
+    print(f"{'layer':42} {'µs/request':>10} {'calls/req':>9}")
+    for label, us, calls in layer_times(stats, n):
+        print(f"{label:42} {us:10.0f} {calls:9.2f}")
+    print(f"top {top} functions by own time:")
+    stats.sort_stats("tottime").print_stats(top)
+    database.dispose()
+    return {"statements": len(statements) / 10, "messages": len(messages) / 10, "us": wall / n * 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    n = 300 if args.quick else args.n
+    m = machine()
+    print_machine("bench/hotpath.py: one POST /v1/authorize, profiled", m)
+    config = load_config(ROOT / "config.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.backend in ("sqlite", "both"):
+            run("SQLite", f"sqlite:///{tmp}/profile.db", config, n, args.top)
+        if args.backend in ("postgres", "both"):
+            from tests.fixtures.postgres import start_postgres
+
+            with start_postgres() as server:
+                run("PostgreSQL", server.create_database("profile"),
+                    config, n, args.top, server)
+    print(f"\nload average at end: {fmt_load(__import__('os').getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

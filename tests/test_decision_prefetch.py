@@ -1,0 +1,122 @@
+"""Issue 13: /v1/authorize reads its client key and its facts in one statement; nothing else changes.
+
+The key is still judged first (401/403 before any body problem), read fresh on every request
+(a revoked key is refused by the very next request), and the facts read with it are used only
+for the question the validated body asks.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, event, select
+
+from service.domain import clients
+from service.domain.decisions import Decider, Prefetch, Question, Resource, profile_of
+from service.storage.models import Grant, Membership
+from tests.conftest import make_key
+
+
+@pytest.fixture
+def clinic(build):
+    with build("ahw") as world:
+        world.organization("TIN-1")
+        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
+        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
+    return "ahw"
+
+
+def _body(actor="biller", action="claims", resource=None):
+    return {"portal": "ahw", "actor": actor, "action": action,
+            "resource": resource or {"type": "organization", "id": "TIN-1"}}
+
+
+def _statements(database, call):
+    seen = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        result = call()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    return result, seen
+
+
+def test_one_statement_per_decision(client, database, authorize_key, clinic):
+    headers = {"Authorization": f"Bearer {authorize_key}"}
+    client.post("/v1/authorize", json=_body(), headers=headers)  # the key's first use is recorded (once a minute)
+    response, seen = _statements(database, lambda: client.post("/v1/authorize", json=_body(), headers=headers))
+    assert response.status_code == 200 and response.get_json()["allowed"] is True
+    assert len(seen) == 1 and "client_keys" in seen[0] and "accounts" in seen[0]
+
+
+def test_a_revoked_key_is_refused_by_the_next_request(client, database, authorize_key, clock, clinic):
+    headers = {"Authorization": f"Bearer {authorize_key}"}
+    assert client.post("/v1/authorize", json=_body(), headers=headers).status_code == 200
+    with database.transaction() as session:
+        clients.revoke(session, "test-authorize", clock.now(), actor="operator")
+    response = client.post("/v1/authorize", json=_body(), headers=headers)
+    assert response.status_code == 401 and response.get_json()["code"] == "unauthenticated"
+
+
+def test_an_expired_key_is_refused_on_time(client, database, clock, clinic):
+    with database.transaction() as session:
+        key = clients.create_client(session, "short", ("authorize",), clock.now(),
+                                    expires_at=clock.now() + timedelta(minutes=5))
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.post("/v1/authorize", json=_body(), headers=headers).status_code == 200
+    clock.advance(timedelta(minutes=5))
+    assert client.post("/v1/authorize", json=_body(), headers=headers).status_code == 401
+
+
+def test_a_wrong_secret_or_scope_is_refused(client, database, authorize_key, clock, clinic):
+    wrong = authorize_key[:-4] + ("AAAA" if not authorize_key.endswith("AAAA") else "BBBB")
+    response = client.post("/v1/authorize", json=_body(), headers={"Authorization": f"Bearer {wrong}"})
+    assert response.status_code == 401
+    manage = make_key(database, ("manage",), clock.now())
+    response = client.post("/v1/authorize", json=_body(), headers={"Authorization": f"Bearer {manage}"})
+    assert response.status_code == 403 and response.get_json()["code"] == "insufficient_scope"
+
+
+@pytest.mark.parametrize("send", [
+    lambda c, h: c.post("/v1/authorize", data="not json", headers={**h, "Content-Type": "application/json"}),
+    lambda c, h: c.post("/v1/authorize", data="{}", headers={**h, "Content-Type": "text/plain"}),
+    lambda c, h: c.post("/v1/authorize", json=[1, 2], headers=h),
+    lambda c, h: c.post("/v1/authorize", json={"portal": 7}, headers=h),
+    lambda c, h: c.post("/v1/authorize", data="[" * 100 + "]" * 100, headers={**h, "Content-Type": "application/json"}),
+], ids=["malformed", "media type", "array", "schema", "too deep"])
+def test_a_bad_key_answers_401_before_any_body_problem(client, clinic, send):
+    response = send(client, {"Authorization": "Bearer pak_0000_nope"})
+    assert response.status_code == 401 and response.get_json()["code"] == "unauthenticated"
+    response = send(client, {})
+    assert response.status_code == 401
+
+
+def test_the_next_decision_sees_a_revoked_grant(client, database, authorize_key, clinic):
+    """R19 through the one-statement path: facts are never kept between requests."""
+    headers = {"Authorization": f"Bearer {authorize_key}"}
+    assert client.post("/v1/authorize", json=_body(), headers=headers).get_json()["allowed"] is True
+    with database.transaction() as session:
+        session.execute(delete(Grant).where(Grant.membership_id.in_(select(Membership.id))))
+    answer = client.post("/v1/authorize", json=_body(), headers=headers).get_json()
+    assert answer["allowed"] is False
+
+
+def test_prefetched_facts_serve_only_the_same_question(database, config, policy, clock, clinic):
+    """Facts read for another question (another actor) are not used: the Decider reads its own."""
+    with database.reads() as session:
+        other = Prefetch("ahw", "manager", Resource("organization", "TIN-1"))
+        assert other.read_key(session, "no-such-key") is None
+        decider = Decider(session, profile_of(config, "ahw"), policy, "ahw", clock.now(), other)
+        (decision, _), seen = _statements(database, lambda: decider.decide_on(
+            "biller", Question("claims", Resource("organization", "TIN-1"))))
+        assert decision.allowed is True and len(seen) == 1  # read again, for biller
+        same = Prefetch("ahw", "biller", Resource("organization", "TIN-1"))
+        same.read_key(session, "no-such-key")
+        decider = Decider(session, profile_of(config, "ahw"), policy, "ahw", clock.now(), same)
+        (decision, _), seen = _statements(database, lambda: decider.decide_on(
+            "biller", Question("claims", Resource("organization", "TIN-1"))))
+        assert decision.allowed is True and seen == []  # the prefetched facts, no statement

@@ -1,0 +1,91 @@
+"""Issue 13: a decision on PostgreSQL without pre-ping, BEGIN or ROLLBACK, and still fresh and safe.
+
+The decision API runs here on a real PostgreSQL (tests/fixtures/postgres.py): the `database`
+fixture that `app`, `client`, `authorize_key` and `build` use is the PostgreSQL one.
+"""
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy import delete, event, select
+
+from service.storage.models import Grant, Membership
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def database(pg_database):
+    return pg_database
+
+
+@pytest.fixture
+def ask(client, authorize_key, build):
+    with build("ahw") as world:
+        world.organization("TIN-1")
+        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
+
+    def _ask(action="claims"):
+        return client.post("/v1/authorize", headers={"Authorization": f"Bearer {authorize_key}"},
+                           json={"portal": "ahw", "actor": "biller", "action": action,
+                                 "resource": {"type": "organization", "id": "TIN-1"}})
+
+    return _ask
+
+
+def _kill_other_backends(url: str) -> int:
+    """What a server restart or an idle timeout does to a pooled connection: the server closes it."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        return len(admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall())
+
+
+def test_a_decision_is_one_statement_in_autocommit(ask, database):
+    """Decisions read fresh rows; the request's reads run in autocommit (no BEGIN/ROLLBACK trips), and the
+    client key is read in the facts statement: one round trip per decision."""
+    assert ask().get_json()["allowed"] is True
+    seen = []
+
+    def record(conn, _cursor, statement, *_args):
+        seen.append((conn.connection.dbapi_connection.autocommit, statement.split()[0]))
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        assert ask().get_json()["allowed"] is True
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    assert seen == [(True, "SELECT")]  # the client key and every fact in one statement
+
+
+def test_a_pooled_connection_closed_by_the_server_is_retried_once(ask, database):
+    """Without pre-ping a dead pooled connection costs one retry, never a failed request."""
+    assert ask().get_json()["allowed"] is True
+    assert _kill_other_backends(database.url.replace("postgresql+psycopg://", "postgresql://")) >= 1
+    response = ask()
+    assert response.status_code == 200, response.get_data(True)
+    assert response.get_json()["allowed"] is True
+
+
+def test_a_revoked_grant_is_denied_by_the_next_decision_after_a_retry(ask, database):
+    """R19: the retry reads fresh facts too; a grant revoked while the connection was dead is denied."""
+    assert ask().get_json()["allowed"] is True
+    _kill_other_backends(database.url)
+    with database.transaction() as session:
+        link = session.scalars(select(Membership.id)).one()
+        session.execute(delete(Grant).where(Grant.membership_id == link))
+    answer = ask().get_json()
+    assert answer["allowed"] is False
+
+
+def test_a_connection_idle_in_the_pool_is_pinged_before_use(database, monkeypatch):
+    """Any other reader (metrics, the CLI) gets a live connection after idling: only idle ones are pinged."""
+    from sqlalchemy import text
+
+    import service.storage.database as storage
+
+    with database.sessions() as session:
+        assert session.execute(text("SELECT 1")).scalar() == 1
+    _kill_other_backends(database.url)
+    monkeypatch.setattr(storage, "IDLE_PING_SECONDS", 0.0)
+    with database.sessions() as session:
+        assert session.execute(text("SELECT 2")).scalar() == 2
