@@ -164,13 +164,13 @@ last_active_admin(target: TargetAccount) if
 # its password current.
 
 # R16: a portal function (submit a claim, check eligibility, ...) for an organization.
-rule(function: String, org: Organization, [
+organization_rule(function, org, [
     "known_actor", "active_actor", "password_current",
     "member_of_organization", "holds_function"
 ]) if function in org.catalog;
 
 # R1: members see their organization; support staff see every organization.
-rule("view", _org: Organization, [
+organization_rule("view", _org, [
     "known_actor", "active_actor", "password_current",
     "member_of_organization_or_support"
 ]);
@@ -178,20 +178,20 @@ rule("view", _org: Organization, [
 # R13, R15: admins (Primary Users) and delegates create accounts for their
 # organization and link accounts of other organizations to it, in the portals
 # whose documents describe it (a profile setting: masshealth only).
-rule(action: String, _org: Organization, [
+organization_rule(action, _org, [
     "known_actor", "active_actor", "password_current",
     "offered", "member_of_organization_or_support", "administers_organization"
 ]) if action in ["create_account", "link_account"];
 
 # R4, R10: only support staff designate admins and reissue activation codes.
-rule(action: String, _org: Organization, [
+organization_rule(action, _org, [
     "known_actor", "active_actor", "password_current",
     "support"
 ]) if action in ["designate_admin", "issue_activation_code"];
 
 # R14: anything else asked of an organization is no function of this portal
 # (no rule allows it; these requirements explain the denial).
-unknown_action(action: String, org: Organization, [
+unknown_organization_action(action, org, [
     "known_actor", "active_actor", "password_current",
     "known_function", "member_of_organization"
 ]) if not (action in org.catalog) and
@@ -200,7 +200,7 @@ unknown_action(action: String, org: Organization, [
 # R1, R5: an administrator acts on another account of the organization when its
 # authority covers the effect's reach, the account's status allows the action and
 # no invariant would break (R3).
-rule(action: String, _target: TargetAccount, [
+account_rule(action, _target, [
     "known_actor", "active_actor", "password_current",
     "not_self", "member_or_support", "administers",
     "administers_everywhere", "no_capture",
@@ -212,19 +212,19 @@ rule(action: String, _target: TargetAccount, [
 
 # R2, R15: only admins (or support) make and unmake admins; a delegate asking to
 # upgrade is told it cannot make admins rather than that it is not an admin.
-rule("upgrade", _target: TargetAccount, [
+account_rule("upgrade", _target, [
     "known_actor", "active_actor", "password_current",
     "not_self", "member_or_support", "delegate_or_administers", "makes_admins",
     "status_allows", "not_orphaning"
 ]);
-rule("downgrade", _target: TargetAccount, [
+account_rule("downgrade", _target, [
     "known_actor", "active_actor", "password_current",
     "not_self", "member_or_support", "administers", "makes_admins",
     "status_allows", "not_orphaning"
 ]);
 
 # R14, R15: grants are from the catalog; a delegate grants only what it holds.
-rule(action: String, _target: TargetAccount, [
+account_rule(action, _target, [
     "known_actor", "active_actor", "password_current",
     "not_self", "member_or_support", "administers",
     "known_permission", "holds_permission",
@@ -232,116 +232,128 @@ rule(action: String, _target: TargetAccount, [
 ]) if action in ["grant", "revoke"];
 
 # R5, R21: an administrator updates another account's profile ...
-rule("update_profile", _target: TargetAccount, [
+account_rule("update_profile", _target, [
     "known_actor", "active_actor", "password_current",
     "other_account", "member_or_support", "administers",
     "administers_everywhere", "status_allows"
 ]);
 # ... and a member maintains their own account information, except the email.
-rule("update_profile", _target: TargetAccount, [
+account_rule("update_profile", _target, [
     "known_actor", "active_actor", "password_current",
     "self", "not_removed"
 ]);
 
 # Everyone may look at their own account; administrators at those they administer.
-rule("view", _target: TargetAccount, [
+account_rule("view", _target, [
     "known_actor", "active_actor", "password_current",
     "insider", "self_or_administers"
 ]);
 
 # R5: the admin duties are a closed list; anything else is no action at all.
-unknown_action(action: String, _target: TargetAccount, [
+unknown_account_action(action, _target, [
     "known_actor", "active_actor", "password_current",
     "known_action", "not_self", "member_or_support", "administers"
 ]) if not admin_action(action) and action != "view";
 
 # --- The requirements: what each name means ------------------------------------
+#
+# A requirement's name says which resource it reads: an organization's requirements
+# are only in organization rules, an account's only in account rules.
 
 # R16, R18: the actor's standing.
-requirement("known_actor", actor: Account, _action, _resource) if actor.exists = true;
-requirement("active_actor", actor: Account, _action, _resource) if actor.status = "active";
-requirement("password_current", actor: Account, _action, _resource) if actor.password_current = true;
+requirement("known_actor", actor, _action, _resource) if actor.exists = true;
+requirement("active_actor", actor, _action, _resource) if actor.status = "active";
+requirement("password_current", actor, _action, _resource) if actor.password_current = true;
 
 # R1, R4, R10: the actor's place in the organization.
-requirement("member_of_organization", actor: Account, _action, org: Organization) if
+requirement("member_of_organization", actor, _action, org) if
     membership(actor, org, _);
-requirement("member_of_organization_or_support", actor: Account, _action, org: Organization) if
+requirement("member_of_organization_or_support", actor, _action, org) if
     membership(actor, org, _) or is_support(actor);
-requirement("member_or_support", actor: Account, _action, target: TargetAccount) if
+requirement("member_or_support", actor, _action, target) if
     membership(actor, target.organization, _) or is_support(actor);
-requirement("support", actor: Account, _action, _resource) if is_support(actor);
-requirement("administers_organization", actor: Account, _action, org: Organization) if
+requirement("support", actor, _action, _resource) if is_support(actor);
+requirement("administers_organization", actor, _action, org) if
     is_admin(actor, org) or is_delegate(actor, org) or is_support(actor);
 
 # R13, R14, R16: the function asked for.
-requirement("holds_function", actor: Account, function: String, org: Organization) if
+requirement("holds_function", actor, function, org) if
     holds(actor, org, function);
-requirement("known_function", _actor: Account, function: String, org: Organization) if
+requirement("known_function", _actor, function, org) if
     function in org.catalog;
-requirement("offered", _actor: Account, action: String, org: Organization) if
+requirement("offered", _actor, action, org) if
     offered(action, org);
 
 # R5, R21: whose account it is.
-requirement("not_self", actor: Account, _action, target: TargetAccount) if
+requirement("not_self", actor, _action, target) if
     actor.username != target.username;
-requirement("other_account", actor: Account, _action, target: TargetAccount) if
+requirement("other_account", actor, _action, target) if
     actor.username != target.username;
-requirement("self", actor: Account, _action, target: TargetAccount) if
+requirement("self", actor, _action, target) if
     actor.username = target.username;
-requirement("known_action", _actor: Account, action: String, _target: TargetAccount) if
+requirement("known_action", _actor, action, _target) if
     admin_action(action) or action = "view";
 
 # Who may learn anything about the account's state: support staff, members of
 # the organization the question names, and the account itself.
-requirement("insider", actor: Account, _action, target: TargetAccount) if
+requirement("insider", actor, _action, target) if
     is_support(actor) or
     membership(actor, target.organization, _) or
     actor.username = target.username;
 
 # R1, R2, R15: authority over the account.
-requirement("administers", actor: Account, _action, target: TargetAccount) if
+requirement("administers", actor, _action, target) if
     administers(actor, target);
-requirement("self_or_administers", actor: Account, _action, target: TargetAccount) if
+requirement("self_or_administers", actor, _action, target) if
     actor.username = target.username or administers(actor, target);
-requirement("delegate", actor: Account, _action, target: TargetAccount) if
+requirement("delegate", actor, _action, target) if
     is_delegate(actor, target.organization);
-requirement("delegate_or_administers", actor: Account, _action, target: TargetAccount) if
+requirement("delegate_or_administers", actor, _action, target) if
     is_delegate(actor, target.organization) or administers(actor, target);
-requirement("makes_admins", actor: Account, _action, target: TargetAccount) if
+requirement("makes_admins", actor, _action, target) if
     is_admin(actor, target.organization) or is_support(actor);
 
 # R1, R15: the reach of the effect.
-requirement("administers_everywhere", actor: Account, action: String, target: TargetAccount) if
+requirement("administers_everywhere", actor, action, target) if
     (not account_wide(action)) or administers_everywhere(actor, target);
-requirement("no_capture", actor: Account, action: String, target: TargetAccount) if
+requirement("no_capture", actor, action, target) if
     (not captures(action)) or may_capture(actor, target);
 
 # R14, R15: the function granted or revoked; with none named, the question is
 # whether the actor manages grants at all.
-requirement("known_permission", _actor: Account, _action, target: TargetAccount) if
+requirement("known_permission", _actor, _action, target) if
     target.permission = nil or
     target.permission in target.organization.catalog;
-requirement("holds_permission", actor: Account, _action, target: TargetAccount) if
+requirement("holds_permission", actor, _action, target) if
     target.permission = nil or
     is_admin(actor, target.organization) or
     is_support(actor) or
     holds(actor, target.organization, target.permission);
 
 # R5, R21: the account's status, and R3: the last admin.
-requirement("status_allows", _actor: Account, action: String, target: TargetAccount) if
+requirement("status_allows", _actor, action, target) if
     status_allows(action, target);
-requirement("not_removed", _actor: Account, _action, target: TargetAccount) if
+requirement("not_removed", _actor, _action, target) if
     target.status != "removed";
-requirement("not_orphaning", _actor: Account, action: String, target: TargetAccount) if
+requirement("not_orphaning", _actor, action, target) if
     not would_orphan(action, target);
 
 # --- Deciding ----------------------------------------------------------------
 
+rule(action, org: Organization, requirements) if organization_rule(action, org, requirements);
+rule(action, target: TargetAccount, requirements) if account_rule(action, target, requirements);
+unknown_action(action, org: Organization, requirements) if unknown_organization_action(action, org, requirements);
+unknown_action(action, target: TargetAccount, requirements) if unknown_account_action(action, target, requirements);
+
 # Allowed when some rule of the action has all its requirements (an empty list allows nothing).
 allow(actor: Account, action: String, resource) if
-    rule(action, resource, requirements) and
-    requirements = [_first, *_rest] and
-    forall(name in requirements, requirement(name, actor, action, resource));
+    rule(action, resource, [first, *rest]) and
+    all_hold([first, *rest], actor, action, resource);
+
+all_hold([], _actor, _action, _resource);
+all_hold([name, *rest], actor, action, resource) if
+    requirement(name, actor, action, resource) and
+    all_hold(rest, actor, action, resource);
 
 # Why not: each failing requirement of the action's rules, told by its reason code
 # (reasons.polar), unless a requirement it is told after fails too.

@@ -147,8 +147,8 @@ MUTATIONS = {
     "every member is a delegate": (
         "portal.polar", 'm.role = "member" and\n    org.delegate_permission in m.permissions;', 'm.role = "member";'),
     "self-actions are allowed": (
-        "portal.polar", 'requirement("not_self", actor: Account, _action, target: TargetAccount) if\n    actor.username != target.username;',
-        'requirement("not_self", _actor: Account, _action, _target: TargetAccount);'),
+        "portal.polar", 'requirement("not_self", actor, _action, target) if\n    actor.username != target.username;',
+        'requirement("not_self", _actor, _action, _target);'),
 }
 
 
