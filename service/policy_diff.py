@@ -112,13 +112,14 @@ def _show(decision: Decision) -> str:
 
 # --- (a) the decision tables ----------------------------------------------------
 
-def table_questions(folders: Iterable[Path]) -> Iterator[Question]:
+def table_questions(folders: Iterable[Path], tables_path: Path | None = None) -> Iterator[Question]:
+    """Every row of the tables of each policy folder (or of `tables_path`: a table file or folder)."""
     from service.policy_tables import _actor, _organization, _target, load_table, table_files, TableError
 
     seen: set[str] = set()
     for folder in folders:
         try:
-            files = table_files(folder)
+            files = table_files(folder, tables_path)
         except TableError:
             continue  # a folder without tables adds no questions
         for path in files:
@@ -278,6 +279,8 @@ def space_questions(profile: SpaceProfile) -> Iterator[Question]:
                 yield Question("space", f"{profile.name}: {label} {action}{what} account t ({described})",
                                actor, action, target("t", role, status, grants, e_links, situation, permission))
         # The actor's own account (self-actions, R5, R21): as it stands in O, active and removed.
+        if not actor.exists:
+            continue  # an unknown username has no account to act on
         own = next((m for m in actor.memberships if m.organization == "O"), None)
         role = own.role if own else "member"
         for status in ("active", "removed"):
