@@ -76,7 +76,9 @@ def _clauses(policy_dir: Path) -> list[Clause]:
             if kind in ("organization_rule", "account_rule", "unknown_organization_action", "unknown_account_action"):
                 listed = body[body.index("[", body.index("(")):body.index("]") + 1] if "[" in body else ""
                 names = tuple(re.findall(r'"(\w+)"', listed))
-                key = ("unknown_action" if kind.startswith("unknown") else "rule", names)
+                literal = re.match(r'\w+\(\s*"(\w+)"', body)  # a rule for one named action
+                key = ("unknown_action" if kind.startswith("unknown") else "rule", names,
+                       literal.group(1) if literal else None)
             elif kind == "requirement":
                 key = (strings[0],) if strings else ()
             else:
@@ -105,7 +107,7 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
         outcome = {}
         for rule in e.rules:
             key = (rule.kind, tuple(r.name for r in rule.requirements))
-            (rule_allowed if rule.holds else rule_denied).add(key)
+            (rule_allowed if rule.holds else rule_denied).update({(*key, None), (*key, question.action)})
             for req in rule.requirements:
                 outcome[req.name] = req.holds
                 (holds if req.holds else fails).add(req.name)

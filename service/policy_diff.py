@@ -147,7 +147,7 @@ def _org_from(data: dict) -> OrganizationFacts:
 def facts_from_json(data: dict) -> tuple[ActorFacts, OrganizationFacts | AccountFacts]:
     """The inverse of policy_explain.facts_json: the facts a logged decision was made on."""
     a = data["actor"]
-    actor = ActorFacts(a["username"], a["exists"], a["status"], a["password_current"], a["support"],
+    actor = ActorFacts(a["username"], a["exists"], a["status"], a["credentials_current"], a["support"],
                        tuple(MembershipFacts(m["organization"], m["role"], m["active"], tuple(m["permissions"]))
                              for m in a["memberships"]))
     r = data["resource"]

@@ -155,7 +155,10 @@ def fact_view(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> 
 def facts_json(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> dict:
     """The whole facts of a decision as JSON (the decision log records these so a decision can be replayed)."""
     kind = "account" if isinstance(resource, AccountFacts) else "organization"
-    return {"actor": asdict(actor), "resource_kind": kind, "resource": asdict(resource)}
+    actor_json = asdict(actor)
+    # The decision log never holds the word "password" (issue 18): the fact is the credentials' currency.
+    actor_json["credentials_current"] = actor_json.pop("password_current")
+    return {"actor": actor_json, "resource_kind": kind, "resource": asdict(resource)}
 
 
 def _requirements(oso, predicate: str, action: str, resource) -> list[list[str]]:
