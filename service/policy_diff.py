@@ -221,6 +221,8 @@ def space_questions(profile: SpaceProfile) -> Iterator[Question]:
     actors: list[tuple[str, ActorFacts]] = [("an unknown actor", ActorFacts.unknown("ghost"))]
     n = 0
     for (o_name, o_link), e_admin in product(in_o.items(), (False, True)):
+        if e_admin and o_name not in ("admin", "delegate", "delegate+f1"):
+            continue  # authority in a second organization only changes the reach of those who have some in O
         n += 1
         memberships = []
         if o_link:
@@ -256,6 +258,8 @@ def space_questions(profile: SpaceProfile) -> Iterator[Question]:
     elsewhere = {"": (), ", member of E": (("E", "member", (f2,)),), ", admin of E": (("E", "admin", ()),)}
     for role, status, grants, (e_label, e_links) in product(("admin", "member"), ACCOUNT_STATUSES,
                                                               ((), (f2,)), elsewhere.items()):
+        if role == "admin" and grants:
+            continue  # an admin holds the whole catalog: a grant adds nothing
         situations = ORG_SITUATIONS if (role, status) == ("admin", "active") else ORG_SITUATIONS[:1]
         for situation in situations:
             targets.append((role, status, e_label, grants, e_links, situation))

@@ -140,7 +140,7 @@ def test_diff_of_a_comment_only_edit_reports_nothing(tmp_path, cli_config, cli):
     edit(new, "portal.polar", "# R16: a portal function", "# R16 (reworded by an author): a portal function")
     (new / "reasons.polar").write_text("# a note for the next author\n" + (new / "reasons.polar").read_text())
     assert Policy(base).version != Policy(new).version
-    code, out, _ = cli("policy", "diff", str(base), str(new), "--profile", "ahcccs", "--config", str(cli_config))
+    code, out, _ = cli("policy", "diff", str(base), str(new), "--no-space", "--config", str(cli_config))
     assert code == 0, out
     assert out.splitlines()[-1].startswith("0 decisions changed (of ")
 
