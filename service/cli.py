@@ -313,7 +313,8 @@ def cmd_policy_diff(args) -> None:
     if args.profile and len(profiles) != len(set(args.profile)):
         _die(f"--profile: unknown portal profile(s) {sorted(set(args.profile) - {p.name for p in profiles})}")
     try:
-        report = run_diff(base, new, log_path=log_path, profiles=[] if args.no_space else profiles)
+        report = run_diff(base, new, log_path=log_path, profiles=[] if args.no_space else profiles,
+                          space_actions=args.action)
     except PolicyLoadError as exc:  # the compile error in one line: where and what, no traceback
         _die(one_line(str(exc)), 2)
     except TableError as exc:
@@ -533,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     pdiff.add_argument("--profile", action="append", default=None,
                        help="generate the space for this portal profile only (repeatable; default every profile)")
     pdiff.add_argument("--no-space", action="store_true", help="only the tables and the log, no generated space")
+    pdiff.add_argument("--action", action="append", default=None,
+                       help="generate the space's questions about this action only (repeatable; the tables and "
+                            "the log are asked in full)")
     pdiff.set_defaults(func=cmd_policy_diff)
     preload = policy_sub.add_parser("reload", parents=[common],
                                     help="check policies/*.polar, then make every worker of the server load it")

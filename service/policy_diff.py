@@ -332,8 +332,12 @@ def _group(base: Policy, new: Policy, question: Question) -> str:
 
 
 def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
-             profiles: Iterable[SpaceProfile] = ()) -> DiffReport:
-    """Ask both policies every question; PolicyLoadError when either does not load."""
+             profiles: Iterable[SpaceProfile] = (), space_actions: Iterable[str] | None = None) -> DiffReport:
+    """Ask both policies every question; PolicyLoadError when either does not load.
+
+    `space_actions` limits the generated space (never the tables or the log) to these actions.
+    """
+    only = set(space_actions) if space_actions else None
     started = time.perf_counter()
     base = Policy(Path(base_dir))
     new = Policy(Path(new_dir))
@@ -344,7 +348,9 @@ def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
         if log_path is not None:
             yield from log_questions(Path(log_path), report)
         for profile in profiles:
-            yield from space_questions(profile)
+            for question in space_questions(profile):
+                if only is None or question.action in only:
+                    yield question
 
     for question in questions():
         report.evaluated += 1

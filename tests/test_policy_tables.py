@@ -112,7 +112,9 @@ def rule_clauses() -> list[tuple[str, int]]:
     found = []
     for polar in sorted(POLICIES.glob("*.polar")):
         for i, clause in enumerate(polar_clauses(polar.read_text(encoding="utf-8"))):
-            if re.match(r"\s*(allow|deny_reason|rule|unknown_action|requirement|reason|told_after)\(", clause):
+            if re.match(r"\s*(allow|deny_reason|rule|organization_rule|account_rule|unknown_action|"
+                        r"unknown_organization_action|unknown_account_action|all_hold|untold|"
+                        r"requirement|reason|told_after)\(", clause):
                 found.append((polar.name, i))
     return found
 
