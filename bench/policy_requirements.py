@@ -22,14 +22,14 @@ from service.policy_diff import table_questions  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(policy_dir: Path, questions, rounds: int) -> dict:
-    policy = Policy(policy_dir, memo_size=0)
-    times = {True: [], False: []}
-    for _ in range(rounds):
-        for q in questions:
-            start = time.perf_counter()
-            decision = policy.decide(q.actor, q.action, q.resource)
-            times[decision.allowed].append(time.perf_counter() - start)
+def measure_round(policy: Policy, questions, times: dict) -> None:
+    for q in questions:
+        start = time.perf_counter()
+        decision = policy.decide(q.actor, q.action, q.resource)
+        times[decision.allowed].append(time.perf_counter() - start)
+
+
+def summarize(times: dict) -> dict:
     every = times[True] + times[False]
     ms = lambda xs: (1000 * statistics.mean(xs), 1000 * statistics.median(xs))  # noqa: E731
     return {"all": ms(every), "allowed": ms(times[True]), "denied": ms(times[False]), "n": len(every)}
@@ -41,8 +41,12 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     questions = list(table_questions([ROOT / "policies"]))
-    for policy_dir in args.dirs:
-        r = measure(policy_dir, questions, args.rounds)
+    policies = [(d, Policy(d, memo_size=0), {True: [], False: []}) for d in args.dirs]
+    for _ in range(args.rounds):  # interleaved, so that a busy machine weighs on every policy alike
+        for _, policy, times in policies:
+            measure_round(policy, questions, times)
+    for policy_dir, _, times in policies:
+        r = summarize(times)
         print(f"{policy_dir}: {r['n']} decisions; ms per decision mean/median: all {r['all'][0]:.2f}/{r['all'][1]:.2f}, "
               f"allowed {r['allowed'][0]:.2f}/{r['allowed'][1]:.2f}, denied {r['denied'][0]:.2f}/{r['denied'][1]:.2f}")
 
