@@ -19,6 +19,13 @@ Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
     When "jdoe11" creates the subordinate "ldoe" for "PIDSL-1" with the services "nothing"
     Then the change is refused because of "not_admin"
 
+  @R13 @R1 @R14
+  Scenario: Support staff create a subordinate account with services, as they may grant those services a moment later
+    When "support staff" creates the subordinate "jdoe11" for "PIDSL-1" with the services "Claims Submission and Status"
+    Then the change is accepted
+    When "support staff" moves the services of "jdoe11" so that the Assigned Services are "Claims Submission and Status, Manage Member Eligibility"
+    Then the change is accepted
+
   @R16 @R18 @R7
   Scenario: A subordinate sets its own password and agrees with the VG Terms and Conditions upon initial sign-in
     When "mhughes" creates the subordinate "jdoe11" for "PIDSL-1" with the services "Claims Submission and Status"

@@ -1,7 +1,7 @@
 # portal-authz policy: who may do what to whom in a provider portal.
 #
 # Rule numbers (R1..R27) refer to shared/requirements.md. Python hands in
-# facts only (service/domain/facts.py): an Account (the actor), an
+# facts only (service/facts.py): an Account (the actor), an
 # Organization, and a TargetAccount (an account as it stands in one
 # organization).
 #

@@ -8,7 +8,7 @@ from flask import Flask
 
 from service import observe
 from service.api import (accounts, authzen, decisions, enrolment, health, maintenance, metrics, openapi, passwords,
-                         problems, support, testing)
+                         problems, registration, roster, sessions, support, testing)
 from service.api.declare import Api
 from service.api.requests import close_session, secure_headers
 from service.clock import Clock, SettableClock, SystemClock
@@ -48,7 +48,10 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.register_api(decisions.bp)
     app.register_api(authzen.bp)
     app.register_api(enrolment.bp)
+    app.register_api(registration.bp)
+    app.register_api(sessions.bp)
     app.register_api(accounts.bp)
+    app.register_api(roster.bp)
     app.register_api(passwords.bp)
     app.register_api(maintenance.bp)
     app.register_api(support.bp)

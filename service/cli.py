@@ -380,59 +380,12 @@ def cmd_sweep(args) -> None:
 
 def cmd_deliver(args) -> None:
     """Issue 5 item 6: send queued emails over SMTP and export letters; once, or every --interval seconds."""
-    import time
-
-    from service.clock import SettableClock, SystemClock
-    from service.domain.delivery import SmtpSender, deliver_batch
+    from service import worker
 
     config = _config(args)
     if args.parent_pid is not None:
-        return _deliver_beside_serve(config, args)
-    database = prepare_database(config)
-    clock = SettableClock(database) if config.testing.clock == "settable" else SystemClock()
-    try:
-        while True:
-            report = deliver_batch(database, config, clock.now(), SmtpSender(config.delivery.smtp))
-            print(" ".join(f"{name}={count}" for name, count in report.counts().items()), flush=True)
-            if args.once:
-                break
-            time.sleep(args.interval)
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-    finally:
-        database.dispose()
-
-
-def _deliver_beside_serve(config: Config, args) -> None:
-    """`deliver` as the child of `serve --deliver` (service/background.py): logs in the server's format,
-    survives a failing batch (logged, tried again next interval), stops between batches on SIGTERM or
-    when the server is gone."""
-    from service.background import Stop
-    from service.clock import SettableClock, SystemClock
-    from service.domain.delivery import SmtpSender, deliver_batch
-    from service.observe import logs
-    from service.storage.database import Database
-
-    logs.configure(config.logging)
-    log = logging.getLogger("service.delivery")
-    stop = Stop(args.parent_pid)
-    database = Database(config.database_url)  # the server upgraded the schema before starting us
-    clock = SettableClock(database) if config.testing.clock == "settable" else SystemClock()
-    log.info("delivery worker running beside the server (pid %d), every %g s", args.parent_pid, args.interval)
-    try:
-        while not stop:
-            try:
-                report = deliver_batch(database, config, clock.now(), SmtpSender(config.delivery.smtp))
-            except Exception:
-                log.exception("delivery batch failed; trying again in %g s", args.interval)
-            else:
-                counts = report.counts()
-                if any(counts.values()):
-                    log.info("delivery: " + " ".join(f"{name}={count}" for name, count in counts.items()))
-            stop.sleep(args.interval)
-    finally:
-        database.dispose()
-        log.info("delivery worker stopped")
+        return worker.deliver_beside_serve(config, args.parent_pid, args.interval)
+    worker.deliver(prepare_database(config), config, once=args.once, interval=args.interval)
 
 
 def cmd_policy_reload(args) -> None:

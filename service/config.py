@@ -14,12 +14,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from service.catalog import ORGANIZATION_ACTIONS
+
 DATABASE_URL_ENV = "PORTAL_AUTHZ_DATABASE_URL"
 CONFIG_ENV = "PORTAL_AUTHZ_CONFIG"
 PERMISSION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Actions that organization resources already use; a catalog entry may not shadow them.
-RESERVED_ORGANIZATION_ACTIONS = frozenset(
-    {"view", "create_account", "link_account", "designate_admin", "issue_activation_code"})
+RESERVED_ORGANIZATION_ACTIONS = frozenset(ORGANIZATION_ACTIONS)
 
 
 class ConfigError(Exception):

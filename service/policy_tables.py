@@ -59,10 +59,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from service.domain.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.catalog import PERMISSION_ACTIONS
+from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import REASON_MESSAGES, Policy
 
-GRANT_ACTIONS = ("grant", "revoke")
+GRANT_ACTIONS = PERMISSION_ACTIONS
 
 
 class TableError(Exception):

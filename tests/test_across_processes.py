@@ -15,10 +15,6 @@ property tested, no state kept in a process, does not depend on the server.
 """
 from __future__ import annotations
 
-import json
-import socket
-import time
-import urllib.request
 from datetime import datetime, timezone
 
 import pytest
@@ -27,13 +23,11 @@ from sqlalchemy import delete, select, update
 from service.domain import clients
 from service.policy import Policy
 from service.storage.models import Grant, Membership
-from tests.fixtures.servers import ROOT, Server, get_json, running
+from tests.fixtures.servers import ROOT, WORKERS, Server, ask_every_worker, ask_server, get_json, running
 from tests.fixtures.world import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-WORKERS = 2  # the default of tests.fixtures.servers.running
-IO_TIMEOUT = 10.0
 
 
 @pytest.fixture
@@ -44,54 +38,6 @@ def servers(pg_database, tmp_path):
         yield started
 
 
-def _request_bytes(key: str, body: dict) -> tuple[bytes, bytes]:
-    """A POST /v1/authorize split in two: the head without its blank line, then the rest."""
-    payload = json.dumps(body).encode()
-    head = (f"POST /v1/authorize HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n").encode()
-    return head, b"\r\n" + payload
-
-
-def _read_response(sock: socket.socket) -> tuple[int, dict]:
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    head, _, payload = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(payload)
-
-
-def ask_every_worker(server: Server, key: str, body: dict) -> list[dict]:
-    """The same question answered once by each of the server's workers (see the module doc)."""
-    head, rest = _request_bytes(key, body)
-    held = []
-    try:
-        for _ in range(WORKERS):
-            sock = socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT)
-            held.append(sock)
-            sock.sendall(head)
-        time.sleep(0.3)  # let every idle worker accept one of the held connections
-        answers = []
-        for sock in held:
-            sock.sendall(rest)
-            status, answer = _read_response(sock)
-            assert status == 200, (status, answer, server.output())
-            answers.append(answer)
-        return answers
-    finally:
-        for sock in held:
-            sock.close()
-
-
-def ask(server: Server, key: str, body: dict) -> dict:
-    """One plain request on a new connection, answered by whichever worker takes it."""
-    request = urllib.request.Request(server.base + "/v1/authorize", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=IO_TIMEOUT) as response:
-        assert response.status == 200
-        return json.loads(response.read())
-
-
 def answers_from_everywhere(servers: list[Server], key: str, actor: str, action: str = "claims",
                             extra: int = 3) -> list[dict]:
     """Each worker of each server once, then `extra` more plain requests per server."""
@@ -100,7 +46,7 @@ def answers_from_everywhere(servers: list[Server], key: str, actor: str, action:
     answers = []
     for server in servers:
         answers += ask_every_worker(server, key, body)
-        answers += [ask(server, key, body) for _ in range(extra)]
+        answers += [ask_server(server, key, body) for _ in range(extra)]
     return answers
 
 

@@ -27,17 +27,6 @@ def clinic(build):
     return "ahw"
 
 
-@pytest.fixture
-def ask(client, authorize_key, clinic):
-    def _ask(actor, action, resource, context=None, path="/v1/authorize", **extra):
-        body = {"portal": clinic, "actor": actor, "action": action, "resource": resource,
-                "context": context, **extra}
-        body = {k: v for k, v in body.items() if v is not None}
-        return client.post(path, json=body, headers={"Authorization": f"Bearer {authorize_key}"})
-
-    return _ask
-
-
 def org(key="TIN-1"):
     return {"type": "organization", "id": key}
 

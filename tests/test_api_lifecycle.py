@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from service.storage.models import AuditRecord, Notification
-from tests.fixtures.http import ADDRESS, QUESTIONS, TEMPORARY, Portal, api, outbox  # noqa: F401 (api is a fixture)
+from service.storage.models import AuditRecord
+from tests.fixtures.http import ADDRESS, TEMPORARY, outbox
 
 def activate_master(api_portal, database, username="mara", org="P-1"):
     api_portal.register(username, org=org, address_id="CORR")

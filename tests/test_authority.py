@@ -15,9 +15,8 @@ from sqlalchemy import select
 from service.domain import passwords
 from service.storage.models import Account, AuditRecord
 from tests.conftest import make_key
-from tests.fixtures.http import Portal, outbox
+from tests.fixtures.http import ANSWERS, Portal, give_answers, outbox
 from tests.fixtures.world import PASSWORD
-from tests.test_recovery import ANSWERS, give_answers
 
 
 @pytest.fixture

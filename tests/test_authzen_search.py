@@ -14,14 +14,14 @@ Run on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.domain import authzen
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
 from service.policy import ACCOUNT_ACTIONS, Decision, ORGANIZATION_ACTIONS, Policy
-from tests.test_fast_path import NOW, ORGS, _action, _mutate, _store, worlds
+from tests.fixtures.generated import NOW, ORGS, action_of, figures, mutate, property_settings, store, worlds
 
 FUNCTIONS = ("fn0", "fn1", "fn2", "fn3", "bake_bread")
 R3_ACTIONS = {"remove", "disable", "downgrade"}
@@ -82,14 +82,14 @@ def _check(database, config, case):
     portal, people, actions, permission, delegate = case
     profile = config.portal(portal)
     policy = Policy(config.policy_path)
-    _store(database, config, portal, people)
+    store(database, config, portal, people)
     if delegate is not None:
-        _mutate(database, config, portal, ("grant_delegate", delegate, None))
+        mutate(database, config, portal, ("grant_delegate", delegate, None))
     links = [(name, org) for name, spec in sorted(people.items()) for org in sorted(spec["memberships"])]
     with database.sessions() as session:
         decider = Decider(session, profile, policy, portal, NOW)
-        for action in (_action(profile, a) for a in actions):
-            context = {"permission": _action(profile, permission)} if action in ("grant", "revoke") else {}
+        for action in (action_of(profile, a) for a in actions):
+            context = {"permission": action_of(profile, permission)} if action in ("grant", "revoke") else {}
             # Resource search: organizations, and accounts in each of their organizations.
             for subject in [*sorted(people), "ghost"]:
                 entity = authzen.Entity("account", subject)
@@ -125,14 +125,8 @@ def _check(database, config, case):
     COMPARED["worlds"] += 1
 
 
-SEARCH = settings(max_examples=40, deadline=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _figures():
-    yield
-    print(f"\nAuthZEN search == one-by-one evaluation: {COMPARED}")  # shown with -s
+SEARCH = property_settings(40)
+_figures = figures("AuthZEN search == one-by-one evaluation", COMPARED)
 
 
 @SEARCH

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 
 import pytest
 
-from tests.fixtures.servers import Server, running
+from tests.fixtures.servers import IO_TIMEOUT, WORKERS, Server, each_worker, running
 from tests.fixtures.world import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-WORKERS = 2
-IO_TIMEOUT = 10.0
 QUESTION = {"portal": "ahcccs", "actor": "nobody", "action": "claims",
             "resource": {"type": "organization", "id": "ORG-1"}}
 T0 = "2026-03-02T12:00:00+00:00"
@@ -61,21 +58,7 @@ def statuses_from_every_worker(server: Server, key: str) -> list[int]:
     payload = json.dumps(QUESTION).encode()
     head = (f"POST /v1/authorize HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n").encode()
-    held = []
-    try:
-        for _ in range(WORKERS):
-            sock = socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT)
-            held.append(sock)
-            sock.sendall(head)
-        time.sleep(0.3)  # let every idle worker accept one of the held connections
-        answers = []
-        for sock in held:
-            sock.sendall(b"\r\n" + payload)
-            answers.append(_status(sock))
-        return answers
-    finally:
-        for sock in held:
-            sock.close()
+    return each_worker(server, head, b"\r\n" + payload, _status)
 
 
 def everywhere(servers: list[Server], key: str) -> list[int]:

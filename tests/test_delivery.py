@@ -6,76 +6,17 @@ import smtplib
 import threading
 import time
 from datetime import timedelta
-from email import message_from_bytes
 
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from service.config import Delivery, Smtp
-from service.domain.delivery import SmtpSender, claim_emails, deliver_batch, message_id, permanent_rejection
+from service.domain.delivery import claim_emails, deliver_batch, message_id
+from service.transport.smtp import SmtpSender, permanent_rejection
 from service.domain.notify import OutboxNotifier
 from service.storage.models import Notification
 from tests.fixtures.postgres import free_port
-
-FROM = "no-reply@portal-authz.local"
-
-
-class Collector:
-    """An SMTP handler keeping every message it accepts.
-
-    `refuse`: the reply to RCPT TO for every recipient; `rcpt_replies`: per recipient address;
-    `data_replies`: the reply to DATA for a message whose body contains the key.
-    """
-
-    def __init__(self, refuse: str | None = None, rcpt_replies: dict[str, str] | None = None,
-                 data_replies: dict[str, str] | None = None):
-        self.refuse = refuse
-        self.rcpt_replies = rcpt_replies or {}
-        self.data_replies = data_replies or {}
-        self.messages = []
-        self.lock = threading.Lock()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self.refuse or self.rcpt_replies.get(address)
-        if reply:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        text = envelope.content.decode("utf-8", "replace")
-        for marker, reply in self.data_replies.items():
-            if marker in text:
-                return reply
-        with self.lock:
-            self.messages.append(message_from_bytes(envelope.content))
-        return "250 Message accepted for delivery"
-
-    def ids(self) -> list[str]:
-        with self.lock:
-            return [m["Message-ID"] for m in self.messages]
-
-
-def start_smtp(handler) -> Controller:
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    return controller
-
-
-@pytest.fixture
-def smtp():
-    handler = Collector()
-    controller = start_smtp(handler)
-    yield handler, controller.port
-    controller.stop()
-
-
-def configured(config, tmp_path, port: int, **changes):
-    delivery = Delivery(smtp=Smtp(host="127.0.0.1", port=port, from_address=FROM, timeout_seconds=5), **changes)
-    return config.model_copy(update={"delivery": delivery, "base_dir": tmp_path})
-
+from tests.fixtures.smtp import FROM, Collector, configured, start_smtp
 
 def queue_emails(database, now, count: int, portal: str = "ahcccs") -> list[int]:
     with database.transaction() as session:

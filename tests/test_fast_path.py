@@ -2,7 +2,8 @@
 
 The fast path reads every fact of a request in one statement and memoizes
 answers keyed by the policy version and the facts. The plain path here loads
-the facts through the ORM, one relationship at a time, and asks a separately
+the facts through the ORM, one relationship at a time (tests/fixtures/reference_facts.py,
+an independent loader the service never uses), and asks a separately
 built oso engine `is_allowed` and then `deny_reason`. Hypothesis generates
 organizations, memberships, grants, statuses, password ages and questions,
 asks both, changes one stored fact, and asks again: every decision and every
@@ -10,56 +11,20 @@ reason must agree, and no memoized answer may outlive a changed fact.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oso import Variable
-from sqlalchemy import delete, select, update
 
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
 from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, Policy, _build, policy_files
 from service.storage import facts as stored
-from service.storage.models import Account, Grant, Membership, Organization
-from tests.fixtures.world import World
-
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
-PORTALS = ("ahcccs", "qm", "ahw", "masshealth")
-ORGS = ("O1", "O2")
-PEOPLE = ("ann", "bob", "cy", "dee")
-STATUSES = ("active", "locked", "disabled", "pending_approval", "unverified", "removed")
-EXTRA_FUNCTIONS = ("teleport",)  # stored grants the catalog does not know
+from tests.fixtures import reference_facts as reference
+from tests.fixtures.generated import NOW, ORGS, STATUSES, action_of, mutate, store, worlds
 
 # Counts what the properties compared, so the closing figures come from a run, not a guess.
 COMPARED = {"decisions": 0, "allowed": 0, "authorized_actions": 0, "worlds": 0}
-
-
-# Weighted towards accounts in good standing, so that grants, roles and invariants decide, not standing alone.
-STANDING = ("active",) * 6 + STATUSES
-PASSWORD_AGES = (0, 0, 0, 44, 45, 46, 400)  # ahcccs and qm expire passwords after 45 days (R18)
-
-
-@st.composite
-def worlds(draw):
-    portal = draw(st.sampled_from(PORTALS))
-    people = {}
-    for name in draw(st.lists(st.sampled_from(PEOPLE), min_size=1, max_size=4, unique=True)):
-        links = {}
-        for org in draw(st.lists(st.sampled_from(ORGS), min_size=1, max_size=2, unique=True)):
-            links[org] = {
-                "role": draw(st.sampled_from(["admin", "member", "member"])),
-                "status": draw(st.sampled_from(["active", "active", "active", "removed"])),
-                "permissions": draw(st.lists(st.integers(0, 5), max_size=4, unique=True)),
-            }
-        people[name] = {
-            "status": draw(st.sampled_from(STANDING)),
-            "support": draw(st.sampled_from([False, False, False, True])),
-            "password_age_days": draw(st.sampled_from(PASSWORD_AGES)),
-            "memberships": links,
-        }
-    return portal, people
 
 
 @st.composite
@@ -88,60 +53,6 @@ def scenarios(draw):
     return portal, people, asked, mutation
 
 
-def _function(profile, index: int) -> str:
-    catalog = profile.catalog + EXTRA_FUNCTIONS
-    return catalog[index % len(catalog)]
-
-
-def _action(profile, action: str) -> str:
-    """`fnN` names the portal's N-th function, so questions about functions fit every portal."""
-    return _function(profile, int(action[2:])) if action.startswith("fn") else action
-
-
-def _store(database, config, portal: str, people: dict) -> None:
-    profile = config.portal(portal)
-    with database.transaction() as session:
-        for model in (Grant, Membership, Account, Organization):
-            session.execute(delete(model))
-        world = World(session, portal, NOW)
-        for key in ORGS:
-            world.organization(key)
-        for name, spec in people.items():
-            links = {org: {"role": link["role"], "status": link["status"],
-                           "permissions": sorted({_function(profile, i) for i in link["permissions"]})}
-                     for org, link in spec["memberships"].items()}
-            world.account(name, status=spec["status"], support=spec["support"],
-                          password_age_days=spec["password_age_days"], memberships=links)
-
-
-def _mutate(database, config, portal: str, mutation) -> None:
-    """Change one stored fact the way an admin action or the sweep would."""
-    kind, name, status = mutation
-    profile = config.portal(portal)
-    with database.transaction() as session:
-        account = session.scalar(select(Account).where(Account.portal_id == portal, Account.username == name))
-        if account is None:
-            return
-        links = select(Membership.id).where(Membership.account_id == account.id)
-        if kind == "revoke_all":
-            session.execute(delete(Grant).where(Grant.membership_id.in_(links)))
-        elif kind == "grant_delegate" and profile.delegate_permission:
-            held = select(Grant.membership_id).where(Grant.permission == profile.delegate_permission)
-            for link_id in session.scalars(links.where(Membership.id.not_in(held))):
-                session.add(Grant(membership_id=link_id, permission=profile.delegate_permission, granted_at=NOW))
-        elif kind == "status":
-            account.status = status
-        elif kind == "role":
-            session.execute(update(Membership).where(Membership.account_id == account.id)
-                            .values(role="admin" if status in ("active", "locked") else "member"))
-        elif kind == "unlink":
-            session.execute(update(Membership).where(Membership.account_id == account.id).values(status="removed"))
-        elif kind == "password_age":
-            account.password_changed_at = NOW.replace(year=2025)
-        elif kind == "support":
-            account.is_support = not account.is_support
-
-
 # --- The plain path: ORM loads, a separately built engine, is_allowed then deny_reason -------------
 
 def _plain_resource(session, portal, profile, question: Question):
@@ -150,7 +61,7 @@ def _plain_resource(session, portal, profile, question: Question):
         org = stored.find_organization(session, portal, res.id)
         if org is None:
             raise NotFound("organization")
-        return stored.organization_facts(session, org, profile)
+        return reference.organization_facts(session, org, profile)
     account = stored.find_account(session, portal, res.id)
     if account is None:
         raise NotFound("account")
@@ -168,13 +79,13 @@ def _plain_resource(session, portal, profile, question: Question):
         link = live[0]
     if question.action in ("grant", "revoke") and not isinstance(question.context.get("permission"), str):
         raise Invalid("permission", [])
-    return stored.target_facts(session, account, link, profile, question.context.get("permission"))
+    return reference.target_facts(session, account, link, profile, question.context.get("permission"))
 
 
 def _plain(session, oso, portal, profile, actor: str, question: Question):
     """(allowed, reasons) or the error class, the way a plain oso integration would answer."""
     account = stored.find_account(session, portal, actor)
-    actor_facts = stored.actor_facts(account, actor, profile, NOW)
+    actor_facts = reference.actor_facts(account, actor, profile, NOW)
     try:
         resource = _plain_resource(session, portal, profile, question)
     except (NotFound, Invalid) as exc:
@@ -199,8 +110,8 @@ def _compare(database, config, policy, oso, portal, asked):
     with database.sessions() as session:
         decider = Decider(session, profile, policy, portal, NOW)
         for actor, action, resource, permission in asked:
-            question = Question(_action(profile, action), resource,
-                                {"permission": _action(profile, permission)} if permission else {})
+            question = Question(action_of(profile, action), resource,
+                                {"permission": action_of(profile, permission)} if permission else {})
             plain = _plain(session, oso, portal, profile, actor, question)
             # Twice: the second answer comes from the memo and must be the same.
             assert _fast(decider, actor, question) == plain, (actor, question)
@@ -212,11 +123,11 @@ def _compare(database, config, policy, oso, portal, asked):
             allowed_actions = set(decider.authorized_actions(actor, resource))
             view = Question("view", resource)
             plain_actions = oso.authorized_actions(
-                stored.actor_facts(stored.find_account(session, portal, actor), actor, profile, NOW),
+                reference.actor_facts(stored.find_account(session, portal, actor), actor, profile, NOW),
                 _plain_resource(session, portal, profile, view))
             assert allowed_actions == set(plain_actions) & _listed(profile, resource), (actor, resource)
             COMPARED["authorized_actions"] += 1
-        batch = [Question(_action(profile, a), r, {"permission": _action(profile, p)} if p else {})
+        batch = [Question(action_of(profile, a), r, {"permission": action_of(profile, p)} if p else {})
                  for actor, a, r, p in asked if actor == asked[0][0]]
         try:
             many = [(d.allowed, frozenset(d.reasons)) for d in decider.decide_many(asked[0][0], batch)]
@@ -246,9 +157,9 @@ def plain_oso(config):
 def _check(database, config, plain_oso, scenario):
     portal, people, asked, mutation = scenario
     policy = Policy(config.policy_path)  # its own memo, warmed by the first round
-    _store(database, config, portal, people)
+    store(database, config, portal, people)
     _compare(database, config, policy, plain_oso, portal, asked)
-    _mutate(database, config, portal, mutation)
+    mutate(database, config, portal, mutation)
     _compare(database, config, policy, plain_oso, portal, asked)
     COMPARED["worlds"] += 1
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from service.storage.models import Account, AuditRecord
 from tests.conftest import make_key
-from tests.test_api_lifecycle import ADDRESS, TEMPORARY, Portal, outbox
+from tests.fixtures.http import ADDRESS, TEMPORARY, Portal, outbox
 
 OWN = "long enough pass"
 

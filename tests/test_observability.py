@@ -53,15 +53,6 @@ def clinic(build):
     return "ahw"
 
 
-@pytest.fixture
-def ask(client, authorize_key, clinic):
-    def _ask(path="/v1/authorize", headers=None, **body):
-        body = {"portal": clinic, **body}
-        return client.post(path, json=body, headers={"Authorization": f"Bearer {authorize_key}", **(headers or {})})
-
-    return _ask
-
-
 ORG = {"type": "organization", "id": "TIN-1"}
 
 
@@ -95,10 +86,10 @@ def test_decisions_are_counted_by_portal_action_outcome_and_reason(client, ask):
     assert sample(text, "portal_authz_decision_reasons_total", portal="ahw", action="eligibility",
                   reason="permission_not_granted") == 1
 
-    batch = ask("/v1/authorize/batch", actor="ghost", checks=[
+    batch = ask(path="/v1/authorize/batch", actor="ghost", checks=[
         {"action": "claims", "resource": ORG}, {"action": "eligibility", "resource": ORG}])
     assert batch.status_code == 200
-    ask("/v1/authorized-actions", actor="manager", resource=ORG)
+    ask(path="/v1/authorized-actions", actor="manager", resource=ORG)
     ask(actor="biller", action="no_such_action", resource=ORG)  # a client's made-up action: a bounded label
     text = scrape(client)
     assert sample(text, "portal_authz_decision_reasons_total", portal="ahw", action="claims",
@@ -305,8 +296,8 @@ def logged(config, database, policy, clock, clinic, authorize_key, tmp_path):
                          clock=clock)
         client = app.test_client()
 
-        def ask(path_="/v1/authorize", **body):
-            return client.post(path_, json={"portal": clinic, **body},
+        def ask(path="/v1/authorize", **body):
+            return client.post(path, json={"portal": clinic, **body},
                                headers={"Authorization": f"Bearer {authorize_key}", "X-Request-Id": "trace-9"})
 
         def lines():
@@ -320,11 +311,11 @@ def logged(config, database, policy, clock, clinic, authorize_key, tmp_path):
 
 def _ask_all(ask):
     ask(actor="biller", action="eligibility", resource=ORG)
-    ask("/v1/authorize/batch", actor="manager", checks=[
+    ask(path="/v1/authorize/batch", actor="manager", checks=[
         {"action": "claims", "resource": ORG},
         {"action": "grant", "resource": {"type": "account", "id": "biller"},
          "context": {"permission": "eligibility", "password": PASSWORD}}])
-    ask("/v1/authorized-actions", actor="biller", resource=ORG)
+    ask(path="/v1/authorized-actions", actor="biller", resource=ORG)
 
 
 def test_decision_log_off_writes_nothing(logged):
@@ -391,7 +382,7 @@ def _metrics(server) -> str:
 
 @pytest.mark.slow
 def test_served_metrics_add_up_across_workers(tmp_path, monkeypatch, config):
-    from tests.test_across_processes import ask, ask_every_worker
+    from tests.fixtures.servers import ask_every_worker, ask_server
 
     url = f"sqlite:///{tmp_path / 'served.db'}"
     database = prepared_database(url, config)
@@ -413,7 +404,7 @@ def test_served_metrics_add_up_across_workers(tmp_path, monkeypatch, config):
                  decision_log={"mode": "all", "path": str(decisions)}) as [server]:
         assert len(list(temp.glob("portal-authz-metrics-*"))) == 1
         assert all(a["allowed"] for a in ask_every_worker(server, key, allowed))  # one on each worker
-        assert not any(ask(server, key, denied)["allowed"] for _ in range(3))
+        assert not any(ask_server(server, key, denied)["allowed"] for _ in range(3))
         for _ in range(4):  # whichever worker answers the scrape, it reports both workers' counts
             text = _metrics(server)
             assert sample(text, "portal_authz_http_requests_total", route="/v1/authorize", method="POST",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.domain.facts import AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
+from service.facts import AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
 from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
 
 CATALOG = ("claims", "eligibility", "manage_account")

@@ -11,28 +11,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from service.domain.passwords import hash_secret
-from service.storage.models import Account, AuditRecord, OneTimeCode, SecurityAnswer
+from service.storage.models import Account, AuditRecord, OneTimeCode
 from tests.conftest import make_key
 from tests.fixtures.world import PASSWORD
-from tests.fixtures.http import QUESTIONS, Portal, outbox
-from tests.test_signin_security import WRONG, refused, sign_in, status_of
+from tests.fixtures.http import ANSWERS, WRONG, Portal, give_answers, outbox, refused, sign_in, status_of
 
 NEW = "Fresh#Garden42"
-ANSWERS = [q["answer"] for q in QUESTIONS]  # "123 Oak St.", "opal"
-
-
-_HASHES: dict[str, str] = {}  # argon2 is slow on purpose: hash each answer once per run
-
-
-def give_answers(world, account, answers=ANSWERS):
-    for position, answer in enumerate(answers, start=1):
-        if answer not in _HASHES:
-            _HASHES[answer] = hash_secret(answer)
-        world.session.add(SecurityAnswer(account_id=account.id, position=position, question=f"Question {position}?",
-                                         answer_hash=_HASHES[answer]))
-
-
 @pytest.fixture
 def p(client, database, clock, build):
     with build("ahcccs") as world:

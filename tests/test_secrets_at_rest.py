@@ -12,9 +12,8 @@ from service.domain.delivery import ERASED, deliver_batch, export_letters
 from service.observe.decision_log import DecisionLog
 from service.storage.database import Database
 from service.storage.models import Notification
-from tests.test_delivery import configured, smtp  # noqa: F401 - the SMTP fixture
-from tests.test_identity import api  # noqa: F401 - the HTTP fixture
-from tests.test_api_lifecycle import ADDRESS
+from tests.fixtures.http import ADDRESS
+from tests.fixtures.smtp import configured
 
 
 def mode(path) -> int:
@@ -68,7 +67,7 @@ def test_delivered_and_exported_secrets_are_erased_and_the_outbox_shows_only_tha
 
 
 def _sender(cfg):
-    from service.domain.delivery import SmtpSender
+    from service.transport.smtp import SmtpSender
 
     return SmtpSender(cfg.delivery.smtp)
 

@@ -22,8 +22,8 @@ import pytest
 from tests.conftest import make_key, prepared_database
 from tests.fixtures.servers import ROOT, Server, processes, running, wait_for
 from tests.fixtures.world import World
-from tests.test_delivery import Collector, start_smtp
-from tests.test_recovery import ANSWERS, give_answers
+from tests.fixtures.http import ANSWERS, give_answers
+from tests.fixtures.smtp import Collector
 
 pytestmark = [pytest.mark.slow]
 
@@ -44,14 +44,6 @@ def recover(server: Server, key: str, username: str) -> int:
                                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status
-
-
-@pytest.fixture
-def smtp():
-    handler = Collector()
-    controller = start_smtp(handler)
-    yield handler, controller.port
-    controller.stop()
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from sqlalchemy import func, select
 from service.storage.models import Account, AuditRecord, FailedSignIn
 from tests.conftest import make_key
 from tests.fixtures.world import PASSWORD
-from tests.fixtures.http import Portal
+from tests.fixtures.http import WRONG, Portal, refused, sign_in, status_of
 
-WRONG = "Wrong#Horse7Battery"
 NEW = "Fresh#Garden42"
 EXPIRY = timedelta(days=45)
 
@@ -28,21 +27,6 @@ def p(client, database, clock, build):
         world.account("ian", memberships={"P-1": {"permissions": ["claims"]}})
         world.account("pat", status="pending_approval", memberships={"P-1": {}})
     return Portal(client, make_key(database, ("authorize", "manage", "enroll"), clock.now()), "ahcccs")
-
-
-def sign_in(p: Portal, username: str, password: str):
-    return p.call("POST", "/sessions", {"username": username, "password": password})
-
-
-def refused(p: Portal, username: str, password: str) -> str:
-    response = sign_in(p, username, password)
-    assert response.status_code == 401, response.get_json()
-    return response.get_json()["code"]
-
-
-def status_of(database, username: str) -> str:
-    with database.sessions() as session:
-        return session.scalar(select(Account.status).where(Account.username == username))
 
 
 def failure_rows(database, username: str | None = None) -> int:

@@ -10,8 +10,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from service.domain.facts import ActorFacts, MembershipFacts
+from service.facts import ActorFacts, MembershipFacts
 from service.storage import facts
+from service.domain.decisions import Decider, Question, Resource
+from service.policy import Policy
 from service.storage.database import alembic_config
 from service.storage.models import Account, Base, Grant, Membership, Organization, Portal
 from tests.fixtures.world import World
@@ -174,6 +176,11 @@ def test_naive_datetimes_are_refused(any_database):
 # --- Facts -----------------------------------------------------------------------------------
 
 
+def _decider(session, profile, config) -> Decider:
+    """The one fact path: the Decider and its one-statement loader, as /v1/authorize reads facts."""
+    return Decider(session, profile, Policy(config.policy_path), "ahcccs", NOW)
+
+
 def test_actor_facts_load_memberships_and_grants(any_database, config):
     profile = config.portal("ahcccs")
     with any_database.transaction() as session:
@@ -183,9 +190,8 @@ def test_actor_facts_load_memberships_and_grants(any_database, config):
                                         "ORG3": {"status": "removed", "permissions": ["claims"]}})
         w.account("old", password_age_days=46, status="locked", support=True)
     with any_database.transaction() as session:
-        alice = facts.actor_facts(facts.find_account(session, "ahcccs", "ALICE "), "ALICE ", profile, NOW)
-        old = facts.actor_facts(facts.find_account(session, "ahcccs", "old"), "old", profile, NOW)
-        nobody = facts.actor_facts(facts.find_account(session, "ahcccs", "nobody"), "nobody", profile, NOW)
+        decider = _decider(session, profile, config)
+        alice, old, nobody = decider.actor("ALICE "), decider.actor("old"), decider.actor("nobody")
     assert (alice.username, alice.exists, alice.status, alice.password_current, alice.support) == \
         ("alice", True, "active", True, False)
     assert sorted(alice.memberships, key=lambda m: m.organization) == [
@@ -213,9 +219,8 @@ def test_organization_facts_count_only_active_memberships_of_active_accounts(any
         w.account("member_removed", memberships={"ORG1": {"status": "removed"}})
         w.account("elsewhere", memberships={"ORG2": {}})
     with any_database.transaction() as session:
-        org1 = facts.organization_facts(session, facts.find_organization(session, "ahcccs", "ORG1"), profile)
-        empty = facts.organization_facts(session, facts.find_organization(session, "ahcccs", "EMPTY"), profile)
-        org2 = facts.organization_facts(session, facts.find_organization(session, "ahcccs", "ORG2"), profile)
+        decider = _decider(session, profile, config)
+        org1, empty, org2 = decider.organization("ORG1"), decider.organization("EMPTY"), decider.organization("ORG2")
     assert (org1.key, org1.active_admins, org1.has_active_members) == ("ORG1", 2, True)
     assert (empty.active_admins, empty.has_active_members) == (0, False)
     assert (org2.active_admins, org2.has_active_members) == (1, True)
@@ -228,10 +233,9 @@ def test_target_facts_read_a_removed_link_as_removed(any_database, config):
     with any_database.transaction() as session:
         world(session).account("bob", status="locked", memberships={"ORG1": {}, "ORG2": {"status": "removed"}})
     with any_database.transaction() as session:
-        bob = facts.find_account(session, "ahcccs", "bob")
-        links = {m.organization.key: m for m in bob.memberships}
-        in_org1 = facts.target_facts(session, bob, links["ORG1"], profile, "claims")
-        in_org2 = facts.target_facts(session, bob, links["ORG2"], profile)
+        decider = _decider(session, profile, config)
+        in_org1 = decider.resource(Question("grant", Resource("account", "bob", "ORG1"), {"permission": "claims"}))
+        in_org2 = decider.resource(Question("view", Resource("account", "bob", "ORG2")))
     assert (in_org1.username, in_org1.role, in_org1.status, in_org1.permission) == ("bob", "member", "locked", "claims")
     assert in_org1.organization.key == "ORG1"
     assert (in_org2.status, in_org2.permission) == ("removed", None)

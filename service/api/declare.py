@@ -103,8 +103,9 @@ def _model_schemas(model: type[BaseModel]) -> dict:
 class Routes(APIBlueprint):
     """A blueprint of declared routes (see the module docstring)."""
 
-    def __init__(self, name: str, import_name: str, **kwargs):
-        super().__init__(name, import_name, abp_tags=[Tag(name=name)], **kwargs)
+    def __init__(self, name: str, import_name: str, tag: str | None = None, **kwargs):
+        """`tag`: the OpenAPI tag of its operations, when several blueprints publish under one (default: name)."""
+        super().__init__(name, import_name, abp_tags=[Tag(name=tag or name)], **kwargs)
         self.declared: dict[str, Declared] = {}
         self.before_request(self._admit)
 

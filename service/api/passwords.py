@@ -8,28 +8,19 @@ lockout (R19).
 """
 from __future__ import annotations
 
-from flask import g, jsonify, request
+from flask import jsonify, request
 
+from service.api.changes import transaction
 from service.api.declare import Routes
-from service.api.requests import services
 from service.api.schemas import (AccountPath, PasswordChangeBody, PasswordSet, PortalPath, RecoveryAccepted,
                                  RecoveryBody, RecoveryConfirmBody)
-from service.domain import administration, recovery, sessions
-from service.domain.decisions import profile_of
+from service.domain import recovery, sessions
 
 bp = Routes("passwords", __name__, url_prefix="/v1/portals/<portal>")
 
 ACCEPTED = {"status": "accepted",
             "detail": "if the answers match the account's security answers, an email with a security code is on "
                       "its way"}
-
-
-def _transaction(portal: str, work):
-    s = services()
-    profile = profile_of(s.config, portal)
-    with s.database.transaction() as session:
-        return work(administration.Context(session, profile, portal, s.policy, s.notifier, s.clock.now(),
-                                           getattr(g, "client", None)))
 
 
 def _password_set(account, profile) -> dict:
@@ -44,22 +35,21 @@ def _password_set(account, profile) -> dict:
 def change_password(path: AccountPath, body: PasswordChangeBody):
     portal, username = path.portal, path.username
     token = request.headers.get("X-Session-Token") or None
-    try:
-        return jsonify(_transaction(portal, lambda ctx: _password_set(
-            recovery.change_password(ctx, username, body.current_password, body.new_password, token), ctx.profile)))
-    except sessions.SignInRefused as refused:
-        s = services()
-        with s.database.transaction() as session:
-            sessions.record_refusal(session, profile_of(s.config, portal), portal, username, refused.code,
-                                    s.clock.now(), action="change_password", client=getattr(g, "client", None))
-        raise
+
+    def record(ctx, refused):
+        sessions.record_refusal(ctx.session, ctx.profile, ctx.portal, username, refused.code, ctx.now,
+                                action="change_password", client=ctx.client)
+
+    return jsonify(transaction(portal, lambda ctx: _password_set(
+        recovery.change_password(ctx, username, body.current_password, body.new_password, token), ctx.profile),
+        refused=(sessions.SignInRefused,), record_refusal=record))
 
 
 @bp.post("/password-recoveries", operation_id="requestRecovery",
          summary="Self-service recovery by security answers: 202 whatever the answers (R20)", scope="manage",
          ok=(202, RecoveryAccepted), problems=(403,))
 def request_recovery(path: PortalPath, body: RecoveryBody):
-    _transaction(path.portal, lambda ctx: recovery.request_recovery(ctx, body.username, body.answers))
+    transaction(path.portal, lambda ctx: recovery.request_recovery(ctx, body.username, body.answers))
     return jsonify(ACCEPTED), 202
 
 
@@ -67,5 +57,5 @@ def request_recovery(path: PortalPath, body: RecoveryBody):
          summary="Set a new password with the emailed code; unlocks a locked account (R19, R20)", scope="manage",
          ok=(200, PasswordSet), problems=(403,))
 def confirm_recovery(path: PortalPath, body: RecoveryConfirmBody):
-    return jsonify(_transaction(path.portal, lambda ctx: _password_set(
+    return jsonify(transaction(path.portal, lambda ctx: _password_set(
         recovery.confirm_recovery(ctx, body.username, body.code, body.new_password), ctx.profile)))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flask import g, jsonify
+from flask import jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.api.changes import transaction
 from service.api.declare import Routes
 from service.api.requests import db_session, services
 from service.api.schemas import AccountCreated, AccountPath, PortalPath, SupportStaffBody, _Query
@@ -60,17 +61,12 @@ def _view(account) -> dict:
 @bp.post("", operation_id="createSupportStaff", summary="Create a support staff account",
          scope="enroll", ok=(201, AccountCreated), problems=(409,))
 def create_support_staff(path: PortalPath, body: SupportStaffBody):
-    portal = path.portal
-    profile = profile_of(services().config, portal)
-
-    def work(session, now):
-        account = organizations.create_support_staff(session, profile, portal, now=now, client=g.client,
-                                                     **body.model_dump())
+    def work(ctx):
+        account = organizations.create_support_staff(ctx.session, ctx.profile, ctx.portal, now=ctx.now,
+                                                     client=ctx.client, **body.model_dump())
         return {"username": account.username, "status": account.status, "support": True}
 
-    s = services()
-    with s.database.transaction() as session:
-        return jsonify(work(session, s.clock.now())), 201
+    return jsonify(transaction(path.portal, work)), 201
 
 
 @bp.get("", operation_id="listSupportStaff",
@@ -83,17 +79,13 @@ def list_support_staff(path: PortalPath, query: SupportStaffQuery):
 
 
 def _change(portal: str, username: str, operation: str):
-    s = services()
-    profile_of(s.config, portal)
-    now = s.clock.now()
-    try:
-        with s.database.transaction() as session:
-            return _view(support.change(session, portal, username, operation, now=now, client=g.client))
-    except Conflict as exc:
-        with s.database.transaction() as session:  # R27: the refusal is recorded, the change is not made
-            audit.record(session, portal=portal, now=now, action=f"support_{operation}", outcome="refused",
-                         client=g.client, target=username, reasons=[exc.code])
-        raise
+    def record(ctx, refused):  # R27: the refusal is recorded, the change is not made
+        audit.record(ctx.session, portal=portal, now=ctx.now, action=f"support_{operation}", outcome="refused",
+                     client=ctx.client, target=username, reasons=[refused.code])
+
+    return transaction(portal, lambda ctx: _view(support.change(ctx.session, portal, username, operation,
+                                                                now=ctx.now, client=ctx.client)),
+                       refused=(Conflict,), record_refusal=record)
 
 
 @bp.post("/<username>/disable", operation_id="disableSupportStaff",

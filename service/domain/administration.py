@@ -12,21 +12,22 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from service.catalog import PATH_ACTIONS, Role, Status
 from service.config import PortalProfile
 from service.domain import audit, orphans, sessions
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
-from service.domain.notify import Notifier
+from service.domain.work import Context  # noqa: F401 - the context every change takes, named here too
 from service.domain.passwords import hash_secret
-from service.policy import Decision, Policy
-from service.storage.facts import find_account
+from service.policy import Decision
+from service.facts import AccountFacts
+from service.storage.facts import find_account, username_key
 from service.storage.models import Account, Comment, Grant, Membership, OneTimeCode, Organization
 
-ACTIONS = ("approve", "enable", "disable", "remove", "upgrade", "downgrade", "unlock",
-           "send_password_recovery", "send_registration_email")
+ACTIONS = PATH_ACTIONS  # the admin actions of POST .../accounts/{username}/{action}
 
 
 @dataclass
@@ -37,17 +38,6 @@ class Outcome:
     account: Account | None = None
     organization: str | None = None
     view: object = None
-
-
-@dataclass(frozen=True)
-class Context:
-    session: Session
-    profile: PortalProfile
-    portal: str
-    policy: Policy
-    notifier: Notifier
-    now: datetime
-    client: str | None
 
 
 def one_time_code(length: int = 10) -> str:
@@ -64,36 +54,70 @@ def check_comment(comment: str | None, profile: PortalProfile) -> None:
             "message": f"at most {profile.comment_max_length} characters"}])
 
 
-def lock_organizations(ctx: Context, keys) -> None:
-    """Lock the organizations' rows, in key order so that two changes never wait on each other in a cycle."""
-    for key in sorted(set(keys)):
-        ctx.session.execute(select(Organization.id).where(Organization.portal_id == ctx.portal,
-                                                          Organization.key == key).with_for_update())
-
-
-def decide_and_lock(ctx: Context, actor_account: Account, action: str, username: str, organization: str | None,
-                    context: dict | None = None):
-    """Resolve the target, lock every organization the change may reach, and decide on facts read after the lock.
+def lock_reach(ctx: Context, username: str, organization: str | None) -> dict[str, int]:
+    """Lock the named organization and every organization the account is linked to, in one statement.
 
     An account-wide change (status, email) reaches every organization the account is linked to, and R3
-    must hold in each of them, so each of their rows is locked before the facts are read.
+    must hold in each of them, so each of their rows is locked before the facts are read. Rows are
+    locked in key order, so two changes never wait on each other in a cycle. Returns their ids by key.
     """
-    question = Question(action, Resource("account", username, organization), context or {})
-    preliminary = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).resource(question)
-    lock_organizations(ctx, [preliminary.organization.key, *(link.organization.key for link in preliminary.links)])
-    ctx.session.expire_all()  # what was read before the lock may be stale
-    return decide(ctx, actor_account, action, username, organization, context)
+    linked = (select(Membership.organization_id).join(Account, Account.id == Membership.account_id)
+              .where(Account.portal_id == ctx.portal, Account.username_key == username_key(username)))
+    reach = Organization.id.in_(linked)
+    if organization is not None:
+        reach = or_(reach, Organization.key == organization)
+    return dict(ctx.session.execute(select(Organization.key, Organization.id)
+                                    .where(Organization.portal_id == ctx.portal, reach)
+                                    .order_by(Organization.key).with_for_update()).all())
 
 
-def decide(ctx: Context, actor_account: Account, action: str, username: str, organization: str | None,
-           context: dict | None = None):
-    """Decide about an account as it stands now, exactly as /v1/authorize would (the same Decider and facts)."""
+@dataclass(frozen=True)
+class Decided:
+    """A decision about an account, the facts it was made on, and the rows a change applies to."""
+
+    decision: Decision
+    facts: AccountFacts
+    target: Account
+    link: Membership
+    organization_ids: dict[str, int]
+
+    @property
+    def organization(self) -> str:
+        return self.facts.organization.key
+
+    def reach(self) -> set[int]:
+        """The organizations an account-wide change reaches: every active link's (R1, R3)."""
+        return {self.organization_ids[link.organization.key] for link in self.facts.links}
+
+    def orphaned(self) -> set[int]:
+        """The reached organizations already without an active admin (R3), read from the facts decided on."""
+        return {self.organization_ids[link.organization.key] for link in self.facts.links
+                if link.organization.has_active_members and link.organization.active_admins == 0}
+
+
+def decide_and_lock(ctx: Context, actor: str, action: str, username: str, organization: str | None,
+                    context: dict | None = None) -> Decided:
+    """Lock every organization the change may reach, then decide on facts read after the lock."""
+    return decide(ctx, actor, action, username, organization, context, lock=True)
+
+
+def decide(ctx: Context, actor: str, action: str, username: str, organization: str | None,
+           context: dict | None = None, *, lock: bool = False) -> Decided:
+    """Decide about an account as it stands now, exactly as /v1/authorize would (the same Decider, the same
+    one-statement facts), then read the account and the link decided on, to apply a change to.
+
+    `actor` is the acting account's username (its facts are read with the target's, in the same statement).
+    """
+    ids = lock_reach(ctx, username, organization) if lock else {}
     question = Question(action, Resource("account", username, organization), context or {})
-    decision, facts = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).decide_on(
-        actor_account.username, question)
-    target = find_account(ctx.session, ctx.portal, username)
-    link = next(m for m in target.memberships if m.organization.key == facts.organization.key)
-    return decision, target, link
+    decision, facts = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).decide_on(actor, question)
+    target, link = ctx.session.execute(
+        select(Account, Membership).join(Membership, Membership.account_id == Account.id)
+        .join(Organization, Organization.id == Membership.organization_id)
+        .where(Account.portal_id == ctx.portal, Account.username_key == username_key(username),
+               Organization.key == facts.organization.key)
+        .execution_options(populate_existing=True)).one()
+    return Decided(decision, facts, target, link, ids)
 
 
 def not_member_of(ctx: Context, actor_account: Account, organization: str) -> Decision | None:
@@ -120,6 +144,14 @@ def service_read(ctx: Context, username: str) -> Outcome:
     return Outcome(Decision(True, (), ctx.policy.version), target)
 
 
+def comments_of(session: Session, account_id: int, organization: str | None) -> list[Comment]:
+    """R25: an account's comment history, oldest first; through one organization, only the comments written there."""
+    history = select(Comment).where(Comment.account_id == account_id)
+    if organization is not None:  # an organization's admins read the comments written there only
+        history = history.where(Comment.organization == organization)
+    return list(session.scalars(history.order_by(Comment.id)))
+
+
 def record_denial(ctx: Context, actor: str, action: str, target: str, organization: str | None,
                   decision: Decision, comment: str | None) -> Outcome:
     audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action=action, outcome="denied", actor=actor,
@@ -132,19 +164,18 @@ def perform(ctx: Context, actor_account: Account, action: str, username: str, or
             comment: str | None) -> Outcome:
     """Decide and, when allowed, apply one admin action."""
     check_comment(comment, ctx.profile)
-    decision, target, link = decide_and_lock(ctx, actor_account, action, username, organization)
-    org_key = link.organization.key
-    if not decision.allowed:
-        return record_denial(ctx, actor_account.username, action, target.username, org_key, decision, comment)
-    reach = {m.organization_id for m in target.memberships if m.status != "removed"}
-    before = orphans.orphaned(ctx.session, reach)
-    APPLY[action](ctx, target, link)
-    _after(ctx, actor_account, action, target, org_key, comment)
+    decided = decide_and_lock(ctx, actor_account.username, action, username, organization)
+    org_key = decided.organization
+    if not decided.decision.allowed:
+        return record_denial(ctx, actor_account.username, action, decided.target.username, org_key,
+                             decided.decision, comment)
+    APPLY[action](ctx, decided)
+    _after(ctx, actor_account, action, decided.target, org_key, comment)
     # R3 refuses what would orphan an organization; whatever still does (support staff acting where no
     # rule forbids it, e.g. enabling a member where the only admin is locked) is reported to support.
-    orphans.report_new_orphans(ctx.session, ctx.portal, reach, before, ctx.now, cause=action, client=ctx.client,
-                               notifier=ctx.notifier)
-    return Outcome(decision, target, org_key)
+    orphans.report_new_orphans(ctx.session, ctx.portal, decided.reach(), decided.orphaned(), ctx.now, cause=action,
+                               client=ctx.client, notifier=ctx.notifier)
+    return Outcome(decided.decision, decided.target, org_key)
 
 
 def _after(ctx: Context, actor: Account, action: str, target: Account, org_key: str, comment: str | None,
@@ -157,44 +188,46 @@ def _after(ctx: Context, actor: Account, action: str, target: Account, org_key: 
     ctx.session.flush()
 
 
-def _approve(ctx: Context, target: Account, link: Membership) -> None:
-    target.status = "active"
+def _approve(ctx: Context, decided: Decided) -> None:
+    decided.target.status = Status.ACTIVE
 
 
-def _enable(ctx: Context, target: Account, link: Membership) -> None:
+def _enable(ctx: Context, decided: Decided) -> None:
     """R12: in a payer-verified portal a new user becomes "unverified" until they finish registration; R23."""
-    if target.status == "pending_approval" and ctx.profile.registration == "payer_verified_admin":
-        target.status = "unverified"
+    target = decided.target
+    if target.status == Status.PENDING_APPROVAL and ctx.profile.registration == "payer_verified_admin":
+        target.status = Status.UNVERIFIED
     else:
-        target.status = "active"
+        target.status = Status.ACTIVE
         target.last_activity_at = ctx.now
 
 
-def _disable(ctx: Context, target: Account, link: Membership) -> None:
-    target.status = "disabled"
-    sessions.end_all(ctx.session, target.id, ctx.now)
+def _disable(ctx: Context, decided: Decided) -> None:
+    decided.target.status = Status.DISABLED
+    sessions.end_all(ctx.session, decided.target.id, ctx.now)
 
 
-def _remove(ctx: Context, target: Account, link: Membership) -> None:
+def _remove(ctx: Context, decided: Decided) -> None:
     """R13: removing from one organization removes that link; the account lives on where it has others."""
-    link.status = "removed"
-    ctx.session.execute(delete(Grant).where(Grant.membership_id == link.id))
-    if all(m.status == "removed" for m in target.memberships):
-        target.status = "removed"
-        sessions.end_all(ctx.session, target.id, ctx.now)
+    decided.link.status = Status.REMOVED
+    ctx.session.execute(delete(Grant).where(Grant.membership_id == decided.link.id))
+    if all(link.organization.key == decided.organization for link in decided.facts.links):
+        decided.target.status = Status.REMOVED
+        sessions.end_all(ctx.session, decided.target.id, ctx.now)
 
 
-def _upgrade(ctx: Context, target: Account, link: Membership) -> None:
-    link.role = "admin"
+def _upgrade(ctx: Context, decided: Decided) -> None:
+    decided.link.role = Role.ADMIN
 
 
-def _downgrade(ctx: Context, target: Account, link: Membership) -> None:
-    link.role = "member"
+def _downgrade(ctx: Context, decided: Decided) -> None:
+    decided.link.role = Role.MEMBER
 
 
-def _unlock(ctx: Context, target: Account, link: Membership) -> None:
+def _unlock(ctx: Context, decided: Decided) -> None:
     """R19/R22: unlocking forgets the failures and restarts the inactivity clock, or the next sweep relocks."""
-    target.status = "active"
+    target = decided.target
+    target.status = Status.ACTIVE
     target.last_activity_at = ctx.now
     sessions.clear_failures(ctx.session, target.id)
     sessions.clear_recovery_failures(ctx.session, target.id)
@@ -224,14 +257,15 @@ def send_recovery_code(ctx: Context, target: Account, code: str | None = None, c
                         "link": f"/portals/{ctx.portal}/password-recovery?username={target.username}"}, ctx.now)
 
 
-def _send_password_recovery(ctx: Context, target: Account, link: Membership) -> None:
+def _send_password_recovery(ctx: Context, decided: Decided) -> None:
     """An admin sends recovery (R20); that is also how an admin lifts the limit on wrong answers."""
-    sessions.clear_recovery_failures(ctx.session, target.id)
-    send_recovery_code(ctx, target)
+    sessions.clear_recovery_failures(ctx.session, decided.target.id)
+    send_recovery_code(ctx, decided.target)
 
 
-def _send_registration_email(ctx: Context, target: Account, link: Membership) -> None:
+def _send_registration_email(ctx: Context, decided: Decided) -> None:
     """R12: the user completes registration with the code from this email."""
+    target = decided.target
     days = ctx.profile.activation_code_days
     code = issue_code(ctx.session, target, "registration", timedelta(days=days), ctx.now)
     ctx.notifier.email(ctx.session, ctx.portal, target.email, "complete_registration",
@@ -254,19 +288,20 @@ def set_permissions(ctx: Context, actor_account: Account, username: str, organiz
     check_comment(comment, ctx.profile)
     wanted = list(dict.fromkeys(permissions))
     # Resolve and lock; each change is decided below on the locked facts.
-    decision, target, link = decide_and_lock(ctx, actor_account, "view", username, organization)
-    held = {g.permission for g in link.grants}
+    decided = decide_and_lock(ctx, actor_account.username, "view", username, organization)
+    target, link, org_key = decided.target, decided.link, decided.organization
+    # What the link holds, from the facts decided on (a removed link holds nothing: removal drops its grants).
+    held = {p for live in decided.facts.links if live.organization.key == org_key for p in live.permissions}
     changes = [("grant", p) for p in wanted if p not in held] + [("revoke", p) for p in sorted(held - set(wanted))]
     decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
     reasons: list[str] = []
-    version = decision.policy_version
+    version = decided.decision.policy_version
     # With no change, the question is whether the actor manages grants here at all.
     checks = changes or [("grant", None)]
-    questions = [Question(action, Resource("account", username, link.organization.key), {"permission": permission})
+    questions = [Question(action, Resource("account", username, org_key), {"permission": permission})
                  for action, permission in checks]
     for answer in decider.decide_many(actor_account.username, questions, need_permission=False):
         reasons += [r for r in answer.reasons if r not in reasons]
-    org_key = link.organization.key
     if reasons:
         denied = Decision(False, tuple(reasons), version)
         return record_denial(ctx, actor_account.username, "set_permissions", target.username, org_key,
@@ -297,12 +332,12 @@ def update_profile(ctx: Context, actor_account: Account, username: str, organiza
     if not actions:
         raise Invalid("nothing to change", [{"field": "(body)", "code": "empty",
                                              "message": "give at least one of first_name, last_name, phone, email"}])
-    decision, target, link = decide_and_lock(ctx, actor_account, actions[0], username, organization)
-    reasons = list(decision.reasons)
+    decided = decide_and_lock(ctx, actor_account.username, actions[0], username, organization)
+    reasons = list(decided.decision.reasons)
     for action in actions[1:]:
-        decision, target, link = decide(ctx, actor_account, action, username, organization)
-        reasons += [r for r in decision.reasons if r not in reasons]
-    org_key = link.organization.key
+        decided = decide(ctx, actor_account.username, action, username, organization)
+        reasons += [r for r in decided.decision.reasons if r not in reasons]
+    decision, target, org_key = decided.decision, decided.target, decided.organization
     if reasons:
         return record_denial(ctx, actor_account.username, "+".join(actions), target.username, org_key,
                              Decision(False, tuple(reasons), decision.policy_version), comment)

@@ -25,19 +25,21 @@ from sqlalchemy import and_, case, exists, false, or_, select, true
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from service.domain.decisions import PERMISSION_ACTIONS, Decider, Question, Resource
+from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
-from service.domain.facts import ActorFacts, OrganizationFacts
-from service.policy import ACCOUNT_ACTIONS, Decision
+from service.facts import ActorFacts, OrganizationFacts
+from service.catalog import (
+    ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, PERMISSION_ACTIONS, RESOURCE_TYPES, ROSTER_ACTIONS, SUPPORT_ONLY_ACTIONS,
+)
+from service.policy import Decision
 from service.storage.facts import username_key
 from service.storage.models import Account, Grant, Membership, Organization
 
 SUBJECT_TYPE = "account"
-RESOURCE_TYPES = ("organization", "account")
 SEMANTICS = ("execute_all", "deny_on_first_deny", "permit_on_first_permit")
-ORGANIZATION_OWN_ACTIONS = ("view", "create_account", "link_account", "designate_admin", "issue_activation_code")
-SUPPORT_ONLY = ("designate_admin", "issue_activation_code")
-MANAGING = ("create_account", "link_account")
+ORGANIZATION_OWN_ACTIONS = ORGANIZATION_ACTIONS
+SUPPORT_ONLY = SUPPORT_ONLY_ACTIONS
+MANAGING = ROSTER_ACTIONS
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 

@@ -14,13 +14,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from service.catalog import PERMISSION_ACTIONS
 from service.config import Config, PortalProfile
 from service.domain.errors import Invalid, NotFound
-from service.domain.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
+from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.policy import Decision, Policy
 from service.storage import facts as stored
 
-PERMISSION_ACTIONS = ("grant", "revoke")
 
 
 @dataclass(frozen=True)

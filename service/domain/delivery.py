@@ -1,4 +1,5 @@
-"""The delivery worker: sends queued emails over SMTP and exports letters for the print vendor.
+"""Delivery: sends queued emails through a transport (service/transport/smtp.py) and exports letters for
+the print vendor.
 
 Emails are claimed before they are sent: a short transaction marks a batch
 "sending" with a lease (`leased_until`). Two workers never claim the same row
@@ -27,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import smtplib
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +38,7 @@ from typing import Protocol
 
 from sqlalchemy import or_, select, update
 
-from service.config import Config, Smtp
+from service.config import Config
 from service.storage.database import Database
 from service.storage.models import Notification
 
@@ -83,48 +83,21 @@ class Claimed:
     attempts: int
 
 
+class SendFailed(Exception):
+    """A transport's failure to hand a message over: `error` for `last_error`, and whether the receiving
+    side refused this very message for good (failed at once) or anything else happened (retried)."""
+
+    def __init__(self, error: str, permanent: bool):
+        super().__init__(error)
+        self.error, self.permanent = error, permanent
+
+
 class Sender(Protocol):
+    """A transport (service/transport/smtp.py): hands over one rendered message or raises SendFailed."""
+
     def send(self, message: EmailMessage) -> None: ...
 
     def close(self) -> None: ...
-
-
-class SmtpSender:
-    """Hands messages to the configured SMTP server; one connection reused for a batch."""
-
-    def __init__(self, smtp: Smtp):
-        self._settings = smtp
-        self._connection: smtplib.SMTP | None = None
-
-    def _connect(self) -> smtplib.SMTP:
-        s = self._settings
-        connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
-        try:
-            if s.starttls:
-                connection.starttls()
-            if s.username:
-                connection.login(s.username, s.password or "")
-        except BaseException:
-            connection.close()
-            raise
-        return connection
-
-    def send(self, message: EmailMessage) -> None:
-        if self._connection is None:
-            self._connection = self._connect()
-        try:
-            self._connection.send_message(message)
-        except BaseException:
-            self.close()  # a refused or broken session is not reused
-            raise
-
-    def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.quit()
-            except (smtplib.SMTPException, OSError):
-                connection.close()
 
 
 def message_id(notification_id: int, portal_id: str, from_address: str) -> str:
@@ -145,41 +118,6 @@ def render(claimed: Claimed, from_address: str) -> EmailMessage:
     lines += [f"{key}: {value}" for key, value in sorted(claimed.payload.items())]
     message.set_content("\n".join(lines) + "\n")
     return message
-
-
-def _reply(code: int, text: bytes | str) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return f"{code} {text}".strip()
-
-
-def permanent_rejection(exc: BaseException) -> str | None:
-    """The server's 5xx reply ("550 5.1.1 ...") if it permanently refused this message, else None.
-
-    Only replies to the message's own MAIL FROM (SMTPSenderRefused), RCPT TO (SMTPRecipientsRefused,
-    every recipient 5xx) and DATA (SMTPDataError) count. A 5xx to the session (greeting, EHLO,
-    STARTTLS, AUTH) says the server or our settings are wrong, not the message, so it stays a retry
-    like 4xx replies, connection errors and timeouts.
-    """
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        replies = list(exc.recipients.values())
-        if replies and all(500 <= code <= 599 for code, _ in replies):
-            return "; ".join(_reply(code, text) for code, text in replies)
-        return None
-    if isinstance(exc, (smtplib.SMTPSenderRefused, smtplib.SMTPDataError)) and 500 <= exc.smtp_code <= 599:
-        return _reply(exc.smtp_code, exc.smtp_error)
-    return None
-
-
-def _describe(exc: BaseException) -> str:
-    """`last_error`: the exception's name and, for an SMTP reply, its code and text."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        detail = "; ".join(_reply(code, text) for code, text in exc.recipients.values())
-    elif isinstance(exc, smtplib.SMTPResponseException):
-        detail = _reply(exc.smtp_code, exc.smtp_error)
-    else:
-        detail = str(exc)
-    return f"{type(exc).__name__}: {detail}"[:2000]
 
 
 def _due(channel: str, now: datetime):
@@ -276,8 +214,9 @@ def deliver_emails(database: Database, config: Config, now: datetime, sender: Se
                 sender.send(render(item, settings.smtp.from_address))
             except Exception as exc:  # noqa: BLE001 - any other failure to hand over is retried
                 attempts = item.attempts + 1
-                error = _describe(exc)
-                if permanent_rejection(exc) is not None:
+                permanent = isinstance(exc, SendFailed) and exc.permanent
+                error = exc.error if isinstance(exc, SendFailed) else f"{type(exc).__name__}: {exc}"[:2000]
+                if permanent:
                     _finish(database, item.id, status=FAILED, attempts=attempts, last_error=error,
                             payload=erase_secrets(item.payload))
                     failed += 1

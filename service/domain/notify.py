@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.storage.models import Notification
@@ -29,3 +30,11 @@ class OutboxNotifier:
     def letter(self, session, portal, to, template, payload, now):
         session.add(Notification(portal_id=portal, channel="letter", recipient=to, template=template,
                                  payload=payload, created_at=now, status="queued"))
+
+
+def queued(session: Session, portal: str, *, to: str | None, limit: int) -> list[Notification]:
+    """The portal's notifications, oldest first; `to` filters by recipient."""
+    statement = select(Notification).where(Notification.portal_id == portal)
+    if to:
+        statement = statement.where(Notification.recipient == to)
+    return list(session.scalars(statement.order_by(Notification.id).limit(limit)))

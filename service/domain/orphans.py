@@ -17,7 +17,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from service.domain import audit
-from service.domain.facts import ADMIN
+from service.facts import ADMIN
 from service.domain.notify import Notifier, OutboxNotifier
 from service.storage.models import Account, Membership, Organization
 

@@ -44,9 +44,9 @@ def _ensure_multiprocess_values() -> None:
 
 def known_actions(config: Config) -> frozenset[str]:
     """Every action a decision can be about: the portals' catalogs and the policy's fixed actions."""
-    from service import policy
+    from service.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
 
-    actions = set(getattr(policy, "ORGANIZATION_ACTIONS", ())) | set(getattr(policy, "ACCOUNT_ACTIONS", ()))
+    actions = set(ORGANIZATION_ACTIONS) | set(ACCOUNT_ACTIONS)
     for profile in config.portals.values():
         actions.update(profile.permissions)
     return frozenset(actions)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from service.config import PortalProfile
 from service.domain import usernames
-from service.domain.facts import ADMIN, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.facts import ADMIN, ActorFacts, MembershipFacts, OrganizationFacts
 from service.storage.models import Account, Grant, Membership, Organization
 
 
@@ -44,30 +44,6 @@ def _password_current(has_password: bool, changed_at: datetime | None, profile: 
     return days is None or now < changed_at + timedelta(days=days)
 
 
-def actor_facts(account: Account | None, username: str, profile: PortalProfile, now: datetime) -> ActorFacts:
-    if account is None:
-        return ActorFacts.unknown(username)
-    return ActorFacts(
-        username=account.username,
-        exists=True,
-        status=account.status,
-        password_current=password_current(account, profile, now),
-        support=account.is_support,
-        memberships=tuple(sorted(
-            (
-                MembershipFacts(
-                    organization=m.organization.key,
-                    role=m.role,
-                    active=m.status == "active",
-                    permissions=tuple(sorted(g.permission for g in m.grants)),
-                )
-                for m in account.memberships
-            ),
-            key=lambda m: m.organization,
-        )),
-    )
-
-
 def _active_admins(organization_id):
     """R3: how many active admins (active link, active account) the organization has. Admins are few."""
     return (
@@ -89,35 +65,6 @@ def _has_active_members(organization_id):
         .where(Membership.organization_id == organization_id, Membership.role != ADMIN,
                Membership.status == "active", Account.status == "active")
     )
-
-
-def organization_facts(session: Session, organization: Organization, profile: PortalProfile) -> OrganizationFacts:
-    """The organization with its active admins and whether it has active members (R3), in one query."""
-    admins, members = session.execute(
-        select(_active_admins(organization.id), _has_active_members(organization.id))
-    ).one()
-    return OrganizationFacts(
-        key=organization.key,
-        catalog=profile.catalog,
-        delegate_permission=profile.delegate_permission,
-        active_admins=int(admins),
-        has_active_members=bool(members),
-        offers_links=profile.links,
-        offers_subordinates=profile.admin_created_accounts,
-    )
-
-
-def target_facts(session: Session, account: Account, membership: Membership, profile: PortalProfile,
-                 permission: str | None = None) -> AccountFacts:
-    """An account as it stands in one organization, with every active link (the reach of account-wide changes)."""
-    status = "removed" if membership.status == "removed" else account.status
-    links = tuple(
-        LinkFacts(organization_facts(session, m.organization, profile), m.role,
-                  tuple(sorted(g.permission for g in m.grants)))
-        for m in sorted(account.memberships, key=lambda m: m.organization.key) if m.status != "removed"
-    )
-    return AccountFacts(account.username, organization_facts(session, membership.organization, profile),
-                        membership.role, status, permission, links)
 
 
 # --- Every fact of a request in one query ---------------------------------------------------------
@@ -255,7 +202,7 @@ def _assemble(rows) -> StoredFacts:
 
 def stored_actor_facts(account: StoredAccount | None, username: str, profile: PortalProfile,
                        now: datetime) -> ActorFacts:
-    """The same ActorFacts as `actor_facts`, from the one-statement load."""
+    """The actor's facts from the one-statement load."""
     if account is None:
         return ActorFacts.unknown(username)
     return ActorFacts(

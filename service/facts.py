@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ADMIN = "admin"
-MEMBER = "member"
+from service.catalog import Role
+
+ADMIN = Role.ADMIN.value
+MEMBER = Role.MEMBER.value
 
 
 @dataclass(frozen=True)

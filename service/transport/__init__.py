@@ -1,0 +1,1 @@
+"""Adapters to the outside world behind the domain's interfaces (SMTP today)."""
