@@ -28,8 +28,9 @@ from itertools import product
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from service.domain.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
-from service.policy import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS, Decision, Policy
+from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS
+from service.policy import Decision, Policy
 from service.policy_explain import explain
 
 UNKNOWN_ACTION = "frobnicate"  # an action no rule knows: the fail-closed answer must not change either

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from oso import Variable
 
-from service.domain.facts import AccountFacts, ActorFacts, OrganizationFacts
+from service.facts import AccountFacts, ActorFacts, OrganizationFacts
 from service.policy import Decision, Policy
 
 # The facts each shipped requirement reads, shown beside it. Display only: the
