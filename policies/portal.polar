@@ -115,13 +115,6 @@ covers(actor: Account, link: Link) if
 may_capture(actor: Account, target: TargetAccount) if
     forall(link in target.links, covers(actor, link));
 
-reaches(_actor: Account, action: String, _target: TargetAccount) if
-    not account_wide(action);
-reaches(actor: Account, action: String, target: TargetAccount) if
-    account_wide(action) and
-    administers_everywhere(actor, target) and
-    (not captures(action) or may_capture(actor, target));
-
 # Which statuses each action applies to (the status lifecycle of api-v1.md).
 status_allows("approve", target: TargetAccount) if target.status = "pending_approval";
 status_allows("enable", target: TargetAccount) if target.status in ["pending_approval", "disabled"];
