@@ -272,8 +272,8 @@ requirement("administers_organization", actor, _action, org) if
 # R13, R14, R16: the function asked for.
 requirement("holds_function", actor, function, org) if
     holds(actor, org, function);
-requirement("known_function", _actor, function, org) if
-    function in org.catalog;
+# known_function (R14) and known_action (R5) have no definition: they are named only by the
+# rules of actions no rule knows, where they always fail, told as permission_unknown / action_unknown.
 requirement("offered", _actor, action, org) if
     offered(action, org);
 
@@ -284,8 +284,6 @@ requirement("other_account", actor, _action, target) if
     actor.username != target.username;
 requirement("self", actor, _action, target) if
     actor.username = target.username;
-requirement("known_action", _actor, action, _target) if
-    admin_action(action) or action = "view";
 
 # Who may learn anything about the account's state: support staff, members of
 # the organization the question names, and the account itself.
