@@ -3,17 +3,23 @@
 # Rule numbers (R1..R27) refer to shared/requirements.md. Python hands in
 # facts only (service/facts.py): an Account (the actor), an
 # Organization, and a TargetAccount (an account as it stands in one
-# organization). Every `allow` below has its explanation in reasons.polar.
+# organization).
 #
-# Fail closed: nothing is allowed unless a rule here allows it.
+# How a decision is made (one source for allow and why-not, issue 15):
+#   rule(ACTION, RESOURCE, [REQUIREMENT, ...])   an action's rule: the names of
+#                                                its requirements, all needed;
+#   requirement(NAME, actor, action, resource)   what each name means;
+#   allow                                        every requirement of a rule holds;
+#   deny_reason                                  the failing requirements, each
+#                                                told as its reason code
+#                                                (reasons.polar: the mapping).
+# A rule change is one edit here: add, drop or rename a requirement in a rule's
+# list, or change what a requirement means.
+#
+# Fail closed: nothing is allowed unless every requirement of a rule holds; an
+# action with no rule, or a requirement with no definition, is denied.
 
 # --- Standing of the actor ---------------------------------------------------
-
-# R16: only an active account whose password is current may act at all.
-in_good_standing(actor: Account) if
-    actor.exists = true and
-    actor.status = "active" and
-    actor.password_current = true;
 
 # R1: the actor's active membership in an organization.
 membership(actor: Account, org: Organization, m: Membership) if
@@ -46,36 +52,10 @@ holds(actor: Account, org: Organization, function: String) if
     function in m.permissions and
     function in org.catalog;
 
-# --- Organizations: portal functions (R14, R16) ------------------------------
-
-# R16: submit a claim, check eligibility, ... for an organization.
-allow(actor: Account, function: String, org: Organization) if
-    in_good_standing(actor) and
-    function in org.catalog and
-    holds(actor, org, function);
-
-# R1: members see their organization; support staff see every organization.
-allow(actor: Account, "view", org: Organization) if
-    in_good_standing(actor) and
-    (membership(actor, org, _) or is_support(actor));
-
-# R13, R15: admins (Primary Users) and delegates create accounts for their
-# organization and link accounts of other organizations to it, in the portals
-# whose documents describe it (a profile setting: masshealth only).
-allow(actor: Account, action: String, org: Organization) if
-    action in ["create_account", "link_account"] and
-    offered(action, org) and
-    in_good_standing(actor) and
-    (is_admin(actor, org) or is_delegate(actor, org) or is_support(actor));
+# --- Offered actions (R13) ---------------------------------------------------
 
 offered("create_account", org: Organization) if org.offers_subordinates = true;
 offered("link_account", org: Organization) if org.offers_links = true;
-
-# R4, R10: only support staff designate admins and reissue activation codes.
-allow(actor: Account, action: String, _org: Organization) if
-    action in ["designate_admin", "issue_activation_code"] and
-    in_good_standing(actor) and
-    is_support(actor);
 
 # --- Accounts: administration (R1, R2, R5, R15, R21) -------------------------
 
@@ -135,37 +115,6 @@ covers(actor: Account, link: Link) if
 may_capture(actor: Account, target: TargetAccount) if
     forall(link in target.links, covers(actor, link));
 
-reaches(_actor: Account, action: String, _target: TargetAccount) if
-    not account_wide(action);
-reaches(actor: Account, action: String, target: TargetAccount) if
-    account_wide(action) and
-    administers_everywhere(actor, target) and
-    (not captures(action) or may_capture(actor, target));
-
-# R5: an administrator may act on another account of the organization when
-# its authority covers the effect's reach, the account's status allows the
-# action and no invariant would break.
-allow(actor: Account, action: String, target: TargetAccount) if
-    admin_action(action) and
-    in_good_standing(actor) and
-    actor.username != target.username and
-    administers(actor, target) and
-    reaches(actor, action, target) and
-    status_allows(action, target) and
-    may_take(actor, action, target) and
-    not would_orphan(action, target);
-
-# R21: a member maintains their own account information, except the email.
-allow(actor: Account, "update_profile", target: TargetAccount) if
-    in_good_standing(actor) and
-    actor.username = target.username and
-    target.status != "removed";
-
-# Everyone may look at their own account; administrators at those they administer.
-allow(actor: Account, "view", target: TargetAccount) if
-    in_good_standing(actor) and
-    (actor.username = target.username or administers(actor, target));
-
 # Which statuses each action applies to (the status lifecycle of api-v1.md).
 status_allows("approve", target: TargetAccount) if target.status = "pending_approval";
 status_allows("enable", target: TargetAccount) if target.status in ["pending_approval", "disabled"];
@@ -180,30 +129,6 @@ status_allows("send_registration_email", target: TargetAccount) if target.status
 status_allows(action: String, target: TargetAccount) if
     action in ["update_profile", "update_email", "comment", "grant", "revoke"] and
     target.status != "removed";
-
-# Conditions particular to some actions.
-# R2, R15: only admins (or support) make admins; delegates never do.
-may_take(actor: Account, action: String, target: TargetAccount) if
-    action in ["upgrade", "downgrade"] and
-    (is_admin(actor, target.organization) or is_support(actor));
-# R14, R15: grants are from the catalog; a delegate grants only what it holds.
-may_take(actor: Account, action: String, target: TargetAccount) if
-    action in ["grant", "revoke"] and
-    grantable(actor, target);
-may_take(_actor: Account, action: String, _target: TargetAccount) if
-    action in [
-        "approve", "enable", "disable", "remove", "unlock",
-        "send_password_recovery", "send_registration_email",
-        "update_profile", "update_email", "comment"
-    ];
-
-# With no permission named, the question is whether the actor manages grants at all.
-grantable(_actor: Account, target: TargetAccount) if target.permission = nil;
-grantable(actor: Account, target: TargetAccount) if
-    target.permission != nil and
-    target.permission in target.organization.catalog and
-    (is_admin(actor, target.organization) or is_support(actor) or
-     holds(actor, target.organization, target.permission));
 
 # R3: no change may leave an organization that has active members without an
 # active admin, in any organization the change reaches: a downgrade or a
@@ -225,3 +150,211 @@ last_active_admin(target: TargetAccount) if
     target.role = "admin" and
     target.status = "active" and
     target.organization.active_admins <= 1;
+
+# --- The rules: each action's requirements, in the order they are explained ----
+#
+# Every rule starts with the actor's standing (R16, R18): a known account, active,
+# its password current.
+
+# R16: a portal function (submit a claim, check eligibility, ...) for an organization.
+organization_rule(function, org, [
+    "known_actor", "active_actor", "password_current",
+    "member_of_organization", "holds_function"
+]) if function in org.catalog;
+
+# R1: members see their organization; support staff see every organization.
+organization_rule("view", _org, [
+    "known_actor", "active_actor", "password_current",
+    "member_of_organization_or_support"
+]);
+
+# R13, R15: admins (Primary Users) and delegates create accounts for their
+# organization and link accounts of other organizations to it, in the portals
+# whose documents describe it (a profile setting: masshealth only).
+organization_rule(action, _org, [
+    "known_actor", "active_actor", "password_current",
+    "offered", "member_of_organization_or_support", "administers_organization"
+]) if action in ["create_account", "link_account"];
+
+# R4, R10: only support staff designate admins and reissue activation codes.
+organization_rule(action, _org, [
+    "known_actor", "active_actor", "password_current",
+    "support"
+]) if action in ["designate_admin", "issue_activation_code"];
+
+# R14: anything else asked of an organization is no function of this portal
+# (no rule allows it; these requirements explain the denial).
+unknown_organization_action(action, org, [
+    "known_actor", "active_actor", "password_current",
+    "known_function", "member_of_organization"
+]) if not (action in org.catalog) and
+    not (action in ["view", "create_account", "link_account", "designate_admin", "issue_activation_code"]);
+
+# R1, R5: an administrator acts on another account of the organization when its
+# authority covers the effect's reach, the account's status allows the action and
+# no invariant would break (R3).
+account_rule(action, _target, [
+    "known_actor", "active_actor", "password_current",
+    "not_self", "member_or_support", "administers",
+    "administers_everywhere", "no_capture",
+    "status_allows", "not_orphaning"
+]) if action in [
+    "approve", "enable", "disable", "remove", "unlock",
+    "send_password_recovery", "send_registration_email", "update_email", "comment"
+];
+
+# R2, R15: only admins (or support) make and unmake admins; a delegate asking to
+# upgrade is told it cannot make admins rather than that it is not an admin.
+account_rule("upgrade", _target, [
+    "known_actor", "active_actor", "password_current",
+    "not_self", "member_or_support", "delegate_or_administers", "makes_admins",
+    "status_allows", "not_orphaning"
+]);
+account_rule("downgrade", _target, [
+    "known_actor", "active_actor", "password_current",
+    "not_self", "member_or_support", "administers", "makes_admins",
+    "status_allows", "not_orphaning"
+]);
+
+# R14, R15: grants are from the catalog; a delegate grants only what it holds.
+account_rule(action, _target, [
+    "known_actor", "active_actor", "password_current",
+    "not_self", "member_or_support", "administers",
+    "known_permission", "holds_permission",
+    "status_allows", "not_orphaning"
+]) if action in ["grant", "revoke"];
+
+# R5, R21: an administrator updates another account's profile ...
+account_rule("update_profile", _target, [
+    "known_actor", "active_actor", "password_current",
+    "other_account", "member_or_support", "administers",
+    "administers_everywhere", "status_allows"
+]);
+# ... and a member maintains their own account information, except the email.
+account_rule("update_profile", _target, [
+    "known_actor", "active_actor", "password_current",
+    "self", "not_removed"
+]);
+
+# Everyone may look at their own account; administrators at those they administer.
+account_rule("view", _target, [
+    "known_actor", "active_actor", "password_current",
+    "insider", "self_or_administers"
+]);
+
+# R5: the admin duties are a closed list; anything else is no action at all.
+unknown_account_action(action, _target, [
+    "known_actor", "active_actor", "password_current",
+    "known_action", "not_self", "member_or_support", "administers"
+]) if not admin_action(action) and action != "view";
+
+# --- The requirements: what each name means ------------------------------------
+#
+# A requirement's name says which resource it reads: an organization's requirements
+# are only in organization rules, an account's only in account rules.
+
+# R16, R18: the actor's standing.
+requirement("known_actor", actor, _action, _resource) if actor.exists = true;
+requirement("active_actor", actor, _action, _resource) if actor.status = "active";
+requirement("password_current", actor, _action, _resource) if actor.password_current = true;
+
+# R1, R4, R10: the actor's place in the organization.
+requirement("member_of_organization", actor, _action, org) if
+    membership(actor, org, _);
+requirement("member_of_organization_or_support", actor, _action, org) if
+    membership(actor, org, _) or is_support(actor);
+requirement("member_or_support", actor, _action, target) if
+    membership(actor, target.organization, _) or is_support(actor);
+requirement("support", actor, _action, _resource) if is_support(actor);
+requirement("administers_organization", actor, _action, org) if
+    is_admin(actor, org) or is_delegate(actor, org) or is_support(actor);
+
+# R13, R14, R16: the function asked for.
+requirement("holds_function", actor, function, org) if
+    holds(actor, org, function);
+# known_function (R14) and known_action (R5) have no definition: they are named only by the
+# rules of actions no rule knows, where they always fail, told as permission_unknown / action_unknown.
+requirement("offered", _actor, action, org) if
+    offered(action, org);
+
+# R5, R21: whose account it is.
+requirement("not_self", actor, _action, target) if
+    actor.username != target.username;
+requirement("other_account", actor, _action, target) if
+    actor.username != target.username;
+requirement("self", actor, _action, target) if
+    actor.username = target.username;
+
+# Who may learn anything about the account's state: support staff, members of
+# the organization the question names, and the account itself.
+requirement("insider", actor, _action, target) if
+    is_support(actor) or
+    membership(actor, target.organization, _) or
+    actor.username = target.username;
+
+# R1, R2, R15: authority over the account.
+requirement("administers", actor, _action, target) if
+    administers(actor, target);
+requirement("self_or_administers", actor, _action, target) if
+    actor.username = target.username or administers(actor, target);
+requirement("delegate", actor, _action, target) if
+    is_delegate(actor, target.organization);
+requirement("delegate_or_administers", actor, _action, target) if
+    is_delegate(actor, target.organization) or administers(actor, target);
+requirement("makes_admins", actor, _action, target) if
+    is_admin(actor, target.organization) or is_support(actor);
+
+# R1, R15: the reach of the effect.
+requirement("administers_everywhere", actor, action, target) if
+    (not account_wide(action)) or administers_everywhere(actor, target);
+requirement("no_capture", actor, action, target) if
+    (not captures(action)) or may_capture(actor, target);
+
+# R14, R15: the function granted or revoked; with none named, the question is
+# whether the actor manages grants at all.
+requirement("known_permission", _actor, _action, target) if
+    target.permission = nil or
+    target.permission in target.organization.catalog;
+requirement("holds_permission", actor, _action, target) if
+    target.permission = nil or
+    is_admin(actor, target.organization) or
+    is_support(actor) or
+    holds(actor, target.organization, target.permission);
+
+# R5, R21: the account's status, and R3: the last admin.
+requirement("status_allows", _actor, action, target) if
+    status_allows(action, target);
+requirement("not_removed", _actor, _action, target) if
+    target.status != "removed";
+requirement("not_orphaning", _actor, action, target) if
+    not would_orphan(action, target);
+
+# --- Deciding ----------------------------------------------------------------
+
+rule(action, org: Organization, requirements) if organization_rule(action, org, requirements);
+rule(action, target: TargetAccount, requirements) if account_rule(action, target, requirements);
+unknown_action(action, org: Organization, requirements) if unknown_organization_action(action, org, requirements);
+unknown_action(action, target: TargetAccount, requirements) if unknown_account_action(action, target, requirements);
+
+# Allowed when some rule of the action has all its requirements (an empty list allows nothing).
+allow(actor: Account, action: String, resource) if
+    rule(action, resource, [first, *rest]) and
+    all_hold([first, *rest], actor, action, resource);
+
+all_hold([], _actor, _action, _resource);
+all_hold([name, *rest], actor, action, resource) if
+    requirement(name, actor, action, resource) and
+    all_hold(rest, actor, action, resource);
+
+# Why not: each failing requirement of the action's rules, told by its reason code
+# (reasons.polar), unless a requirement it is told after fails too.
+deny_reason(actor: Account, action: String, resource, code) if
+    (rule(action, resource, requirements) or unknown_action(action, resource, requirements)) and
+    name in requirements and
+    not requirement(name, actor, action, resource) and
+    not untold(name, actor, action, resource) and
+    reason(name, code);
+
+untold(name: String, actor: Account, action: String, resource) if
+    told_after(name, earlier) and
+    not requirement(earlier, actor, action, resource);

@@ -1,119 +1,75 @@
-# Why a request is denied: deny_reason(actor, action, resource, code).
+# Why a request is denied: the reason code of each requirement (portal.polar).
 #
-# Each rule mirrors a condition of an `allow` in portal.polar; the service
-# asks for these only when `allow` fails, and returns every code that holds.
-# The decision-table tests (policies/tests/) and a property test check that
-# every denial has at least one reason and no allowed request has any.
+# reason(REQUIREMENT, CODE): a failing requirement is told as CODE. A requirement
+# with no code here is never told; a denial with no code at all is reported as
+# `policy_gap` by the service (and no decision table row may expect it).
+#
+# told_after(REQUIREMENT, EARLIER): the failure of REQUIREMENT is told only when
+# EARLIER holds (EARLIER need not be in the rule). This is what keeps a denial to
+# the point (an unknown actor is told only that) and what keeps an outsider from
+# learning an account's state: anyone outside the organization is told
+# `not_member` and nothing more (no status, no last-admin situation).
 
 # --- The actor (every resource) ----------------------------------------------
-
-deny_reason(actor: Account, _action, _resource, "unknown_actor") if
-    actor.exists = false;
-deny_reason(actor: Account, _action, _resource, "actor_inactive") if
-    actor.exists = true and actor.status != "active";
+reason("known_actor", "unknown_actor");
+reason("active_actor", "actor_inactive");
+told_after("active_actor", "known_actor");
 # R18: an expired password stops every action until it is changed.
-deny_reason(actor: Account, _action, _resource, "password_expired") if
-    actor.exists = true and actor.password_current = false;
+reason("password_current", "password_expired");
+told_after("password_current", "known_actor");
 
-# --- Organizations (R14, R16) -------------------------------------------------
-
-deny_reason(actor: Account, action: String, org: Organization, "permission_unknown") if
-    actor.exists = true and
-    not (action in org.catalog) and
-    not (action in ["view", "designate_admin", "issue_activation_code", "create_account", "link_account"]);
-deny_reason(actor: Account, action: String, org: Organization, "not_member") if
-    actor.exists = true and
-    not membership(actor, org, _) and
-    not (action = "view" and is_support(actor)) and
-    not (action in ["designate_admin", "issue_activation_code"]);
-deny_reason(actor: Account, action: String, org: Organization, "permission_not_granted") if
-    action in org.catalog and
-    membership(actor, org, _) and
-    not holds(actor, org, action);
-deny_reason(actor: Account, action: String, org: Organization, "not_admin") if
-    action in ["create_account", "link_account"] and
-    membership(actor, org, _) and
-    not is_admin(actor, org) and
-    not is_delegate(actor, org);
-# R13: linking and admin-created accounts exist only where the portal's documents describe them.
-deny_reason(_actor: Account, action: String, org: Organization, "not_offered") if
-    action in ["create_account", "link_account"] and
-    not offered(action, org);
-deny_reason(actor: Account, action: String, _org: Organization, "support_only") if
-    actor.exists = true and
-    action in ["designate_admin", "issue_activation_code"] and
-    not is_support(actor);
+# --- Organizations (R13, R14, R16) -------------------------------------------
+reason("member_of_organization", "not_member");
+told_after("member_of_organization", "known_actor");
+reason("member_of_organization_or_support", "not_member");
+told_after("member_of_organization_or_support", "known_actor");
+reason("holds_function", "permission_not_granted");
+told_after("holds_function", "member_of_organization");
+reason("known_function", "permission_unknown");
+told_after("known_function", "known_actor");
+reason("offered", "not_offered");
+reason("administers_organization", "not_admin");
+told_after("administers_organization", "member_of_organization");
+reason("support", "support_only");
+told_after("support", "known_actor");
 
 # --- Accounts (R1, R2, R3, R5, R15, R21) ------------------------------------
-
-# Who may learn anything about the account's state: support staff, members of
-# the organization the question names, and the account itself. Anyone else is
-# told `not_member` and nothing more (no status, no last-admin situation).
-insider(actor: Account, _target: TargetAccount) if is_support(actor);
-insider(actor: Account, target: TargetAccount) if membership(actor, target.organization, _);
-insider(actor: Account, target: TargetAccount) if actor.username = target.username;
-
-# R5: the admin duties are a closed list; anything else is no action at all.
-deny_reason(actor: Account, action: String, _target: TargetAccount, "action_unknown") if
-    actor.exists = true and
-    not admin_action(action) and
-    action != "view";
-
-deny_reason(actor: Account, action: String, target: TargetAccount, "self_action") if
-    actor.exists = true and
-    actor.username = target.username and
-    not (action in ["view", "update_profile"]);
-deny_reason(actor: Account, _action: String, target: TargetAccount, "not_member") if
-    actor.exists = true and
-    actor.username != target.username and
-    not is_support(actor) and
-    not membership(actor, target.organization, _);
-deny_reason(actor: Account, action: String, target: TargetAccount, "not_admin") if
-    actor.username != target.username and
-    membership(actor, target.organization, _) and
-    not is_support(actor) and
-    not administers(actor, target) and
-    not (action = "upgrade" and is_delegate(actor, target.organization));
-deny_reason(actor: Account, action: String, target: TargetAccount, "cannot_make_admin") if
-    action in ["upgrade", "downgrade"] and
-    actor.username != target.username and
-    is_delegate(actor, target.organization) and
-    not is_admin(actor, target.organization) and
-    not is_support(actor);
-deny_reason(actor: Account, action: String, target: TargetAccount, "target_status") if
-    actor.exists = true and
-    insider(actor, target) and
-    admin_action(action) and
-    actor.username != target.username and
-    not status_allows(action, target);
-deny_reason(actor: Account, "update_profile", target: TargetAccount, "target_status") if
-    actor.exists = true and
-    actor.username = target.username and
-    target.status = "removed";
-deny_reason(actor: Account, action: String, target: TargetAccount, "last_admin") if
-    insider(actor, target) and
-    would_orphan(action, target);
+reason("known_action", "action_unknown");
+told_after("known_action", "known_actor");
+reason("not_self", "self_action");
+reason("member_or_support", "not_member");
+told_after("member_or_support", "known_actor");
+told_after("member_or_support", "not_self");
+reason("insider", "not_member");
+told_after("insider", "known_actor");
+reason("administers", "not_admin");
+told_after("administers", "not_self");
+told_after("administers", "member_or_support");
+reason("self_or_administers", "not_admin");
+told_after("self_or_administers", "member_or_support");
+reason("delegate_or_administers", "not_admin");
+told_after("delegate_or_administers", "not_self");
+told_after("delegate_or_administers", "member_or_support");
+reason("makes_admins", "cannot_make_admin");
+told_after("makes_admins", "not_self");
+told_after("makes_admins", "delegate");
+reason("status_allows", "target_status");
+told_after("status_allows", "not_self");
+told_after("status_allows", "insider");
+reason("not_removed", "target_status");
+told_after("not_removed", "self");
+reason("not_orphaning", "last_admin");
+told_after("not_orphaning", "insider");
 # R1: an account-wide change needs authority in every organization the account belongs to.
-deny_reason(actor: Account, action: String, target: TargetAccount, "account_elsewhere") if
-    account_wide(action) and
-    actor.username != target.username and
-    administers(actor, target) and
-    not administers_everywhere(actor, target);
-# R15: a delegate cannot take over (email, recovery) an account holding a function it lacks.
-deny_reason(actor: Account, action: String, target: TargetAccount, "permission_not_held") if
-    captures(action) and
-    actor.username != target.username and
-    administers_everywhere(actor, target) and
-    not may_capture(actor, target);
-deny_reason(_actor: Account, action: String, target: TargetAccount, "permission_unknown") if
-    action in ["grant", "revoke"] and
-    target.permission != nil and
-    not (target.permission in target.organization.catalog);
-deny_reason(actor: Account, action: String, target: TargetAccount, "permission_not_held") if
-    action in ["grant", "revoke"] and
-    target.permission != nil and
-    target.permission in target.organization.catalog and
-    is_delegate(actor, target.organization) and
-    not is_admin(actor, target.organization) and
-    not is_support(actor) and
-    not holds(actor, target.organization, target.permission);
+reason("administers_everywhere", "account_elsewhere");
+told_after("administers_everywhere", "not_self");
+told_after("administers_everywhere", "administers");
+# R15: a delegate cannot take over (email, recovery) an account holding a function it lacks ...
+reason("no_capture", "permission_not_held");
+told_after("no_capture", "not_self");
+told_after("no_capture", "administers_everywhere");
+# ... nor grant a function it does not hold.
+reason("known_permission", "permission_unknown");
+reason("holds_permission", "permission_not_held");
+told_after("holds_permission", "delegate");
+told_after("holds_permission", "known_permission");

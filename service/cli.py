@@ -1,4 +1,4 @@
-"""The `portal-authz` command: serve, clients add/list/revoke/rotate, check, policy test, policy reload, sweep, deliver."""
+"""The `portal-authz` command: serve, clients add/list/revoke/rotate, check, policy test/explain/diff/reload, sweep, deliver."""
 from __future__ import annotations
 
 import argparse
@@ -261,6 +261,85 @@ def cmd_check(args) -> None:
     raise SystemExit(1)
 
 
+def cmd_policy_explain(args) -> None:
+    """One decision, and for each rule of the action each requirement with its outcome and the facts it read."""
+    import json
+
+    from service.clock import SystemClock
+    from service.domain.decisions import Decider, Question, Resource, profile_of
+    from service.domain.errors import DomainError
+    from service.policy_explain import explain
+
+    config = _config(args)
+    kind, sep, ident = args.resource.partition(":")
+    if not sep or kind not in ("organization", "account") or not ident:
+        _die("--resource must be organization:<key> or account:<username>")
+    database = prepare_database(config)
+    policy = _load_policy(config)
+    context = {"permission": args.permission} if args.permission else {}
+    with database.sessions() as session:
+        try:
+            decider = Decider(session, profile_of(config, args.portal), policy, args.portal, SystemClock().now())
+            decision = decider.decide(args.actor,
+                                      Question(args.action, Resource(kind, ident, args.organization), context))
+        except DomainError as exc:
+            _die(exc.detail)
+    if decision.facts is None:  # the policy could not be evaluated: the decision alone
+        print(json.dumps({"allowed": decision.allowed, "reasons": list(decision.reasons)}) if args.json
+              else f"denied [{', '.join(decision.reasons)}] (policy {decision.policy_version})")
+        raise SystemExit(1)
+    explanation = explain(policy, decision.facts[0], args.action, decision.facts[1])
+    print(json.dumps(explanation.as_json(), indent=2) if args.json else explanation.text())
+    if not decision.allowed:
+        raise SystemExit(1)
+
+
+def cmd_policy_diff(args) -> None:
+    """Every question whose answer changes between two policy folders; exit 0 none, 1 some, 2 error."""
+    import json
+
+    from service.policy import PolicyLoadError
+    from service.policy_diff import profiles_of, run_diff
+    from service.policy_tables import TableError
+
+    config = _config(args)
+    base = Path(args.base_dir)
+    new = Path(args.new_dir) if args.new_dir else config.policy_path
+    for folder in (base, new):
+        if not folder.is_dir():
+            _die(f"{folder}: not a policy folder")
+    log_path = Path(args.log) if args.log else config.decision_log_path
+    profiles = profiles_of(config, args.profile)
+    if args.profile and len(profiles) != len(set(args.profile)):
+        _die(f"--profile: unknown portal profile(s) {sorted(set(args.profile) - {p.name for p in profiles})}")
+    try:
+        report = run_diff(base, new, log_path=log_path, profiles=[] if args.no_space else profiles,
+                          space_actions=args.action)
+    except PolicyLoadError as exc:  # the compile error in one line: where and what, no traceback
+        _die(one_line(str(exc)), 2)
+    except TableError as exc:
+        _die(str(exc), 2)
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.text())
+    if report.changes:
+        raise SystemExit(1)
+
+
+def _policy_coverage(config, tables) -> None:
+    from service.policy import PolicyLoadError
+    from service.policy_coverage import run_coverage
+    from service.policy_tables import TableError
+
+    try:
+        report = run_coverage(config.policy_path, tables)
+    except TableError as exc:
+        _die(str(exc))
+    except PolicyLoadError as exc:
+        _die(one_line(str(exc)), 1)
+    print(report.text())
+    if not report.ok:
+        raise SystemExit(1)
+
+
 def cmd_policy_test(args) -> None:
     from service.policy import PolicyLoadError
     from service.policy_tables import TableError, run_tables
@@ -279,6 +358,8 @@ def cmd_policy_test(args) -> None:
     print(f"{summary} ({len(report.files)} tables)")
     if report.failures:
         raise SystemExit(1)
+    if args.coverage:
+        _policy_coverage(config, tables)
 
 
 def cmd_sweep(args) -> None:
@@ -383,7 +464,33 @@ def build_parser() -> argparse.ArgumentParser:
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     ptest = policy_sub.add_parser("test", parents=[common], help="run the YAML decision tables")
     ptest.add_argument("path", nargs="?", default=None, help="a table file or folder (default policies/tests)")
+    ptest.add_argument("--coverage", action="store_true",
+                       help="then list the rules, requirements and reasons no row exercises, per file (exit 1 if any)")
     ptest.set_defaults(func=cmd_policy_test)
+    pexplain = policy_sub.add_parser("explain", parents=[common],
+                                     help="one decision, each rule's requirements with outcome and facts read")
+    pexplain.add_argument("--portal", required=True)
+    pexplain.add_argument("--actor", required=True)
+    pexplain.add_argument("--action", required=True)
+    pexplain.add_argument("--resource", required=True, help="organization:<key> or account:<username>")
+    pexplain.add_argument("--organization", default=None, help="for an account in several organizations")
+    pexplain.add_argument("--permission", default=None, help="for grant/revoke")
+    pexplain.add_argument("--json", action="store_true", help="the explanation as JSON")
+    pexplain.set_defaults(func=cmd_policy_explain)
+    pdiff = policy_sub.add_parser(
+        "diff", parents=[common],
+        help="the decisions a policy change changes (exit 0 none, 1 some, 2 a policy that does not load)")
+    pdiff.add_argument("base_dir", help="the policy folder before the change (e.g. a checkout of main's policies/)")
+    pdiff.add_argument("new_dir", nargs="?", default=None, help="the changed policy folder (default the configured one)")
+    pdiff.add_argument("--json", action="store_true", help="the report as JSON")
+    pdiff.add_argument("--log", default=None, help="the decision log to replay (default decision_log.path)")
+    pdiff.add_argument("--profile", action="append", default=None,
+                       help="generate the space for this portal profile only (repeatable; default every profile)")
+    pdiff.add_argument("--no-space", action="store_true", help="only the tables and the log, no generated space")
+    pdiff.add_argument("--action", action="append", default=None,
+                       help="generate the space's questions about this action only (repeatable; the tables and "
+                            "the log are asked in full)")
+    pdiff.set_defaults(func=cmd_policy_diff)
     preload = policy_sub.add_parser("reload", parents=[common],
                                     help="check policies/*.polar, then make every worker of the server load it")
     preload.add_argument("--port", type=int, default=8000, help="the server's port, to find its pid file")

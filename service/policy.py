@@ -2,14 +2,15 @@
 
 Loads `policies/*.polar`, names the loaded text by a hash (`policy_version`),
 and answers decisions with reasons: `allow` decides, and only when it fails
-is `deny_reason` asked why. A policy that does not load is an error at start
+is `deny_reason` asked why (both derived in portal.polar from each action's
+rule, a list of named requirements; reasons.polar maps them to reason codes). A policy that does not load is an error at start
 (never a silent allow-nothing), and a reload that fails keeps the running one.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,6 +59,9 @@ class Decision:
     allowed: bool
     reasons: tuple[str, ...]
     policy_version: str
+    # The (actor, resource) facts the policy decided on, for the decision log to record so that
+    # `policy diff` can replay the decision (issue 15); not part of the answer or of equality.
+    facts: tuple | None = field(default=None, compare=False, repr=False)
 
     def reason_objects(self) -> list[dict[str, str]]:
         return [{"code": code, "message": REASON_MESSAGES.get(code, code)} for code in self.reasons]
@@ -117,12 +121,12 @@ class _Engine:
 
     def _decide(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
         if self.oso.is_allowed(actor, action, resource):
-            return Decision(True, (), self.version)
+            return Decision(True, (), self.version, (actor, resource))
         reasons = _reasons(self.oso, actor, action, resource)
         if not reasons:
             log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
             reasons = ("policy_gap",)
-        return Decision(False, reasons, self.version)
+        return Decision(False, reasons, self.version, (actor, resource))
 
     def _authorized_actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> tuple[str, ...]:
         allowed = self.oso.authorized_actions(actor, resource)

@@ -73,7 +73,14 @@ def test_every_scenario_names_its_rule_and_profile(feature, name, tags):
     assert tags & PROFILES, f"{feature}: {name!r} has no profile tag ({', '.join(sorted(PROFILES))})"
 
 
+# Features that are not seed documents (each says so in its description).
+NOT_SEEDS = {"policy_authoring.feature"}  # issue 15: the policy author's workbench
+
+
 def test_one_feature_per_seed_document():
-    assert sorted(p.name for p in FEATURES.glob("*.feature")) == sorted([
+    assert sorted(p.name for p in FEATURES.glob("*.feature") if p.name not in NOT_SEEDS) == sorted([
         "ahcccs_master_account.feature", "qm_portal_faq.feature", "ahw_account_manager.feature",
         "qm_ioc_registration.feature", "masshealth_subordinate_accounts.feature"])
+    for name in NOT_SEEDS:
+        assert "Not a\n  seed document" in (FEATURES / name).read_text() or "Not a seed document" in (
+            FEATURES / name).read_text().replace("\n  ", " ")

@@ -6,10 +6,11 @@ from flask import g, jsonify
 from service import observe
 from service.api.declare import Routes
 from service.api.requests import db_session, services
-from service.api.schemas import (AuthorizedActionsRequest, AuthorizedActionsResponse, AuthorizeRequest,
-                                 AuthorizeResponse, BatchRequest, BatchResponse)
+from service.api.schemas import (AuthorizedActionsRequest, AuthorizedActionsResponse, AuthorizeExplainedResponse,
+                                 AuthorizeRequest, BatchRequest, BatchResponse)
 from service.domain.decisions import Decider, Prefetch, Question, Resource, profile_of
 from service.domain.errors import DomainError
+from service.policy_explain import explain
 
 bp = Routes("decisions", __name__, url_prefix="/v1")
 
@@ -48,12 +49,17 @@ def _answer(decision) -> dict:
 
 
 @bp.post("/authorize", operation_id="authorize", summary="May this actor take this action on this resource?",
-         scope="authorize", ok=(200, AuthorizeResponse), problems=(404,), prefetch=_prefetch)
+         scope="authorize", ok=(200, AuthorizeExplainedResponse), problems=(404,), prefetch=_prefetch)
 def authorize(body: AuthorizeRequest):
     question = _question(body)
     decision = _decider(body.portal, g.pop("prefetched", None)).decide(body.actor, question)
     observe.decision(body.portal, body.actor, question, decision)
-    return jsonify(_answer(decision))
+    answer = _answer(decision)
+    if body.explain:  # issue 15: the same explanation as `portal-authz policy explain --json`
+        answer["explanation"] = (None if decision.facts is None else
+                                 explain(services().policy, decision.facts[0], question.action,
+                                         decision.facts[1]).as_json())
+    return jsonify(answer)
 
 
 @bp.post("/authorize/batch", operation_id="authorizeBatch", summary="Up to 100 decisions for one actor",

@@ -81,6 +81,9 @@ class AuthorizeRequest(_Body):
     action: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     resource: ResourceRef
     context: dict[str, Any] = Field(default_factory=dict, description="grant/revoke: {\"permission\": ...}")
+    explain: bool = Field(default=False, description=(
+        "issue 15: also answer `explanation`: for each rule of the action, each requirement with its "
+        "outcome, the reason code it is told as and the facts it read (as `portal-authz policy explain --json`)"))
 
 
 class Check(_Body):
@@ -110,6 +113,34 @@ class AuthorizeResponse(BaseModel):
     allowed: bool
     reasons: list[Reason] = Field(description="empty when allowed, never empty when denied")
     policy_version: str
+
+
+class ExplainedRequirement(BaseModel):
+    name: str
+    holds: bool
+    told_as: str | None = Field(description="the reason code this failing requirement is told as; null if untold")
+    reads: dict[str, Any] = Field(description="the facts the requirement reads, by name (actor.status, target.role, ...)")
+
+
+class ExplainedRule(BaseModel):
+    kind: Literal["rule", "unknown_action"] = Field(description="a rule that may allow, or one that only explains "
+                                                                "the denial of an action no rule knows")
+    holds: bool
+    requirements: list[ExplainedRequirement]
+
+
+class Explanation(BaseModel):
+    allowed: bool
+    reasons: list[str]
+    policy_version: str
+    action: str
+    rules: list[ExplainedRule] = Field(description="empty when no rule is about the action (denied: fail closed)")
+    facts: dict[str, Any] = Field(description="the actor's and the resource's facts the policy decided on")
+
+
+class AuthorizeExplainedResponse(AuthorizeResponse):
+    explanation: Explanation | None = Field(
+        default=None, description="only with `explain: true`; null if the policy could not be evaluated")
 
 
 class BatchResponse(BaseModel):

@@ -199,7 +199,8 @@ def _allowed(decider: Decider, asks: list[tuple[str, Question]]) -> list[bool]:
 
 
 def _in_good_standing(actor: ActorFacts) -> bool:
-    # Mirrors portal.polar `in_good_standing` (R16); the policy confirms every result anyway.
+    # Mirrors the standing requirements of portal.polar (known_actor, active_actor, password_current; R16);
+    # the policy confirms every result anyway.
     return actor.exists and actor.status == "active" and actor.password_current
 
 

@@ -9,7 +9,10 @@ An entry holds what explains a decision and nothing secret: the time, the
 request id, the calling client's name, the policy version, the portal, the
 actor's username, the action, the resource (type, id, organization),
 `context.permission` for grant/revoke, whether it was allowed and the reason
-codes. No other context, no headers, no passwords, keys or codes.
+codes, and (issue 15) `facts`: the actor's and the resource's facts the policy
+decided on (standing, memberships, grants, statuses, links; no secret among
+them), so that `portal-authz policy diff` can ask a changed policy the same
+question. No other context, no headers, no passwords, keys or codes.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import weakref
 from pathlib import Path
 
 from service.config import DecisionLog as Settings
+from service.policy_explain import facts_json
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,9 @@ class DecisionLog:
             entry.update(policy_version=decision.policy_version, action=question.action,
                          resource=_resource(question.resource), permission=_permission(question),
                          allowed=decision.allowed, reasons=list(decision.reasons))
+            facts = getattr(decision, "facts", None)
+            if facts is not None:
+                entry["facts"] = facts_json(*facts)
             out.append(entry)
         return out
 
