@@ -25,6 +25,7 @@ from sqlalchemy import and_, case, exists, false, or_, select, true
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from service.catalog import Status, Role
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
 from service.facts import ActorFacts, OrganizationFacts
@@ -201,14 +202,14 @@ def _allowed(decider: Decider, asks: list[tuple[str, Question]]) -> list[bool]:
 def _in_good_standing(actor: ActorFacts) -> bool:
     # Mirrors the standing requirements of portal.polar (known_actor, active_actor, password_current; R16);
     # the policy confirms every result anyway.
-    return actor.exists and actor.status == "active" and actor.password_current
+    return actor.exists and actor.status == Status.ACTIVE and actor.password_current
 
 
 def _actor_organizations(actor: ActorFacts, delegate_permission: str | None) -> tuple[set, set, set, list]:
     active = [m for m in actor.memberships if m.active]
-    admin = {m.organization for m in active if m.role == "admin"}
+    admin = {m.organization for m in active if m.role == Role.ADMIN}
     delegate = {m.organization for m in active
-                if m.role == "member" and delegate_permission is not None and delegate_permission in m.permissions}
+                if m.role == Role.MEMBER and delegate_permission is not None and delegate_permission in m.permissions}
     return {m.organization for m in active}, admin, delegate, active
 
 
@@ -238,7 +239,7 @@ def _targets_filter(decider: Decider, actor: ActorFacts, action: str, permission
     _, admin, delegate, active = _actor_organizations(actor, profile.delegate_permission)
     me = Account.username_key == username_key(actor.username)
     administers = true() if actor.support else or_(
-        Organization.key.in_(admin), and_(Organization.key.in_(delegate), Membership.role == "member"))
+        Organization.key.in_(admin), and_(Organization.key.in_(delegate), Membership.role == Role.MEMBER))
     if action == "view":
         return or_(me, administers)
     effective = _effective_status()
@@ -261,16 +262,16 @@ def _targets_filter(decider: Decider, actor: ActorFacts, action: str, permission
         other = aliased(Membership)
         elsewhere = aliased(Organization)
         allowed = and_(allowed, ~exists().where(
-            other.account_id == Account.id, other.status == "active", elsewhere.id == other.organization_id,
-            ~or_(elsewhere.key.in_(admin), and_(elsewhere.key.in_(delegate), other.role == "member"))))
+            other.account_id == Account.id, other.status == Status.ACTIVE, elsewhere.id == other.organization_id,
+            ~or_(elsewhere.key.in_(admin), and_(elsewhere.key.in_(delegate), other.role == Role.MEMBER))))
     if action == "update_profile":
-        allowed = or_(allowed, and_(me, effective != "removed"))
+        allowed = or_(allowed, and_(me, effective != Status.REMOVED))
     return allowed
 
 
 def _effective_status():
     """A removed link reads as removed, whatever the account's own status (as the Decider reads it)."""
-    return case((Membership.status == "removed", "removed"), else_=Account.status)
+    return case((Membership.status == Status.REMOVED, "removed"), else_=Account.status)
 
 
 def search_resources(decider: Decider, subject: Entity, action: str, resource_type: str, context: dict,
@@ -338,18 +339,18 @@ def search_subjects(decider: Decider, subject_type: str, action: str, resource: 
 
     def link(*conditions):
         return exists().where(Membership.account_id == Account.id, Membership.organization_id == org_id,
-                              Membership.status == "active", *conditions)
+                              Membership.status == Status.ACTIVE, *conditions)
 
     def granted(function):
         return exists().where(Grant.membership_id == Membership.id, Grant.permission == function)
 
     support = Account.is_support.is_(True)
-    admin = link(Membership.role == "admin")
+    admin = link(Membership.role == Role.ADMIN)
     dp = profile.delegate_permission
-    delegate = link(Membership.role == "member", granted(dp)) if dp else false()
+    delegate = link(Membership.role == Role.MEMBER, granted(dp)) if dp else false()
 
     def holds(function):
-        return link(or_(Membership.role == "admin", granted(function)))
+        return link(or_(Membership.role == Role.ADMIN, granted(function)))
 
     if isinstance(target, OrganizationFacts):
         if action in profile.catalog:
@@ -367,7 +368,7 @@ def search_subjects(decider: Decider, subject_type: str, action: str, resource: 
         condition = false()
     else:
         me = Account.username_key == username_key(target.username)
-        administers = or_(support, admin, delegate) if target.role == "member" else or_(support, admin)
+        administers = or_(support, admin, delegate) if target.role == Role.MEMBER else or_(support, admin)
         if action == "view":
             condition = or_(me, administers)
         else:
@@ -378,10 +379,10 @@ def search_subjects(decider: Decider, subject_type: str, action: str, resource: 
                 may_take = or_(support, holds(permission)) if permission in profile.catalog else false()
             applies = (target.status, target.role) in decider.policy.target_states(action)
             condition = and_(~me, administers, may_take) if applies else false()
-            if action == "update_profile" and target.status != "removed":
+            if action == "update_profile" and target.status != Status.REMOVED:
                 condition = or_(condition, me)
     # R16, R18: only accounts in good standing act at all.
-    standing = and_(Account.status == "active", Account.password_hash.is_not(None))
+    standing = and_(Account.status == Status.ACTIVE, Account.password_hash.is_not(None))
     days = profile.password.expiry_days
     if days is not None:
         standing = and_(standing, Account.password_changed_at > decider.now - timedelta(days=days))

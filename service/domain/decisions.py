@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from service.catalog import PERMISSION_ACTIONS
+from service.catalog import PERMISSION_ACTIONS, Status
 from service.config import Config, PortalProfile
 from service.domain.errors import Invalid, NotFound
 from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
@@ -183,10 +183,10 @@ class Decider:
                               [{"field": "context.permission", "code": "required",
                                 "message": f"{question.action} needs context.permission (a catalog entry)"}])
         # A removed link reads as removed, whatever the account's own status.
-        status = "removed" if membership.status == "removed" else account.status
+        status = Status.REMOVED if membership.status == Status.REMOVED else account.status
         # Every active link: an account-wide change reaches each of them (R1).
         links = tuple(LinkFacts(self._organization(facts, m.organization), m.role, m.permissions)
-                      for m in account.memberships if m.status != "removed")
+                      for m in account.memberships if m.status != Status.REMOVED)
         return AccountFacts(account.username, self._organization(facts, membership.organization), membership.role,
                             status, permission, links)
 
@@ -199,7 +199,7 @@ class Decider:
                     return m
             self._organization(facts, res.organization)  # 404 for an unknown organization first
             raise NotFound(f"account {res.id!r} is not in organization {res.organization!r}")
-        live = [m for m in memberships if m.status != "removed"] or list(memberships)
+        live = [m for m in memberships if m.status != Status.REMOVED] or list(memberships)
         if len(live) == 1:
             return live[0]
         if not live:

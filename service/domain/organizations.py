@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.catalog import Status, Role
 from service.config import PortalProfile
 from service.domain import audit
 from service.domain.errors import Conflict, Invalid, NotFound
@@ -57,8 +58,8 @@ def admins_of(session: Session, org: Organization) -> list[Account]:
     """
     return list(session.scalars(
         select(Account).join(Membership, Membership.account_id == Account.id)
-        .where(Membership.organization_id == org.id, Membership.role == "admin", Membership.status == "active",
-               Account.status == "active")
+        .where(Membership.organization_id == org.id, Membership.role == Role.ADMIN, Membership.status == Status.ACTIVE,
+               Account.status == Status.ACTIVE)
         .order_by(Account.username_key)))
 
 
@@ -66,15 +67,15 @@ def _listed_admins(session: Session, org: Organization) -> list[Account]:
     """Every admin link of the organization that is not removed, whatever the account's status (support view)."""
     return list(session.scalars(
         select(Account).join(Membership, Membership.account_id == Account.id)
-        .where(Membership.organization_id == org.id, Membership.role == "admin", Membership.status == "active",
-               Account.status != "removed")
+        .where(Membership.organization_id == org.id, Membership.role == Role.ADMIN, Membership.status == Status.ACTIVE,
+               Account.status != Status.REMOVED)
         .order_by(Account.username_key)))
 
 
 def describe(session: Session, org: Organization) -> dict:
     """The organization with its admins and R3's warnings."""
     admins = _listed_admins(session, org)
-    active = [a for a in admins if a.status == "active"]
+    active = [a for a in admins if a.status == Status.ACTIVE]
     warnings = []
     if len(active) == 1:
         warnings.append("single_admin")
@@ -103,7 +104,7 @@ def create_support_staff(session: Session, profile: PortalProfile, portal: str, 
     if not client:
         raise ValueError("a support account is created only on behalf of a named client")
     account = new_account(session, profile, portal, username=username, first_name=first_name, last_name=last_name,
-                          email=email, phone=None, password=password, status="active", now=now, support=True)
+                          email=email, phone=None, password=password, status=Status.ACTIVE, now=now, support=True)
     account.created_by_client = client
     audit.record(session, portal=portal, now=now, action="create_support_staff", outcome="done", client=client,
                  target=username)
@@ -141,9 +142,9 @@ def designate_admin(session: Session, profile: PortalProfile, portal: str, org_k
         raise Invalid("a new admin needs its details", [{"field": f, "code": "required",
                                                         "message": "required for a new account"} for f in missing])
     account = new_account(session, profile, portal, username=username, first_name=first_name,
-                          last_name=last_name, email=email, phone=phone, password=password, status="active",
+                          last_name=last_name, email=email, phone=phone, password=password, status=Status.ACTIVE,
                           now=now, set_by_other=True, terms_accepted=accepted_terms is True)
-    session.add(Membership(account_id=account.id, organization_id=org.id, role="admin", status="active",
+    session.add(Membership(account_id=account.id, organization_id=org.id, role=Role.ADMIN, status=Status.ACTIVE,
                            created_at=now))
     session.flush()
     audit.record(session, portal=portal, now=now, action="designate_admin", outcome="done", client=client,
@@ -163,21 +164,21 @@ def _upgrade_existing(session: Session, org: Organization, portal: str, *, usern
         raise Invalid("an existing account keeps its own details; send only the username",
                       [{"field": f, "code": "not_allowed", "message": "only for a new account"} for f in sent])
     account = find_account(session, portal, username)
-    if account is None or account.status == "removed":
+    if account is None or account.status == Status.REMOVED:
         raise NotFound(f"no account {username!r} in portal {portal!r}")
     if account.is_support:
         raise Conflict("support staff cannot be an organization's admin", "support_account")
     link = next((m for m in account.memberships if m.organization_id == org.id), None)
-    if link is None or link.status != "active":
+    if link is None or link.status != Status.ACTIVE:
         raise Conflict(f"{account.username!r} does not belong to organization {org.key!r}; only a member of "
                        "the organization can be made its admin", "not_in_organization")
-    if link.role == "admin":
+    if link.role == Role.ADMIN:
         raise Conflict(f"{account.username!r} is already an admin of {org.key!r}", "already_admin")
-    if account.status != "active":
+    if account.status != Status.ACTIVE:
         # As the admins' own `upgrade` (R2): only an active account becomes an admin; a locked, disabled or
         # pending one is unlocked, enabled or approved first (found by the invariant search).
         raise Conflict(f"{account.username!r} is {account.status}; only an active member can be made an admin",
                        "target_status")
-    link.role = "admin"
+    link.role = Role.ADMIN
     session.flush()
     return account

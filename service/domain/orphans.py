@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from service.catalog import Status
 from service.domain import audit
 from service.facts import ADMIN
 from service.domain.notify import Notifier, OutboxNotifier
@@ -27,7 +28,7 @@ TEMPLATE = "organization_without_admin"
 def _active(role_condition):
     return (select(Membership.organization_id)
             .join(Account, Account.id == Membership.account_id)
-            .where(role_condition, Membership.status == "active", Account.status == "active"))
+            .where(role_condition, Membership.status == Status.ACTIVE, Account.status == Status.ACTIVE))
 
 
 def orphaned(session: Session, organization_ids: Iterable[int]) -> set[int]:
@@ -44,13 +45,13 @@ def orphaned(session: Session, organization_ids: Iterable[int]) -> set[int]:
 def admin_organizations(session: Session, account_ids) -> set[int]:
     """The organizations where any of these accounts has an active admin link: what their change may orphan."""
     return set(session.scalars(select(Membership.organization_id).where(
-        Membership.account_id.in_(account_ids), Membership.role == ADMIN, Membership.status == "active")))
+        Membership.account_id.in_(account_ids), Membership.role == ADMIN, Membership.status == Status.ACTIVE)))
 
 
 def support_staff(session: Session, portal: str) -> list[Account]:
     """The portal's active support accounts: who is told (R4)."""
     return list(session.scalars(select(Account).where(
-        Account.portal_id == portal, Account.is_support.is_(True), Account.status == "active")
+        Account.portal_id == portal, Account.is_support.is_(True), Account.status == Status.ACTIVE)
         .order_by(Account.username_key)))
 
 

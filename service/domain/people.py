@@ -7,6 +7,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import usernames
 from service.domain.errors import Conflict, Invalid
@@ -41,7 +42,7 @@ def check_unique_email(session: Session, portal: str, email: str, first: str, la
                        exclude: int | None = None) -> None:
     """R6 (003 wins over 001): an email may repeat only when email, first and last name all match exactly."""
     query = select(Account.email, Account.first_name, Account.last_name).where(
-        Account.portal_id == portal, Account.email_key == email.casefold(), Account.status != "removed")
+        Account.portal_id == portal, Account.email_key == email.casefold(), Account.status != Status.REMOVED)
     if exclude is not None:
         query = query.where(Account.id != exclude)
     for other_email, other_first, other_last in session.execute(query).all():

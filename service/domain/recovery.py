@@ -26,6 +26,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import audit, sessions
 from service.domain.administration import Context, one_time_code, send_recovery_code
@@ -37,7 +38,7 @@ from service.storage.facts import find_account, username_key
 from service.storage.models import Account, FailedRecovery, OneTimeCode, PasswordHistory, SecurityAnswer
 
 # Statuses whose owner may recover the password; recovery is also how a locked account unlocks (R19).
-RECOVERABLE = ("active", "locked")
+RECOVERABLE = (Status.ACTIVE, Status.LOCKED)
 
 
 class OnlyTheAccountItself(DomainError):
@@ -178,9 +179,9 @@ def confirm_recovery(ctx: Context, username: str, code: str, new_password: str) 
     current.used_at = ctx.now
     sessions.clear_recovery_failures(ctx.session, account.id)
     was = account.status
-    account.status = "active"
+    account.status = Status.ACTIVE
     sessions.end_all(ctx.session, account.id, ctx.now)
     audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="recover_password", outcome="done",
                  actor=account.username, client=ctx.client, target=account.username,
-                 detail={"unlocked": was == "locked"})
+                 detail={"unlocked": was == Status.LOCKED})
     return account

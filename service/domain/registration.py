@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.catalog import Status, Role
 from service.config import PortalProfile
 from service.domain import audit
 from service.domain.errors import DomainError, Invalid, NotFound
@@ -77,7 +78,7 @@ def _check_registrant(r: Registrant, profile: PortalProfile) -> None:
 
 def _has_members(session: Session, org: Organization) -> bool:
     return session.scalar(select(Membership.id).where(Membership.organization_id == org.id,
-                                                      Membership.status != "removed").limit(1)) is not None
+                                                      Membership.status != Status.REMOVED).limit(1)) is not None
 
 
 def register(session: Session, profile: PortalProfile, portal: str, r: Registrant, notifier: Notifier,
@@ -95,17 +96,17 @@ def register(session: Session, profile: PortalProfile, portal: str, r: Registran
         temporary = generate_password()
         account = new_account(session, profile, portal, username=r.username, first_name=r.first_name,
                               last_name=r.last_name, email=r.email, phone=r.phone, password=temporary,
-                              status="pending_activation", now=now, password_is_temporary=True)
-        role = "admin"
+                              status=Status.PENDING_ACTIVATION, now=now, password_is_temporary=True)
+        role = Role.ADMIN
     else:
         account = new_account(session, profile, portal, username=r.username, first_name=r.first_name,
                               last_name=r.last_name, email=r.email, phone=r.phone, password=r.password,
-                              status="pending_approval", now=now)
-        role = "member"
+                              status=Status.PENDING_APPROVAL, now=now)
+        role = Role.MEMBER
     for position, (question, answer) in enumerate(r.security_questions, start=1):
         session.add(SecurityAnswer(account_id=account.id, position=position, question=question,
                                    answer_hash=hash_secret(answer)))
-    session.add(Membership(account_id=account.id, organization_id=org.id, role=role, status="active",
+    session.add(Membership(account_id=account.id, organization_id=org.id, role=role, status=Status.ACTIVE,
                            correspondence_address=address.address_key if first else None, created_at=now))
     session.flush()
     admins = admins_of(session, org)
@@ -172,7 +173,7 @@ def activate(session: Session, profile: PortalProfile, portal: str, *, username:
     current = _current_code(session, account, "activation") if account else None
     valid = verify_secret(current.code_hash if current else None, code)
     valid = verify_secret(account.password_hash if account else None, temporary_password) and valid
-    if account is None or account.status != "pending_activation" or current is None or not valid:
+    if account is None or account.status != Status.PENDING_ACTIVATION or current is None or not valid:
         raise CodeProblem("activation_code_invalid", "the activation code or temporary password is not correct")
     if current.expires_at <= now:
         raise CodeProblem("activation_code_expired",
@@ -183,7 +184,7 @@ def activate(session: Session, profile: PortalProfile, portal: str, *, username:
     current.used_at = now
     account.password_hash = hash_secret(new_password)
     account.password_changed_at = account.last_activity_at = now
-    account.status = "active"
+    account.status = Status.ACTIVE
     audit.record(session, portal=portal, now=now, action="activate", outcome="done", actor=account.username,
                  target=account.username)
     return account
@@ -194,12 +195,12 @@ def confirm_registration(session: Session, portal: str, *, username: str, code: 
     account = find_account(session, portal, username)
     current = _current_code(session, account, "registration") if account else None
     valid = verify_secret(current.code_hash if current else None, code)
-    if account is None or account.status != "unverified" or current is None or not valid:
+    if account is None or account.status != Status.UNVERIFIED or current is None or not valid:
         raise CodeProblem("activation_code_invalid", "the registration code is not correct")
     if current.expires_at <= now:
         raise CodeProblem("activation_code_expired", "the registration code has expired; ask for a new email")
     current.used_at = now
-    account.status = "active"
+    account.status = Status.ACTIVE
     account.last_activity_at = now
     audit.record(session, portal=portal, now=now, action="confirm_registration", outcome="done",
                  actor=account.username, target=account.username)
@@ -215,7 +216,7 @@ def reissue_activation_code(session: Session, profile: PortalProfile, portal: st
     if link is None:
         raise NotFound(f"no account {username!r} in organization {org_key!r}")
     current = _current_code(session, account, "activation")
-    if account.status != "pending_activation":
+    if account.status != Status.PENDING_ACTIVATION:
         raise field_problem("validation_error", "username", "the account is not awaiting activation")
     if current is not None and current.expires_at > now:
         raise field_problem("activation_code_not_expired", "username",

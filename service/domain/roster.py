@@ -186,9 +186,9 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
         # username_key) index and the link's from (organization_id, status); then the database orders
         # the two pages together (in its own collation, as `after` compares). One condition with OR over
         # both tables made PostgreSQL join and sort every match instead.
-        parts = [first(matching(Membership.status == "active", Account.status == status)).subquery()]
-        if status != "active":
-            parts.append(first(matching(Membership.status != "active", Membership.status == status)).subquery())
+        parts = [first(matching(Membership.status == Status.ACTIVE, Account.status == status)).subquery()]
+        if status != Status.ACTIVE:
+            parts.append(first(matching(Membership.status != Status.ACTIVE, Membership.status == status)).subquery())
         found = union_all(*(select(part) for part in parts)).subquery() if len(parts) > 1 else parts[0]
         page = list(ctx.session.execute(select(found).order_by(found.c.username_key).limit(limit + 1)))
     else:

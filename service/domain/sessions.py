@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import audit, orphans
 from service.domain.errors import DomainError
@@ -151,7 +152,7 @@ def record_failure(session: Session, profile: PortalProfile, portal: str, accoun
     one keeps its status. Returns what happened, for the audit record.
     """
     account = lock_account(session, account_id)
-    if account.status != "active":
+    if account.status != Status.ACTIVE:
         return {"counted": False, "status": account.status}
     window_start = now - timedelta(minutes=profile.lockout.window_minutes)
     session.execute(delete(FailedSignIn).where(FailedSignIn.account_id == account_id,
@@ -164,7 +165,7 @@ def record_failure(session: Session, profile: PortalProfile, portal: str, accoun
     if locked:
         reach = orphans.admin_organizations(session, [account_id])
         before = orphans.orphaned(session, reach)
-        account.status = "locked"
+        account.status = Status.LOCKED
         end_all(session, account_id, now)
         audit.record(session, portal=portal, now=now, action="lock", outcome="done", target=account.username,
                      reasons=["too_many_failed_sign_ins"],
@@ -198,7 +199,7 @@ def account_for(session: Session, portal: str, token: str | None, now: datetime)
     row = session.scalar(select(SessionToken).where(SessionToken.token_digest == _digest(token)))
     account = session.get(Account, row.account_id) if row else None
     if row is None or row.ended_at is not None or row.expires_at <= now or account is None \
-            or account.portal_id != portal or account.status != "active":
+            or account.portal_id != portal or account.status != Status.ACTIVE:
         raise InvalidSession("the session is unknown, ended or expired; sign in again")
     return account
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from service.catalog import Status, Role
 from service.config import Config
 from service.domain import clients
 from service.domain.passwords import hash_secret
@@ -64,7 +65,7 @@ def _account(portal: str, username: str, first: str, last: str, password: str, n
                    username_skeleton=usernames.skeleton(username),
                    first_name=first, last_name=last, email=email, email_key=email.casefold(),
                    phone="602-555-0100", password_hash=hash_secret(password), password_changed_at=now,
-                   status="active", is_support=False, terms_accepted_at=now, created_at=now)
+                   status=Status.ACTIVE, is_support=False, terms_accepted_at=now, created_at=now)
 
 
 def create_demo(session: Session, config: Config, now: datetime) -> DemoSecrets:
@@ -78,8 +79,8 @@ def create_demo(session: Session, config: Config, now: datetime) -> DemoSecrets:
     member = _account(portal, DEMO_MEMBER, "Max", "Member", member_password, now)
     session.add_all([admin, member])
     session.flush()
-    session.add(Membership(account_id=admin.id, organization_id=org.id, role="admin", status="active", created_at=now))
-    member_link = Membership(account_id=member.id, organization_id=org.id, role="member", status="active",
+    session.add(Membership(account_id=admin.id, organization_id=org.id, role=Role.ADMIN, status=Status.ACTIVE, created_at=now))
+    member_link = Membership(account_id=member.id, organization_id=org.id, role=Role.MEMBER, status=Status.ACTIVE,
                              created_at=now)
     session.add(member_link)
     session.flush()

@@ -29,6 +29,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.catalog import Status
 from service.domain import audit
 from service.domain.errors import Conflict, NotFound
 from service.domain.sessions import clear_failures, end_all
@@ -37,9 +38,9 @@ from service.storage.models import Account
 
 TRANSITIONS = {
     # operation: (statuses it starts from, status it leaves)
-    "disable": (("active", "locked"), "disabled"),
-    "enable": (("disabled", "locked"), "active"),
-    "remove": (("active", "locked", "disabled", "pending_activation", "pending_approval", "unverified"),
+    "disable": ((Status.ACTIVE, Status.LOCKED), "disabled"),
+    "enable": ((Status.DISABLED, Status.LOCKED), "active"),
+    "remove": ((Status.ACTIVE, Status.LOCKED, Status.DISABLED, Status.PENDING_ACTIVATION, Status.PENDING_APPROVAL, Status.UNVERIFIED),
                "removed"),
 }
 
@@ -85,7 +86,7 @@ def change(session: Session, portal: str, username: str, operation: str, *, now:
         raise Conflict(f"support account {account.username!r} is {before}; it cannot be {operation}d",
                        "account_removed")
     account.status = to_status
-    if to_status == "active":
+    if to_status == Status.ACTIVE:
         account.last_activity_at = now
         clear_failures(session, account.id)
     else:

@@ -76,6 +76,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import GenericFunction
 
+from service.catalog import Status, Role
 from service.config import Config, PortalProfile
 from service.domain import orphans
 from service.domain.errors import NotFound
@@ -146,13 +147,13 @@ def rules_for(profile: PortalProfile) -> list[Rule]:
     rules: list[Rule] = []
     rule = profile.inactivity
     if rule.delete_days is not None:
-        rules.append(Rule("delete", rule.delete_days + 1, rule.delete_days, ("active", "locked", "disabled"),
+        rules.append(Rule("delete", rule.delete_days + 1, rule.delete_days, (Status.ACTIVE, Status.LOCKED, Status.DISABLED),
                           "removed", "deleted"))
     if rule.disable_days is not None:
-        rules.append(Rule("disable", rule.disable_days, rule.disable_days, ("active", "locked"),
+        rules.append(Rule("disable", rule.disable_days, rule.disable_days, (Status.ACTIVE, Status.LOCKED),
                           "disabled", "disabled"))
     if rule.lock_days is not None:
-        rules.append(Rule("lock", rule.lock_days + 1, rule.lock_days, ("active",), "locked", "locked"))
+        rules.append(Rule("lock", rule.lock_days + 1, rule.lock_days, (Status.ACTIVE,), "locked", "locked"))
     return rules
 
 
@@ -236,11 +237,11 @@ def _act(conn, portal: str, rule: Rule, days: _Days, client: str | None, rule_na
          "detail", "comment"], audit_rows))
     conn.execute(update(SESSIONS).where(SESSIONS.c.ended_at.is_(None), SESSIONS.c.account_id.in_(targets))
                  .values(ended_at=days.now))
-    if rule.to_status == "removed":
+    if rule.to_status == Status.REMOVED:
         links = select(MEMBERSHIPS.c.id).where(MEMBERSHIPS.c.account_id.in_(targets))
         conn.execute(delete(GRANTS).where(GRANTS.c.membership_id.in_(links)))
         conn.execute(update(MEMBERSHIPS).where(MEMBERSHIPS.c.account_id.in_(targets),
-                                               MEMBERSHIPS.c.status != "removed").values(status="removed"))
+                                               MEMBERSHIPS.c.status != Status.REMOVED).values(status=Status.REMOVED))
     return conn.execute(update(ACCOUNTS).where(predicate).values(status=rule.to_status)).rowcount
 
 
@@ -257,7 +258,7 @@ def sweep_portal(session: Session, portal: str, profile: PortalProfile, now: dat
                                                            _reference() < days.before(rule.first_day)))
              for rule in rules_for(profile)]
     reach = set(conn.execute(select(MEMBERSHIPS.c.organization_id).distinct().where(
-        MEMBERSHIPS.c.role == "admin", MEMBERSHIPS.c.status == "active",
+        MEMBERSHIPS.c.role == Role.ADMIN, MEMBERSHIPS.c.status == Status.ACTIVE,
         MEMBERSHIPS.c.account_id.in_(select(ACCOUNTS.c.id).where(or_(*swept)))))
         .scalars()) if swept else set()
     before = orphans.orphaned(session, reach)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Boolean, Integer, bindparam, cast, exists, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session, selectinload
 
+from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import usernames
 from service.facts import ADMIN, ActorFacts, MembershipFacts, OrganizationFacts
@@ -51,7 +52,7 @@ def _active_admins(organization_id):
         .select_from(Membership)
         .join(Account, Account.id == Membership.account_id)
         .where(Membership.organization_id == organization_id, Membership.role == ADMIN,
-               Membership.status == "active", Account.status == "active")
+               Membership.status == Status.ACTIVE, Account.status == Status.ACTIVE)
         .scalar_subquery()
     )
 
@@ -63,7 +64,7 @@ def _has_active_members(organization_id):
         .select_from(Membership)
         .join(Account, Account.id == Membership.account_id)
         .where(Membership.organization_id == organization_id, Membership.role != ADMIN,
-               Membership.status == "active", Account.status == "active")
+               Membership.status == Status.ACTIVE, Account.status == Status.ACTIVE)
     )
 
 
@@ -245,7 +246,7 @@ def stored_actor_facts(account: StoredAccount | None, username: str, profile: Po
         password_current=_password_current(account.has_password, account.password_changed_at, profile, now),
         support=account.support,
         memberships=tuple(
-            MembershipFacts(m.organization, m.role, m.status == "active", m.permissions) for m in account.memberships
+            MembershipFacts(m.organization, m.role, m.status == Status.ACTIVE, m.permissions) for m in account.memberships
         ),
     )
 
