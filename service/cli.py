@@ -233,7 +233,8 @@ def cmd_clients_rotate(args) -> None:
     print(f"new key for client {args.name!r}, shown only once; the old key(s) {old} stop {when}", file=sys.stderr)
 
 
-def cmd_check(args) -> None:
+def _decide(args):
+    """The decision `check` and `policy explain` print: the facts read as `/v1/authorize` reads them."""
     from service.clock import SystemClock
     from service.domain.decisions import Decider, Question, Resource, profile_of
     from service.domain.errors import DomainError
@@ -252,6 +253,11 @@ def cmd_check(args) -> None:
                                       Question(args.action, Resource(kind, ident, args.organization), context))
         except DomainError as exc:
             _die(exc.detail)
+    return policy, decision
+
+
+def cmd_check(args) -> None:
+    _, decision = _decide(args)
     if decision.allowed:
         print(f"allowed (policy {decision.policy_version})")
         return
@@ -265,25 +271,9 @@ def cmd_policy_explain(args) -> None:
     """One decision, and for each rule of the action each requirement with its outcome and the facts it read."""
     import json
 
-    from service.clock import SystemClock
-    from service.domain.decisions import Decider, Question, Resource, profile_of
-    from service.domain.errors import DomainError
     from service.policy_explain import explain
 
-    config = _config(args)
-    kind, sep, ident = args.resource.partition(":")
-    if not sep or kind not in ("organization", "account") or not ident:
-        _die("--resource must be organization:<key> or account:<username>")
-    database = prepare_database(config)
-    policy = _load_policy(config)
-    context = {"permission": args.permission} if args.permission else {}
-    with database.sessions() as session:
-        try:
-            decider = Decider(session, profile_of(config, args.portal), policy, args.portal, SystemClock().now())
-            decision = decider.decide(args.actor,
-                                      Question(args.action, Resource(kind, ident, args.organization), context))
-        except DomainError as exc:
-            _die(exc.detail)
+    policy, decision = _decide(args)
     if decision.facts is None:  # the policy could not be evaluated: the decision alone
         print(json.dumps({"allowed": decision.allowed, "reasons": list(decision.reasons)}) if args.json
               else f"denied [{', '.join(decision.reasons)}] (policy {decision.policy_version})")

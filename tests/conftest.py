@@ -108,6 +108,28 @@ def cli_config(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def seeded(cli_config):
+    """The CLI's database with a masshealth practice: its Primary User, a subordinate holding claims, and a
+    disabled subordinate; plus an `authorize` client key. Yields (config, database, key)."""
+    from service.cli import prepare_database
+    from service.clock import SystemClock
+    from service.config import load_config
+    from service.domain import clients
+    from tests.fixtures.world import World
+
+    config = load_config(cli_config)
+    database = prepare_database(config)
+    with database.transaction() as session:
+        world = World(session, "masshealth", SystemClock().now())
+        world.account("primary", memberships={"PIDSL-1": {"role": "admin"}})
+        world.account("sub", memberships={"PIDSL-1": {"permissions": ["claims_submission_and_status"]}})
+        world.account("gone", memberships={"PIDSL-1": {}}, status="disabled")
+        key = clients.create_client(session, "t", ("authorize",), SystemClock().now())
+    yield config, database, key
+    database.dispose()
+
+
+@pytest.fixture
 def cli(capsys):
     """Run `portal-authz ARGV...` in-process: (exit code, stdout, stderr)."""
     from service.cli import main

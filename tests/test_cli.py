@@ -41,24 +41,6 @@ def test_bad_config_stops_with_a_message(tmp_path, cli):
     assert code == 2 and "portals.ahcccs.roles: required key is missing" in err
 
 
-@pytest.fixture
-def seeded(cli_config):
-    from service.clock import SystemClock
-    from service.cli import prepare_database
-    from service.config import load_config
-    from tests.fixtures.world import World
-
-    config = load_config(cli_config)
-    database = prepare_database(config)
-    with database.transaction() as session:
-        world = World(session, "masshealth", SystemClock().now())
-        world.account("primary", memberships={"PIDSL-1": {"role": "admin"}})
-        world.account("sub", memberships={"PIDSL-1": {"permissions": ["claims_submission_and_status"]}})
-        key = clients.create_client(session, "t", ("authorize",), SystemClock().now())
-    yield config, database, key
-    database.dispose()
-
-
 QUESTIONS = [
     ("sub", "claims_submission_and_status", "organization:PIDSL-1", None),
     ("sub", "manage_referrals", "organization:PIDSL-1", None),

@@ -11,10 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
-from service.domain import clients
 from service.policy import Policy
 from service.policy_coverage import run_coverage
 from tests.conftest import ROOT
@@ -32,25 +30,6 @@ def edit(folder: Path, file: str, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert text.count(old) == 1, f"{old!r} should occur once in {file}; the policy changed, update this test"
     path.write_text(text.replace(old, new), encoding="utf-8")
-
-
-@pytest.fixture
-def seeded(cli_config):
-    from service.cli import prepare_database
-    from service.clock import SystemClock
-    from service.config import load_config
-    from tests.fixtures.world import World
-
-    config = load_config(cli_config)
-    database = prepare_database(config)
-    with database.transaction() as session:
-        world = World(session, "masshealth", SystemClock().now())
-        world.account("primary", memberships={"PIDSL-1": {"role": "admin"}})
-        world.account("sub", memberships={"PIDSL-1": {"permissions": ["claims_submission_and_status"]}})
-        world.account("gone", memberships={"PIDSL-1": {}}, status="disabled")
-        key = clients.create_client(session, "t", ("authorize",), SystemClock().now())
-    yield config, database, key
-    database.dispose()
 
 
 # --- policy explain ------------------------------------------------------------------------
