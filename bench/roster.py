@@ -51,6 +51,7 @@ from service.config import load_config  # noqa: E402
 from service.domain import clients  # noqa: E402
 from service.domain.setup import sync_portals  # noqa: E402
 from service.policy import Policy  # noqa: E402
+from service.server import settle_heap  # noqa: E402
 from service.storage.database import Database  # noqa: E402
 from service.storage.models import Organization  # noqa: E402
 from tests.fixtures.world import PASSWORD, World  # noqa: E402
@@ -222,6 +223,8 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
         with database.engine.connect() as conn:
             print(f"  server: PostgreSQL {conn.execute(text('SHOW server_version')).scalar()}")
     app = create_app(config, database=database, policy=policy, clock=FixedClock(NOW))
+    if not args.no_settle:
+        settle_heap()  # as a serving worker does once its app is built (service/server.py)
     client = app.test_client()
     auth = {"Authorization": f"Bearer {key}"}
     signed = client.post(f"/v1/portals/{PORTAL}/sessions", json={"username": "big.admin", "password": PASSWORD},
@@ -302,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--explain", action="store_true", help="print each kind's slowest statement and its plan")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-settle", action="store_true",
+                        help="leave the startup heap to the garbage collector (a serving worker freezes it)")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     args.accounts = args.accounts or (5_000 if args.quick else 100_000)
