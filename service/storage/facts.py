@@ -12,6 +12,7 @@ from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import usernames
 from service.facts import ADMIN, ActorFacts, MembershipFacts, OrganizationFacts
+from service.storage.direct import DirectStatement
 from service.storage.models import Account, ClientKey, Grant, Membership, Organization, UTCDateTime
 
 
@@ -131,13 +132,13 @@ def load_facts(session: Session, portal: str, usernames: set[str], organizations
     """
     if not usernames and not organizations and key_id is None:
         return StoredFacts({}, {})
-    rows = session.connection().execute(_facts_statement(), {
+    rows = FACTS.rows(session.connection(), {
         "portal": portal,
         "usernames": sorted({username_key(u) for u in usernames}),
         "organizations": sorted(organizations),
         "targets": sorted({username_key(u) for u in targets}),
         "key_id": key_id,
-    }).all()
+    })
     return _assemble(rows)
 
 
@@ -196,38 +197,61 @@ def _facts_statement():
     return union_all(people, places, key)
 
 
+# The statement's columns, by position (rows are plain tuples: see service/storage/direct.py).
+(KIND, USERNAME_KEY, USERNAME, STATUS, SUPPORT, HAS_PASSWORD, CHANGED_AT, ORGANIZATION, ROLE, LINK_STATUS,
+ PERMISSION, ADMINS, HAS_MEMBERS, EXPIRES_AT, LAST_USED_AT) = range(15)
+DATETIME_COLUMNS = (CHANGED_AT, EXPIRES_AT, LAST_USED_AT)
+
+
+def _datetime_conversions(dialect) -> dict:
+    """What UTCDateTime does to a column's value on the way out (SQLite: parse the text; both: UTC)."""
+    convert = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    return {} if convert is None else {column: convert for column in DATETIME_COLUMNS}
+
+
+FACTS = DirectStatement(lambda: _facts_statement(), ("usernames", "organizations", "targets"), _datetime_conversions)
+
+
 def _assemble(rows) -> StoredFacts:
-    accounts: dict[str, dict] = {}
+    accounts: dict[str, tuple] = {}
+    links: dict[str, dict] = {}
     places: dict[str, StoredOrganization] = {}
     client_key = None
     for row in rows:
-        if row.kind == "k":
-            client_key = StoredKey(row.username_key, row.username, row.status, row.changed_at, row.expires_at,
-                                   row.last_used_at)
+        kind = row[KIND]
+        if kind == "k":
+            client_key = StoredKey(row[USERNAME_KEY], row[USERNAME], row[STATUS], row[CHANGED_AT], row[EXPIRES_AT],
+                                   row[LAST_USED_AT])
             continue
-        if row.kind == "o":
-            places[row.organization] = StoredOrganization(row.organization, int(row.admins), bool(row.has_members))
+        if kind == "o":
+            places[row[ORGANIZATION]] = StoredOrganization(row[ORGANIZATION], int(row[ADMINS]), bool(row[HAS_MEMBERS]))
             continue
-        account = accounts.setdefault(row.username_key, {"row": row, "links": {}})
-        if row.organization is None:
+        key = row[USERNAME_KEY]
+        if key not in accounts:
+            accounts[key] = row
+            links[key] = {}
+        organization = row[ORGANIZATION]
+        if organization is None:
             continue
-        link = account["links"].setdefault(row.organization, (row.role, row.link_status, []))
-        if row.permission is not None:
-            link[2].append(row.permission)
+        link = links[key].get(organization)
+        if link is None:
+            link = links[key][organization] = (row[ROLE], row[LINK_STATUS], [])
+        if row[PERMISSION] is not None:
+            link[2].append(row[PERMISSION])
     return StoredFacts(
         accounts={
             key: StoredAccount(
-                username=a["row"].username,
-                status=a["row"].status,
-                support=bool(a["row"].support),
-                has_password=bool(a["row"].has_password),
-                password_changed_at=a["row"].changed_at,
+                username=row[USERNAME],
+                status=row[STATUS],
+                support=bool(row[SUPPORT]),
+                has_password=bool(row[HAS_PASSWORD]),
+                password_changed_at=row[CHANGED_AT],
                 memberships=tuple(
                     StoredMembership(org, role, status, tuple(sorted(permissions)))
-                    for org, (role, status, permissions) in sorted(a["links"].items())
+                    for org, (role, status, permissions) in sorted(links[key].items())
                 ),
             )
-            for key, a in accounts.items()
+            for key, row in accounts.items()
         },
         organizations=places,
         client_key=client_key,

@@ -1,0 +1,134 @@
+"""Issue 13: the decision's one statement, run on the database driver itself.
+
+A decision's facts are one SELECT; through SQLAlchemy's execution machinery it cost ~25x what the
+driver spends on it (execution context, the expansion of its `IN` lists on every call, result rows).
+Here SQLAlchemy still writes the SQL (the statement stays one declaration in `storage/facts.py`), but
+once per shape: for each number of values in each `IN` list it compiles the text, the order of its
+parameters and its constants, and keeps them. A call then runs that text on the pooled DBAPI
+connection and returns plain tuples, with the result conversions the columns' types ask for.
+
+What SQLAlchemy did around a statement and still matters is kept: statement events fire (the
+statement-count tests listen), a driver error is translated as SQLAlchemy translates it (so a dead
+pooled connection invalidates the pool and is retried once, `retry_once_if_dead`), and PostgreSQL
+prepares the text after `prepare_threshold` executions on a connection, as before.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum
+from threading import Lock
+from typing import Any, Callable, Sequence
+
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.selectable import CompoundSelect
+
+SHAPES_KEPT = 512  # a batch of 100 checks has at most a few hundred shapes; each is a few kB
+
+
+def _plain(value: Any) -> Any:
+    """A StrEnum constant as its text: drivers adapt enums by name, the column holds the value."""
+    return value.value if isinstance(value, Enum) else value
+
+
+@dataclass(frozen=True)
+class _Shape:
+    sql: str
+    slots: tuple[tuple[str, int | None], ...] | None  # positional drivers: (parameter, index in its list)
+    constants: dict[str, Any]                          # named drivers: the constants, lists to be filled in
+
+
+class DirectStatement:
+    """One SELECT, compiled once per shape of its expanding parameters and run on the DBAPI connection.
+
+    `expanding` names the parameters that take a list; `convert` maps a column index to the
+    conversion of its values (None is never converted)."""
+
+    def __init__(self, build: Callable[[], Select | CompoundSelect], expanding: Sequence[str],
+                 convert: Callable[[Dialect], dict[int, Callable[[Any], Any]]]):
+        self._build = build
+        self._expanding = tuple(expanding)
+        self._convert = convert
+        self._shapes: OrderedDict[tuple, _Shape] = OrderedDict()
+        self._conversions: dict[str, tuple[tuple[int, Callable[[Any], Any]], ...]] = {}
+        self._lock = Lock()
+
+    def _shape(self, dialect: Dialect, values: dict[str, Any]) -> _Shape:
+        key = (dialect.name, *(len(values[name]) for name in self._expanding))
+        shape = self._shapes.get(key)
+        if shape is not None:
+            return shape
+        # Placeholders of the right count; the text does not depend on the values themselves.
+        sample = {name: value if name not in self._expanding else [f"_{i}" for i in range(len(value))]
+                  for name, value in values.items()}
+        compiled = self._build().params(**sample).compile(dialect=dialect,
+                                                           compile_kwargs={"render_postcompile": True})
+        constants = {name: _plain(value) for name, value in compiled.params.items()}
+        slots = None
+        if compiled.positiontup is not None:
+            slots = tuple(self._slot(name, values) for name in compiled.positiontup)
+        else:
+            for name in list(constants):
+                if self._slot(name, values)[1] is not None:
+                    del constants[name]
+        shape = _Shape(compiled.string, slots, constants)
+        with self._lock:
+            self._shapes[key] = shape
+            while len(self._shapes) > SHAPES_KEPT:
+                self._shapes.popitem(last=False)
+        return shape
+
+    def _slot(self, name: str, values: dict[str, Any]) -> tuple[str, int | None]:
+        """`usernames_3` is the third value of `usernames`; any other name is a parameter or a constant."""
+        base, _, number = name.rpartition("_")
+        if base in self._expanding and number.isdigit():
+            return base, int(number) - 1
+        return name, None
+
+    def _parameters(self, shape: _Shape, values: dict[str, Any]):
+        if shape.slots is not None:
+            constants = shape.constants
+            return tuple((values[name] if name in values else constants[name]) if index is None
+                         else values[name][index] for name, index in shape.slots)
+        parameters = dict(shape.constants)
+        for name, value in values.items():
+            if name in self._expanding:
+                for index, item in enumerate(value, 1):
+                    parameters[f"{name}_{index}"] = item
+            else:
+                parameters[name] = value
+        return parameters
+
+    def rows(self, connection: Connection, values: dict[str, Any]) -> list[tuple]:
+        """The statement's rows for `values` (lists for the expanding parameters), on this connection."""
+        dialect = connection.dialect
+        shape = self._shape(dialect, values)
+        parameters = self._parameters(shape, values)
+        dbapi_connection = connection.connection.dbapi_connection
+        cursor = dbapi_connection.cursor()
+        try:
+            if connection._has_events or connection.engine._has_events:
+                connection.dispatch.before_cursor_execute(connection, cursor, shape.sql, parameters, None, False)
+            cursor.execute(shape.sql, parameters)
+            rows = cursor.fetchall()
+        except dialect.loaded_dbapi.Error as exc:
+            # As SQLAlchemy would: a disconnect invalidates the connection and is raised as DBAPIError
+            # with connection_invalidated set (retry_once_if_dead retries on a fresh connection).
+            connection._handle_dbapi_exception(exc, shape.sql, parameters, cursor, None)
+            raise
+        finally:
+            cursor.close()
+        conversions = self._conversions.get(dialect.name)
+        if conversions is None:
+            conversions = self._conversions[dialect.name] = tuple(self._convert(dialect).items())
+        if not conversions:
+            return rows
+        converted = []
+        for row in rows:
+            row = list(row)
+            for index, convert in conversions:
+                if row[index] is not None:
+                    row[index] = convert(row[index])
+            converted.append(row)
+        return converted
