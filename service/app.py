@@ -10,6 +10,7 @@ from service import observe
 from service.api import (accounts, authzen, decisions, enrolment, health, maintenance, metrics, openapi, passwords,
                          problems, registration, roster, sessions, support, testing)
 from service.api.declare import Api
+from service.api.express import ExpressAuthorize
 from service.api.requests import close_session, secure_headers
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import Config
@@ -60,4 +61,5 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     if config.testing.clock == "settable":
         app.register_api(testing.bp)
         logging.getLogger(__name__).warning("testing.clock is settable: POST /_testing/clock moves time")
+    app.wsgi_app = ExpressAuthorize(app, app.wsgi_app)  # issue 13: well-formed decisions skip Flask's machinery
     return app

@@ -38,12 +38,12 @@ def _prefetch(body) -> Prefetch | None:
     return Prefetch(portal, actor, Resource(kind, key, organization))
 
 
-def _question(check) -> Question:
+def question_of(check) -> Question:
     res = check.resource
     return Question(check.action, Resource(res.type, res.id, res.organization), check.context)
 
 
-def _answer(decision) -> dict:
+def answer_of(decision) -> dict:
     return {"allowed": decision.allowed, "reasons": decision.reason_objects(),
             "policy_version": decision.policy_version}
 
@@ -51,10 +51,10 @@ def _answer(decision) -> dict:
 @bp.post("/authorize", operation_id="authorize", summary="May this actor take this action on this resource?",
          scope="authorize", ok=(200, AuthorizeExplainedResponse), problems=(404,), prefetch=_prefetch)
 def authorize(body: AuthorizeRequest):
-    question = _question(body)
+    question = question_of(body)
     decision = _decider(body.portal, g.pop("prefetched", None)).decide(body.actor, question)
     observe.decision(body.portal, body.actor, question, decision)
-    answer = _answer(decision)
+    answer = answer_of(decision)
     if body.explain:  # issue 15: the same explanation as `portal-authz policy explain --json`
         answer["explanation"] = (None if decision.facts is None else
                                  explain(services().policy, decision.facts[0], question.action,
@@ -66,7 +66,7 @@ def authorize(body: AuthorizeRequest):
          scope="authorize", ok=(200, BatchResponse), problems=(404,))
 def authorize_batch(body: BatchRequest):
     """Up to 100 checks for one actor; the facts of all of them are read in one statement."""
-    questions = [_question(check) for check in body.checks]
+    questions = [question_of(check) for check in body.checks]
     try:
         decisions = _decider(body.portal).decide_many(body.actor, questions)
     except DomainError as exc:
@@ -77,7 +77,7 @@ def authorize_batch(body: BatchRequest):
                 error["field"] = f"checks[{index}].{error['field']}"
         raise
     observe.decisions(body.portal, body.actor, questions, decisions)
-    return jsonify(results=[_answer(decision) for decision in decisions])
+    return jsonify(results=[answer_of(decision) for decision in decisions])
 
 
 @bp.post("/authorized-actions", operation_id="authorizedActions",

@@ -28,6 +28,12 @@ def new_request_id() -> str:
     return token_hex(16)
 
 
+def request_id_of(environ: dict) -> str:
+    """The request's X-Request-Id if well formed, else a new one."""
+    incoming = environ.get("HTTP_X_REQUEST_ID")
+    return incoming if incoming and WELL_FORMED_ID.fullmatch(incoming) else new_request_id()
+
+
 class Observer:
     """One app's metrics, access log switch and decision log."""
 
@@ -49,8 +55,7 @@ class Observer:
     def before(self) -> None:
         state = g._get_current_object()
         state.observe_start = perf_counter()
-        incoming = request._get_current_object().environ.get("HTTP_X_REQUEST_ID")
-        state.request_id = incoming if incoming and WELL_FORMED_ID.fullmatch(incoming) else new_request_id()
+        state.request_id = request_id_of(request._get_current_object().environ)
 
     def after(self, response):
         state = g._get_current_object()
@@ -60,39 +65,45 @@ class Observer:
             request_id = state.request_id = new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
         rule = req.url_rule
-        route = rule.rule if rule is not None else None
-        method, status = req.method, response.status_code
+        self.answered(rule.rule if rule is not None else None, req.method, response.status_code, request_id,
+                      req.path, getattr(state, "observe_start", None), getattr(state, "client", None))
+        return response
+
+    def answered(self, route: str | None, method: str, status: int, request_id: str, path: str,
+                 start: float | None, client: str | None) -> None:
+        """A response is going out: count it, and write its access log line if that log is on."""
         self.metrics.request(route, method, status)
         if self.access_log and access_log.isEnabledFor(logging.INFO):
-            start = getattr(state, "observe_start", None)
             fields = {
                 "request_id": request_id,
                 "method": method,
                 "route": route,
-                "path": req.path,  # no query string: searches (?q=) stay out of the log
+                "path": path,  # no query string: searches (?q=) stay out of the log
                 "status": status,
                 "duration_ms": round((perf_counter() - start) * 1000, 3) if start is not None else None,
-                "client": getattr(state, "client", None),  # the calling service's name, once authenticated
+                "client": client,  # the calling service's name, once authenticated
             }
             # Logger.info without its caller lookup (a stack walk): the record's source is always this hook.
             access_log.handle(access_log.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "request", None, None,
                                                     extra={"fields": fields}))
-        return response
 
     # ---- decisions
 
     def decisions(self, endpoint: str, portal: str, actor: str, questions, decisions) -> None:
         state = g._get_current_object()
-        start = getattr(state, "observe_start", None)
+        self.decided(endpoint, portal, actor, questions, decisions, getattr(state, "observe_start", None),
+                     getattr(state, "request_id", None), getattr(state, "client", None))
+
+    def decided(self, endpoint: str, portal: str, actor: str, questions, decisions, start: float | None,
+                request_id: str | None, client: str | None) -> None:
+        """Decisions answered: their latency, counts and reasons, and the decision log's entries."""
         if start is not None:
             self.metrics.decision_latency(endpoint, perf_counter() - start)
         for question, decision in zip(questions, decisions):
             self.metrics.decision(portal, question.action, decision.allowed, decision.reasons)
         log = self.decision_log
         if log.enabled and log.wanted():
-            base = log.base(endpoint, getattr(state, "request_id", None), getattr(state, "client", None), portal,
-                            actor)
-            log.write(log.entries(base, questions, decisions))
+            log.write(log.entries(log.base(endpoint, request_id, client, portal, actor), questions, decisions))
 
     def actions(self, portal: str, actor: str, resource, actions, policy_version: str) -> None:
         state = g._get_current_object()

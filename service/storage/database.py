@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, inspect, make_url
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -89,7 +89,7 @@ def _ping_when_idle(engine: Engine) -> None:
                 raise DisconnectionError("a pooled connection idle for a while was closed by the server")
 
 
-def retry_once_if_dead(session: Session, run: Callable[[], T]) -> T:
+def retry_once_if_dead(session: Session | Connection, run: Callable[[], T]) -> T:
     """Run a session's FIRST statement; if its pooled connection turns out dead, once more on a fresh one.
 
     Without pre-ping a pooled connection may have been closed by the server (restart, idle timeout,
@@ -119,6 +119,15 @@ class Database:
         # driver opens no transaction for a SELECT, so nothing changes there.
         reads = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.reads = sessionmaker(reads, expire_on_commit=False)
+        self._reads_engine = reads
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """One connection for reads without an ORM session: the decision's express lane (service/api/express.py).
+
+        Autocommit on PostgreSQL, as `reads`; a Connection costs a fraction of a Session's setup and close."""
+        with self._reads_engine.connect() as connection:
+            yield connection
 
     @property
     def is_sqlite(self) -> bool:

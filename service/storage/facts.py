@@ -6,6 +6,7 @@ from functools import cache
 from datetime import datetime, timedelta
 
 from sqlalchemy import Boolean, Integer, bindparam, cast, exists, func, literal, null, or_, select, union_all
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, selectinload
 
 from service.catalog import Status
@@ -121,7 +122,7 @@ class StoredFacts:
         return self.accounts.get(username_key(username))
 
 
-def load_facts(session: Session, portal: str, usernames: set[str], organizations: set[str],
+def load_facts(session: Session | Connection, portal: str, usernames: set[str], organizations: set[str],
                targets: set[str] = frozenset(), key_id: str | None = None) -> StoredFacts:
     """One statement (a UNION ALL) for every account, membership, grant and organization the decisions read.
 
@@ -132,7 +133,8 @@ def load_facts(session: Session, portal: str, usernames: set[str], organizations
     """
     if not usernames and not organizations and key_id is None:
         return StoredFacts({}, {})
-    rows = FACTS.rows(session.connection(), {
+    connection = session if isinstance(session, Connection) else session.connection()
+    rows = FACTS.rows(connection, {
         "portal": portal,
         "usernames": sorted({username_key(u) for u in usernames}),
         "organizations": sorted(organizations),
