@@ -2,15 +2,17 @@
 
 For SQLite and a throw-away PostgreSQL (tests/fixtures/postgres.py), seeded with
 bench/decisions.py's personas, the app as `serve` builds it (create_app, observe hooks on)
-answers "bench.member may `claims` on BENCH-0001" through Flask's test client:
+answers "bench.member may `claims` on BENCH-0001", called as a WSGI server calls it (one environ
+built once, so the test client's own cost is not counted):
 
   - statements per request, counted by an SQLAlchemy `before_cursor_execute` listener;
   - on PostgreSQL, every message the server received per request, from its own log
     (log_statement = all): this counts what the listener cannot see, the pool's pre-ping,
     BEGIN and the ROLLBACK when the session closes;
-  - cProfile over -n requests: time per request, split into layers by cumulative time
-    (client key check, facts statement, policy, request parsing/validation, JSON answer,
-    observe hooks), and the top functions by own time.
+  - -n requests timed without a profiler (µs per request, the figure to compare), then
+    cProfile over -n more: time per layer by cumulative time (the express lane's validation,
+    connection, key check and facts statement, decision, observe, JSON answer; the Flask route,
+    which should be 0 when the lane answers), and the top functions by own time.
 
     python bench/hotpath.py [--quick] [-n 2000] [--backend sqlite|postgres|both] [--top 25]
 
@@ -24,11 +26,13 @@ import pstats
 import sys
 import tempfile
 import time
+from io import BytesIO
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
 from sqlalchemy import event  # noqa: E402
+from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from bench._common import ROOT, fmt_load, machine, print_machine  # noqa: E402
 from bench.decisions import FAMILIES, seed  # noqa: E402
@@ -40,18 +44,21 @@ ALLOWED = FAMILIES[0]
 
 # Layers: (label, (file fragment, function name)) whose cumulative time is the layer's.
 LAYERS = [
-    ("whole request (test client)", ("werkzeug/test.py", "open")),
-    ("flask full_dispatch_request", ("flask/app.py", "full_dispatch_request")),
-    ("client key check (clients.check)", ("service/domain/clients.py", "check")),
-    ("facts statement (load_facts)", ("service/storage/facts.py", "load_facts")),
-    ("  of which: driver execute", ("sqlalchemy/engine/default.py", "do_execute")),
-    ("policy.decide", ("service/policy.py", "decide")),
-    ("body admission (admit_body)", ("service/api/declare.py", "admit_body")),
-    ("pydantic validation (flask-openapi3)", ("flask_openapi3/request.py", "_validate_request")),
-    ("JSON answer (jsonify)", ("flask/json/__init__.py", "jsonify")),
-    ("observe.decision", ("service/observe/__init__.py", "decision")),
-    ("session close (rollback, pool return)", ("sqlalchemy/orm/session.py", "close")),
-    ("pool checkout (incl. pre-ping)", ("sqlalchemy/pool/base.py", "_checkout")),
+    ("whole request (the app's WSGI callable)", ("flask/app.py", "__call__")),
+    ("express lane (service/api/express.py)", ("service/api/express.py", "__call__")),
+    ("  body validation (model_validate_json)", ("pydantic/main.py", "model_validate_json")),
+    ("  connection open + close (Database.reading)", ("service/storage/database.py", "reading")),
+    ("  client key check (clients.check)", ("service/domain/clients.py", "check")),
+    ("    facts statement (load_facts)", ("service/storage/facts.py", "load_facts")),
+    ("      on the driver (DirectStatement.rows)", ("service/storage/direct.py", "rows")),
+    ("      rows to facts (_assemble)", ("service/storage/facts.py", "_assemble")),
+    ("  Decider.decide (facts to answer)", ("service/domain/decisions.py", "decide")),
+    ("    policy.decide", ("service/policy.py", "decide")),
+    ("  observe: decision metrics and log", ("service/observe/http.py", "decided")),
+    ("  observe: request metrics, access log", ("service/observe/http.py", "answered")),
+    ("  JSON answer (json.dumps)", ("json/__init__.py", "dumps")),
+    ("route (Flask wsgi_app): 0 when the lane answers", ("flask/app.py", "wsgi_app")),
+    ("pool checkout (incl. idle ping)", ("sqlalchemy/pool/base.py", "_checkout")),
 ]
 
 
@@ -76,14 +83,18 @@ def pg_messages(log_path: Path, start: int) -> list[str]:
 def run(backend: str, url: str, config, n: int, top: int, server=None) -> dict:
     database, key = seed(url, config)
     app = create_app(config, database=database, policy=Policy(config.policy_path))
-    client = app.test_client()
-    headers = {"Authorization": f"Bearer {key}"}
-    body = ALLOWED.body()
+    # The environ a WSGI server hands the app, built once (Flask's test client spends ~100 µs building one).
+    base = EnvironBuilder(path=ALLOWED.path, method="POST", json=ALLOWED.body(),
+                          headers={"Authorization": f"Bearer {key}"}).get_environ()
+    data = base["wsgi.input"].read()
 
     def call():
-        response = client.post(ALLOWED.path, json=body, headers=headers)
-        if response.status_code != 200 or response.get_json()["allowed"] is not True:
-            raise SystemExit(f"bench: {response.status_code} {response.get_data(True)}")
+        environ = dict(base)
+        environ["wsgi.input"] = BytesIO(data)
+        status = []
+        answer = b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
+        if status != ["200 OK"] or b'"allowed":true' not in answer:
+            raise SystemExit(f"bench: {status} {answer[:300]!r}")
 
     for _ in range(200):  # warm: compiled statements, prepared statements, the policy's memo
         call()
@@ -112,6 +123,11 @@ def run(backend: str, url: str, config, n: int, top: int, server=None) -> dict:
         call()
     event.remove(database.engine, "before_cursor_execute", count)
 
+    started = time.perf_counter()
+    for _ in range(n):
+        call()
+    plain = (time.perf_counter() - started) / n * 1e6
+
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
@@ -121,7 +137,7 @@ def run(backend: str, url: str, config, n: int, top: int, server=None) -> dict:
     wall = time.perf_counter() - started
     stats = pstats.Stats(profiler)
     print(f"\n== {backend}: POST {ALLOWED.path} ({ALLOWED.name}), {n} requests under cProfile, "
-          f"{wall / n * 1e6:.0f} µs per request (profiled; unprofiled is ~2x faster)")
+          f"{wall / n * 1e6:.0f} µs per request profiled, {plain:.0f} µs unprofiled")
     print(f"SQLAlchemy statements per request: {len(statements) / 10:g}")
     for s in dict.fromkeys(statements):
         print(f"    {s}")
@@ -135,7 +151,8 @@ def run(backend: str, url: str, config, n: int, top: int, server=None) -> dict:
     print(f"top {top} functions by own time:")
     stats.sort_stats("tottime").print_stats(top)
     database.dispose()
-    return {"statements": len(statements) / 10, "messages": len(messages) / 10, "us": wall / n * 1e6}
+    return {"statements": len(statements) / 10, "messages": len(messages) / 10, "us": wall / n * 1e6,
+            "plain_us": plain}
 
 
 def main() -> None:
