@@ -35,17 +35,20 @@ def _plain(value: Any) -> Any:
 @dataclass(frozen=True)
 class _Shape:
     sql: str
-    slots: tuple[tuple[str, int | None], ...] | None  # positional drivers: (parameter, index in its list)
-    constants: dict[str, Any]                          # named drivers: the constants, lists to be filled in
+    names: tuple[str, ...] | None              # named drivers: the parameter names; None: positional
+    slots: tuple[tuple[str, int | None], ...]  # per parameter (in the driver's order): its value's name and index
+    constants: dict[str, Any]                  # values the statement itself carries (literals, enum constants)
 
 
 class DirectStatement:
-    """One SELECT, compiled once per shape of its expanding parameters and run on the DBAPI connection.
+    """One SELECT, compiled once per shape of its parameters and run on the DBAPI connection.
 
-    `expanding` names the parameters that take a list; `convert` maps a column index to the
-    conversion of its values (None is never converted)."""
+    `build(values)` makes the statement for values of that shape (it may leave out a branch whose
+    list is empty: PostgreSQL still starts every node of a plan, even one that finds nothing);
+    the shape is the length of each `expanding` list and which other values are None. `convert`
+    maps a column index to the conversion of its values (None is never converted)."""
 
-    def __init__(self, build: Callable[[], Select | CompoundSelect], expanding: Sequence[str],
+    def __init__(self, build: Callable[[dict[str, Any]], Select | CompoundSelect], expanding: Sequence[str],
                  convert: Callable[[Dialect], dict[int, Callable[[Any], Any]]]):
         self._build = build
         self._expanding = tuple(expanding)
@@ -55,31 +58,28 @@ class DirectStatement:
         self._lock = Lock()
 
     def _shape(self, dialect: Dialect, values: dict[str, Any]) -> _Shape:
-        key = (dialect.name, *(len(values[name]) for name in self._expanding))
+        key = (dialect.name, *(len(values[name]) for name in self._expanding),
+               *(name for name in sorted(values) if values[name] is None))
         shape = self._shapes.get(key)
         if shape is not None:
             return shape
         # Placeholders of the right count; the text does not depend on the values themselves.
         sample = {name: value if name not in self._expanding else [f"_{i}" for i in range(len(value))]
                   for name, value in values.items()}
-        compiled = self._build().params(**sample).compile(dialect=dialect,
-                                                           compile_kwargs={"render_postcompile": True})
-        constants = {name: _plain(value) for name, value in compiled.params.items()}
-        slots = None
-        if compiled.positiontup is not None:
-            slots = tuple(self._slot(name, values) for name in compiled.positiontup)
-        else:
-            for name in list(constants):
-                if self._slot(name, values)[1] is not None:
-                    del constants[name]
-        shape = _Shape(compiled.string, slots, constants)
+        statement = self._build(sample)
+        compiled = statement.params(**{name: value for name, value in sample.items()}).compile(
+            dialect=dialect, compile_kwargs={"render_postcompile": True})
+        names = tuple(compiled.positiontup) if compiled.positiontup is not None else tuple(compiled.params)
+        slots = tuple(self._slot(name) for name in names)
+        constants = {name: _plain(value) for name, value in compiled.params.items() if self._slot(name)[0] not in values}
+        shape = _Shape(compiled.string, None if compiled.positiontup is not None else names, slots, constants)
         with self._lock:
             self._shapes[key] = shape
             while len(self._shapes) > SHAPES_KEPT:
                 self._shapes.popitem(last=False)
         return shape
 
-    def _slot(self, name: str, values: dict[str, Any]) -> tuple[str, int | None]:
+    def _slot(self, name: str) -> tuple[str, int | None]:
         """`usernames_3` is the third value of `usernames`; any other name is a parameter or a constant."""
         base, _, number = name.rpartition("_")
         if base in self._expanding and number.isdigit():
@@ -87,18 +87,10 @@ class DirectStatement:
         return name, None
 
     def _parameters(self, shape: _Shape, values: dict[str, Any]):
-        if shape.slots is not None:
-            constants = shape.constants
-            return tuple((values[name] if name in values else constants[name]) if index is None
-                         else values[name][index] for name, index in shape.slots)
-        parameters = dict(shape.constants)
-        for name, value in values.items():
-            if name in self._expanding:
-                for index, item in enumerate(value, 1):
-                    parameters[f"{name}_{index}"] = item
-            else:
-                parameters[name] = value
-        return parameters
+        constants = shape.constants
+        ordered = tuple((values[name] if name in values else constants[name]) if index is None
+                        else values[name][index] for name, index in shape.slots)
+        return ordered if shape.names is None else dict(zip(shape.names, ordered))
 
     def rows(self, connection: Connection, values: dict[str, Any]) -> list[tuple]:
         """The statement's rows for `values` (lists for the expanding parameters), on this connection."""

@@ -144,9 +144,15 @@ def load_facts(session: Session | Connection, portal: str, usernames: set[str], 
     return _assemble(rows)
 
 
+def _facts_for(values: dict):
+    """The statement for these values: a branch with nothing to look up is left out (service/storage/direct.py)."""
+    return _facts_statement(bool(values["usernames"]), bool(values["organizations"]), bool(values["targets"]),
+                            values["key_id"] is not None)
+
+
 @cache
-def _facts_statement():
-    """Built once: a statement object reused keeps SQLAlchemy's compiled form and cache key (half the cost)."""
+def _facts_statement(people_: bool = True, asked_: bool = True, of_targets_: bool = True, key_: bool = True):
+    """Every branch, or those asked for; built once per combination."""
     portal = bindparam("portal")
     people = (
         select(
@@ -201,7 +207,9 @@ def _facts_statement():
         )
         .where(ClientKey.key_id == bindparam("key_id"))
     )
-    return union_all(people, asked, of_targets, key)
+    branches = [branch for branch, wanted in ((people, people_), (asked, asked_), (of_targets, of_targets_),
+                                              (key, key_)) if wanted]
+    return branches[0] if len(branches) == 1 else union_all(*branches)
 
 
 # The statement's columns, by position (rows are plain tuples: see service/storage/direct.py).
@@ -216,7 +224,7 @@ def _datetime_conversions(dialect) -> dict:
     return {} if convert is None else {column: convert for column in DATETIME_COLUMNS}
 
 
-FACTS = DirectStatement(lambda: _facts_statement(), ("usernames", "organizations", "targets"), _datetime_conversions)
+FACTS = DirectStatement(_facts_for, ("usernames", "organizations", "targets"), _datetime_conversions)
 
 
 def _assemble(rows) -> StoredFacts:
