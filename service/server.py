@@ -42,13 +42,18 @@ class Options:
 
 
 def default_workers(engine: str) -> int:
-    """Sized to the machine: gunicorn's sync workers need 2 x cores + 1; granian's threads need one per core."""
+    """Sized to the machine: gunicorn's sync workers 2 x cores + 1; granian 2 x cores single-threaded workers.
+
+    Issue 13 (bench/serving.py, three runs): once a decision costs ~80 µs of Python, threads in one
+    process wait on each other's GIL; 2 x cores processes of 1 thread answered up to 8% more decisions
+    than cores x 2 threads at 32 connections on SQLite and 30-37% more at one connection, the same on
+    PostgreSQL within the runs' noise. The same number of requests run at once either way."""
     cores = multiprocessing.cpu_count()
-    return cores if engine == "granian" else 2 * cores + 1
+    return 2 * cores if engine == "granian" else 2 * cores + 1
 
 
 def default_threads(engine: str) -> int:
-    return 2 if engine == "granian" else 1
+    return 1
 
 
 def build_worker_app(config: Config, policy_dir: Path):
