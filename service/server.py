@@ -14,6 +14,7 @@ machine. Either server gets the same main-process duties:
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from dataclasses import dataclass
@@ -173,12 +174,21 @@ def _chain(settings: dict, hook: str, call) -> None:
 
 # ---- granian ----------------------------------------------------------------------------------
 
+class MeasuredWorkers(logging.Filter):
+    """granian warns at every start when its workers outnumber the cores. More single-threaded workers than
+    cores is this service's measured default (README, "Why granian"), so that one warning is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "higher than the amount of CPU cores" not in record.getMessage()
+
+
 def _granian_logconfig(config: Config) -> dict:
     """The service's log format for granian's own records too (its access log stays off: the app writes one)."""
     logconfig = serving.gunicorn_options(config)["logconfig_dict"]
     level = config.logging.level.upper()
-    return {**logconfig, "loggers": {
-        "_granian": {"level": level, "handlers": [], "propagate": True},
+    filters = {**logconfig.get("filters", {}), "measured_workers": {"()": MeasuredWorkers}}
+    return {**logconfig, "filters": filters, "loggers": {
+        "_granian": {"level": level, "handlers": [], "propagate": True, "filters": ["measured_workers"]},
         "granian.access": {"level": "WARNING", "handlers": [], "propagate": False},
         "alembic": {"level": "WARNING"},
     }}
