@@ -60,15 +60,14 @@ class DirectStatement:
     def _shape(self, dialect: Dialect, values: dict[str, Any]) -> _Shape:
         key = (dialect.name, *(len(values[name]) for name in self._expanding),
                *(name for name in sorted(values) if values[name] is None))
-        shape = self._shapes.get(key)
+        shape = self._shapes.get(key)  # first in, first out past SHAPES_KEPT: a shape costs one compile again
         if shape is not None:
             return shape
         # Placeholders of the right count; the text does not depend on the values themselves.
         sample = {name: value if name not in self._expanding else [f"_{i}" for i in range(len(value))]
                   for name, value in values.items()}
         statement = self._build(sample)
-        compiled = statement.params(**{name: value for name, value in sample.items()}).compile(
-            dialect=dialect, compile_kwargs={"render_postcompile": True})
+        compiled = statement.params(**sample).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
         names = tuple(compiled.positiontup) if compiled.positiontup is not None else tuple(compiled.params)
         slots = tuple(self._slot(name) for name in names)
         constants = {name: _plain(value) for name, value in compiled.params.items() if self._slot(name)[0] not in values}
