@@ -151,8 +151,8 @@ def _facts_for(values: dict):
 
 
 @cache
-def _facts_statement(people_: bool = True, asked_: bool = True, of_targets_: bool = True, key_: bool = True):
-    """Every branch, or those asked for; built once per combination."""
+def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, with_key: bool):
+    """The branches asked for; built once per combination."""
     portal = bindparam("portal")
     people = (
         select(
@@ -207,8 +207,8 @@ def _facts_statement(people_: bool = True, asked_: bool = True, of_targets_: boo
         )
         .where(ClientKey.key_id == bindparam("key_id"))
     )
-    branches = [branch for branch, wanted in ((people, people_), (asked, asked_), (of_targets, of_targets_),
-                                              (key, key_)) if wanted]
+    branches = [branch for branch, wanted in ((people, with_people), (asked, with_asked),
+                                              (of_targets, with_targets), (key, with_key)) if wanted]
     return branches[0] if len(branches) == 1 else union_all(*branches)
 
 
