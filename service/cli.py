@@ -44,9 +44,12 @@ def prepare_database(config: Config):
     return database
 
 
-def _print_demo(demo, host: str, port: int) -> None:
+DEMO_SECRETS_FILE = "demo-secrets.txt"
+
+
+def _demo_text(demo, host: str, port: int) -> str:
     base = f"http://{host}:{port}"
-    print(f"""
+    return f"""
 First run: created a demo organization {demo.organization} in portal {demo.portal!r}.
 These secrets are shown only now; only their hashes are stored.
   admin   demo.admin   password {demo.admin_password}
@@ -57,7 +60,48 @@ Ask a first decision:
   curl -s {base}/v1/authorize -H 'Authorization: Bearer {demo.client_key}' \\
     -H 'Content-Type: application/json' \\
     -d '{{"portal": "{demo.portal}", "actor": "demo.member", "action": "claims", "resource": {{"type": "organization", "id": "{demo.organization}"}}}}'
-""", flush=True)
+"""
+
+
+def _write_owner_only(path: Path, text: str) -> None:
+    """Replace `path` with a file only its owner can read (made 0600 before a byte is written)."""
+    import tempfile
+
+    fd, temporary = tempfile.mkstemp(prefix=".demo-secrets-", dir=path.parent)  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _offer_demo(config: Config, database, args) -> None:
+    """The demo, only when asked for, only on an empty database; its secrets to the terminal, never to a log.
+
+    Standard output that is not a terminal is usually a log collector: then the secrets go to a file
+    beside the config that only its owner can read, and only that file's name is printed.
+    """
+    from service.clock import SystemClock
+    from service.domain.setup import create_demo, is_empty
+
+    if not (args.demo or config.demo.enabled):
+        return
+    with database.transaction() as session:
+        demo = create_demo(session, config, SystemClock().now()) if is_empty(session) else None
+    if demo is None:
+        print("portal-authz: demo not created: the database already holds organizations or client keys",
+              file=sys.stderr, flush=True)
+        return
+    text = _demo_text(demo, args.host, args.port)
+    if sys.stdout.isatty():
+        print(text, flush=True)
+        return
+    path = config.base_dir.resolve() / DEMO_SECRETS_FILE
+    _write_owner_only(path, text.lstrip("\n"))
+    print(f"portal-authz: created the demo organization {demo.organization} in portal {demo.portal!r}; "
+          f"its passwords and client key are in {path} (readable only by its owner)", flush=True)
 
 
 def _config_path(args) -> Path:
@@ -75,8 +119,6 @@ def _load_policy(config: Config, code: int = 2):
 
 
 def cmd_serve(args) -> None:
-    from service.clock import SystemClock
-    from service.domain.setup import create_demo, is_empty
     from service.background import DeliveryProcess
     from service.observe import serving
     from service.policy import PolicyLoadError
@@ -86,12 +128,10 @@ def cmd_serve(args) -> None:
     config = _config(args)
     _load_policy(config)  # refuse to start on a policy that does not load, before any worker forks
     database = prepare_database(config)
-    if config.demo.enabled:
-        with database.transaction() as session:
-            demo = create_demo(session, config, SystemClock().now()) if is_empty(session) else None
-        if demo:
-            _print_demo(demo, args.host, args.port)
-    database.dispose()
+    try:
+        _offer_demo(config, database, args)
+    finally:
+        database.dispose()
     serving.prepare(config)  # JSON logs, and a fresh metrics directory that the workers inherit (service/observe)
     engine = args.engine or config.server.engine
     options = Options(
@@ -412,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="WSGI server (default server.engine: granian)")
     serve.add_argument("--pid-file", default=None,
                        help="for `policy reload` (default server.pid_file, else portal-authz-PORT.pid beside the config)")
+    serve.add_argument("--demo", action="store_true",
+                       help="on an empty database, create the demo organization, accounts and client key and show "
+                            "their secrets once (nothing is created otherwise; demo.enabled asks for it too)")
     serve.add_argument("--deliver", action="store_true",
                        help="also run the delivery loop (`deliver`) in a child process (or delivery.in_serve)")
     serve.set_defaults(func=cmd_serve)

@@ -150,7 +150,9 @@ class Testing(_Strict):
 
 
 class Demo(_Strict):
-    enabled: bool = True
+    """The demo organization: never created unless asked for (`serve --demo`, or `enabled: true`)."""
+
+    enabled: bool = False
     portal: str = "ahcccs"
 
 
@@ -241,7 +243,7 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _demo_portal_exists(self) -> Config:
-        if self.demo.enabled and self.demo.portal not in self.portals:
+        if self.demo.portal not in self.portals:  # checked even when off: `serve --demo` may ask for it
             raise ValueError(f"demo.portal {self.demo.portal!r} is not one of the portals {sorted(self.portals)}")
         return self
 
