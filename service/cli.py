@@ -270,7 +270,9 @@ def cmd_clients_rotate(args) -> None:
     print(rotated.key)
     old = ", ".join(rotated.old_key_ids)
     when = "now" if grace <= timedelta(0) else rotated.old_until.isoformat(timespec="seconds")
-    print(f"new key for client {args.name!r}, shown only once; the old key(s) {old} stop {when}", file=sys.stderr)
+    until = f", expires {rotated.expires_at.isoformat(timespec='seconds')}" if rotated.expires_at else ""
+    print(f"new key for client {args.name!r}{until}, shown only once; the old key(s) {old} stop {when}",
+          file=sys.stderr)
 
 
 def _decide(args):
@@ -481,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("name")
     rotate.add_argument("--grace", default=None, metavar="DURATION",
                         help="how long the old key keeps working (default: none, it stops now)")
-    rotate.add_argument("--expires", default=None, metavar="DURATION", help="an expiry for the new key")
+    rotate.add_argument("--expires", default=None, metavar="DURATION",
+                        help="an expiry for the new key (default: the life the rotated key was given, if any)")
     rotate.set_defaults(func=cmd_clients_rotate)
 
     check = sub.add_parser("check", parents=[common], help="print one decision and its reasons")

@@ -161,6 +161,27 @@ def test_rotate_without_grace_stops_the_old_key_at_once(cli, cli_config, service
     assert [e["state"] for e in listed(cli, cli_config)["svc"]] == ["revoked", "active"]
 
 
+def test_rotate_keeps_the_life_the_old_key_was_given_unless_told_otherwise(cli, cli_config, service):
+    app, _, clock = service
+    old = add(cli, cli_config, "svc", "authorize", "--expires", "90d")
+    code, out, err = run(cli, cli_config, "rotate", "svc", "--grace", "1h")
+    assert code == 0 and ", expires " in err
+    new = out.strip()
+    entries = listed(cli, cli_config)["svc"]
+    lives = [datetime.fromisoformat(e["expires_at"]) - datetime.fromisoformat(e["created_at"]) for e in entries]
+    assert lives[1] == timedelta(days=90)
+    clock.advance(timedelta(days=89))
+    assert status(app, old) == 401 and status(app, new) == 200
+    clock.advance(timedelta(days=1, minutes=10))
+    assert status(app, new) == 401
+
+    code, out, _ = run(cli, cli_config, "rotate", "svc", "--expires", "7d")  # told otherwise
+    assert code == 0
+    newest = listed(cli, cli_config)["svc"][-1]
+    assert datetime.fromisoformat(newest["expires_at"]) - datetime.fromisoformat(newest["created_at"]) \
+        == timedelta(days=7)
+
+
 def test_rotate_needs_a_working_key(cli, cli_config):
     assert run(cli, cli_config, "rotate", "ghost")[0] == 1
     add(cli, cli_config, "gone")

@@ -204,19 +204,25 @@ class Rotated:
     key: str                    # the new key, shown once
     old_key_ids: list[str]
     old_until: datetime         # when the old keys stop (now, with no grace)
+    expires_at: datetime | None = None  # the new key's expiry
 
 
 def rotate(session: Session, name: str, now: datetime, *, actor: str, grace: timedelta = timedelta(0),
            expires_in: timedelta | None = None) -> Rotated:
     """A new key with the name and scopes of its newest working key; the old keys work `grace` longer.
 
-    An old key that would expire sooner keeps its earlier expiry. NoSuchClient when the name
-    has no working key (a revoked or expired client is added again, not rotated).
+    An old key that would expire sooner keeps its earlier expiry. The new key lives as long as the
+    newest working key was given to live (`add --expires 90d` rotates into another 90 days) unless
+    `expires_in` says otherwise: a rotation must not turn a key with a fixed life into one without.
+    NoSuchClient when the name has no working key (a revoked or expired client is added again, not rotated).
     """
     live = _live(session, name, now)
     if not live:
         raise NoSuchClient(f"client {name!r} has no working key to rotate")
-    scopes = tuple(live[-1].scopes.split(","))
+    newest = live[-1]
+    scopes = tuple(newest.scopes.split(","))
+    if expires_in is None and newest.expires_at is not None:
+        expires_in = newest.expires_at - newest.created_at
     until = now + grace
     for row in live:
         if grace <= timedelta(0):
@@ -230,7 +236,7 @@ def rotate(session: Session, name: str, now: datetime, *, actor: str, grace: tim
         "key_id": key.split("_")[1], "old_key_ids": old, "grace_seconds": int(grace.total_seconds()),
         "old_until": until.isoformat(), "scopes": list(scopes),
         "expires_at": expires_at.isoformat() if expires_at else None})
-    return Rotated(key, old, until)
+    return Rotated(key, old, until, expires_at)
 
 
 # ---- the check on every request
