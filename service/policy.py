@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -159,6 +160,7 @@ class Policy:
         self.policy_dir = Path(policy_dir)
         self.memo_size = memo_size
         self._engine = self._load()
+        self._listeners: list = []
 
     @property
     def version(self) -> str:
@@ -173,11 +175,34 @@ class Policy:
         except (OsoError, OSError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
 
+    def on_reload(self, listener) -> None:
+        """Call `listener(previous_version, new_version)` after each reload; new_version None when it failed.
+
+        Held weakly when it is a bound method (an app's metrics), so an app that is gone is not kept alive."""
+        self._listeners.append(weakref.WeakMethod(listener) if hasattr(listener, "__self__") else lambda: listener)
+
     def reload(self) -> str:
         """Load the files again; on error the running policy stays in force and the error is raised."""
-        engine = self._load()
+        previous = self._engine.version
+        try:
+            engine = self._load()
+        except PolicyLoadError:
+            self._tell(previous, None)
+            raise
         self._engine = engine  # one reference swap: a request sees the old engine or the new, never a mix
+        self._tell(previous, engine.version)
         return engine.version
+
+    def _tell(self, previous: str, version: str | None) -> None:
+        for ref in list(self._listeners):
+            listener = ref()
+            if listener is None:
+                self._listeners.remove(ref)
+                continue
+            try:
+                listener(previous, version)
+            except Exception:  # noqa: BLE001 - watching a reload never changes its outcome
+                log.exception("policy reload listener failed")
 
     def decide(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
         """Allow or deny, with every reason the policy gives for a denial."""

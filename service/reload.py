@@ -92,6 +92,9 @@ class PolicySnapshots:
             version = self.refresh()
         except PolicyLoadError as exc:
             log.error("policy reload refused, the workers keep policy %s: %s", previous, exc)
+            from service.observe.metrics import refused_policy_reload
+
+            refused_policy_reload()
             return False
         if version == previous:
             log.info("policy reload: policy %s unchanged; asking the workers anyway", version)

@@ -21,12 +21,22 @@ def _clock(config: Config, database: Database):
     return SettableClock(database) if config.testing.clock == "settable" else SystemClock()
 
 
+def _observer(config: Config):
+    """Delivery's counters. Beside `serve` they go to the server's multiprocess metrics files (the child
+    inherits PROMETHEUS_MULTIPROC_DIR), so the server's GET /metrics includes them; a standalone `deliver`
+    keeps them in its own process, where nothing scrapes them (the outbox gauges still show a stuck outbox)."""
+    from service.observe.metrics import Metrics
+
+    return Metrics(config)
+
+
 def deliver(database: Database, config: Config, *, once: bool, interval: float) -> None:
     """Batches until stopped (Ctrl-C), or one; prints each batch's counts."""
     clock = _clock(config, database)
+    observer = _observer(config)
     try:
         while True:
-            report = deliver_batch(database, config, clock.now(), SmtpSender(config.delivery.smtp))
+            report = deliver_batch(database, config, clock.now(), SmtpSender(config.delivery.smtp), observer)
             print(" ".join(f"{name}={count}" for name, count in report.counts().items()), flush=True)
             if once:
                 break
@@ -48,11 +58,12 @@ def deliver_beside_serve(config: Config, parent_pid: int, interval: float) -> No
     stop = Stop(parent_pid)
     database = Database(config.database_url)  # the server upgraded the schema before starting us
     clock = _clock(config, database)
+    observer = _observer(config)
     log.info("delivery worker running beside the server (pid %d), every %g s", parent_pid, interval)
     try:
         while not stop:
             try:
-                report = deliver_batch(database, config, clock.now(), SmtpSender(config.delivery.smtp))
+                report = deliver_batch(database, config, clock.now(), SmtpSender(config.delivery.smtp), observer)
             except Exception:
                 log.exception("delivery batch failed; trying again in %g s", interval)
             else:

@@ -79,6 +79,16 @@ def decide(server: Server, key: str, action: str) -> dict:
         return json.loads(response.read())
 
 
+def scrape(server: Server) -> str:
+    with urllib.request.urlopen(server.base + "/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def metric(text: str, series: str) -> float | None:
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
 def loaded_by(server: Server, version: str) -> set[int]:
     """Worker pids that logged loading `version` on a reload."""
     text = server.stderr_path.read_text()
@@ -142,6 +152,12 @@ def test_reload_reaches_every_worker_in_place_and_a_broken_policy_changes_nothin
         assert decide(server, key, "eligibility")["allowed"] is True
         assert decide(server, key, "claims")["allowed"] is True
         assert workers_of(server.process.pid) == workers and server.process.poll() is None
+        # /metrics, whichever worker answers: the refused reload counted, the version still the new one.
+        metrics = scrape(server)
+        assert metric(metrics, "portal_authz_policy_reload_failures_total") == 1
+        assert metric(metrics, "portal_authz_policy_reloads_total") == WORKERS  # each worker's one reload
+        assert metric(metrics, f'portal_authz_policy_info{{version="{new}"}}') == 1
+        assert metric(metrics, f'portal_authz_policy_info{{version="{old}"}}') == 0
 
         # A worker that dies now is replaced by one that boots on the last good policy.
         victim = min(workers)

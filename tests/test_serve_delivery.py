@@ -66,6 +66,11 @@ def delivery_settings(tmp_path: Path, port: int) -> dict:
             "interval_seconds": 0.5, "letters_dir": str(tmp_path / "letters")}
 
 
+def scrape(server: Server) -> str:
+    with urllib.request.urlopen(server.base + "/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
 def received(handler: Collector, to: str) -> list:
     with handler.lock:
         return [m for m in handler.messages if m["To"] == to]
@@ -85,6 +90,9 @@ def test_serve_deliver_emails_what_the_api_queued_and_leaves_no_process(tmp_path
         assert recover(server, key, "ian") == 202
         [email] = wait_for(lambda: received(handler, "ian@example.org"), server, "the recovery email is sent")
         assert email["Subject"] == "Password recovery"
+        # The child's counters reach the server's /metrics (the multiprocess files it inherits).
+        wait_for(lambda: 'portal_authz_delivery_attempts_total{channel="email"} 1.0' in scrape(server), server,
+                 "the delivery child's attempt shows in the server's /metrics")
 
         if stop_signal == signal.SIGTERM:
             # A delivery child that dies is logged and started again; the new one delivers too.

@@ -100,6 +100,27 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
+class DeliveryObserver(Protocol):
+    """Told of every attempt to hand a notification over and of every failed one (service/observe's metrics).
+
+    Failure reasons: `rejected` (the receiving side refused this message for good), `temporary` (anything
+    retried: a 4xx, a refused connection, a timeout), `lease_expired` (a worker died mid-send), `refused`
+    (an activation code in an email, which is never sent), `export` (the letters file could not be written).
+    """
+
+    def delivery_attempt(self, channel: str, count: int = 1) -> None: ...
+
+    def delivery_failure(self, channel: str, reason: str, count: int = 1) -> None: ...
+
+
+class _Unobserved:
+    def delivery_attempt(self, channel: str, count: int = 1) -> None:
+        pass
+
+    def delivery_failure(self, channel: str, reason: str, count: int = 1) -> None:
+        pass
+
+
 def message_id(notification_id: int, portal_id: str, from_address: str) -> str:
     """Stable per notification: a resend after a crash carries the same Message-ID."""
     domain = from_address.rpartition("@")[2] or "portal-authz.local"
@@ -131,10 +152,11 @@ def _due(channel: str, now: datetime):
 
 def claim_emails(database: Database, config: Config, now: datetime) -> list[Claimed]:
     """Mark a batch of due emails "sending" with a lease, in one short transaction."""
-    return _claim(database, config, now)[0]
+    return _claim(database, config, now, _Unobserved())[0]
 
 
-def _claim(database: Database, config: Config, now: datetime) -> tuple[list[Claimed], int]:
+def _claim(database: Database, config: Config, now: datetime,
+           observer: DeliveryObserver) -> tuple[list[Claimed], int]:
     """Claim a batch; also returns how many rows were failed instead because their leases ran out too often.
 
     A row still "sending" after its lease was claimed by a worker that never recorded an outcome:
@@ -174,7 +196,11 @@ def _claim(database: Database, config: Config, now: datetime) -> tuple[list[Clai
                                     payload=erase_secrets(payload))
                             .execution_options(synchronize_session=False))
             log.warning("notification %s: %s", notification_id, error)
-        return claimed, len(exhausted)
+    expired_claims = len(expired) + len(exhausted)
+    if expired_claims:  # each was an attempt whose worker died before recording it
+        observer.delivery_attempt("email", expired_claims)
+        observer.delivery_failure("email", "lease_expired", expired_claims)
+    return claimed, len(exhausted)
 
 
 def _finish(database: Database, notification_id: int, **values) -> None:
@@ -197,17 +223,21 @@ def _release(database: Database, ids: list[int]) -> None:
                         .execution_options(synchronize_session=False))
 
 
-def deliver_emails(database: Database, config: Config, now: datetime, sender: Sender) -> DeliveryReport:
+def deliver_emails(database: Database, config: Config, now: datetime, sender: Sender,
+                   observer: DeliveryObserver | None = None) -> DeliveryReport:
     settings = config.delivery
-    claimed, failed = _claim(database, config, now)
+    observer = observer or _Unobserved()
+    claimed, failed = _claim(database, config, now, observer)
     sent = retried = 0
     position = 0
     try:
         for position, item in enumerate(claimed):
+            observer.delivery_attempt("email")
             if "activation_code" in item.payload:  # R10: never by email, whatever wrote the row
                 _finish(database, item.id, status=FAILED, attempts=item.attempts + 1,
                         last_error="refused: an activation code is only sent by letter",
                         payload=erase_secrets(item.payload))
+                observer.delivery_failure("email", "refused")
                 failed += 1
                 continue
             try:
@@ -216,6 +246,7 @@ def deliver_emails(database: Database, config: Config, now: datetime, sender: Se
                 attempts = item.attempts + 1
                 permanent = isinstance(exc, SendFailed) and exc.permanent
                 error = exc.error if isinstance(exc, SendFailed) else f"{type(exc).__name__}: {exc}"[:2000]
+                observer.delivery_failure("email", "rejected" if permanent else "temporary")
                 if permanent:
                     _finish(database, item.id, status=FAILED, attempts=attempts, last_error=error,
                             payload=erase_secrets(item.payload))
@@ -283,7 +314,8 @@ def _write_batch(directory: Path, now: datetime, lines: list[str]) -> Path:
     return final
 
 
-def export_letters(database: Database, config: Config, now: datetime) -> tuple[int, Path | None]:
+def export_letters(database: Database, config: Config, now: datetime,
+                   observer: DeliveryObserver | None = None) -> tuple[int, Path | None]:
     """One mailing batch file per run; the rows are marked "exported" only once the file is in place.
 
     If the commit fails after the file is written, the next run exports those letters again;
@@ -297,15 +329,22 @@ def export_letters(database: Database, config: Config, now: datetime) -> tuple[i
         rows = session.scalars(query).all()
         if not rows:
             return 0, None
-        path = _write_batch(config.letters_path, now, [_letter_line(row) for row in rows])
+        observer = observer or _Unobserved()
+        observer.delivery_attempt("letter", len(rows))
+        try:
+            path = _write_batch(config.letters_path, now, [_letter_line(row) for row in rows])
+        except OSError:
+            observer.delivery_failure("letter", "export", len(rows))
+            raise
         for row in rows:  # the file has the secrets now; the database keeps only that they were sent
             row.status, row.delivered_at, row.attempts = EXPORTED, now, row.attempts + 1
             row.payload = erase_secrets(row.payload)
     return len(rows), path
 
 
-def deliver_batch(database: Database, config: Config, now: datetime, sender: Sender) -> DeliveryReport:
+def deliver_batch(database: Database, config: Config, now: datetime, sender: Sender,
+                  observer: DeliveryObserver | None = None) -> DeliveryReport:
     """Export due letters, then send one batch of due emails."""
-    letters, _ = export_letters(database, config, now)
-    report = deliver_emails(database, config, now, sender)
+    letters, _ = export_letters(database, config, now, observer)
+    report = deliver_emails(database, config, now, sender, observer)
     return DeliveryReport(sent=report.sent, failed=report.failed, retried=report.retried, letters=letters)

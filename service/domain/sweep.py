@@ -69,6 +69,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from time import perf_counter
 
 from sqlalchemy import JSON, String, and_, case, delete, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
@@ -80,7 +81,8 @@ from service.catalog import Status, Role
 from service.config import Config, PortalProfile
 from service.domain import orphans
 from service.domain.errors import NotFound
-from service.storage.models import Account, AuditRecord, Grant, Membership, Notification, SessionToken, UTCDateTime
+from service.storage.models import (Account, AuditRecord, Grant, Membership, Notification, SessionToken, SweepRun,
+                                    UTCDateTime)
 
 ACCOUNTS = Account.__table__
 NOTIFICATIONS = Notification.__table__
@@ -321,11 +323,42 @@ def sweep(database_or_session, config: Config, now: datetime, portal: str | None
     everything runs in the caller's transaction (the caller commits).
     """
     result = SweepResult()
-    for portal_id in _portals(config, portal):
+    portals = _portals(config, portal)
+    started = perf_counter()
+    run_id = _run_started(database_or_session, portal, client, now)
+    for portal_id in portals:
         profile = config.portals[portal_id]
         if isinstance(database_or_session, Session):
             part = sweep_portal(database_or_session, portal_id, profile, now, client)
         else:
             part = _in_own_transaction(database_or_session, portal_id, profile, now, client)
         result.add(portal_id, part)
+    _run_finished(database_or_session, run_id, now, perf_counter() - started, result)
     return result
+
+
+def _in_session(database_or_session, work):
+    if isinstance(database_or_session, Session):
+        return work(database_or_session)
+    with database_or_session.transaction() as session:
+        return work(session)
+
+
+def _run_started(database_or_session, portal: str | None, client: str | None, now: datetime) -> int:
+    """A run is written when it starts, in its own transaction (given a Database), so one that never
+    finishes is seen as started and not finished (GET /metrics: the sweep's timestamps)."""
+    def work(session: Session) -> int:
+        run = SweepRun(portal_id=portal, client=client, started_at=now)
+        session.add(run)
+        session.flush()
+        return run.id
+
+    return _in_session(database_or_session, work)
+
+
+def _run_finished(database_or_session, run_id: int, now: datetime, seconds: float, result: SweepResult) -> None:
+    def work(session: Session) -> None:
+        session.execute(update(SweepRun).where(SweepRun.id == run_id).values(
+            finished_at=now + timedelta(seconds=seconds), duration_seconds=seconds, **result.counts()))
+
+    _in_session(database_or_session, work)

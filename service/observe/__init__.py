@@ -23,7 +23,7 @@ def install(app: Flask) -> Observer:
     services = app.extensions["portal_authz"]
     if os.environ.get(SERVING_ENV) and not logs.is_configured():
         logs.configure(services.config.logging)
-    observer = Observer(services.config, services.database, services.clock)
+    observer = Observer(services.config, services.database, services.clock, services.policy)
     observer.hook(app)
     app.extensions[EXTENSION] = observer
     return observer

@@ -37,10 +37,14 @@ def request_id_of(environ: dict) -> str:
 class Observer:
     """One app's metrics, access log switch and decision log."""
 
-    def __init__(self, config: Config, database, clock=None):
+    def __init__(self, config: Config, database, clock=None, policy=None):
         self.metrics = Metrics(config)
         self.metrics.watch_pool(database.engine)
         self.metrics.watch_client_keys(database, clock)
+        if clock is not None:
+            self.metrics.watch_outbox_and_sweep(database, clock)
+        if policy is not None:
+            self.metrics.watch_policy(policy)
         self.access_log = config.logging.access_log
         self.decision_log = DecisionLog(config.decision_log, config.decision_log_path,
                                         on_error=self.metrics.decision_log_errors.inc)

@@ -27,6 +27,9 @@ DECISION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.00
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNMATCHED = "unmatched"
 CLIENT_REFUSALS = frozenset({"missing", "malformed", "unknown", "revoked", "expired", "insufficient_scope"})
+CHANNELS = frozenset({"email", "letter"})
+DELIVERY_FAILURES = frozenset({"rejected", "temporary", "lease_expired", "refused", "export"})
+SWEEP_CHANGES = ("warned", "locked", "disabled", "deleted")
 OTHER = "other"
 
 
@@ -97,6 +100,21 @@ class Metrics:
                                     "declared route (anything off the well-formed path: problems, refused keys, "
                                     "explain)", ["outcome"], registry=own)
         self._express = {True: self.express_lane.labels("answered"), False: self.express_lane.labels("handed_over")}
+        self.delivery_attempts = Counter("portal_authz_delivery_attempts",
+                                         "Attempts to hand a notification over (an email sent, a letter exported), "
+                                         "by the processes that deliver", ["channel"], registry=own)
+        self.delivery_failures = Counter("portal_authz_delivery_failures",
+                                         "Failed delivery attempts, by channel and reason", ["channel", "reason"],
+                                         registry=own)
+        self.policy_info = Gauge("portal_authz_policy_info", "The policy version loaded (value 1; 0 once replaced)",
+                                 ["version"], registry=own, multiprocess_mode="livemax")
+        self.policy_reloads = Counter("portal_authz_policy_reloads", "Policy reloads that loaded, per worker",
+                                      registry=own)
+        self.policy_reload_failures = Counter("portal_authz_policy_reload_failures",
+                                              "Policy reloads refused (the running policy stays)", registry=own)
+        self.policy_last_reload = Gauge("portal_authz_policy_last_reload_timestamp_seconds",
+                                        "When a worker last loaded a reloaded policy (Unix time)",
+                                        registry=own, multiprocess_mode="livemax")
         # Children by label tuple: a dict lookup instead of prometheus-client's locked one on every request.
         self._request_children: dict[tuple, object] = {}
         self._decision_children: dict[tuple, object] = {}
@@ -147,6 +165,40 @@ class Metrics:
     def watch_client_keys(self, database, clock) -> None:
         """Key operations (from the audit trail) and keys by state (from client_keys), read at each scrape."""
         self.registry.register(ClientKeyCollector(database, clock))
+
+    def watch_outbox_and_sweep(self, database, clock) -> None:
+        """The outbox's waiting notifications and the sweep's last run, read from the database at each scrape."""
+        self.registry.register(OutboxCollector(database, clock))
+        self.registry.register(SweepCollector(database))
+
+    # ---- delivery (service.domain.delivery.DeliveryObserver)
+
+    def delivery_attempt(self, channel: str, count: int = 1) -> None:
+        self.delivery_attempts.labels(channel if channel in CHANNELS else OTHER).inc(count)
+
+    def delivery_failure(self, channel: str, reason: str, count: int = 1) -> None:
+        self.delivery_failures.labels(channel if channel in CHANNELS else OTHER,
+                                      reason if reason in DELIVERY_FAILURES else OTHER).inc(count)
+
+    # ---- the policy
+
+    def watch_policy(self, policy) -> None:
+        """The loaded version as an info metric, and every reload of this process's policy, as it happens."""
+        self.policy_info.labels(policy.version).set(1)
+        policy.on_reload(self.policy_reloaded)
+
+    def policy_reloaded(self, previous: str, version: str | None) -> None:
+        """`version` None: the reload failed and `previous` stays in force."""
+        import time
+
+        if version is None:
+            self.policy_reload_failures.inc()
+            return
+        self.policy_reloads.inc()
+        self.policy_last_reload.set(time.time())
+        if version != previous:
+            self.policy_info.labels(previous).set(0)
+            self.policy_info.labels(version).set(1)
 
     # ---- the database pool
 
@@ -219,3 +271,124 @@ class ClientKeyCollector:
             keys.add_metric([state], n)
         yield operations
         yield keys
+
+
+def refused_policy_reload() -> None:
+    """In the server's main process: a reload it refused (the files do not load), so the workers never saw it.
+
+    Counted in the same family as the workers' own failures, through the multiprocess files that /metrics reads.
+    """
+    global _main_reload_failures
+    if not multiprocess_dir():
+        return
+    if _main_reload_failures is None:
+        from prometheus_client import Counter
+
+        _ensure_multiprocess_values()
+        _main_reload_failures = Counter("portal_authz_policy_reload_failures",
+                                        "Policy reloads refused (the running policy stays)", registry=None)
+    _main_reload_failures.inc()
+
+
+_main_reload_failures = None
+
+
+class OutboxCollector:
+    """Notifications waiting (queued, or claimed and not yet done) by channel and template, and the age of the
+    oldest per channel: one grouped query over the outbox's (channel, status) index at each scrape, so every
+    replica reports the same, wherever delivery runs. A database that does not answer leaves them out."""
+
+    def __init__(self, database, clock):
+        self.database, self.clock = database, clock
+
+    def collect(self):
+        import logging
+
+        from prometheus_client.core import GaugeMetricFamily
+        from sqlalchemy import func, select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from service.storage.models import Notification
+
+        waiting = GaugeMetricFamily("portal_authz_outbox_waiting",
+                                    "Notifications waiting to be delivered, by channel and template",
+                                    labels=["channel", "template"])
+        oldest = GaugeMetricFamily("portal_authz_outbox_oldest_age_seconds",
+                                   "Age of the oldest notification waiting, per channel (0: none waiting)",
+                                   labels=["channel"])
+        try:
+            now = self.clock.now()
+            with self.database.sessions() as session:
+                rows = session.execute(
+                    select(Notification.channel, Notification.template, func.count(), func.min(Notification.created_at))
+                    .where(Notification.status.in_(("queued", "sending")))
+                    .group_by(Notification.channel, Notification.template)).all()
+        except SQLAlchemyError:
+            logging.getLogger(__name__).warning("outbox metrics unavailable", exc_info=True)
+            return
+        ages = {channel: 0.0 for channel in sorted(CHANNELS)}
+        for channel, template, count, created_at in rows:
+            waiting.add_metric([channel, template], count)
+            if created_at is not None:
+                if created_at.tzinfo is None:  # SQLite's aggregate skips the column's type
+                    from datetime import timezone
+
+                    created_at = created_at.replace(tzinfo=timezone.utc)
+                ages[channel] = max(ages.get(channel, 0.0), (now - created_at).total_seconds())
+        for channel, age in ages.items():
+            oldest.add_metric([channel], max(age, 0.0))
+        yield waiting
+        yield oldest
+
+
+class SweepCollector:
+    """The inactivity sweep's runs (table sweep_runs, written by whichever process swept: cron's CLI, the API):
+    when the last one started and finished, how long it took, and the changes of every run summed."""
+
+    def __init__(self, database):
+        self.database = database
+
+    def collect(self):
+        import logging
+
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from sqlalchemy import func, select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from service.storage.models import SweepRun
+
+        started = GaugeMetricFamily("portal_authz_sweep_last_start_timestamp_seconds",
+                                    "When the last sweep started (Unix time; 0: never)")
+        finished = GaugeMetricFamily("portal_authz_sweep_last_finish_timestamp_seconds",
+                                     "When the last sweep that finished did (Unix time; 0: never)")
+        duration = GaugeMetricFamily("portal_authz_sweep_last_duration_seconds",
+                                     "How long the last finished sweep took")
+        changes = CounterMetricFamily("portal_authz_sweep_changes", "Accounts the sweep changed (and warnings it "
+                                      "queued), summed over every run", labels=["change"])
+        try:
+            with self.database.sessions() as session:
+                last_start = session.scalar(select(func.max(SweepRun.started_at)))
+                last = session.execute(select(SweepRun.finished_at, SweepRun.duration_seconds)
+                                       .where(SweepRun.finished_at.is_not(None))
+                                       .order_by(SweepRun.id.desc()).limit(1)).first()
+                totals = session.execute(select(*(func.coalesce(func.sum(getattr(SweepRun, c)), 0)
+                                                  for c in SWEEP_CHANGES))).one()
+        except SQLAlchemyError:
+            logging.getLogger(__name__).warning("sweep metrics unavailable", exc_info=True)
+            return
+        started.add_metric([], _unix(last_start))
+        finished.add_metric([], _unix(last[0]) if last else 0.0)
+        duration.add_metric([], float(last[1] or 0.0) if last else 0.0)
+        for change, total in zip(SWEEP_CHANGES, totals):
+            changes.add_metric([change], total)
+        yield from (started, finished, duration, changes)
+
+
+def _unix(moment) -> float:
+    if moment is None:
+        return 0.0
+    if moment.tzinfo is None:  # SQLite's aggregate skips the column's type: stored as UTC
+        from datetime import timezone
+
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -213,6 +214,23 @@ class AuditRecord(Base):
     reasons: Mapped[list] = mapped_column(JSON, default=list)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class SweepRun(Base):
+    """One run of the inactivity sweep, from whichever process ran it (cron's CLI, the API), for /metrics:
+    written when it starts and completed when it finishes, so a run that never finished shows."""
+
+    __tablename__ = "sweep_runs"
+    id: Mapped[intpk]
+    portal_id: Mapped[str | None] = mapped_column(String(64))  # null: every portal
+    client: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[timestamp]
+    finished_at: Mapped[optional_timestamp]
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    warned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    disabled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    deleted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TestingClock(Base):
