@@ -126,6 +126,13 @@ def cmd_serve(args) -> None:
     from service.server import Options, default_threads, default_workers, serve
 
     config = _config(args)
+    delivers = args.deliver or config.delivery.in_serve
+    if args.demo and config.delivery.by_caller is None and not delivers:
+        # The demo delivers nothing: whoever tries it plays the caller and reads the activation letter's
+        # code from the outbox (the README's worked example).
+        config = config.model_copy(update={"delivery": config.delivery.model_copy(update={"by_caller": True})})
+    if args.deliver and config.delivery.by_caller:
+        _die("--deliver: delivery.by_caller is true (the calling service delivers); serve cannot deliver too")
     _load_policy(config)  # refuse to start on a policy that does not load, before any worker forks
     database = prepare_database(config)
     try:
@@ -140,7 +147,7 @@ def cmd_serve(args) -> None:
         threads=args.threads or config.server.threads or default_threads(engine),
         pid_file=pid_file_path(config, args.port, args.pid_file))
     delivery = None
-    if args.deliver or config.delivery.in_serve:
+    if delivers:
         delivery = DeliveryProcess(_config_path(args), config.delivery.interval_seconds)
     try:
         serve(config, options, delivery=delivery)

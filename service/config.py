@@ -179,6 +179,17 @@ class Delivery(_Strict):
     letters_dir: Path = Field(default=Path("letters"), description="relative to the config file")
     in_serve: bool = Field(default=False, description="`serve` also runs the delivery loop in a child process")
     interval_seconds: float = Field(default=10.0, gt=0, description="between batches of the loop in `serve`")
+    by_caller: bool | None = Field(
+        default=None,
+        description="the calling service delivers notifications itself, so GET .../outbox shows their secrets "
+                    "(activation codes, temporary passwords); false: it withholds them and `deliver` sends them. "
+                    "null: true only with testing.clock settable (a test suite plays the caller) or `serve --demo`")
+
+    @model_validator(mode="after")
+    def _one_deliverer(self) -> Delivery:
+        if self.by_caller and self.in_serve:
+            raise ValueError("by_caller: true (the caller delivers) contradicts in_serve: true (serve delivers)")
+        return self
 
 
 class Logging(_Strict):
@@ -254,6 +265,13 @@ class Config(_Strict):
         if url:
             return url
         return f"sqlite:///{(self.base_dir / 'portal-authz.db').resolve()}"
+
+    @property
+    def outbox_shows_secrets(self) -> bool:
+        """Whether GET .../outbox hands `enroll` keys the notifications' secrets: only where the caller delivers."""
+        if self.delivery.by_caller is not None:
+            return self.delivery.by_caller
+        return self.testing.clock == "settable"
 
     @property
     def policy_path(self) -> Path:

@@ -10,6 +10,7 @@ from service.api.schemas import (AdminBody, AdminDesignated, AuditPage, AuditQue
                                  OrganizationView, OrgPath, OutboxPage, OutboxQuery, PortalPath)
 from service.domain import audit, notify, organizations
 from service.domain.decisions import profile_of
+from service.domain.delivery import withhold_secrets
 
 bp = Routes("enrolment", __name__, url_prefix="/v1/portals/<portal>")
 
@@ -68,9 +69,14 @@ def audit_log(path: PortalPath, query: AuditQuery):
 @bp.get("/outbox", operation_id="listOutbox", summary="Notifications queued for delivery, oldest first",
         scope="enroll", ok=(200, OutboxPage))
 def outbox(path: PortalPath, query: OutboxQuery):
-    """Notifications queued for delivery, oldest first; ?to= filters by recipient."""
-    profile_of(services().config, path.portal)
+    """Notifications queued for delivery, oldest first; ?to= filters by recipient. Their secrets (activation
+    codes, temporary passwords, ...) only where the calling service delivers them (`delivery.by_caller`):
+    otherwise any `enroll` key could read every pending master account's code and activate it."""
+    config = services().config
+    profile_of(config, path.portal)
     rows = notify.queued(db_session(), path.portal, to=query.to or None, limit=query.limit)
+    shown = (lambda payload: payload) if config.outbox_shows_secrets else withhold_secrets
     return jsonify(notifications=[{"channel": n.channel, "to": n.recipient, "template": n.template,
-                                   "created_at": n.created_at.isoformat(), "payload": n.payload, "status": n.status}
+                                   "created_at": n.created_at.isoformat(), "payload": shown(n.payload),
+                                   "status": n.status}
                                   for n in rows])

@@ -54,9 +54,19 @@ SECRET_FIELDS = frozenset({"activation_code", "temporary_password", "registratio
 ERASED = "[erased]"
 
 
+WITHHELD = "[withheld]"
+
+
 def erase_secrets(payload: dict | None) -> dict:
     """The payload with every secret field's value replaced by "[erased]"."""
     return {key: ERASED if key in SECRET_FIELDS else value for key, value in (payload or {}).items()}
+
+
+def withhold_secrets(payload: dict | None) -> dict:
+    """The payload as the outbox shows it where the service delivers: a secret still waiting is "[withheld]"
+    (one already erased stays "[erased]"), so a reader learns that a code was issued, never the code."""
+    return {key: (value if value == ERASED else WITHHELD) if key in SECRET_FIELDS else value
+            for key, value in (payload or {}).items()}
 
 
 @dataclass(frozen=True)
