@@ -25,7 +25,7 @@ from service.storage.models import Account, ClientKey, Organization
 from tests.fixtures.postgres import free_port
 from tests.fixtures.servers import ROOT, Server, server_config
 
-SECRET = re.compile(r"pak_\w+|password \S+")
+SECRET = re.compile(r"pak_[A-Za-z0-9_-]+|password \S+")
 
 
 def counts(url: str) -> tuple[int, int, int]:
@@ -111,7 +111,7 @@ def test_serve_demo_on_a_terminal_prints_the_secrets_once_and_nothing_to_the_log
         os.close(primary)
     assert "created a demo organization DEMO-0001" in shown
     assert re.search(r"demo\.admin\s+password \S+", shown) and re.search(r"demo\.member\s+password \S+", shown)
-    key = re.search(r"pak_\w+", shown).group(0)
+    key = re.search(r"pak_[A-Za-z0-9_-]+", shown).group(0)
     log = (tmp_path / "serve.err").read_text()
     assert key not in log and "password" not in log
     assert not (tmp_path / cli.DEMO_SECRETS_FILE).exists()
@@ -135,7 +135,7 @@ def test_the_demo_off_a_terminal_goes_to_a_file_only_its_owner_reads(tmp_path, c
     assert not SECRET.search(out + err)
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
     text = secrets_file.read_text()
-    assert re.search(r"pak_\w+", text) and re.search(r"demo\.member\s+password \S+", text)
+    assert re.search(r"pak_[A-Za-z0-9_-]+", text) and re.search(r"demo\.member\s+password \S+", text)
 
 
 def test_the_demo_is_not_created_unless_asked(tmp_path, capsys):

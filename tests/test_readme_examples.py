@@ -31,7 +31,7 @@ def test_the_worked_example_runs_as_printed(tmp_path):
     assert re.search(r"^exec \S+ serve --demo ", (ROOT / "scripts" / "serve").read_text(), re.M)
     with running(["readme"], url, tmp_path, workers=1, args=("--demo",)) as (server,):
         # Not on a terminal, the demo's secrets are in a file only its owner reads.
-        key = re.search(r"pak_\w+", (tmp_path / cli.DEMO_SECRETS_FILE).read_text()).group(0)
+        key = re.search(r"pak_[A-Za-z0-9_-]+", (tmp_path / cli.DEMO_SECRETS_FILE).read_text()).group(0)
         run = subprocess.run(["bash", "-euo", "pipefail", "-c", worked_example()], capture_output=True, text=True,
                              timeout=120, env={**os.environ, "BASE": server.base, "KEY": key})
     assert run.returncode == 0, run.stdout + run.stderr
