@@ -18,6 +18,14 @@ from service.catalog import ORGANIZATION_ACTIONS
 
 DATABASE_URL_ENV = "PORTAL_AUTHZ_DATABASE_URL"
 CONFIG_ENV = "PORTAL_AUTHZ_CONFIG"
+# The settings that hold secrets, and the environment variable that overrides each. Every one can also be
+# read from a file named by the same variable with `_FILE` appended (a mounted secret), so that no secret
+# needs to be written in config.yaml.
+SECRET_SETTINGS = {
+    ("database", "url"): DATABASE_URL_ENV,
+    ("delivery", "smtp", "username"): "PORTAL_AUTHZ_SMTP_USERNAME",
+    ("delivery", "smtp", "password"): "PORTAL_AUTHZ_SMTP_PASSWORD",
+}
 PERMISSION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Actions that organization resources already use; a catalog entry may not shadow them.
 RESERVED_ORGANIZATION_ACTIONS = frozenset(ORGANIZATION_ACTIONS)
@@ -261,7 +269,7 @@ class Config(_Strict):
     @property
     def database_url(self) -> str:
         """The environment wins over the file; the default is a SQLite file beside the config."""
-        url = os.environ.get(DATABASE_URL_ENV) or self.database.url
+        url = os.environ.get(DATABASE_URL_ENV) or _from_file(DATABASE_URL_ENV, os.environ) or self.database.url
         if url:
             return url
         return f"sqlite:///{(self.base_dir / 'portal-authz.db').resolve()}"
@@ -312,6 +320,48 @@ def parse_config(data: object, base_dir: Path = Path(".")) -> Config:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 
 
+def _from_file(variable: str, environ) -> str | None:
+    """The secret in the file `$<variable>_FILE` names (one trailing newline dropped), or None when unset."""
+    name = environ.get(variable + "_FILE")
+    if not name:
+        return None
+    try:
+        value = Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigError(f"{variable}_FILE: cannot read {name}: {reason}") from None
+    value = value[:-1] if value.endswith("\n") else value
+    value = value[:-1] if value.endswith("\r") else value
+    if not value:
+        raise ConfigError(f"{variable}_FILE: {name} is empty")
+    return value
+
+
+def secrets_from_environment(data: dict, environ=os.environ) -> dict:
+    """`data` with every secret setting that the environment gives (SECRET_SETTINGS) put in place.
+
+    `VAR` or `VAR_FILE`, never both (which one would win is a guess an operator should not have to make).
+    The values are never part of an error message."""
+    for keys, variable in SECRET_SETTINGS.items():
+        direct = environ.get(variable)
+        if direct and environ.get(variable + "_FILE"):
+            raise ConfigError(f"{variable} and {variable}_FILE are both set: set one")
+        value = direct or _from_file(variable, environ)
+        if value is None:
+            continue
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            elif not isinstance(child, dict):
+                break  # the file's own shape error is reported by validation
+            node = child
+        else:
+            node[keys[-1]] = value
+    return data
+
+
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read config.yaml (or $PORTAL_AUTHZ_CONFIG) and validate it."""
     path = Path(path or os.environ.get(CONFIG_ENV) or "config.yaml")
@@ -324,6 +374,8 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     try:
+        if isinstance(data, dict):
+            data = secrets_from_environment(data)
         return parse_config(data, base_dir=path.resolve().parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -111,3 +111,47 @@ def test_environment_overrides_database_url(tmp_path, monkeypatch):
     assert load_config(path).database_url == "sqlite:///from-file.db"
     monkeypatch.setenv(DATABASE_URL_ENV, "postgresql://db.example/portal")
     assert load_config(path).database_url == "postgresql://db.example/portal"
+
+
+# ---- secrets from the environment or a file, never necessarily in config.yaml
+
+SECRET_VARIABLES = ("PORTAL_AUTHZ_SMTP_PASSWORD", "PORTAL_AUTHZ_SMTP_USERNAME", DATABASE_URL_ENV)
+
+
+@pytest.fixture
+def clean_environment(monkeypatch):
+    for variable in SECRET_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.delenv(variable + "_FILE", raising=False)
+    return monkeypatch
+
+
+def test_the_smtp_credentials_come_from_the_environment(clean_environment):
+    clean_environment.setenv("PORTAL_AUTHZ_SMTP_USERNAME", "mailer")
+    clean_environment.setenv("PORTAL_AUTHZ_SMTP_PASSWORD", "s3cret pass")
+    smtp = load_config(ROOT / "config.yaml").delivery.smtp
+    assert (smtp.username, smtp.password) == ("mailer", "s3cret pass")
+
+
+def test_each_secret_comes_from_a_file_named_by_its_variable_with_FILE(clean_environment, tmp_path):
+    (tmp_path / "smtp").write_text("from a file\n")
+    (tmp_path / "url").write_text(f"sqlite:///{tmp_path / 'mounted.db'}\n")
+    clean_environment.setenv("PORTAL_AUTHZ_SMTP_PASSWORD_FILE", str(tmp_path / "smtp"))
+    clean_environment.setenv(DATABASE_URL_ENV + "_FILE", str(tmp_path / "url"))
+    config = load_config(ROOT / "config.yaml")
+    assert config.delivery.smtp.password == "from a file"
+    assert config.database_url == f"sqlite:///{tmp_path / 'mounted.db'}"
+
+
+def test_a_secret_set_twice_or_unreadable_stops_the_service_without_showing_it(clean_environment, tmp_path):
+    clean_environment.setenv("PORTAL_AUTHZ_SMTP_PASSWORD", "shown-nowhere")
+    clean_environment.setenv("PORTAL_AUTHZ_SMTP_PASSWORD_FILE", str(tmp_path / "smtp"))
+    with pytest.raises(ConfigError, match="PORTAL_AUTHZ_SMTP_PASSWORD and PORTAL_AUTHZ_SMTP_PASSWORD_FILE") as twice:
+        load_config(ROOT / "config.yaml")
+    assert "shown-nowhere" not in str(twice.value)
+    clean_environment.delenv("PORTAL_AUTHZ_SMTP_PASSWORD")
+    with pytest.raises(ConfigError, match=r"PORTAL_AUTHZ_SMTP_PASSWORD_FILE: cannot read .*smtp"):
+        load_config(ROOT / "config.yaml")
+    (tmp_path / "smtp").write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(ROOT / "config.yaml")
