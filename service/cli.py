@@ -122,10 +122,16 @@ def cmd_serve(args) -> None:
     from service.background import DeliveryProcess
     from service.observe import serving
     from service.policy import PolicyLoadError
-    from service.reload import pid_file_path
+    from service.reload import PidFileTaken, PortTaken, check_pid_file_free, check_port_free, pid_file_path
     from service.server import Options, default_threads, default_workers, serve
 
     config = _config(args)
+    pid_file = pid_file_path(config, args.port, args.pid_file)
+    try:  # before anything is written: a second server on a taken port changes nothing
+        check_port_free(args.host, args.port)
+        check_pid_file_free(pid_file)
+    except (PortTaken, PidFileTaken) as exc:
+        _die(str(exc), 1)
     delivers = args.deliver or config.delivery.in_serve
     if args.demo and config.delivery.by_caller is None and not delivers:
         # The demo delivers nothing: whoever tries it plays the caller and reads the activation letter's
@@ -145,7 +151,7 @@ def cmd_serve(args) -> None:
         host=args.host, port=args.port, engine=engine,
         workers=args.workers or config.server.workers or default_workers(engine),
         threads=args.threads or config.server.threads or default_threads(engine),
-        pid_file=pid_file_path(config, args.port, args.pid_file))
+        pid_file=pid_file)
     delivery = None
     if delivers:
         delivery = DeliveryProcess(_config_path(args), config.delivery.interval_seconds)
@@ -460,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--engine", choices=("granian", "gunicorn"), default=None,
                        help="WSGI server (default server.engine: granian)")
     serve.add_argument("--pid-file", default=None,
-                       help="for `policy reload` (default server.pid_file, else portal-authz-PORT.pid beside the config)")
+                       help="for `policy reload` (default server.pid_file, else portal-authz-CONFIG-PORT.pid beside "
+                            "the config: portal-authz-config-8000.pid for config.yaml)")
     serve.add_argument("--demo", action="store_true",
                        help="on an empty database, create the demo organization, accounts and client key and show "
                             "their secrets once (nothing is created otherwise; demo.enabled asks for it too)")

@@ -249,6 +249,8 @@ class Config(_Strict):
     portals: dict[str, PortalProfile] = Field(min_length=1)
     # Where the file was read from; relative paths (the SQLite default) hang off it.
     base_dir: Path = Path(".")
+    # The file's name without its suffix ("config" for config.yaml): what sets one server's pid file apart.
+    config_name: str = "config"
     # The Polar files and their decision tables; relative to the config file.
     policy_dir: Path = Path("policies")
 
@@ -309,12 +311,12 @@ def _describe(error: dict) -> str:
     return f"{where}: {message} (found {shown})"
 
 
-def parse_config(data: object, base_dir: Path = Path(".")) -> Config:
+def parse_config(data: object, base_dir: Path = Path("."), config_name: str = "config") -> Config:
     """Validate an already-parsed mapping; raises ConfigError with one line per problem."""
     if not isinstance(data, dict):
         raise ConfigError(f"config: the top level must be a mapping of keys, found {type(data).__name__}")
     try:
-        return Config.model_validate({**data, "base_dir": base_dir})
+        return Config.model_validate({**data, "base_dir": base_dir, "config_name": config_name})
     except ValidationError as exc:
         lines = [_describe(err) for err in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
@@ -376,6 +378,6 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     try:
         if isinstance(data, dict):
             data = secrets_from_environment(data)
-        return parse_config(data, base_dir=path.resolve().parent)
+        return parse_config(data, base_dir=path.resolve().parent, config_name=path.stem)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -151,12 +151,57 @@ def install_worker_reload(policy: Policy) -> None:
 # ---- the pid file ------------------------------------------------------------------------------
 
 def pid_file_path(config: Config, port: int, override: str | os.PathLike | None = None) -> Path:
-    """`--pid-file`, else `server.pid_file`, else `portal-authz-<port>.pid` beside the config file."""
+    """`--pid-file`, else `server.pid_file`, else `portal-authz-<config name>-<port>.pid` beside the config file
+    (config.yaml on port 8000: portal-authz-config-8000.pid), so servers of two configs never share one."""
     if override:
         return Path(override).resolve()
     if config.server.pid_file is not None:
         return (config.base_dir / config.server.pid_file).resolve()
-    return (config.base_dir / f"portal-authz-{port}.pid").resolve()
+    return (config.base_dir / f"portal-authz-{config.config_name}-{port}.pid").resolve()
+
+
+class PortTaken(Exception):
+    """Another process listens on the address `serve` was asked to bind."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind the address once without SO_REUSEPORT, and let go: PortTaken if another process listens there.
+
+    The workers bind with SO_REUSEPORT, which would let a second server share a port with the first (the
+    kernel then splits connections between two servers, perhaps over two databases). A plain bind fails
+    against any listener, reuse or not; SO_REUSEADDR only lets it past connections left in TIME_WAIT."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortTaken(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    for family, kind, proto, _, address in infos[:1]:
+        probe = socket.socket(family, kind, proto)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+            probe.listen(1)
+        except OSError as exc:
+            raise PortTaken(f"port {port} on {host} is taken by another process ({exc.strerror}); "
+                            "stop it or choose another --port") from None
+        finally:
+            probe.close()
+
+
+class PidFileTaken(Exception):
+    """The pid file names another running `portal-authz serve`."""
+
+
+def check_pid_file_free(path: Path) -> None:
+    """PidFileTaken when the pid file names another running server: never take (nor later delete) its file."""
+    try:
+        pid = server_pid(path)
+    except ServerNotFound:
+        return  # none, stale or not a server: ours to write
+    if pid != os.getpid():
+        raise PidFileTaken(f"pid file {path} belongs to a running server (pid {pid}); "
+                           "stop it or choose another --pid-file")
 
 
 def write_pid_file(path: Path) -> bool:

@@ -178,7 +178,7 @@ def test_reload_reaches_every_worker_in_place_and_a_broken_policy_changes_nothin
 
 def test_reload_without_a_running_server_says_so(cli_config, cli, tmp_path):
     code, _, err = cli("policy", "reload", "--config", str(cli_config), "--port", "1")
-    assert code == 3 and "no pid file" in err and "portal-authz-1.pid" in err
+    assert code == 3 and "no pid file" in err and "portal-authz-config-1.pid" in err
     (tmp_path / "stale.pid").write_text("999999999\n")
     code, _, err = cli("policy", "reload", "--config", str(cli_config), "--pid-file", str(tmp_path / "stale.pid"))
     assert code == 3 and "not running" in err
