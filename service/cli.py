@@ -1,4 +1,5 @@
-"""The `portal-authz` command: serve, clients add/list/revoke/rotate, check, policy test/explain/diff/reload, sweep, deliver."""
+"""The `portal-authz` command: serve, migrate, clients add/list/revoke/rotate, check, policy test/explain/diff/reload,
+sweep, deliver."""
 from __future__ import annotations
 
 import argparse
@@ -423,6 +424,21 @@ def cmd_sweep(args) -> None:
     database.dispose()
 
 
+def cmd_migrate(args) -> None:
+    """The deployment step: upgrade the schema to the newest revision (under PostgreSQL's advisory lock, so
+    replicas and a `serve` starting at the same time take turns) and mirror the portals; then exit."""
+    from alembic.runtime.migration import MigrationContext
+
+    config = _config(args)
+    database = prepare_database(config)
+    try:
+        with database.engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        database.dispose()
+    print(f"schema at revision {revision}; portals: {', '.join(config.portals)}")
+
+
 def cmd_deliver(args) -> None:
     """Issue 5 item 6: send queued emails over SMTP and export letters; once, or every --interval seconds."""
     from service import worker
@@ -550,6 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", parents=[common], help="run the inactivity sweep (R22, R23) now")
     sweep.add_argument("--portal", default=None, help="one portal (default: every portal)")
     sweep.set_defaults(func=cmd_sweep)
+
+    migrate = sub.add_parser("migrate", parents=[common],
+                             help="upgrade the database schema to the newest revision and exit (the deployment step)")
+    migrate.set_defaults(func=cmd_migrate)
 
     deliver = sub.add_parser("deliver", parents=[common], help="send queued emails and export letters")
     deliver.add_argument("--once", action="store_true", help="run one batch and exit")

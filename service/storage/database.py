@@ -7,13 +7,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from sqlalchemy import create_engine, event, inspect, make_url
+from sqlalchemy import create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# The PostgreSQL advisory lock every schema upgrade holds (any fixed 64-bit number; this one spells "paz-mig").
+MIGRATION_LOCK = 0x70617A2D6D6967
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -172,10 +174,24 @@ class Database:
             session.commit()
 
     def upgrade_schema(self) -> None:
-        """Bring the schema to the newest migration (creates it on an empty database)."""
+        """Bring the schema to the newest migration (creates it on an empty database).
+
+        On PostgreSQL under a session advisory lock, held on a connection of its own for the whole upgrade:
+        replicas started together (or `portal-authz migrate` beside a starting `serve`) upgrade one at a
+        time, and the later ones find the schema at the newest revision and change nothing. The lock ends
+        with its connection, so an upgrade that dies holds it no longer than that."""
         from alembic import command
 
-        command.upgrade(alembic_config(self.engine), "head")
+        if self.is_sqlite:
+            command.upgrade(alembic_config(self.engine), "head")
+            return
+        with self.engine.connect() as connection:
+            lock = connection.execution_options(isolation_level="AUTOCOMMIT")
+            lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                command.upgrade(alembic_config(self.engine), "head")
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
 
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("accounts")
