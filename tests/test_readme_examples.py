@@ -63,3 +63,18 @@ def test_policy_test_on_a_policy_that_does_not_compile_is_one_line(tmp_path):
     assert "Traceback" not in run.stderr and run.stdout == ""
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith("portal-authz: policy in") and re.search(r"line \d+", line) and "'if'" in line
+
+
+def test_scripts_venv_refuses_a_python_oso_has_no_wheels_for_before_making_anything(tmp_path):
+    """oso 0.27 ships wheels for CPython 3.11 and 3.12 only: any other interpreter stops with one line."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "venv", tmp_path / "scripts" / "venv")
+    fake = tmp_path / "python3.13"
+    fake.write_text("#!/bin/sh\necho 3.13\n")
+    fake.chmod(0o755)
+    run = subprocess.run([str(tmp_path / "scripts" / "venv")], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "PYTHON": str(fake)})
+    assert run.returncode == 1
+    (line,) = run.stderr.strip().splitlines()
+    assert "needs Python 3.11 or 3.12" in line and f"{fake}=3.13" in line
+    assert not (tmp_path / ".venv").exists()
