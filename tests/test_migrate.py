@@ -14,7 +14,6 @@ from sqlalchemy import create_engine, text
 from service.storage.database import MIGRATION_LOCK
 from tests.fixtures.servers import ROOT, server_config
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -42,6 +41,8 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_processes_migrating_one_empty_postgresql_at_once_all_succeed(empty_pg, tmp_path):
     config = server_config(tmp_path)
     racers = [migrate(config, empty_pg) for _ in range(3)]
@@ -59,6 +60,8 @@ def test_processes_migrating_one_empty_postgresql_at_once_all_succeed(empty_pg, 
         engine.dispose()
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_the_upgrade_waits_for_the_advisory_lock(empty_pg, tmp_path):
     """Held elsewhere, the lock keeps `migrate` from touching the schema until it is released."""
     engine = create_engine(empty_pg.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -80,3 +83,10 @@ def test_the_upgrade_waits_for_the_advisory_lock(empty_pg, tmp_path):
             assert holder.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
     finally:
         engine.dispose()
+
+
+def test_migrate_upgrades_an_empty_sqlite_file_and_exits(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PORTAL_AUTHZ_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")
+    code, out, _ = cli("migrate", "--config", str(server_config(tmp_path)))
+    assert code == 0 and out.strip() == f"schema at revision {head_revision()}; portals: ahcccs, qm, ahw, masshealth"
+    assert (tmp_path / "fresh.db").exists()

@@ -60,3 +60,13 @@ def test_the_caller_and_serve_cannot_both_deliver(config):
     data["delivery"] = {"by_caller": True, "in_serve": True}
     with pytest.raises(ConfigError, match="by_caller"):
         parse_config(data, ROOT)
+
+
+def test_serve_deliver_is_refused_where_the_caller_delivers(cli, tmp_path):
+    from tests.fixtures.postgres import free_port
+    from tests.fixtures.servers import server_config
+
+    config = server_config(tmp_path, delivery={"by_caller": True})
+    code, _, err = cli("serve", "--deliver", "--port", str(free_port()), "--config", str(config))
+    assert code == 2 and "delivery.by_caller is true" in err
+    assert not list(tmp_path.glob("*.db"))  # refused before the database was touched
