@@ -134,7 +134,7 @@ def cmd_serve(args) -> None:
     except (PortTaken, PidFileTaken) as exc:
         _die(str(exc), 1)
     delivers = args.deliver or config.delivery.in_serve
-    if args.demo and config.delivery.by_caller is None and not delivers:
+    if (args.demo or config.demo.enabled) and config.delivery.by_caller is None and not delivers:
         # The demo delivers nothing: whoever tries it plays the caller and reads the activation letter's
         # code from the outbox (the README's worked example).
         config = config.model_copy(update={"delivery": config.delivery.model_copy(update={"by_caller": True})})
