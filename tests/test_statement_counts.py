@@ -102,9 +102,8 @@ def test_a_denied_admin_action_writes_only_its_audit_record(clinic, config):
 
 # --- A whole admin action over HTTP: key check, session check, decision, change and the answer ------------
 
-# Counted as the database sees them: statements plus BEGIN/COMMIT/ROLLBACK. Approve: at most 12 (issue 23; 16
-# before the answer was read in one statement, the session with its account, and the orphan check skipped when
-# the action cannot orphan); the others at what they cost on PostgreSQL, so that none creeps back up.
+# Counted as the database sees them: statements plus BEGIN/COMMIT/ROLLBACK. Approve: at most 12, the budget set
+# for it; the others at what they cost on PostgreSQL, so that none creeps back up (bench/README.md has the figures).
 HTTP_BUDGET = {"approve": 12, "enable": 11, "disable": 13, "unlock": 13, "remove": 15, "upgrade": 11, "grant": 12}
 
 
