@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from bench.mixed import (ADMIN_ACTIONS, ADMINS_PER_ORG, CATALOG, PER_ORG, cerbos_account_policy, cerbos_body,
-                         mix_of, people, portal_body, questions)
+                         mix_of, people, portal_body, questions, sample_of)
 from service.policy import Policy
 
 
@@ -66,6 +66,15 @@ def test_both_sides_are_asked_the_same_question(workload):
         assert ours["resource"]["id"] == resource["resource"]["id"]
         assert ours["resource"]["type"] == resource["resource"]["kind"]
         assert ours.get("context", {}).get("permission", "") == resource["resource"]["attr"].get("permission", "")
+
+
+def test_the_agreement_sample_holds_every_action_on_every_target_status(workload):
+    population, asked = workload
+    sample = sample_of(asked, 100)
+    assert sample[:100] == asked[:100] and len(sample) < 1_000
+    statuses = {p.status for p in population}
+    covered = {(q.action, q.target.status) for q in sample if q.target is not None}
+    assert covered == {(action, status) for action in ADMIN_ACTIONS for status in statuses}
 
 
 def test_the_account_policy_has_a_rule_per_admin_action():
