@@ -268,6 +268,27 @@ def test_locking_out_the_last_admin_notifies_support(recoverable, build, databas
 
 @pytest.mark.R3
 @pytest.mark.R4
+@pytest.mark.parametrize("action, status", [("enable", "disabled"), ("approve", "pending_approval"),
+                                            ("unlock", "locked")])
+def test_support_activating_a_member_where_the_only_admin_is_locked_notifies_support(client, key, build, database,
+                                                                                      action, status):
+    """An action that never takes an admin away still orphans an organization that had none (R3): reported."""
+    with build("ahcccs") as world:
+        world.account("sam", support=True)
+        world.account("kim", status="locked", memberships={"P-1": {"role": "admin"}})
+        world.account("uma", status=status, memberships={"P-1": {}})
+        world.account("ned", status=status, memberships={"P-2": {}})
+        world.account("ada", memberships={"P-2": {"role": "admin"}})
+    p = portal(client, key, "ahcccs")
+    token = sign_in(p, "sam")
+    p.act(token, "uma", action)
+    p.act(token, "ned", action)  # P-2 has its admin: nothing to tell
+    assert [(n.recipient, n.payload["organization"], n.payload["cause"]) for n in support_notices(database)] == [
+        ("sam@example.org", "P-1", action)]
+
+
+@pytest.mark.R3
+@pytest.mark.R4
 @pytest.mark.R23
 def test_the_sweep_disabling_the_last_admin_notifies_support(client, key, build, database, clock):
     with build("ahw") as world:

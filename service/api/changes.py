@@ -10,7 +10,7 @@ from flask import g, jsonify, request
 
 from service.api.problems import Problem
 from service.api.requests import services
-from service.domain import sessions, work
+from service.domain import administration, sessions, work
 
 CHANGE = (403, 404, 409, 422)
 
@@ -68,10 +68,8 @@ def run_change(portal: str, change):
         person = acting(ctx)
         outcome = change(ctx, person)
         if outcome.account is not None:
-            ctx.session.flush()
-            ctx.session.refresh(outcome.account)
-            outcome.view = account_view(outcome.account, ctx.profile,
-                                        seen_through(person, outcome.account, outcome.organization))
+            account = administration.as_it_stands(ctx, outcome.account)
+            outcome.view = account_view(account, ctx.profile, seen_through(person, account, outcome.organization))
         return outcome
 
     return answer(transaction(portal, work_))

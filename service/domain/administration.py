@@ -24,10 +24,15 @@ from service.domain.work import Context  # noqa: F401 - the context every change
 from service.domain.passwords import hash_secret
 from service.policy import Decision
 from service.facts import AccountFacts
-from service.storage.facts import find_account, username_key
+from service.storage.facts import find_account, reread_account, username_key
 from service.storage.models import Account, Comment, Grant, Membership, OneTimeCode, Organization
 
 ACTIONS = PATH_ACTIONS  # the admin actions of POST .../accounts/{username}/{action}
+# Actions that only ever raise an account's standing (a status towards active, a role towards admin) or change
+# neither: they never take an active admin from an organization, so an organization that had one keeps it, and
+# only an organization that had none can be left with active members and no admin (R3) after them.
+NEVER_LOWERS_ADMINS = frozenset({"approve", "enable", "unlock", "upgrade", "send_password_recovery",
+                                 "send_registration_email"})
 
 
 @dataclass
@@ -89,6 +94,10 @@ class Decided:
         """The organizations an account-wide change reaches: every active link's (R1, R3)."""
         return {self.organization_ids[link.organization.key] for link in self.facts.links}
 
+    def every_reached_has_an_admin(self) -> bool:
+        """Whether every reached organization had an active admin before the change, read under the lock (R3)."""
+        return all(link.organization.active_admins >= 1 for link in self.facts.links)
+
     def orphaned(self) -> set[int]:
         """The reached organizations already without an active admin (R3), read from the facts decided on."""
         return {self.organization_ids[link.organization.key] for link in self.facts.links
@@ -118,6 +127,13 @@ def decide(ctx: Context, actor: str, action: str, username: str, organization: s
                Organization.key == facts.organization.key)
         .execution_options(populate_existing=True)).one()
     return Decided(decision, facts, target, link, ids)
+
+
+def as_it_stands(ctx: Context, account: Account) -> Account:
+    """The changed account with its memberships, organizations and grants as this transaction wrote them: what an
+    answer shows. One statement, where refreshing the account and loading each relation took four."""
+    ctx.session.flush()
+    return reread_account(ctx.session, account)
 
 
 def not_member_of(ctx: Context, actor_account: Account, organization: str) -> Decision | None:
@@ -173,8 +189,9 @@ def perform(ctx: Context, actor_account: Account, action: str, username: str, or
     _after(ctx, actor_account, action, decided.target, org_key, comment)
     # R3 refuses what would orphan an organization; whatever still does (support staff acting where no
     # rule forbids it, e.g. enabling a member where the only admin is locked) is reported to support.
-    orphans.report_new_orphans(ctx.session, ctx.portal, decided.reach(), decided.orphaned(), ctx.now, cause=action,
-                               client=ctx.client, notifier=ctx.notifier)
+    if not (action in NEVER_LOWERS_ADMINS and decided.every_reached_has_an_admin()):
+        orphans.report_new_orphans(ctx.session, ctx.portal, decided.reach(), decided.orphaned(), ctx.now,
+                                   cause=action, client=ctx.client, notifier=ctx.notifier)
     return Outcome(decided.decision, decided.target, org_key)
 
 

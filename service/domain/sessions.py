@@ -196,8 +196,10 @@ def account_for(session: Session, portal: str, token: str | None, now: datetime)
     """The active account behind a session token, or InvalidSession."""
     if not token:
         raise InvalidSession("send the session token from POST .../sessions in X-Session-Token")
-    row = session.scalar(select(SessionToken).where(SessionToken.token_digest == _digest(token)))
-    account = session.get(Account, row.account_id) if row else None
+    # The token and its account in one statement: every change and read on a person's behalf starts here.
+    row, account = session.execute(
+        select(SessionToken, Account).outerjoin(Account, Account.id == SessionToken.account_id)
+        .where(SessionToken.token_digest == _digest(token))).first() or (None, None)
     if row is None or row.ended_at is not None or row.expires_at <= now or account is None \
             or account.portal_id != portal or account.status != Status.ACTIVE:
         raise InvalidSession("the session is unknown, ended or expired; sign in again")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Boolean, Integer, bindparam, cast, exists, func, literal, null, select, union_all
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from service.catalog import Status
 from service.config import PortalProfile
@@ -29,6 +29,17 @@ def find_account(session: Session, portal: str, username: str) -> Account | None
         .options(selectinload(Account.memberships).selectinload(Membership.grants),
                  selectinload(Account.memberships).selectinload(Membership.organization))
     )
+
+
+def reread_account(session: Session, account: Account) -> Account:
+    """The account as the transaction now stands, with every membership, its organization and its grants, in one
+    statement (joined), overwriting what the session held: a change may have written through bulk statements
+    (grants deleted, sessions ended) that the loaded objects do not show. What an answer renders from."""
+    return session.scalars(
+        select(Account).where(Account.id == account.id)
+        .options(joinedload(Account.memberships).joinedload(Membership.organization),
+                 joinedload(Account.memberships).joinedload(Membership.grants))
+        .execution_options(populate_existing=True)).unique().one()
 
 
 def find_organization(session: Session, portal: str, key: str) -> Organization | None:
