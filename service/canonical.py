@@ -124,6 +124,7 @@ class _Token:
     text: str
     kind: str
     line: int
+    start: int = 0
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -131,11 +132,11 @@ def _tokens(text: str) -> list[_Token]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            out.append(_Token(text[pos], "op", line))  # unknown character: kept, so that nothing reads as safe
+            out.append(_Token(text[pos], "op", line, pos))  # unknown character: kept, so that nothing reads as safe
             pos += 1
             continue
         if m.lastgroup != "space":
-            out.append(_Token(m.group(), m.lastgroup, line))
+            out.append(_Token(m.group(), m.lastgroup, line, pos))
         line += m.group().count("\n")
         pos = m.end()
     return out

@@ -18,7 +18,7 @@ from oso import Oso, Variable
 from polar.exceptions import OsoError
 from polar.ffi import PolarSource as Source
 
-from service import canonical
+from service import canonical, policy_generate
 from service.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS, ROLES
 from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 
@@ -99,16 +99,23 @@ POLAR_CLASSES = {
 canonical.prepare(POLAR_CLASSES.values())
 
 
-def _build(files: list[Path], texts: list[str] | None = None) -> Oso:
+GENERATED = "<generated from the rule lists>"
+
+
+def _build(files: list[Path], texts: list[str] | None = None, generated: str | None = None) -> Oso:
     """An engine with the fact classes registered and the files loaded (from `texts`, their contents
-    as already read, when given: the text analysed and versioned is then the text loaded)."""
+    as already read, when given: the text analysed and versioned is then the text loaded), and beside
+    them the clauses generated from their rule lists, if any."""
     oso = Oso()
     for name, cls in POLAR_CLASSES.items():
         oso.register_class(cls, name=name)
     if texts is None:
         oso.load_files([str(p) for p in files])
     else:
-        oso._load_sources([Source(text, str(path)) for path, text in zip(files, texts)])
+        sources = [Source(text, str(path)) for path, text in zip(files, texts)]
+        if generated is not None:
+            sources.append(Source(generated, GENERATED))
+        oso._load_sources(sources)
     return oso
 
 
@@ -143,10 +150,14 @@ class _Engine:
     answer. An evaluation error raises through the memo and is never remembered.
     """
 
-    def __init__(self, oso: Oso, version: str, memo_size: int, by_shape: bool = False):
+    def __init__(self, oso: Oso, version: str, memo_size: int, by_shape: bool = False, generated: bool = False):
         self.oso = oso
         self.version = version
         self.by_shape = by_shape
+        # With clauses generated from the rule lists (service/policy_generate.py), ask them; they
+        # stand for the authored `allow` and `deny_reason`, which are asked otherwise.
+        self.generated = generated
+        self.allow_rule, self.deny_rule = ("generated_allow", "generated_deny") if generated else ("allow", "deny_reason")
         self._answer = lru_cache(maxsize=memo_size)(self._evaluate)
         self._actions = lru_cache(maxsize=memo_size)(self._evaluate_actions)
         self.target_states = lru_cache(maxsize=64)(self._target_states)
@@ -176,9 +187,9 @@ class _Engine:
 
     def _evaluate(self, asked: _Asked) -> tuple[bool, tuple[str, ...]]:
         actor, action, resource = asked.facts
-        if self.oso.is_allowed(actor, action, resource):
+        if self.oso.query_rule_once(self.allow_rule, actor, action, resource):
             return True, ()
-        reasons = _reasons(self.oso, actor, action, resource)
+        reasons = _reasons(self.oso, self.deny_rule, actor, action, resource)
         if not reasons:
             log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
             reasons = ("policy_gap",)
@@ -186,7 +197,15 @@ class _Engine:
 
     def _evaluate_actions(self, asked: _Asked) -> tuple[str, ...]:
         actor, resource = asked.facts
-        allowed = self.oso.authorized_actions(actor, resource)
+        if self.generated:  # one query: every action some generated clause allows
+            allowed = set()
+            for result in self.oso.query_rule(self.allow_rule, actor, Variable("action"), resource):
+                action = result["bindings"]["action"]
+                if not isinstance(action, str):  # a clause allowing any action: no rule list says that
+                    raise OsoError(f"generated_allow left the action open: {action!r}")
+                allowed.add(action)
+        else:
+            allowed = self.oso.authorized_actions(actor, resource)
         if isinstance(resource, OrganizationFacts):
             order = [*resource.catalog, *ORGANIZATION_ACTIONS]
         else:
@@ -197,10 +216,10 @@ class _Engine:
         return tuple(a for a in order if a in allowed)
 
 
-def _reasons(oso: Oso, actor, action, resource) -> tuple[str, ...]:
+def _reasons(oso: Oso, rule: str, actor, action, resource) -> tuple[str, ...]:
     found = {
         result["bindings"]["code"]
-        for result in oso.query_rule("deny_reason", actor, action, resource, Variable("code"))
+        for result in oso.query_rule(rule, actor, action, resource, Variable("code"))
     }
     # A stable order (the order of REASON_MESSAGES) so answers compare equal across runs.
     rank = {code: i for i, code in enumerate(REASON_MESSAGES)}
@@ -212,14 +231,20 @@ class Policy:
 
     MEMO_SIZE = 65536
 
-    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE):
+    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE, generate: bool = True):
         self.policy_dir = Path(policy_dir)
         self.memo_size = memo_size
+        self.generate = generate  # False: ask the authored `allow` and `deny_reason` (to compare with)
         self._engine = self._load()
 
     @property
     def version(self) -> str:
         return self._engine.version
+
+    @property
+    def generated(self) -> bool:
+        """Whether decisions ask the clauses generated from the rule lists (service/policy_generate.py)."""
+        return self._engine.generated
 
     @property
     def memoizes_by_shape(self) -> bool:
@@ -233,11 +258,18 @@ class Policy:
         try:
             contents = [(path, path.read_bytes()) for path in files]
             texts = [content.decode("utf-8") for _path, content in contents]
-            oso = _build(files, texts)
-            hazards = canonical.renaming_hazards([(p.name, t) for p, t in zip(files, texts)], POLAR_CLASSES)
-            engine = _Engine(oso, _version(contents), self.memo_size, by_shape=not hazards)
+            sources = [(p.name, t) for p, t in zip(files, texts)]
+            generated, not_generated = policy_generate.generate(sources, POLAR_CLASSES) if self.generate else (None, "")
+            oso = _build(files, texts, generated)
+            if generated is not None:
+                sources.append((GENERATED, generated))
+            hazards = canonical.renaming_hazards(sources, POLAR_CLASSES)
+            engine = _Engine(oso, _version(contents), self.memo_size, by_shape=not hazards, generated=generated is not None)
         except (OsoError, OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
+        if not_generated:
+            log.warning("policy %s: no clauses generated from the rule lists, so each decision interprets them "
+                        "(slower, same answers): %s", engine.version, not_generated)
         if hazards:
             log.warning("policy %s reads names other than by equality, so answers are memoized on exact facts, "
                         "not by shape: %s", engine.version, "; ".join(str(h) for h in hazards))
