@@ -20,12 +20,12 @@ as an equality between two name fields is a hazard.
 """
 from __future__ import annotations
 
-import re
 import types
 import typing
 from dataclasses import dataclass, fields, is_dataclass
 
 from service.facts import NAME
+from service.polar_text import Token, clauses, matching, split_args, tokens
 
 # --- The shape of a question -----------------------------------------------------------------------
 
@@ -105,74 +105,10 @@ class Hazard:
         return f"{self.file}:{self.line}: {self.what}"
 
 
-_TOKEN = re.compile(r'''
-    (?P<space>\s+|\#[^\n]*)
-  | (?P<string>"(?:[^"\\]|\\.)*")
-  | (?P<number>\d+(?:\.\d+)?)
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*)
-  | (?P<op>\?=|!=|==|<=|>=|[=<>+\-*/.,;:()\[\]{}|])
-''', re.VERBOSE)
-
 _BEFORE = {"if", "and", "or", "not", "(", ",", None}
 _AFTER = {"and", "or", ")", ",", ";", None}
 _EQUALITY = {"=", "!=", "=="}
 _KEYWORDS = {"if", "and", "or", "not", "in", "forall", "matches", "isa", "new", "cut", "print", "nil", "true", "false"}
-
-
-@dataclass
-class _Token:
-    text: str
-    kind: str
-    line: int
-    start: int = 0
-
-
-def _tokens(text: str) -> list[_Token]:
-    out, pos, line = [], 0, 1
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            out.append(_Token(text[pos], "op", line, pos))  # unknown character: kept, so that nothing reads as safe
-            pos += 1
-            continue
-        if m.lastgroup != "space":
-            out.append(_Token(m.group(), m.lastgroup, line, pos))
-        line += m.group().count("\n")
-        pos = m.end()
-    return out
-
-
-def _clauses(tokens: list[_Token]) -> list[list[_Token]]:
-    clauses, current, depth = [], [], 0
-    for tok in tokens:
-        current.append(tok)
-        if tok.kind == "op" and tok.text in "([{":
-            depth += 1
-        elif tok.kind == "op" and tok.text in ")]}":
-            depth -= 1
-        elif tok.text == ";" and depth == 0:
-            clauses.append(current)
-            current = []
-    if current:
-        clauses.append(current)
-    return clauses
-
-
-def _split_args(tokens: list[_Token]) -> list[list[_Token]]:
-    args, current, depth = [], [], 0
-    for tok in tokens:
-        if tok.kind == "op" and tok.text in "([{":
-            depth += 1
-        elif tok.kind == "op" and tok.text in ")]}":
-            depth -= 1
-        if tok.text == "," and depth == 0:
-            args.append(current)
-            current = []
-        else:
-            current.append(tok)
-    if current:
-        args.append(current)
-    return args
 
 
 class _Schema:
@@ -229,16 +165,16 @@ def renaming_hazards(sources: list[tuple[str, str]], polar_classes: dict[str, ty
     heads: dict[tuple[str, int], list[list[type | None]]] = {}
     hazards: list[Hazard] = []
     for file, text in sources:
-        for clause in _clauses(_tokens(text)):
+        for clause in clauses(tokens(text)):
             if clause and clause[0].text == "?=":
                 continue  # an inline query is checked when the policy loads; it decides nothing
             parsed.append((file, clause))
             if len(clause) >= 2 and clause[0].kind == "ident" and clause[1].text == "(":
-                close = _matching(clause, 1)
+                close = matching(clause, 1)
                 if close is None:
                     continue
                 specializers = []
-                for arg in _split_args(clause[2:close]):
+                for arg in split_args(clause[2:close]):
                     if len(arg) >= 3 and arg[1].text == ":" and arg[2].text in polar_classes:
                         specializers.append(polar_classes[arg[2].text])
                     else:
@@ -250,19 +186,7 @@ def renaming_hazards(sources: list[tuple[str, str]], polar_classes: dict[str, ty
     return hazards
 
 
-def _matching(tokens: list[_Token], open_index: int) -> int | None:
-    depth = 0
-    for i in range(open_index, len(tokens)):
-        if tokens[i].kind == "op" and tokens[i].text in "([{":
-            depth += 1
-        elif tokens[i].kind == "op" and tokens[i].text in ")]}":
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
-
-
-def _clause_hazards(file: str, clause: list[_Token], schema: _Schema, heads) -> list[Hazard]:
+def _clause_hazards(file: str, clause: list[Token], schema: _Schema, heads) -> list[Hazard]:
     hazards = []
     for tok, nxt in zip(clause, clause[1:]):
         if tok.text == "new":
@@ -274,8 +198,8 @@ def _clause_hazards(file: str, clause: list[_Token], schema: _Schema, heads) -> 
     # more) `x in y.field` over a field holding facts.
     env: dict[str, frozenset] = {}
     if len(clause) >= 2 and clause[0].kind == "ident" and clause[1].text == "(":
-        close = _matching(clause, 1)
-        for arg in _split_args(clause[2:close or len(clause)]):
+        close = matching(clause, 1)
+        for arg in split_args(clause[2:close or len(clause)]):
             if len(arg) >= 3 and arg[0].kind == "ident" and arg[1].text == ":" and arg[2].text in schema.classes:
                 env[arg[0].text] = frozenset({("fact", schema.classes[arg[2].text])})
     paths, _ = _paths(file, clause, schema, env)
@@ -345,8 +269,8 @@ def _uses(file, clause, heads, paths) -> list[Hazard]:
             callee = _callee(clause, start)
             if callee is not None:
                 name, position, arity = callee
-                clauses = heads.get((name, arity), [])
-                if clauses and all(spec[position] is not None for spec in clauses):
+                defined = heads.get((name, arity), [])
+                if defined and all(spec[position] is not None for spec in defined):
                     continue  # every clause of the rule takes a fact object there, never a string
         hazards.append(Hazard(file, clause[start].line, f"`{text}` may hold a name and is not compared "
                                                          f"by equality with another name"))
@@ -366,10 +290,10 @@ def _callee(clause, start) -> tuple[str, int, int] | None:
                     return None
                 if k >= 2 and clause[k - 2].text == ".":
                     return None
-                close = _matching(clause, k)
+                close = matching(clause, k)
                 if close is None:
                     return None
-                return clause[k - 1].text, position, len(_split_args(clause[k + 1:close]))
+                return clause[k - 1].text, position, len(split_args(clause[k + 1:close]))
             depth -= 1
         elif text == "," and depth == 0:
             position += 1

@@ -26,7 +26,7 @@ literal text, `generate` returns None with the reason and the engine asks the au
 """
 from __future__ import annotations
 
-from service.canonical import _clauses, _matching, _split_args, _tokens
+from service.polar_text import clauses, matching, split_args, tokens
 
 # The interpreter the generated clauses stand for, as portal.polar states it (tokens compared,
 # so layout and comments do not matter).
@@ -63,11 +63,13 @@ def generate(sources: list[tuple[str, str]], classes: dict[str, type]) -> tuple[
 def _generate(sources, classes) -> str:
     by_head: dict[str, list] = {}
     for _file, text in sources:
-        for clause in _clauses(_tokens(text)):
+        for clause in clauses(tokens(text)):
             if clause and clause[0].kind == "ident" and len(clause) > 1 and clause[1].text == "(":
                 by_head.setdefault(clause[0].text, []).append((text, clause))
+    if taken := sorted(h for h in by_head if h.startswith("generated_")):
+        raise NotGenerated(f"the policy defines names the generated clauses use: {', '.join(taken)}")
     for head, expected in INTERPRETER.items():
-        if [_texts(c) for _t, c in by_head.get(head, [])] != [_texts(_tokens(e)) for e in expected]:
+        if [_texts(c) for _t, c in by_head.get(head, [])] != [_texts(tokens(e)) for e in expected]:
             raise NotGenerated(f"`{head}` is not the requirement-list interpreter the generated clauses stand for")
 
     rules = _delegates(by_head, "rule", classes)
@@ -123,18 +125,18 @@ def _delegates(by_head, head: str, classes) -> list[tuple[str, str]]:
 def _rule_clause(text, clause) -> tuple[str, str, list[str], list[str]]:
     """A rule-list clause's action, resource variable, requirement names (as Polar string literals)
     and guard."""
-    close = _matching(clause, 1)
+    close = matching(clause, 1)
     if close is None:
         raise NotGenerated("unbalanced rule clause")
-    args = _split_args(clause[2:close])
+    args = split_args(clause[2:close])
     if len(args) != 3:
         raise NotGenerated(f"a rule-list clause with {len(args)} arguments (line {clause[0].line})")
     action, resource, names = args
     if len(action) != 1 or action[0].kind not in ("ident", "string") or len(resource) != 1 or resource[0].kind != "ident":
         raise NotGenerated(f"a rule-list clause whose action or resource is not a plain term (line {clause[0].line})")
-    if names[0].text != "[" or names[-1].text != "]" or _matching(names, 0) != len(names) - 1:
+    if names[0].text != "[" or names[-1].text != "]" or matching(names, 0) != len(names) - 1:
         raise NotGenerated(f"a rule list that is not a literal list (line {clause[0].line})")
-    items = _split_args(names[1:-1])
+    items = split_args(names[1:-1])
     if any(len(item) != 1 or item[0].kind != "string" for item in items):
         raise NotGenerated(f"a rule list naming something other than literal requirement names (line {clause[0].line})")
     if any(t.text == ACTOR for t in clause):
