@@ -174,11 +174,11 @@ class _Engine:
     def _key(self, *facts) -> tuple:
         return canonical.shape_key(*facts) if self.by_shape else facts
 
-    def decide(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
+    def ask(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
         allowed, reasons = self._answer(_Asked(self._key(actor, action, resource), (actor, action, resource)))
         return Decision(allowed, reasons, self.version, (actor, resource))
 
-    def authorized_actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> tuple[str, ...]:
+    def actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> tuple[str, ...]:
         return self._actions(_Asked(self._key(actor, resource), (actor, resource)))
 
     def memo_size(self) -> int:
@@ -285,7 +285,7 @@ class Policy:
         """Allow or deny, with every reason the policy gives for a denial."""
         engine = self._engine
         try:
-            return engine.decide(actor, action, resource)
+            return engine.ask(actor, action, resource)
         except OsoError:
             log.exception("policy evaluation failed; denying")
             return Decision(False, ("policy_error",), engine.version)
@@ -293,7 +293,7 @@ class Policy:
     def authorized_actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> list[str]:
         """Every action the actor may take on the resource, in catalog order."""
         try:
-            return list(self._engine.authorized_actions(actor, resource))
+            return list(self._engine.actions(actor, resource))
         except OsoError:
             log.exception("policy evaluation failed; no actions")
             return []
