@@ -12,69 +12,14 @@ import shutil
 from dataclasses import fields, replace
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from oso import Variable
 
 from service import canonical
 from service.facts import NAME, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
-from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, POLAR_CLASSES, Policy
-
-CATALOG = ("claims", "eligibility", "manage_account")
-STATUSES = ("active", "locked", "disabled", "pending_approval", "unverified", "removed")
-USERS = ("ann", "bob", "cy", "")
-ORGS = ("O1", "O2", "O3")
-
-organizations = st.builds(
-    OrganizationFacts,
-    key=st.sampled_from(ORGS),
-    catalog=st.just(CATALOG),
-    delegate_permission=st.sampled_from([None, "manage_account"]),
-    active_admins=st.integers(0, 2),
-    has_active_members=st.booleans(),
-    offers_links=st.booleans(),
-    offers_subordinates=st.booleans(),
-)
-memberships = st.builds(
-    MembershipFacts,
-    organization=st.sampled_from(ORGS),
-    role=st.sampled_from(["admin", "member"]),
-    active=st.booleans(),
-    permissions=st.lists(st.sampled_from(CATALOG), unique=True, max_size=3).map(tuple),
-)
-actors = st.one_of(
-    st.builds(ActorFacts.unknown, st.sampled_from(USERS)),
-    st.builds(
-        ActorFacts,
-        username=st.sampled_from(USERS),
-        exists=st.just(True),
-        status=st.sampled_from(["active", "active", "locked"]),
-        password_current=st.sampled_from([True, True, False]),
-        support=st.sampled_from([False, False, True]),
-        memberships=st.lists(memberships, max_size=3).map(tuple),
-    ),
-)
-links = st.builds(LinkFacts, organization=organizations, role=st.sampled_from(["admin", "member"]),
-                  permissions=st.lists(st.sampled_from(CATALOG), unique=True, max_size=2).map(tuple))
-
-
-@st.composite
-def targets(draw):
-    org = draw(organizations)
-    role = draw(st.sampled_from(["admin", "member"]))
-    own = LinkFacts(org, role, draw(st.lists(st.sampled_from(CATALOG), unique=True, max_size=2).map(tuple)))
-    return AccountFacts(
-        username=draw(st.sampled_from(USERS)), organization=org, role=role, status=draw(st.sampled_from(STATUSES)),
-        permission=draw(st.sampled_from([None, "claims", "manage_account", "teleport"])),
-        links=(own, *draw(st.lists(links, max_size=2))),
-    )
-
-
-questions = st.one_of(
-    st.tuples(st.sampled_from(CATALOG + ORGANIZATION_ACTIONS + ("bake_bread",)), organizations),
-    st.tuples(st.sampled_from(ACCOUNT_ACTIONS + ("teleport",)), targets()),
-)
-
+from service.policy import POLAR_CLASSES, Policy
+from tests.fixtures.fact_strategies import CATALOG, ORGS, SETTINGS, USERS, actors, questions
 
 @st.composite
 def renamings(draw):
@@ -109,7 +54,6 @@ def evaluate(oso, actor, action, resource):
     return oso.is_allowed(actor, action, resource), reasons
 
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS

@@ -11,7 +11,7 @@ from hypothesis import given
 from oso import Variable
 
 from service.policy import Policy
-from tests.test_canonical_memo import SETTINGS, actors, questions
+from tests.fixtures.fact_strategies import SETTINGS, actors, questions
 
 
 def authored(oso, actor, action, resource):
