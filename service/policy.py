@@ -5,6 +5,11 @@ and answers decisions with reasons: `allow` decides, and only when it fails
 is `deny_reason` asked why (both derived in portal.polar from each action's
 rule, a list of named requirements; reasons.polar maps them to reason codes). A policy that does not load is an error at start
 (never a silent allow-nothing), and a reload that fails keeps the running one.
+
+Beside the authored files it loads the clauses generated from their rule lists
+(service/policy_generate.py), which stand for `allow` and `deny_reason` and are
+asked instead; and it memoizes answers by the facts' shape, names renamed
+(service/canonical.py), unless the policy reads names other than by equality.
 """
 from __future__ import annotations
 
