@@ -1,10 +1,16 @@
 """What the requirement-based policy (issue 15 item 1) costs per decision: a benchmark script, not a test.
 
 Asks `Policy.decide` every decision-table question with no memo (every call evaluates:
-`is_allowed`, then `deny_reason` on a denial), for each policy folder given, and prints
+`allow`, then `deny_reason` on a denial), for each policy folder given, and prints
 the mean and median per decision, for allowed and denied questions apart.
 
+`--generated` instead compares, on the shipped policy, the clauses generated from the rule
+lists (service/policy_generate.py) with the authored interpreter (`allow`, `deny_reason`), and
+`authorized_actions` on every distinct (actor, resource) of the tables; each figure both as wall
+time and as this thread's CPU time (which a busy shared machine disturbs less).
+
     python bench/policy_requirements.py [POLICY_DIR ...] [--rounds 3]
+    python bench/policy_requirements.py --generated [--rounds 3]
 """
 from __future__ import annotations
 
@@ -35,12 +41,47 @@ def summarize(times: dict) -> dict:
     return {"all": ms(every), "allowed": ms(times[True]), "denied": ms(times[False]), "n": len(every)}
 
 
+def compare_generated(questions, rounds: int) -> None:
+    engines = {"authored": Policy(ROOT / "policies", memo_size=0, generate=False),
+               "generated": Policy(ROOT / "policies", memo_size=0)}
+    assert engines["generated"].generated
+    pairs = list({(q.actor, q.resource): None for q in questions})
+    times = {name: {(kind, clock): [] for kind in ("allowed", "denied", "actions") for clock in ("wall", "cpu")}
+             for name in engines}
+    for _ in range(rounds):  # interleaved, so that a busy machine weighs on both alike
+        for name, policy in engines.items():
+            for q in questions:
+                wall, cpu = time.perf_counter(), time.thread_time()
+                decision = policy.decide(q.actor, q.action, q.resource)
+                kind = "allowed" if decision.allowed else "denied"
+                times[name][kind, "cpu"].append(time.thread_time() - cpu)
+                times[name][kind, "wall"].append(time.perf_counter() - wall)
+            for actor, resource in pairs:
+                wall, cpu = time.perf_counter(), time.thread_time()
+                policy.authorized_actions(actor, resource)
+                times[name]["actions", "cpu"].append(time.thread_time() - cpu)
+                times[name]["actions", "wall"].append(time.perf_counter() - wall)
+    print(f"{len(questions)} decisions and {len(pairs)} authorized_actions per round, {rounds} rounds, no memo")
+    print("ms p50 (mean)           allowed wall/cpu        denied wall/cpu         authorized_actions wall/cpu")
+    for name in engines:
+        cells = []
+        for kind in ("allowed", "denied", "actions"):
+            w, c = times[name][kind, "wall"], times[name][kind, "cpu"]
+            cells.append(f"{1000 * statistics.median(w):6.2f} ({1000 * statistics.mean(w):5.2f}) / "
+                         f"{1000 * statistics.median(c):5.2f}")
+        print(f"{name:<10} " + "   ".join(cells))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="*", type=Path, default=[ROOT / "policies"])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--generated", action="store_true", help="generated clauses against the authored interpreter")
     args = parser.parse_args(argv)
     questions = list(table_questions([ROOT / "policies"]))
+    if args.generated:
+        compare_generated(questions, args.rounds)
+        return
     policies = [(d, Policy(d, memo_size=0), {True: [], False: []}) for d in args.dirs]
     for _ in range(args.rounds):  # interleaved, so that a busy machine weighs on every policy alike
         for _, policy, times in policies:

@@ -6,19 +6,31 @@ queries the database from inside the engine.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.catalog import Role
 
 ADMIN = Role.ADMIN.value
 MEMBER = Role.MEMBER.value
 
+# The metadata that marks a field carrying a name: a username or an organization key. Names
+# are what two questions of the same shape differ in, so the policy memoizes on the facts with
+# every marked field renamed consistently (service/canonical.py); a field added unmarked is kept
+# as it is, and a policy that reads a marked field other than by equality with another is
+# answered exactly (no renaming). Mark every new field that holds a username or organization key.
+NAME = "portal_authz_name"
+
+
+def name_field():
+    """A field holding a username or an organization key (see NAME)."""
+    return field(metadata={NAME: True})
+
 
 @dataclass(frozen=True)
 class MembershipFacts:
     """The actor's place in one organization."""
 
-    organization: str
+    organization: str = name_field()
     role: str
     active: bool
     permissions: tuple[str, ...]
@@ -28,7 +40,7 @@ class MembershipFacts:
 class ActorFacts:
     """Who is asking. `exists` is false for an unknown username so the policy can say so."""
 
-    username: str
+    username: str = name_field()
     exists: bool
     status: str
     password_current: bool
@@ -47,7 +59,7 @@ class OrganizationFacts:
     Members are not counted: R3 only asks whether any is left, and an organization may have 100,000.
     """
 
-    key: str
+    key: str = name_field()
     catalog: tuple[str, ...]
     delegate_permission: str | None
     active_admins: int
@@ -80,7 +92,7 @@ class AccountFacts:
     reach of an account-wide change (email, password recovery, status).
     """
 
-    username: str
+    username: str = name_field()
     organization: OrganizationFacts
     role: str
     status: str

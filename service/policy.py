@@ -5,6 +5,11 @@ and answers decisions with reasons: `allow` decides, and only when it fails
 is `deny_reason` asked why (both derived in portal.polar from each action's
 rule, a list of named requirements; reasons.polar maps them to reason codes). A policy that does not load is an error at start
 (never a silent allow-nothing), and a reload that fails keeps the running one.
+
+Beside the authored files it loads the clauses generated from their rule lists
+(service/policy_generate.py), which stand for `allow` and `deny_reason` and are
+asked instead; and it memoizes answers by the facts' shape, names renamed
+(service/canonical.py), unless the policy reads names other than by equality.
 """
 from __future__ import annotations
 
@@ -17,7 +22,9 @@ from pathlib import Path
 
 from oso import Oso, Variable
 from polar.exceptions import OsoError
+from polar.ffi import PolarSource as Source
 
+from service import canonical, policy_generate
 from service.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS, ROLES
 from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 
@@ -74,41 +81,91 @@ def policy_files(policy_dir: Path) -> list[Path]:
 
 def version_of(files: list[Path]) -> str:
     """A hash of the files' names and contents: the same text gives the same version in every process."""
+    return _version([(path, path.read_bytes()) for path in files])
+
+
+def _version(contents: list[tuple[Path, bytes]]) -> str:
     digest = hashlib.sha256()
-    for path in files:
+    for path, content in contents:
         digest.update(path.name.encode())
         digest.update(b"\0")
-        digest.update(path.read_bytes())
+        digest.update(content)
         digest.update(b"\0")
     return digest.hexdigest()[:16]
 
 
-def _build(files: list[Path]) -> Oso:
+# The fact classes handed to Polar, by the names the policy knows them by.
+POLAR_CLASSES = {
+    "Account": ActorFacts,
+    "Membership": MembershipFacts,
+    "Organization": OrganizationFacts,
+    "TargetAccount": AccountFacts,
+    "Link": LinkFacts,
+}
+canonical.prepare(POLAR_CLASSES.values())
+
+
+GENERATED = "<generated from the rule lists>"
+
+
+def _build(files: list[Path], texts: list[str] | None = None, generated: str | None = None) -> Oso:
+    """An engine with the fact classes registered and the files loaded (from `texts`, their contents
+    as already read, when given: the text analysed and versioned is then the text loaded), and beside
+    them the clauses generated from their rule lists, if any."""
     oso = Oso()
-    oso.register_class(ActorFacts, name="Account")
-    oso.register_class(MembershipFacts, name="Membership")
-    oso.register_class(OrganizationFacts, name="Organization")
-    oso.register_class(AccountFacts, name="TargetAccount")
-    oso.register_class(LinkFacts, name="Link")
-    oso.load_files([str(p) for p in files])
+    for name, cls in POLAR_CLASSES.items():
+        oso.register_class(cls, name=name)
+    if texts is None:
+        oso.load_files([str(p) for p in files])
+    else:
+        sources = [Source(text, str(path)) for path, text in zip(files, texts)]
+        if generated is not None:
+            sources.append(Source(generated, GENERATED))
+        oso._load_sources(sources)
     return oso
+
+
+class _Asked:
+    """A question as the memo sees it: equal to another when their keys are equal, carrying its own
+    facts so that a miss is evaluated on exactly what the caller asked about."""
+
+    __slots__ = ("key", "hash", "facts")
+
+    def __init__(self, key: tuple, facts: tuple):
+        self.key = key
+        self.hash = hash(key)
+        self.facts = facts
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other) -> bool:
+        return self.key == other.key
 
 
 class _Engine:
     """One loaded policy and the answers it gave, swapped in and out as a whole.
 
-    Answers are memoized keyed by exactly what Polar is handed: the facts are frozen
-    dataclasses holding everything the policy reads (and nothing it could read
-    elsewhere), so equal keys get equal answers, and a changed fact is a different
-    key. The memo belongs to this engine, so a reload can never serve an old answer.
-    An evaluation error raises through the memo and is never remembered.
+    Answers are memoized keyed by the facts Polar is handed: frozen dataclasses holding
+    everything the policy reads (and nothing it could read elsewhere), so equal keys get
+    equal answers, and a changed fact is a different key. When the policy reads names
+    only by equality (`canonical.renaming_hazards` finds nothing), the key is the facts'
+    shape, their names renamed consistently (`canonical.shape_key`), so that questions
+    differing only in who is asked about share one entry; otherwise it is the facts
+    themselves. The memo belongs to this engine, so a reload can never serve an old
+    answer. An evaluation error raises through the memo and is never remembered.
     """
 
-    def __init__(self, oso: Oso, version: str, memo_size: int):
+    def __init__(self, oso: Oso, version: str, memo_size: int, by_shape: bool = False, generated: bool = False):
         self.oso = oso
         self.version = version
-        self.decide = lru_cache(maxsize=memo_size)(self._decide)
-        self.authorized_actions = lru_cache(maxsize=memo_size)(self._authorized_actions)
+        self.by_shape = by_shape
+        # With clauses generated from the rule lists (service/policy_generate.py), ask them; they
+        # stand for the authored `allow` and `deny_reason`, which are asked otherwise.
+        self.generated = generated
+        self.allow_rule, self.deny_rule = ("generated_allow", "generated_deny") if generated else ("allow", "deny_reason")
+        self._answer = lru_cache(maxsize=memo_size)(self._evaluate)
+        self._actions = lru_cache(maxsize=memo_size)(self._evaluate_actions)
         self.target_states = lru_cache(maxsize=64)(self._target_states)
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
 
@@ -120,17 +177,41 @@ class _Engine:
             if self.oso.query_rule_once("status_allows", action, AccountFacts("", org, role, status))
         )
 
-    def _decide(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
-        if self.oso.is_allowed(actor, action, resource):
-            return Decision(True, (), self.version, (actor, resource))
-        reasons = _reasons(self.oso, actor, action, resource)
+    def _key(self, *facts) -> tuple:
+        return canonical.shape_key(*facts) if self.by_shape else facts
+
+    def ask(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
+        allowed, reasons = self._answer(_Asked(self._key(actor, action, resource), (actor, action, resource)))
+        return Decision(allowed, reasons, self.version, (actor, resource))
+
+    def actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> tuple[str, ...]:
+        return self._actions(_Asked(self._key(actor, resource), (actor, resource)))
+
+    def memo_size(self) -> int:
+        """How many answers the memo holds (decisions and action lists)."""
+        return self._answer.cache_info().currsize + self._actions.cache_info().currsize
+
+    def _evaluate(self, asked: _Asked) -> tuple[bool, tuple[str, ...]]:
+        actor, action, resource = asked.facts
+        if self.oso.query_rule_once(self.allow_rule, actor, action, resource):
+            return True, ()
+        reasons = _reasons(self.oso, self.deny_rule, actor, action, resource)
         if not reasons:
             log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
             reasons = ("policy_gap",)
-        return Decision(False, reasons, self.version, (actor, resource))
+        return False, reasons
 
-    def _authorized_actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> tuple[str, ...]:
-        allowed = self.oso.authorized_actions(actor, resource)
+    def _evaluate_actions(self, asked: _Asked) -> tuple[str, ...]:
+        actor, resource = asked.facts
+        if self.generated:  # one query: every action some generated clause allows
+            allowed = set()
+            for result in self.oso.query_rule(self.allow_rule, actor, Variable("action"), resource):
+                action = result["bindings"]["action"]
+                if not isinstance(action, str):  # a clause allowing any action: no rule list says that
+                    raise OsoError(f"generated_allow left the action open: {action!r}")
+                allowed.add(action)
+        else:
+            allowed = self.oso.authorized_actions(actor, resource)
         if isinstance(resource, OrganizationFacts):
             order = [*resource.catalog, *ORGANIZATION_ACTIONS]
         else:
@@ -141,10 +222,10 @@ class _Engine:
         return tuple(a for a in order if a in allowed)
 
 
-def _reasons(oso: Oso, actor, action, resource) -> tuple[str, ...]:
+def _reasons(oso: Oso, rule: str, actor, action, resource) -> tuple[str, ...]:
     found = {
         result["bindings"]["code"]
-        for result in oso.query_rule("deny_reason", actor, action, resource, Variable("code"))
+        for result in oso.query_rule(rule, actor, action, resource, Variable("code"))
     }
     # A stable order (the order of REASON_MESSAGES) so answers compare equal across runs.
     rank = {code: i for i, code in enumerate(REASON_MESSAGES)}
@@ -156,9 +237,10 @@ class Policy:
 
     MEMO_SIZE = 65536
 
-    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE):
+    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE, generate: bool = True):
         self.policy_dir = Path(policy_dir)
         self.memo_size = memo_size
+        self.generate = generate  # False: ask the authored `allow` and `deny_reason` (to compare with)
         self._engine = self._load()
         self._listeners: list = []
 
@@ -166,14 +248,39 @@ class Policy:
     def version(self) -> str:
         return self._engine.version
 
+    @property
+    def generated(self) -> bool:
+        """Whether decisions ask the clauses generated from the rule lists (service/policy_generate.py)."""
+        return self._engine.generated
+
+    @property
+    def memoizes_by_shape(self) -> bool:
+        """Whether answers are memoized by the facts' shape (names renamed) rather than exactly."""
+        return self._engine.by_shape
+
     def _load(self) -> _Engine:
         files = policy_files(self.policy_dir)
         if not files:
             raise PolicyLoadError(f"no .polar files in {self.policy_dir}")
         try:
-            return _Engine(_build(files), version_of(files), self.memo_size)
-        except (OsoError, OSError) as exc:
+            contents = [(path, path.read_bytes()) for path in files]
+            texts = [content.decode("utf-8") for _path, content in contents]
+            sources = [(p.name, t) for p, t in zip(files, texts)]
+            generated, not_generated = policy_generate.generate(sources, POLAR_CLASSES) if self.generate else (None, "")
+            oso = _build(files, texts, generated)
+            if generated is not None:
+                sources.append((GENERATED, generated))
+            hazards = canonical.renaming_hazards(sources, POLAR_CLASSES)
+            engine = _Engine(oso, _version(contents), self.memo_size, by_shape=not hazards, generated=generated is not None)
+        except (OsoError, OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
+        if not_generated:
+            log.warning("policy %s: no clauses generated from the rule lists, so each decision interprets them "
+                        "(slower, same answers): %s", engine.version, not_generated)
+        if hazards:
+            log.warning("policy %s reads names other than by equality, so answers are memoized on exact facts, "
+                        "not by shape: %s", engine.version, "; ".join(str(h) for h in hazards))
+        return engine
 
     def on_reload(self, listener) -> None:
         """Call `listener(previous_version, new_version)` after each reload; new_version None when it failed.
@@ -208,7 +315,7 @@ class Policy:
         """Allow or deny, with every reason the policy gives for a denial."""
         engine = self._engine
         try:
-            return engine.decide(actor, action, resource)
+            return engine.ask(actor, action, resource)
         except OsoError:
             log.exception("policy evaluation failed; denying")
             return Decision(False, ("policy_error",), engine.version)
@@ -216,7 +323,7 @@ class Policy:
     def authorized_actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> list[str]:
         """Every action the actor may take on the resource, in catalog order."""
         try:
-            return list(self._engine.authorized_actions(actor, resource))
+            return list(self._engine.actions(actor, resource))
         except OsoError:
             log.exception("policy evaluation failed; no actions")
             return []

@@ -28,6 +28,7 @@ from itertools import product
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from service.canonical import shape_key
 from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS
 from service.policy import Decision, Policy
@@ -63,6 +64,9 @@ class DiffReport:
     evaluated: int = 0
     by_source: dict[str, int] = field(default_factory=lambda: {"tables": 0, "log": 0, "space": 0})
     log_skipped: int = 0  # logged decisions without recorded facts (logged before issue 15): not replayable
+    # Distinct shapes among the questions (service/canonical.py): each is evaluated once per policy when
+    # the policy memoizes by shape, however many questions it stands for.
+    shapes: int = 0
     changes: list[Change] = field(default_factory=list)
     seconds: float = 0.0
     base_version: str = ""
@@ -87,7 +91,7 @@ class DiffReport:
                 lines.append(f"      base: {_show(change.base)}   new: {_show(change.new)}")
         sources = ", ".join(f"{name} {count}" for name, count in self.by_source.items())
         skipped = f"; {self.log_skipped} logged decisions had no recorded facts" if self.log_skipped else ""
-        lines.append(f"evaluated {sources} in {self.seconds:.1f} s{skipped}")
+        lines.append(f"evaluated {sources} ({self.shapes} distinct shapes) in {self.seconds:.1f} s{skipped}")
         lines.append(self.summary)
         return "\n".join(lines)
 
@@ -95,7 +99,7 @@ class DiffReport:
         return {
             "base_version": self.base_version, "new_version": self.new_version,
             "evaluated": self.evaluated, "changed": len(self.changes), "by_source": self.by_source,
-            "log_skipped": self.log_skipped, "seconds": round(self.seconds, 3),
+            "log_skipped": self.log_skipped, "shapes": self.shapes, "seconds": round(self.seconds, 3),
             "changes": [
                 {"source": c.question.source, "question": c.question.label, "kind": c.question.kind,
                  "action": c.question.action, "group": c.group,
@@ -342,7 +346,10 @@ def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
     started = time.perf_counter()
     base = Policy(Path(base_dir))
     new = Policy(Path(new_dir))
+    if new.version == base.version:
+        new = base  # the same text: one engine, each question evaluated once
     report = DiffReport(base_version=base.version, new_version=new.version)
+    shapes: set[tuple] = set()
 
     def questions() -> Iterator[Question]:
         yield from table_questions([Path(new_dir), Path(base_dir)])
@@ -356,9 +363,11 @@ def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
     for question in questions():
         report.evaluated += 1
         report.by_source[question.source] += 1
+        shapes.add(shape_key(question.actor, question.action, question.resource))
         before = base.decide(question.actor, question.action, question.resource)
         after = new.decide(question.actor, question.action, question.resource)
         if before.allowed != after.allowed or before.reasons != after.reasons:
             report.changes.append(Change(question, before, after, _group(base, new, question)))
+    report.shapes = len(shapes)
     report.seconds = time.perf_counter() - started
     return report

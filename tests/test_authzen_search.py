@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from service.domain import authzen
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
-from service.policy import ACCOUNT_ACTIONS, Decision, ORGANIZATION_ACTIONS, Policy
+from service.policy import ACCOUNT_ACTIONS, Decision, ORGANIZATION_ACTIONS
 from tests.fixtures.generated import NOW, ORGS, action_of, figures, mutate, property_settings, store, worlds
 
 FUNCTIONS = ("fn0", "fn1", "fn2", "fn3", "bake_bread")
@@ -78,10 +78,9 @@ def _all_pages(search) -> tuple[list, int]:
         after = page.next_key
 
 
-def _check(database, config, case):
+def _check(database, config, policy, case):
     portal, people, actions, permission, delegate = case
     profile = config.portal(portal)
-    policy = Policy(config.policy_path)
     store(database, config, portal, people)
     if delegate is not None:
         mutate(database, config, portal, ("grant_delegate", delegate, None))
@@ -131,15 +130,16 @@ _figures = figures("AuthZEN search == one-by-one evaluation", COMPARED)
 
 @SEARCH
 @given(case=cases())
-def test_search_equals_evaluating_every_candidate_on_sqlite(database, config, case):
-    _check(database, config, case)
+def test_search_equals_evaluating_every_candidate_on_sqlite(database, config, policy, case):
+    # One engine for the session: its memo is keyed by the facts' shape, so worlds share answers.
+    _check(database, config, policy, case)
 
 
 @pytest.mark.postgres
 @settings(SEARCH, max_examples=15)
 @given(case=cases())
-def test_search_equals_evaluating_every_candidate_on_postgres(pg_database, config, case):
-    _check(pg_database, config, case)
+def test_search_equals_evaluating_every_candidate_on_postgres(pg_database, config, policy, case):
+    _check(pg_database, config, policy, case)
 
 
 def test_the_account_filter_itself_follows_the_reach_of_account_wide_actions(database, config, policy, clock, build):

@@ -1,0 +1,83 @@
+"""Polar text read as tokens and clauses, for what is checked and generated from the loaded policy
+text (service/canonical.py, service/policy_generate.py). Not a parser: enough structure (clauses,
+bracket nesting, arguments, positions) for readings that fail closed on anything else."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_TOKEN = re.compile(r'''
+    (?P<space>\s+|\#[^\n]*)
+  | (?P<string>"(?:[^"\\]|\\.)*")
+  | (?P<number>\d+(?:\.\d+)?)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*)
+  | (?P<op>\?=|!=|==|<=|>=|[=<>+\-*/.,;:()\[\]{}|])
+''', re.VERBOSE)
+
+
+@dataclass
+class Token:
+    text: str
+    kind: str
+    line: int
+    start: int = 0
+
+
+def tokens(text: str) -> list[Token]:
+    out, pos, line = [], 0, 1
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            out.append(Token(text[pos], "op", line, pos))  # unknown character: kept, so that nothing reads as safe
+            pos += 1
+            continue
+        if m.lastgroup != "space":
+            out.append(Token(m.group(), m.lastgroup, line, pos))
+        line += m.group().count("\n")
+        pos = m.end()
+    return out
+
+
+def clauses(tokens: list[Token]) -> list[list[Token]]:
+    clauses, current, depth = [], [], 0
+    for tok in tokens:
+        current.append(tok)
+        if tok.kind == "op" and tok.text in "([{":
+            depth += 1
+        elif tok.kind == "op" and tok.text in ")]}":
+            depth -= 1
+        elif tok.text == ";" and depth == 0:
+            clauses.append(current)
+            current = []
+    if current:
+        clauses.append(current)
+    return clauses
+
+
+def split_args(tokens: list[Token]) -> list[list[Token]]:
+    args, current, depth = [], [], 0
+    for tok in tokens:
+        if tok.kind == "op" and tok.text in "([{":
+            depth += 1
+        elif tok.kind == "op" and tok.text in ")]}":
+            depth -= 1
+        if tok.text == "," and depth == 0:
+            args.append(current)
+            current = []
+        else:
+            current.append(tok)
+    if current:
+        args.append(current)
+    return args
+
+
+def matching(tokens: list[Token], open_index: int) -> int | None:
+    depth = 0
+    for i in range(open_index, len(tokens)):
+        if tokens[i].kind == "op" and tokens[i].text in "([{":
+            depth += 1
+        elif tokens[i].kind == "op" and tokens[i].text in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None

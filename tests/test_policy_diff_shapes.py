@@ -1,0 +1,29 @@
+"""`policy diff` counts the distinct shapes among its questions (each evaluated once per policy by the
+memo keyed by shape) and asks one engine when both folders hold the same text."""
+from __future__ import annotations
+
+from service.catalog import AccountAction
+from service.policy_diff import profiles_of, run_diff
+
+
+def test_the_diff_counts_shapes_and_asks_one_engine_for_the_same_text(config, monkeypatch):
+    loaded = []
+    import service.policy_diff as diff
+
+    class Counting(diff.Policy):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            loaded.append(self)
+
+    monkeypatch.setattr(diff, "Policy", Counting)
+    profile = profiles_of(config, ["ahcccs"])
+    report = run_diff(config.policy_path, config.policy_path, profiles=profile, space_actions=[AccountAction.UNLOCK])
+    assert report.changes == []
+    assert 0 < report.shapes < report.evaluated  # the space asks some shapes more than once
+    assert f"({report.shapes} distinct shapes)" in report.text()
+    assert report.as_json()["shapes"] == report.shapes
+    # Both folders are loaded (each must load), but the same text is asked through one engine:
+    # its memo then holds each shape once.
+    assert len(loaded) == 2
+    assert loaded[0]._engine.memo_size() == report.shapes
+    assert loaded[1]._engine.memo_size() == 0
