@@ -162,6 +162,7 @@ class RowFailure:
 
     file: Path
     index: int
+    line: int  # where the row starts in the file, for an editor to jump to
     name: str
     rule: str
     question: str
@@ -170,7 +171,7 @@ class RowFailure:
 
     def __str__(self) -> str:
         return (
-            f"{self.file}: row {self.index} \"{self.name}\" ({self.rule})\n"
+            f"{self.file}:{self.line}: row {self.index} \"{self.name}\" ({self.rule})\n"
             f"  question: {self.question}\n"
             f"  expected: {self.expected}\n"
             f"  actual:   {self.actual}"
@@ -218,6 +219,20 @@ def load_table(path: Path) -> TableSpec:
         raise TableError(f"{path}: does not follow the table format:\n{_describe(exc, raw)}") from exc
     _check_references(path, table)
     return table
+
+
+def row_lines(path: Path) -> list[int]:
+    """The line (1-based) each row of a table starts on, in order; [] when the file has no row list."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if key.value == "rows" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
 
 
 def _check_references(path: Path, table: TableSpec) -> None:
@@ -296,7 +311,7 @@ def _show(allowed: bool, reasons) -> str:
     return f"{'allow' if allowed else 'deny'} [{', '.join(sorted(reasons))}]"
 
 
-def _run_row(policy: Policy, path: Path, index: int, table: TableSpec, row: RowSpec,
+def _run_row(policy: Policy, path: Path, index: int, line: int, table: TableSpec, row: RowSpec,
              listed_cache: dict | None) -> list[RowFailure]:
     """Decide one row; with a cache (None skips it) also compare authorized_actions."""
     actor = _actor(table, row.actor)
@@ -310,7 +325,7 @@ def _run_row(policy: Policy, path: Path, index: int, table: TableSpec, row: RowS
         question = f"{row.actor} {row.action} organization {row.organization}"
 
     def failure(expected: str, actual: str) -> RowFailure:
-        return RowFailure(path, index, row.name, row.rule, question, expected, actual)
+        return RowFailure(path, index, line, row.name, row.rule, question, expected, actual)
 
     expect_allowed = row.expect == "allow"
     expected_reasons = set(row.reasons or ())
@@ -338,8 +353,10 @@ def _rows(policy_dir: Path, tables_path: Path | None, check_listed: bool = True)
     policy = Policy(Path(policy_dir))
     listed_cache: dict | None = {} if check_listed else None
     for path, table in tables:
+        lines = row_lines(path)
         for index, row in enumerate(table.rows):
-            yield _run_row(policy, path, index, table, row, listed_cache)
+            line = lines[index] if index < len(lines) else 0
+            yield _run_row(policy, path, index, line, table, row, listed_cache)
 
 
 def run_tables(policy_dir: Path, tables_path: Path | None = None) -> TableReport:

@@ -190,6 +190,17 @@ def test_a_wrong_expectation_names_file_row_expected_and_actual(tmp_path):
     assert "authorized_actions" in str(report.failures[1])
 
 
+def test_a_failing_row_is_named_by_its_line_in_the_file(tmp_path):
+    right = small_table()["rows"][0]
+    table = small_table(name="the wrong one", expect="allow", reasons=[])
+    table["rows"] = [right, table["rows"][0]]
+    path = write_table(tmp_path / "lines.yaml", table)
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "the wrong one" in text)
+    failures = run_tables(POLICIES, path).failures
+    assert failures
+    assert all(str(f).startswith(f"{path}:{line}: row 1 \"the wrong one\"") for f in failures), failures
+
+
 def test_wrong_reasons_fail_even_when_the_decision_is_right(tmp_path):
     table = write_table(tmp_path / "reasons.yaml", small_table(reasons=["not_member"]))
     failures = run_tables(POLICIES, table).failures
