@@ -24,6 +24,13 @@ def one_line(message: str) -> str:
     return " ".join(kept).rstrip(":")
 
 
+def policy_problem(exc: Exception) -> str:
+    """A refused policy's problems one per line ("file:line: what"); a compile error on one line."""
+    from service.policy import PolicyCheckError
+
+    return str(exc) if isinstance(exc, PolicyCheckError) else one_line(str(exc))
+
+
 def _config(args) -> Config:
     try:
         return load_config(getattr(args, "config", None))
@@ -306,7 +313,7 @@ def cmd_policy_diff(args) -> None:
         report = run_diff(base, new, log_path=log_path, profiles=[] if args.no_space else profiles,
                           space_actions=args.action)
     except PolicyLoadError as exc:  # the compile error in one line: where and what, no traceback
-        _die(one_line(str(exc)), 2)
+        _die(policy_problem(exc), 2)
     except TableError as exc:
         _die(str(exc), 2)
     print(json.dumps(report.as_json(), indent=2) if args.json else report.text())
@@ -324,7 +331,7 @@ def _policy_coverage(config, tables) -> None:
     except TableError as exc:
         _die(str(exc))
     except PolicyLoadError as exc:
-        _die(one_line(str(exc)), 1)
+        _die(policy_problem(exc), 1)
     print(report.text())
     if not report.ok:
         raise SystemExit(1)
@@ -341,7 +348,7 @@ def cmd_policy_test(args) -> None:
     except TableError as exc:
         _die(str(exc))
     except PolicyLoadError as exc:  # the compile error in one line: where and what, no traceback
-        _die(one_line(str(exc)), 1)
+        _die(policy_problem(exc), 1)
     for failure in report.failures:
         print(f"FAIL {failure}")
     summary = f"{report.rows_run - len(report.failures)} passed, {len(report.failures)} failed"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, PolicyLoadError
+from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, PolicyCheckError, PolicyLoadError
 from service.policy_tables import TableError, first_failure, load_table, run_tables, table_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +136,8 @@ def test_removing_any_rule_requirement_or_reason_clause_fails_a_row(tmp_path, fi
     (policy_dir / file).write_text(";".join(clauses) + ";\n", encoding="utf-8")
     try:
         assert first_failure(policy_dir, TABLES) is not None
+    except PolicyCheckError as exc:  # a requirement's definition or reason: refused at load, naming it
+        assert exc.problems
     except PolicyLoadError as exc:  # the last clause of a rule another calls: the policy does not load at all
         assert "undefined rule" in str(exc)
 
