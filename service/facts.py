@@ -6,7 +6,7 @@ queries the database from inside the engine.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.catalog import Role
 
@@ -56,6 +56,9 @@ class OrganizationFacts:
     # (a profile setting; only the documents that describe them turn them on).
     offers_links: bool = False
     offers_subordinates: bool = False
+    # The portal the organization belongs to (its profile id in config.yaml: ahcccs, qm, ahw, masshealth), so a
+    # rule can be scoped to one portal (`org.portal = "ahw"`). Required, by keyword: no loader may leave it out.
+    portal: str = field(kw_only=True)
 
 
 @dataclass(frozen=True)

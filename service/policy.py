@@ -272,12 +272,12 @@ class _Engine:
         self.version = version
         self.decide = lru_cache(maxsize=memo_size)(self._decide)
         self.authorized_actions = lru_cache(maxsize=memo_size)(self._authorized_actions)
-        self.target_states = lru_cache(maxsize=64)(self._target_states)
+        self.target_states = lru_cache(maxsize=256)(self._target_states)
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
 
-    def _target_states(self, action: str) -> frozenset[tuple[str, str]]:
-        """The (status, role) pairs of a target account for which the policy's `status_allows` holds."""
-        org = OrganizationFacts("", (), None, 0, False)
+    def _target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
+        """The (status, role) pairs of a target account of `portal` for which the policy's `status_allows` holds."""
+        org = OrganizationFacts("", (), None, 0, False, portal=portal)
         return frozenset(
             (status, role) for status in ACCOUNT_STATUSES for role in ROLES
             if self.oso.query_rule_once("status_allows", action, AccountFacts("", org, role, status))
@@ -364,11 +364,11 @@ class Policy:
             log.exception("policy evaluation failed; no actions")
             return []
 
-    def target_states(self, action: str) -> frozenset[tuple[str, str]]:
-        """The (status, role) pairs of a target account that `action` applies to, read from the policy's
-        `status_allows` rule, so that database filters (AuthZEN search) follow the policy's own table."""
+    def target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
+        """The (status, role) pairs of a target account of `portal` that `action` applies to, read from the
+        policy's `status_allows` rule, so that database filters (AuthZEN search) follow the policy's own table."""
         try:
-            return self._engine.target_states(action)
+            return self._engine.target_states(action, portal)
         except OsoError:
             log.exception("policy evaluation failed; no target states")
             return frozenset()

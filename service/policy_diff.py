@@ -139,24 +139,26 @@ def table_questions(folders: Iterable[Path], tables_path: Path | None = None) ->
 
 # --- (b) the decision log ---------------------------------------------------------
 
-def _org_from(data: dict) -> OrganizationFacts:
+def _org_from(data: dict, portal: str) -> OrganizationFacts:
     return OrganizationFacts(data["key"], tuple(data["catalog"]), data["delegate_permission"],
                              data["active_admins"], data["has_active_members"],
-                             data.get("offers_links", False), data.get("offers_subordinates", False))
+                             data.get("offers_links", False), data.get("offers_subordinates", False),
+                             portal=data.get("portal", portal))
 
 
-def facts_from_json(data: dict) -> tuple[ActorFacts, OrganizationFacts | AccountFacts]:
-    """The inverse of policy_explain.facts_json: the facts a logged decision was made on."""
+def facts_from_json(data: dict, portal: str = "") -> tuple[ActorFacts, OrganizationFacts | AccountFacts]:
+    """The inverse of policy_explain.facts_json: the facts a logged decision was made on. `portal` is the log
+    entry's portal, for facts recorded before organizations carried theirs."""
     a = data["actor"]
     actor = ActorFacts(a["username"], a["exists"], a["status"], a["credentials_current"], a["support"],
                        tuple(MembershipFacts(m["organization"], m["role"], m["active"], tuple(m["permissions"]))
                              for m in a["memberships"]))
     r = data["resource"]
     if data["resource_kind"] == "organization":
-        return actor, _org_from(r)
-    links = tuple(LinkFacts(_org_from(link["organization"]), link["role"], tuple(link["permissions"]))
+        return actor, _org_from(r, portal)
+    links = tuple(LinkFacts(_org_from(link["organization"], portal), link["role"], tuple(link["permissions"]))
                   for link in r["links"])
-    return actor, AccountFacts(r["username"], _org_from(r["organization"]), r["role"], r["status"],
+    return actor, AccountFacts(r["username"], _org_from(r["organization"], portal), r["role"], r["status"],
                                r["permission"], links)
 
 
@@ -175,7 +177,7 @@ def log_questions(path: Path, report: DiffReport) -> Iterator[Question]:
                 report.log_skipped += 1
                 continue
             try:
-                actor, resource = facts_from_json(facts)
+                actor, resource = facts_from_json(facts, entry.get("portal") or "")
             except (KeyError, TypeError):
                 report.log_skipped += 1
                 continue
@@ -189,7 +191,8 @@ def log_questions(path: Path, report: DiffReport) -> Iterator[Question]:
 
 @dataclass(frozen=True)
 class SpaceProfile:
-    """What of a portal profile shapes a decision: its catalog, its delegating function, what it offers."""
+    """What of a portal profile shapes a decision: its id (the organizations' portal), its catalog, its
+    delegating function, what it offers."""
 
     name: str
     catalog: tuple[str, ...]
@@ -209,7 +212,8 @@ def space_questions(profile: SpaceProfile) -> Iterator[Question]:
     dele = profile.delegate_permission
 
     def org(key: str, admins: int = 2, members: bool = True) -> OrganizationFacts:
-        return OrganizationFacts(key, cat, dele, admins, members, profile.offers_links, profile.offers_subordinates)
+        return OrganizationFacts(key, cat, dele, admins, members, profile.offers_links, profile.offers_subordinates,
+                                 portal=profile.name)
 
     O, E = org("O"), org("E")
     # Memberships in O an actor may have: none, admin, plain member, member with a function,

@@ -16,6 +16,7 @@ Table format (every key not listed here is an error):
         active_members: 1                 # default 1 (active non-admins; Polar sees has_active_members)
         offers_links: false               # default false: the portal offers linking (R13, masshealth)
         offers_subordinates: false        # default false: admins create accounts (R13, masshealth)
+        portal: ahw                       # default "": no portal (a rule scoped to a portal does not apply)
     personas:                      # name (also the username) -> actor facts
       ann: {memberships: {P1: {role: admin}}}
       bob: {memberships: {P1: {permissions: [claims]}}}
@@ -83,6 +84,7 @@ class OrganizationSpec(_Strict):
     active_members: int = Field(1, ge=0)
     offers_links: bool = False
     offers_subordinates: bool = False
+    portal: str = ""
 
 
 class MembershipSpec(_Strict):
@@ -278,7 +280,7 @@ def _organization(table: TableSpec, key: str) -> OrganizationFacts:
     spec = table.organizations[key]
     return OrganizationFacts(key, tuple(spec.catalog), spec.delegate_permission,
                              spec.active_admins, spec.active_members > 0, spec.offers_links,
-                             spec.offers_subordinates)
+                             spec.offers_subordinates, portal=spec.portal)
 
 
 def _actor(table: TableSpec, name: str) -> ActorFacts:
