@@ -319,9 +319,12 @@ class Policy:
 
     MEMO_SIZE = 65536
 
-    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE):
+    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE, *, check: bool = True):
+        """`check=False` only for a policy that is compared with, never served (`policy diff`'s base, which
+        may predate a check)."""
         self.policy_dir = Path(policy_dir)
         self.memo_size = memo_size
+        self.check = check
         self._engine = self._load()
 
     @property
@@ -334,7 +337,7 @@ class Policy:
             raise PolicyLoadError(f"no .polar files in {self.policy_dir}")
         try:
             engine = _Engine(_build(files), version_of(files), self.memo_size)
-            problems = check_policy(files)
+            problems = check_policy(files) if self.check else []
         except (OsoError, OSError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
         if problems:

@@ -344,7 +344,7 @@ def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
     """
     only = set(space_actions) if space_actions else None
     started = time.perf_counter()
-    base = Policy(Path(base_dir))
+    base = Policy(Path(base_dir), check=False)  # the policy before the change is compared with, not served
     new = Policy(Path(new_dir))
     report = DiffReport(base_version=base.version, new_version=new.version)
 

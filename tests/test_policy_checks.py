@@ -127,3 +127,14 @@ def test_policy_reload_refuses_a_typo_and_the_server_keeps_its_policy(tmp_path, 
     with pytest.raises(PolicyCheckError) as caught:
         snapshots.refresh()
     assert all(p.startswith(str(policies)) for p in caught.value.problems)
+
+
+def test_policy_diff_compares_with_a_base_that_predates_the_checks(tmp_path, cli):
+    """The base of a diff is the running policy, which may have been written before a check existed."""
+    base = copy_policies(tmp_path / "base")
+    misspell(base, "reasons.polar", 'never_told("self");', "")
+    with pytest.raises(PolicyCheckError):
+        Policy(base)
+    code, out, err = cli("--config", str(config_for(tmp_path, POLICIES)), "policy", "diff", str(base), str(POLICIES),
+                         "--no-space")
+    assert code == 0 and err == "", err
