@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     pdiff.add_argument("--json", action="store_true", help="the report as JSON")
     pdiff.add_argument("--log", default=None, help="the decision log to replay (default decision_log.path)")
     pdiff.add_argument("--profile", action="append", default=None,
-                       help="generate the space for this portal profile only (repeatable; default every profile)")
+                       help="generate the space for this portal profile only (repeatable; default every profile, "
+                            "so every portal a change reaches shows: a rule may be scoped to one portal)")
     pdiff.add_argument("--no-space", action="store_true", help="only the tables and the log, no generated space")
     pdiff.add_argument("--action", action="append", default=None,
                        help="generate the space's questions about this action only (repeatable; the tables and "

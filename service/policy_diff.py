@@ -7,7 +7,9 @@ whose outcome changed. The questions come from three places:
   tables  every row of the decision tables (<dir>/tests/*.yaml of both folders);
   log     the recorded decision log: each entry that carries the facts it was
           decided on (`facts`, recorded since issue 15) is asked again as it was;
-  space   a generated space of small organizations per portal profile: for each
+  space   a generated space of small organizations per portal profile (each
+          organization carries the profile's id as its portal, so a rule scoped
+          to one portal changes that portal's questions only): for each
           profile, actors of every standing, role, grant and delegate situation
           (in the organization asked about and in a second one), target accounts
           of every role, status, grant and link, and the last-admin situations
