@@ -99,3 +99,22 @@ def test_a_portal_scoped_rule_shows_in_policy_diff_for_that_portal_only(tmp_path
     assert {c.question.label.split(":", 1)[0] for c in report.changes} == {"ahw"}, report.text()
     assert any(c.question.label == "ahw: support staff link_account organization O" and c.new.allowed
                for c in report.changes), report.text()
+
+
+def test_a_logged_decision_is_replayed_in_its_portal():
+    """The decision log records the organization's portal with the facts; an entry recorded before it did
+    is replayed in the entry's portal."""
+    from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
+    from service.policy_diff import facts_from_json
+    from service.policy_explain import facts_json
+
+    org = OrganizationFacts("W1", ("claims",), None, 1, True, portal="ahw")
+    target = AccountFacts("pat", org, "member", "pending_approval", None, (LinkFacts(org, "member"),))
+    actor = ActorFacts.unknown("ghost")
+    recorded = facts_json(actor, target)
+    assert facts_from_json(recorded) == (actor, target)
+    del recorded["resource"]["organization"]["portal"]
+    for link in recorded["resource"]["links"]:
+        del link["organization"]["portal"]
+    _, replayed = facts_from_json(recorded, "ahw")
+    assert replayed == target
