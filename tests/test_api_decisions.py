@@ -383,3 +383,13 @@ def test_usernames_are_case_insensitive(ask):
     """R6."""
     assert ask("BILLER", "claims", org()).get_json()["allowed"] is True
     assert ask("manager", "remove", account("Biller")).get_json()["allowed"] is True
+
+
+def test_the_openapi_documents_a_batch_check_answered_with_its_error(client):
+    document = client.get("/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    result = schemas["BatchResult"]["properties"]
+    assert {"allowed", "reasons", "policy_version", "error"} <= set(result)
+    assert set(schemas["CheckError"]["properties"]) == {"status", "code", "message", "errors"}
+    operation = document["paths"]["/v1/authorize/batch"]["post"]
+    assert "in its place" in operation["description"]
