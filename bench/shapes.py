@@ -33,7 +33,7 @@ ADMIN_ACTIONS = ("approve", "enable", "disable", "unlock", "upgrade", "remove", 
 def question(rng: random.Random):
     org_no, person = rng.randrange(5000), rng.randrange(100)
     key = f"AHC-{org_no:05d}"
-    org = OrganizationFacts(key, CATALOG, None, rng.choice((1, 1, 2)), True)
+    org = OrganizationFacts(key, CATALOG, None, rng.choice((1, 1, 2)), True, portal="ahcccs")
     if rng.random() < 0.6:
         grants = tuple(f for f in CATALOG[:3] if rng.random() < 0.5)
         status = rng.choice(STATUSES[:16])

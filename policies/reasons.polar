@@ -1,8 +1,11 @@
 # Why a request is denied: the reason code of each requirement (portal.polar).
 #
-# reason(REQUIREMENT, CODE): a failing requirement is told as CODE. A requirement
-# with no code here is never told; a denial with no code at all is reported as
-# `policy_gap` by the service (and no decision table row may expect it).
+# reason(REQUIREMENT, CODE): a failing requirement is told as CODE. Every
+# requirement a rule names has a code here, or is declared never told
+# (never_told(REQUIREMENT)): the policy is refused at load otherwise, as it is
+# for a requirement no rule defines or a code the service does not know. A
+# denial with no code at all is reported as `policy_gap` by the service (and no
+# decision table row may expect it).
 #
 # told_after(REQUIREMENT, EARLIER): the failure of REQUIREMENT is told only when
 # EARLIER holds (EARLIER need not be in the rule). This is what keeps a denial to
@@ -34,6 +37,10 @@ reason("support", "support_only");
 told_after("support", "known_actor");
 
 # --- Accounts (R1, R2, R3, R5, R15, R21) ------------------------------------
+# R21: `self` and `other_account` only choose between update_profile's two rules
+# (one's own profile, someone else's); the other rule tells why it is denied.
+never_told("self");
+never_told("other_account");
 reason("known_action", "action_unknown");
 told_after("known_action", "known_actor");
 reason("not_self", "self_action");

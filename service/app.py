@@ -14,6 +14,7 @@ from service.api.express import ExpressAuthorize
 from service.api.requests import close_session, secure_headers
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import Config
+from service.domain import passwords as hashing
 from service.domain.notify import Notifier, OutboxNotifier
 from service.policy import Policy
 from service.storage.database import Database
@@ -61,5 +62,8 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     if config.testing.clock == "settable":
         app.register_api(testing.bp)
         logging.getLogger(__name__).warning("testing.clock is settable: POST /_testing/clock moves time")
+    if config.testing.hashing == "cheap":  # config.py allows it only with the settable clock
+        hashing.use_cheap_hashing()
+        logging.getLogger(__name__).warning("testing.hashing is cheap: passwords are hashed at test cost")
     app.wsgi_app = ExpressAuthorize(app, app.wsgi_app)  # issue 13: well-formed decisions skip Flask's machinery
     return app

@@ -25,6 +25,13 @@ def one_line(message: str) -> str:
     return " ".join(kept).rstrip(":")
 
 
+def policy_problem(exc: Exception) -> str:
+    """A refused policy's problems one per line ("file:line: what"); a compile error on one line."""
+    from service.policy import PolicyCheckError
+
+    return str(exc) if isinstance(exc, PolicyCheckError) else one_line(str(exc))
+
+
 def _config(args) -> Config:
     try:
         return load_config(getattr(args, "config", None))
@@ -362,7 +369,7 @@ def cmd_policy_diff(args) -> None:
         report = run_diff(base, new, log_path=log_path, profiles=[] if args.no_space else profiles,
                           space_actions=args.action)
     except PolicyLoadError as exc:  # the compile error in one line: where and what, no traceback
-        _die(one_line(str(exc)), 2)
+        _die(policy_problem(exc), 2)
     except TableError as exc:
         _die(str(exc), 2)
     print(json.dumps(report.as_json(), indent=2) if args.json else report.text())
@@ -380,7 +387,7 @@ def _policy_coverage(config, tables) -> None:
     except TableError as exc:
         _die(str(exc))
     except PolicyLoadError as exc:
-        _die(one_line(str(exc)), 1)
+        _die(policy_problem(exc), 1)
     print(report.text())
     if not report.ok:
         raise SystemExit(1)
@@ -397,7 +404,7 @@ def cmd_policy_test(args) -> None:
     except TableError as exc:
         _die(str(exc))
     except PolicyLoadError as exc:  # the compile error in one line: where and what, no traceback
-        _die(one_line(str(exc)), 1)
+        _die(policy_problem(exc), 1)
     for failure in report.failures:
         print(f"FAIL {failure}")
     summary = f"{report.rows_run - len(report.failures)} passed, {len(report.failures)} failed"
@@ -551,7 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     pdiff.add_argument("--json", action="store_true", help="the report as JSON")
     pdiff.add_argument("--log", default=None, help="the decision log to replay (default decision_log.path)")
     pdiff.add_argument("--profile", action="append", default=None,
-                       help="generate the space for this portal profile only (repeatable; default every profile)")
+                       help="generate the space for this portal profile only (repeatable; default every profile, "
+                            "so every portal a change reaches shows: a rule may be scoped to one portal)")
     pdiff.add_argument("--no-space", action="store_true", help="only the tables and the log, no generated space")
     pdiff.add_argument("--action", action="append", default=None,
                        help="generate the space's questions about this action only (repeatable; the tables and "

@@ -155,6 +155,16 @@ class Server(_Strict):
 
 class Testing(_Strict):
     clock: Literal["system", "settable"] = "system"
+    # "cheap": argon2 at the cost the in-process test runs use, so features against a live QA server take
+    # about as long as in-process. Weak hashes: allowed only on a QA server (with the settable clock).
+    hashing: Literal["production", "cheap"] = "production"
+
+    @model_validator(mode="after")
+    def _cheap_only_on_a_qa_server(self) -> Testing:
+        if self.hashing == "cheap" and self.clock != "settable":
+            raise ValueError("hashing: cheap is allowed only together with clock: settable (a QA server, never "
+                             "production)")
+        return self
 
 
 class Demo(_Strict):

@@ -68,6 +68,9 @@ class OrganizationFacts:
     # (a profile setting; only the documents that describe them turn them on).
     offers_links: bool = False
     offers_subordinates: bool = False
+    # The portal the organization belongs to (its profile id in config.yaml: ahcccs, qm, ahw, masshealth), so a
+    # rule can be scoped to one portal (`org.portal = "ahw"`). Required, by keyword: no loader may leave it out.
+    portal: str = field(kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ asked instead; and it memoizes answers by the facts' shape, names renamed
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import weakref
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -55,11 +57,173 @@ REASON_MESSAGES = {
 }
 
 # The action lists come from the one catalog (service/catalog.py); re-exported for the modules that read them here.
-__all__ = ["ACCOUNT_ACTIONS", "ORGANIZATION_ACTIONS", "Decision", "Policy", "PolicyLoadError", "REASON_MESSAGES"]
+__all__ = ["ACCOUNT_ACTIONS", "ORGANIZATION_ACTIONS", "Decision", "Policy", "PolicyCheckError", "PolicyLoadError",
+           "REASON_MESSAGES", "check_policy"]
 
 
 class PolicyLoadError(Exception):
     """The policy files could not be read or do not compile."""
+
+
+class PolicyCheckError(PolicyLoadError):
+    """The policy compiles but names what it does not define: refused, one line per problem ("file:line: what")."""
+
+    def __init__(self, policy_dir: Path, problems: list[str]):
+        self.problems = problems
+        count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+        super().__init__("\n".join([f"policy in {policy_dir} is refused ({count}):", *problems]))
+
+
+# --- Checking what the rules name ----------------------------------------------------------------
+#
+# Polar would accept a misspelt requirement, reason code or action: a rule naming "status_allowz"
+# simply never holds, and every decision under it is a denial without a reason. So when a policy
+# loads, the names its rules use are read from the text (with their lines) and checked against
+# what the policy defines and what the service knows; any problem refuses the policy.
+
+# Each action's rules: (action, resource, [requirement, ...]); the unknown-action ones explain denials of
+# actions no rule knows, so their requirements may be left undefined on purpose (they always fail).
+_RULES = {"organization_rule": "organization", "account_rule": "account"}
+_UNKNOWN_RULES = {"unknown_organization_action": "organization", "unknown_account_action": "account"}
+# Predicates that name actions (first argument, and `action in [...]` / `action = "..."` in the clause),
+# and which catalog each action must be in.
+_ACTION_PREDICATES = {**_RULES, **_UNKNOWN_RULES, "offered": "organization", "status_allows": "account",
+                      "would_orphan": "account", "admin_action": "account", "account_wide": "account",
+                      "captures": "account"}
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_HEAD = re.compile(r"\s*(\w+)\s*\(")
+_FIRST_LITERAL = re.compile(r'\w+\s*\(\s*"(\w+)"')
+_ACTION_LIST = re.compile(r"\baction\s+in\s+\[([^\]]*)\]")
+_ACTION_EQUALS = re.compile(r'\baction\s*!?=\s*"(\w+)"')
+
+
+@dataclass(frozen=True)
+class _Statement:
+    path: Path
+    head: str
+    text: str      # the statement with comments blanked out
+    offset: int    # where it starts in the file
+    lines: tuple[int, ...]  # offsets of the file's line starts
+
+    def line(self, at: int = 0) -> int:
+        return bisect.bisect_right(self.lines, self.offset + at)
+
+    def where(self, at: int = 0) -> str:
+        return f"{self.path}:{self.line(at)}"
+
+    def literals(self, start: int = 0, end: int | None = None) -> list[tuple[str, int]]:
+        """The string literals of text[start:end], with their offsets in the statement."""
+        return [(m.group(1), m.start()) for m in _STRING.finditer(self.text, start, len(self.text) if end is None else end)]
+
+    def first_argument(self) -> str | None:
+        match = _FIRST_LITERAL.match(self.text.lstrip())
+        return match.group(1) if match else None
+
+    def requirement_list(self) -> tuple[int, int] | None:
+        """Where the rule head's literal list of requirement names is: (start, end) in text."""
+        depth, start = 0, None
+        for i, char in enumerate(self.text):
+            if char == '"':
+                continue
+            if char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+                if depth == 0:
+                    return None  # the head closed without a list
+            elif char == "[" and depth == 1 and start is None:
+                start = i
+            elif char == "]" and depth == 1 and start is not None:
+                return start, i
+        return None
+
+
+def _blank_comments(text: str) -> str:
+    """`#` to the end of the line becomes spaces, outside strings: offsets and lines stay where they were."""
+    out, in_string, comment = [], False, False
+    for i, char in enumerate(text):
+        if comment:
+            if char == "\n":
+                comment = False
+                out.append(char)
+            else:
+                out.append(" ")
+            continue
+        if char == '"' and (i == 0 or text[i - 1] != "\\"):
+            in_string = not in_string
+        elif char == "#" and not in_string:
+            comment = True
+            out.append(" ")
+            continue
+        out.append(char)
+    return "".join(out)
+
+
+def _statements(path: Path) -> list[_Statement]:
+    code = _blank_comments(path.read_text(encoding="utf-8"))
+    lines = tuple([0, *(i + 1 for i, char in enumerate(code) if char == "\n")])
+    found, start, in_string = [], 0, False
+    for i, char in enumerate(code):
+        if char == '"' and (i == 0 or code[i - 1] != "\\"):
+            in_string = not in_string
+        elif char == ";" and not in_string:
+            text = code[start:i]
+            head = _HEAD.match(text)
+            if head:
+                found.append(_Statement(path, head.group(1), text, start, lines))
+            start = i + 1
+    return found
+
+
+def check_policy(files: list[Path]) -> list[str]:
+    """Every name a rule uses that the policy or the service does not know, as "file:line: problem"."""
+    statements = [s for path in files for s in _statements(path)]
+    defined = {s.first_argument() for s in statements if s.head == "requirement"} - {None}
+    told = {s.first_argument() for s in statements if s.head in ("reason", "never_told")} - {None}
+    named: list[tuple[str, _Statement, int, bool]] = []  # (requirement, statement, offset, in a known rule)
+    for s in statements:
+        if s.head in _RULES or s.head in _UNKNOWN_RULES:
+            span = s.requirement_list()
+            if span is not None:
+                named += [(name, s, at, s.head in _RULES) for name, at in s.literals(*span)]
+    problems: list[str] = []
+    for name, s, at, known in named:
+        if known and name not in defined:
+            problems.append(f'{s.where(at)}: requirement "{name}" is named by a rule but never defined '
+                            f'(no requirement("{name}", ...))')
+        elif name not in told:
+            problems.append(f'{s.where(at)}: requirement "{name}" has no reason code: give it '
+                            f'reason("{name}", CODE) or declare never_told("{name}") in reasons.polar')
+    known_names = defined | {name for name, *_ in named}
+    catalogs = {"organization": set(ORGANIZATION_ACTIONS), "account": set(ACCOUNT_ACTIONS)}
+    for s in statements:
+        if s.head in ("reason", "told_after", "never_told"):
+            literals = s.literals()
+            for name, at in literals[: 1 if s.head == "reason" else 2]:
+                if name not in known_names:
+                    problems.append(f'{s.where(at)}: {s.head} names "{name}", a requirement no rule names and '
+                                    f"none defines")
+            if s.head == "reason" and len(literals) >= 2 and literals[1][0] not in REASON_MESSAGES:
+                problems.append(f'{s.where(literals[1][1])}: reason code "{literals[1][0]}" is not one the service '
+                                f"knows (REASON_MESSAGES in service/policy.py)")
+        kind = _ACTION_PREDICATES.get(s.head)
+        if kind is None:
+            continue
+        span = s.requirement_list() if s.head in _RULES or s.head in _UNKNOWN_RULES else None
+        actions = []
+        first = _FIRST_LITERAL.match(s.text, len(s.text) - len(s.text.lstrip()))
+        if first:
+            actions.append((first.group(1), first.start(1) - 1))
+        for match in _ACTION_LIST.finditer(s.text):
+            actions += [(name, at) for name, at in s.literals(match.start(1), match.end(1))]
+        actions += [(m.group(1), m.start(1) - 1) for m in _ACTION_EQUALS.finditer(s.text)]
+        for action, at in actions:
+            if span and span[0] <= at <= span[1]:
+                continue
+            if action not in catalogs[kind]:
+                problems.append(f'{s.where(at)}: action "{action}" is not an {kind} action of the catalog '
+                                f"(service/catalog.py)")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -166,12 +330,12 @@ class _Engine:
         self.allow_rule, self.deny_rule = ("generated_allow", "generated_deny") if generated else ("allow", "deny_reason")
         self._answer = lru_cache(maxsize=memo_size)(self._evaluate)
         self._actions = lru_cache(maxsize=memo_size)(self._evaluate_actions)
-        self.target_states = lru_cache(maxsize=64)(self._target_states)
+        self.target_states = lru_cache(maxsize=256)(self._target_states)
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
 
-    def _target_states(self, action: str) -> frozenset[tuple[str, str]]:
-        """The (status, role) pairs of a target account for which the policy's `status_allows` holds."""
-        org = OrganizationFacts("", (), None, 0, False)
+    def _target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
+        """The (status, role) pairs of a target account of `portal` for which the policy's `status_allows` holds."""
+        org = OrganizationFacts("", (), None, 0, False, portal=portal)
         return frozenset(
             (status, role) for status in ACCOUNT_STATUSES for role in ROLES
             if self.oso.query_rule_once("status_allows", action, AccountFacts("", org, role, status))
@@ -237,10 +401,13 @@ class Policy:
 
     MEMO_SIZE = 65536
 
-    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE, generate: bool = True):
+    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE, generate: bool = True, *, check: bool = True):
+        """`generate=False` asks the authored `allow` and `deny_reason` (to compare with); `check=False` only for
+        a policy that is compared with, never served (`policy diff`'s base, which may predate a check)."""
         self.policy_dir = Path(policy_dir)
         self.memo_size = memo_size
-        self.generate = generate  # False: ask the authored `allow` and `deny_reason` (to compare with)
+        self.generate = generate
+        self.check = check
         self._engine = self._load()
         self._listeners: list = []
 
@@ -272,8 +439,11 @@ class Policy:
                 sources.append((GENERATED, generated))
             hazards = canonical.renaming_hazards(sources, POLAR_CLASSES)
             engine = _Engine(oso, _version(contents), self.memo_size, by_shape=not hazards, generated=generated is not None)
+            problems = check_policy(files) if self.check else []
         except (OsoError, OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
+        if problems:
+            raise PolicyCheckError(self.policy_dir, problems)
         if not_generated:
             log.warning("policy %s: no clauses generated from the rule lists, so each decision interprets them "
                         "(slower, same answers): %s", engine.version, not_generated)
@@ -328,11 +498,11 @@ class Policy:
             log.exception("policy evaluation failed; no actions")
             return []
 
-    def target_states(self, action: str) -> frozenset[tuple[str, str]]:
-        """The (status, role) pairs of a target account that `action` applies to, read from the policy's
-        `status_allows` rule, so that database filters (AuthZEN search) follow the policy's own table."""
+    def target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
+        """The (status, role) pairs of a target account of `portal` that `action` applies to, read from the
+        policy's `status_allows` rule, so that database filters (AuthZEN search) follow the policy's own table."""
         try:
-            return self._engine.target_states(action)
+            return self._engine.target_states(action, portal)
         except OsoError:
             log.exception("policy evaluation failed; no target states")
             return frozenset()

@@ -7,7 +7,9 @@ whose outcome changed. The questions come from three places:
   tables  every row of the decision tables (<dir>/tests/*.yaml of both folders);
   log     the recorded decision log: each entry that carries the facts it was
           decided on (`facts`, recorded since issue 15) is asked again as it was;
-  space   a generated space of small organizations per portal profile: for each
+  space   a generated space of small organizations per portal profile (each
+          organization carries the profile's id as its portal, so a rule scoped
+          to one portal changes that portal's questions only): for each
           profile, actors of every standing, role, grant and delegate situation
           (in the organization asked about and in a second one), target accounts
           of every role, status, grant and link, and the last-admin situations
@@ -143,24 +145,26 @@ def table_questions(folders: Iterable[Path], tables_path: Path | None = None) ->
 
 # --- (b) the decision log ---------------------------------------------------------
 
-def _org_from(data: dict) -> OrganizationFacts:
+def _org_from(data: dict, portal: str) -> OrganizationFacts:
     return OrganizationFacts(data["key"], tuple(data["catalog"]), data["delegate_permission"],
                              data["active_admins"], data["has_active_members"],
-                             data.get("offers_links", False), data.get("offers_subordinates", False))
+                             data.get("offers_links", False), data.get("offers_subordinates", False),
+                             portal=data.get("portal", portal))
 
 
-def facts_from_json(data: dict) -> tuple[ActorFacts, OrganizationFacts | AccountFacts]:
-    """The inverse of policy_explain.facts_json: the facts a logged decision was made on."""
+def facts_from_json(data: dict, portal: str = "") -> tuple[ActorFacts, OrganizationFacts | AccountFacts]:
+    """The inverse of policy_explain.facts_json: the facts a logged decision was made on. `portal` is the log
+    entry's portal, for facts recorded before organizations carried theirs."""
     a = data["actor"]
     actor = ActorFacts(a["username"], a["exists"], a["status"], a["credentials_current"], a["support"],
                        tuple(MembershipFacts(m["organization"], m["role"], m["active"], tuple(m["permissions"]))
                              for m in a["memberships"]))
     r = data["resource"]
     if data["resource_kind"] == "organization":
-        return actor, _org_from(r)
-    links = tuple(LinkFacts(_org_from(link["organization"]), link["role"], tuple(link["permissions"]))
+        return actor, _org_from(r, portal)
+    links = tuple(LinkFacts(_org_from(link["organization"], portal), link["role"], tuple(link["permissions"]))
                   for link in r["links"])
-    return actor, AccountFacts(r["username"], _org_from(r["organization"]), r["role"], r["status"],
+    return actor, AccountFacts(r["username"], _org_from(r["organization"], portal), r["role"], r["status"],
                                r["permission"], links)
 
 
@@ -179,7 +183,7 @@ def log_questions(path: Path, report: DiffReport) -> Iterator[Question]:
                 report.log_skipped += 1
                 continue
             try:
-                actor, resource = facts_from_json(facts)
+                actor, resource = facts_from_json(facts, entry.get("portal") or "")
             except (KeyError, TypeError):
                 report.log_skipped += 1
                 continue
@@ -193,7 +197,8 @@ def log_questions(path: Path, report: DiffReport) -> Iterator[Question]:
 
 @dataclass(frozen=True)
 class SpaceProfile:
-    """What of a portal profile shapes a decision: its catalog, its delegating function, what it offers."""
+    """What of a portal profile shapes a decision: its id (the organizations' portal), its catalog, its
+    delegating function, what it offers."""
 
     name: str
     catalog: tuple[str, ...]
@@ -213,7 +218,8 @@ def space_questions(profile: SpaceProfile) -> Iterator[Question]:
     dele = profile.delegate_permission
 
     def org(key: str, admins: int = 2, members: bool = True) -> OrganizationFacts:
-        return OrganizationFacts(key, cat, dele, admins, members, profile.offers_links, profile.offers_subordinates)
+        return OrganizationFacts(key, cat, dele, admins, members, profile.offers_links, profile.offers_subordinates,
+                                 portal=profile.name)
 
     O, E = org("O"), org("E")
     # Memberships in O an actor may have: none, admin, plain member, member with a function,
@@ -344,7 +350,7 @@ def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
     """
     only = set(space_actions) if space_actions else None
     started = time.perf_counter()
-    base = Policy(Path(base_dir))
+    base = Policy(Path(base_dir), check=False)  # the policy before the change is compared with, not served
     new = Policy(Path(new_dir))
     if new.version == base.version:
         new = base  # the same text: one engine, each question evaluated once

@@ -136,7 +136,7 @@ def fact_view(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> 
                              {"role": membership.role, "active": membership.active,
                               "permissions": list(membership.permissions)}),
         "actor.memberships": {m.organization: m.role for m in actor.memberships if m.active},
-        "organization.key": org.key, "organization.catalog": list(org.catalog),
+        "organization.key": org.key, "organization.portal": org.portal, "organization.catalog": list(org.catalog),
         "organization.delegate_permission": org.delegate_permission,
         "organization.active_admins": org.active_admins,
         "organization.has_active_members": org.has_active_members,

@@ -16,6 +16,7 @@ Table format (every key not listed here is an error):
         active_members: 1                 # default 1 (active non-admins; Polar sees has_active_members)
         offers_links: false               # default false: the portal offers linking (R13, masshealth)
         offers_subordinates: false        # default false: admins create accounts (R13, masshealth)
+        portal: ahw                       # default "": no portal (a rule scoped to a portal does not apply)
     personas:                      # name (also the username) -> actor facts
       ann: {memberships: {P1: {role: admin}}}
       bob: {memberships: {P1: {permissions: [claims]}}}
@@ -83,6 +84,7 @@ class OrganizationSpec(_Strict):
     active_members: int = Field(1, ge=0)
     offers_links: bool = False
     offers_subordinates: bool = False
+    portal: str = ""
 
 
 class MembershipSpec(_Strict):
@@ -162,6 +164,7 @@ class RowFailure:
 
     file: Path
     index: int
+    line: int  # where the row starts in the file, for an editor to jump to
     name: str
     rule: str
     question: str
@@ -170,7 +173,7 @@ class RowFailure:
 
     def __str__(self) -> str:
         return (
-            f"{self.file}: row {self.index} \"{self.name}\" ({self.rule})\n"
+            f"{self.file}:{self.line}: row {self.index} \"{self.name}\" ({self.rule})\n"
             f"  question: {self.question}\n"
             f"  expected: {self.expected}\n"
             f"  actual:   {self.actual}"
@@ -220,6 +223,20 @@ def load_table(path: Path) -> TableSpec:
     return table
 
 
+def row_lines(path: Path) -> list[int]:
+    """The line (1-based) each row of a table starts on, in order; [] when the file has no row list."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if key.value == "rows" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
 def _check_references(path: Path, table: TableSpec) -> None:
     problems = []
     for name, persona in table.personas.items():
@@ -263,7 +280,7 @@ def _organization(table: TableSpec, key: str) -> OrganizationFacts:
     spec = table.organizations[key]
     return OrganizationFacts(key, tuple(spec.catalog), spec.delegate_permission,
                              spec.active_admins, spec.active_members > 0, spec.offers_links,
-                             spec.offers_subordinates)
+                             spec.offers_subordinates, portal=spec.portal)
 
 
 def _actor(table: TableSpec, name: str) -> ActorFacts:
@@ -296,7 +313,7 @@ def _show(allowed: bool, reasons) -> str:
     return f"{'allow' if allowed else 'deny'} [{', '.join(sorted(reasons))}]"
 
 
-def _run_row(policy: Policy, path: Path, index: int, table: TableSpec, row: RowSpec,
+def _run_row(policy: Policy, path: Path, index: int, line: int, table: TableSpec, row: RowSpec,
              listed_cache: dict | None) -> list[RowFailure]:
     """Decide one row; with a cache (None skips it) also compare authorized_actions."""
     actor = _actor(table, row.actor)
@@ -310,7 +327,7 @@ def _run_row(policy: Policy, path: Path, index: int, table: TableSpec, row: RowS
         question = f"{row.actor} {row.action} organization {row.organization}"
 
     def failure(expected: str, actual: str) -> RowFailure:
-        return RowFailure(path, index, row.name, row.rule, question, expected, actual)
+        return RowFailure(path, index, line, row.name, row.rule, question, expected, actual)
 
     expect_allowed = row.expect == "allow"
     expected_reasons = set(row.reasons or ())
@@ -338,8 +355,10 @@ def _rows(policy_dir: Path, tables_path: Path | None, check_listed: bool = True)
     policy = Policy(Path(policy_dir))
     listed_cache: dict | None = {} if check_listed else None
     for path, table in tables:
+        lines = row_lines(path)
         for index, row in enumerate(table.rows):
-            yield _run_row(policy, path, index, table, row, listed_cache)
+            line = lines[index] if index < len(lines) else 0
+            yield _run_row(policy, path, index, line, table, row, listed_cache)
 
 
 def run_tables(policy_dir: Path, tables_path: Path | None = None) -> TableReport:

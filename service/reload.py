@@ -35,7 +35,7 @@ import threading
 from pathlib import Path
 
 from service.config import Config
-from service.policy import Policy, PolicyLoadError, policy_files
+from service.policy import Policy, PolicyCheckError, PolicyLoadError, policy_files
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ class PolicySnapshots:
             shutil.rmtree(target, ignore_errors=True)
             if isinstance(exc, OSError):
                 raise PolicyLoadError(f"policy in {self.source} cannot be read: {exc}") from exc
+            if isinstance(exc, PolicyCheckError):  # each problem names the author's file, not the snapshot
+                raise PolicyCheckError(self.source, [p.replace(str(target), str(self.source))
+                                                     for p in exc.problems]) from exc
             raise PolicyLoadError(str(exc).replace(str(target), str(self.source))) from exc
         link = self.root / f".current-{self._serial}"
         link.symlink_to(target.name)

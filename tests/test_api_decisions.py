@@ -278,12 +278,42 @@ def test_batch_limits(client, authorize_key, clinic):
     assert empty.status_code == 422
 
 
-def test_batch_names_the_failing_check(client, authorize_key, clinic):
-    checks = [{"action": "claims", "resource": org()}, {"action": "claims", "resource": org("TIN-404")}]
+def test_batch_answers_each_check_even_when_one_names_something_unknown(client, authorize_key, clinic):
+    """One answer per check, as the contract promises: an unknown organization or account, or an impossible
+    question, is that check's denial carrying its problem; the other checks are decided as alone."""
+    checks = [{"action": "claims", "resource": org()},
+              {"action": "eligibility", "resource": org()},
+              {"action": "claims", "resource": org("TIN-404")},
+              {"action": "remove", "resource": account("nobody")},
+              {"action": "grant", "resource": account("biller")},
+              {"action": "claims", "resource": org()}]
+    headers = {"Authorization": f"Bearer {authorize_key}"}
     response = client.post("/v1/authorize/batch", json={"portal": clinic, "actor": "biller", "checks": checks},
+                           headers=headers)
+    assert response.status_code == 200, response.get_json()
+    results = response.get_json()["results"]
+    assert len(results) == len(checks)
+    singles = [client.post("/v1/authorize", json={"portal": clinic, "actor": "biller", **check}, headers=headers)
+               for check in checks]
+    for index, (result, single) in enumerate(zip(results, singles)):
+        if single.status_code == 200:
+            assert result == single.get_json(), index
+            continue
+        problem = single.get_json()
+        assert result["allowed"] is False and "error" in result, index
+        assert result["error"]["status"] == single.status_code and result["error"]["code"] == problem["code"]
+        assert result["error"]["message"] == f"checks[{index}]: {problem['detail']}"
+        assert result["reasons"] == [{"code": problem["code"], "message": result["error"]["message"]}]
+        assert result["policy_version"] == results[0]["policy_version"]
+    assert [r.get("error", {}).get("status") for r in results] == [None, None, 404, 404, 422, None]
+    assert results[4]["error"]["errors"][0]["field"] == "checks[4].context.permission"
+
+
+def test_batch_of_an_unknown_portal_is_404_whole(client, authorize_key):
+    response = client.post("/v1/authorize/batch", json={"portal": "nowhere", "actor": "biller",
+                                                        "checks": [{"action": "claims", "resource": org()}]},
                            headers={"Authorization": f"Bearer {authorize_key}"})
-    assert response.status_code == 404
-    assert response.get_json()["detail"].startswith("checks[1]:")
+    assert response.status_code == 404 and response.get_json()["code"] == "not_found"
 
 
 def test_authorized_actions(ask):
@@ -353,3 +383,13 @@ def test_usernames_are_case_insensitive(ask):
     """R6."""
     assert ask("BILLER", "claims", org()).get_json()["allowed"] is True
     assert ask("manager", "remove", account("Biller")).get_json()["allowed"] is True
+
+
+def test_the_openapi_documents_a_batch_check_answered_with_its_error(client):
+    document = client.get("/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    result = schemas["BatchResult"]["properties"]
+    assert {"allowed", "reasons", "policy_version", "error"} <= set(result)
+    assert set(schemas["CheckError"]["properties"]) == {"status", "code", "message", "errors"}
+    operation = document["paths"]["/v1/authorize/batch"]["post"]
+    assert "in its place" in operation["description"]

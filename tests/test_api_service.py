@@ -8,7 +8,7 @@ import pytest
 from service.app import create_app
 from service.clock import SettableClock
 from service.policy import Policy
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_key
 
 
 def test_healthz(client):
@@ -114,3 +114,38 @@ def test_settable_clock_rejects_bad_input(settable, body):
     response = client.post("/_testing/clock", json=body)
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
+
+
+# --- testing.hashing: cheap argon2 on a QA server ------------------------------------------------------
+
+def _support_staff_hash(app, database, clock, username: str) -> str:
+    """Create a support account through the API and read the argon2 hash the server stored for it."""
+    from sqlalchemy import select
+
+    from service.storage.models import Account
+
+    key = make_key(database, ("enroll",), clock.now())
+    body = {"username": username, "first_name": "Help", "last_name": "Desk", "email": f"{username}@example.org",
+            "password": "Qa-Server-Pass-2026!"}
+    response = app.test_client().post("/v1/portals/qm/support-staff", json=body,
+                                      headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 201, response.get_json()
+    with database.transaction() as session:
+        return session.scalar(select(Account.password_hash).where(Account.username == username))
+
+
+def test_a_qa_server_with_cheap_hashing_stores_cheap_hashes(config, database, policy, clock, monkeypatch):
+    from service.domain import passwords
+
+    # This process's hasher comes back after the test (the app factory switches it for the process).
+    monkeypatch.setattr(passwords, "_hasher", passwords._hasher)
+    monkeypatch.setattr(passwords, "DUMMY_HASH", passwords.DUMMY_HASH)
+    production = _support_staff_hash(create_app(config, database=database, policy=policy, clock=clock),
+                                     database, clock, "help.prod")
+    assert "$m=65536,t=3,p=4$" in production
+    qa = config.model_copy(update={"testing": config.testing.model_copy(update={"clock": "settable",
+                                                                                "hashing": "cheap"})})
+    cheap = _support_staff_hash(create_app(qa, database=database, policy=policy, clock=clock), database, clock,
+                                "help.qa")
+    assert cheap.startswith("$argon2id$") and "$m=1024,t=1,p=1$" in cheap
+    assert "$m=1024,t=1,p=1$" in passwords.DUMMY_HASH  # an unknown username costs what a known one does

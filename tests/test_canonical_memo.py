@@ -91,7 +91,7 @@ def test_merging_two_names_is_a_different_shape(actor, question, data):
 
 def test_every_field_but_the_names_is_part_of_the_shape():
     """A field another change adds to the facts is kept in the key unless it is marked as a name."""
-    org = OrganizationFacts("O1", CATALOG, None, 1, True)
+    org = OrganizationFacts("O1", CATALOG, None, 1, True, portal="ahcccs")
     membership = MembershipFacts("O1", "member", True, ("claims",))
     samples = {
         OrganizationFacts: org,
@@ -118,9 +118,9 @@ def test_questions_differing_only_in_names_share_one_entry_and_keep_their_own_fa
     def member(username, org):
         return ActorFacts(username, True, "active", True, False, (MembershipFacts(org, "member", True, ("claims",)),))
 
-    first = policy.decide(member("maria.garcia12", "BENCH-0001"), "claims", OrganizationFacts("BENCH-0001", CATALOG, None, 1, True))
+    first = policy.decide(member("maria.garcia12", "BENCH-0001"), "claims", OrganizationFacts("BENCH-0001", CATALOG, None, 1, True, portal="ahcccs"))
     second_actor = member("james.smith40", "BENCH-0002")
-    second_org = OrganizationFacts("BENCH-0002", CATALOG, None, 1, True)
+    second_org = OrganizationFacts("BENCH-0002", CATALOG, None, 1, True, portal="ahcccs")
     second = policy.decide(second_actor, "claims", second_org)
     assert first.allowed and second.allowed
     assert second.facts == (second_actor, second_org)  # the decision log replays the caller's facts
@@ -134,8 +134,9 @@ def test_questions_differing_only_in_names_share_one_entry_and_keep_their_own_fa
 # --- A policy that reads a name otherwise --------------------------------------------------------
 
 HELP_DESK = '''
-organization_rule("audit_trail", _org, ["known_actor", "help_desk"]);
+organization_rule("designate_admin", _org, ["known_actor", "help_desk"]);
 requirement("help_desk", actor, _action, _org) if actor.username = "help.desk";
+reason("help_desk", "support_only");
 '''
 
 
@@ -148,7 +149,7 @@ def help_desk_policy(config, tmp_path):
 
 
 def test_a_policy_comparing_a_name_with_a_literal_is_detected_and_answered_exactly(help_desk_policy, caplog):
-    org = OrganizationFacts("O1", CATALOG, None, 1, True)
+    org = OrganizationFacts("O1", CATALOG, None, 1, True, portal="ahcccs")
     desk = ActorFacts("help.desk", True, "active", True, False, ())
     clerk = ActorFacts("clerk", True, "active", True, False, ())
     with caplog.at_level(logging.WARNING, logger="service.policy"):
@@ -156,20 +157,20 @@ def test_a_policy_comparing_a_name_with_a_literal_is_detected_and_answered_exact
     assert not policy.memoizes_by_shape
     assert "help_desk.polar:3" in caplog.text and "actor.username" in caplog.text
     # Asked in both orders, each answer is the exact one.
-    assert policy.decide(desk, "audit_trail", org).allowed
-    assert not policy.decide(clerk, "audit_trail", org).allowed
+    assert policy.decide(desk, "designate_admin", org).allowed
+    assert not policy.decide(clerk, "designate_admin", org).allowed
     policy.reload()
-    assert not policy.decide(clerk, "audit_trail", org).allowed
-    assert policy.decide(desk, "audit_trail", org).allowed
+    assert not policy.decide(clerk, "designate_admin", org).allowed
+    assert policy.decide(desk, "designate_admin", org).allowed
 
 
 def test_memoizing_that_policy_by_shape_would_have_answered_wrongly(help_desk_policy):
     """The detection matters: the same two questions keyed by shape get one answer for both."""
-    org = OrganizationFacts("O1", CATALOG, None, 1, True)
+    org = OrganizationFacts("O1", CATALOG, None, 1, True, portal="ahcccs")
     policy = Policy(help_desk_policy)
     policy._engine.by_shape = True
-    policy.decide(ActorFacts("help.desk", True, "active", True, False, ()), "audit_trail", org)
-    assert policy.decide(ActorFacts("clerk", True, "active", True, False, ()), "audit_trail", org).allowed
+    policy.decide(ActorFacts("help.desk", True, "active", True, False, ()), "designate_admin", org)
+    assert policy.decide(ActorFacts("clerk", True, "active", True, False, ()), "designate_admin", org).allowed
 
 
 def test_the_shipped_policy_reads_names_only_by_equality(config):

@@ -27,7 +27,7 @@ def oso(config):
 
 def organization(key: str = "O1", admins: int = 2) -> OrganizationFacts:
     return OrganizationFacts(key, (*FUNCTIONS, DELEGATE), DELEGATE, admins, True, offers_links=True,
-                             offers_subordinates=True)
+                             offers_subordinates=True, portal="masshealth")
 
 
 def actors() -> list[ActorFacts]:

@@ -19,6 +19,7 @@ organizations = st.builds(
     delegate_permission=st.sampled_from([None, "manage_account"]),
     active_admins=st.integers(0, 3),
     has_active_members=st.booleans(),
+    portal=st.sampled_from(["ahcccs", "qm", "ahw", "masshealth"]),
 )
 memberships = st.builds(
     MembershipFacts,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, PolicyLoadError
+from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, PolicyCheckError, PolicyLoadError
 from service.policy_tables import TableError, first_failure, load_table, run_tables, table_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +136,8 @@ def test_removing_any_rule_requirement_or_reason_clause_fails_a_row(tmp_path, fi
     (policy_dir / file).write_text(";".join(clauses) + ";\n", encoding="utf-8")
     try:
         assert first_failure(policy_dir, TABLES) is not None
+    except PolicyCheckError as exc:  # a requirement's definition or reason: refused at load, naming it
+        assert exc.problems
     except PolicyLoadError as exc:  # the last clause of a rule another calls: the policy does not load at all
         assert "undefined rule" in str(exc)
 
@@ -188,6 +190,17 @@ def test_a_wrong_expectation_names_file_row_expected_and_actual(tmp_path):
     assert "expected: allow []" in message
     assert "actual:   deny [permission_not_granted]" in message
     assert "authorized_actions" in str(report.failures[1])
+
+
+def test_a_failing_row_is_named_by_its_line_in_the_file(tmp_path):
+    right = small_table()["rows"][0]
+    table = small_table(name="the wrong one", expect="allow", reasons=[])
+    table["rows"] = [right, table["rows"][0]]
+    path = write_table(tmp_path / "lines.yaml", table)
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "the wrong one" in text)
+    failures = run_tables(POLICIES, path).failures
+    assert failures
+    assert all(str(f).startswith(f"{path}:{line}: row 1 \"the wrong one\"") for f in failures), failures
 
 
 def test_wrong_reasons_fail_even_when_the_decision_is_right(tmp_path):

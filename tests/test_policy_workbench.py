@@ -182,16 +182,21 @@ def test_coverage_through_the_cli_passes_and_names_an_unexercised_clause(tmp_pat
     assert out.splitlines()[-1].startswith("0 clauses not exercised by the ")
 
     new = copy_policies(tmp_path / "policies")
-    # A rule for an action no row asks about (and so no row exercises).
+    # A second rule for a catalog action that no row is allowed by: its last requirement never holds (and,
+    # declared never told, changes no row's reasons).
     edit(new, "portal.polar", "# --- The requirements: what each name means",
-         'organization_rule("audit", _org, ["known_actor", "active_actor", "password_current", "support"]);\n'
+         'organization_rule("designate_admin", _org, ["known_actor", "active_actor", "password_current", "support",'
+         ' "unheard_of"]);\nrequirement("unheard_of", _actor, _action, _org) if false;\n'
          "# --- The requirements: what each name means")
+    (new / "reasons.polar").write_text((new / "reasons.polar").read_text() + 'never_told("unheard_of");\n')
     data = yaml.safe_load(cli_config.read_text())
     data["policy_dir"] = str(new)
     cli_config.write_text(yaml.safe_dump(data))
     code, out, _ = cli("policy", "test", "--coverage", "--config", str(cli_config))
     assert code == 1, out
     assert " 0 failed" in out  # the tables still pass: coverage is what fails
-    line = next(line for line in out.splitlines() if 'organization_rule("audit"' in line)
+    line = next(line for line in out.splitlines() if 'organization_rule("designate_admin"' in line)
     assert line.strip().startswith("line ") and "no row is allowed by this rule" in line
-    assert out.splitlines()[-1].startswith("1 clauses not exercised by the ")
+    line = next(line for line in out.splitlines() if 'requirement("unheard_of"' in line)
+    assert "no row finds it holding" in line
+    assert out.splitlines()[-1].startswith("2 clauses not exercised by the ")

@@ -78,3 +78,31 @@ def test_scripts_venv_refuses_a_python_oso_has_no_wheels_for_before_making_anyth
     (line,) = run.stderr.strip().splitlines()
     assert "needs Python 3.11 or 3.12" in line and f"{fake}=3.13" in line
     assert not (tmp_path / ".venv").exists()
+
+
+def _sh_block_after(heading: str) -> str:
+    section = README.split(heading, 1)[1]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_qa_section_runs_pytest_with_the_test_extras_installed():
+    """`.venv` as scripts/serve and scripts/qa-config make it has no pytest: a live QA run goes through
+    scripts/test (which installs the test extras) or installs them first."""
+    block = _sh_block_after("## Executable specifications")
+    lines = [line for line in block.splitlines() if "test_features.py" in line]
+    assert lines, "the QA section runs the features"
+    installed = "scripts/venv test" in block.split(lines[0], 1)[0]
+    for line in lines:
+        assert "scripts/test " in line or ("pytest" in line and installed), line
+
+
+def test_the_walk_through_worktree_command_works_on_a_fresh_clone(tmp_path):
+    """A fresh clone has main checked out; `git worktree add PATH main` refuses that, `--detach` does not."""
+    (command,) = [line.split("#", 1)[0].strip() for line in README.splitlines()
+                  if line.strip().startswith("git worktree add")]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", "--branch", "main", str(ROOT), str(clone)], check=True, timeout=60)
+    run = subprocess.run(command.replace("/tmp/main", str(tmp_path / "main")), shell=True, cwd=clone,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "main" / "policies" / "portal.polar").is_file()

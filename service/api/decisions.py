@@ -10,6 +10,7 @@ from service.api.schemas import (AuthorizedActionsRequest, AuthorizedActionsResp
                                  AuthorizeRequest, BatchRequest, BatchResponse)
 from service.domain.decisions import Decider, Prefetch, Question, Resource, profile_of
 from service.domain.errors import DomainError
+from service.policy import Decision
 from service.policy_explain import explain
 
 bp = Routes("decisions", __name__, url_prefix="/v1")
@@ -62,22 +63,32 @@ def authorize(body: AuthorizeRequest):
     return jsonify(answer)
 
 
+def check_error(index: int, exc: DomainError, policy_version: str) -> dict:
+    """A check that names something unknown (404) or impossible (422), answered in its place: a denial whose
+    reason is the problem's code, and the problem itself as `error`."""
+    message = f"checks[{index}]: {exc.detail}"
+    error: dict = {"status": exc.status, "code": exc.code, "message": message}
+    if exc.extra.get("errors"):
+        error["errors"] = [{**e, "field": f"checks[{index}].{e['field']}"} for e in exc.extra["errors"]]
+    return {"allowed": False, "reasons": [{"code": exc.code, "message": message}], "policy_version": policy_version,
+            "error": error}
+
+
 @bp.post("/authorize/batch", operation_id="authorizeBatch", summary="Up to 100 decisions for one actor",
+         description="One answer per check, in order. A check naming an unknown organization or account, or an "
+                     "impossible question, is answered in its place as a denial carrying its problem (`error`, "
+                     "and its code as the reason); the others are decided. An unknown portal is a 404 for the whole.",
          scope="authorize", ok=(200, BatchResponse), problems=(404,))
 def authorize_batch(body: BatchRequest):
     """Up to 100 checks for one actor; the facts of all of them are read in one statement."""
     questions = [question_of(check) for check in body.checks]
-    try:
-        decisions = _decider(body.portal).decide_many(body.actor, questions)
-    except DomainError as exc:
-        index = getattr(exc, "index", None)
-        if index is not None:
-            exc.detail = f"checks[{index}]: {exc.detail}"
-            for error in exc.extra.get("errors", []):
-                error["field"] = f"checks[{index}].{error['field']}"
-        raise
-    observe.decisions(body.portal, body.actor, questions, decisions)
-    return jsonify(results=[answer_of(decision) for decision in decisions])
+    decider = _decider(body.portal)
+    outcomes = list(decider.decide_each([(body.actor, question) for question in questions]))
+    decided = [(q, o) for q, o in zip(questions, outcomes) if isinstance(o, Decision)]
+    observe.decisions(body.portal, body.actor, [q for q, _ in decided], [o for _, o in decided])
+    version = decider.policy.version
+    return jsonify(results=[answer_of(outcome) if isinstance(outcome, Decision) else check_error(i, outcome, version)
+                            for i, outcome in enumerate(outcomes)])
 
 
 @bp.post("/authorized-actions", operation_id="authorizedActions",

@@ -143,8 +143,21 @@ class AuthorizeExplainedResponse(AuthorizeResponse):
         default=None, description="only with `explain: true`; null if the policy could not be evaluated")
 
 
+class CheckError(BaseModel):
+    status: int = Field(description="the HTTP status /v1/authorize would answer this check with (404, 422)")
+    code: str = Field(description="the problem's stable code (not_found, validation_error)")
+    message: str = Field(description="what is wrong, naming the check: checks[2]: ...")
+    errors: list[dict[str, str]] | None = Field(None, description="field errors ({field, code, message}), if any")
+
+
+class BatchResult(AuthorizeResponse):
+    error: CheckError | None = Field(
+        None, description="only on a check that names something unknown or impossible: that check's problem, "
+                          "answered in its place as a denial (reasons carry its code); the other checks are decided")
+
+
 class BatchResponse(BaseModel):
-    results: list[AuthorizeResponse]
+    results: list[BatchResult] = Field(description="one answer per check, in order")
 
 
 class AuthorizedActionsResponse(BaseModel):

@@ -243,7 +243,7 @@ def _targets_filter(decider: Decider, actor: ActorFacts, action: str, permission
     if action == "view":
         return or_(me, administers)
     effective = _effective_status()
-    states = decider.policy.target_states(action)
+    states = decider.policy.target_states(action, decider.portal)
     status_allows = or_(*(and_(effective == status, Membership.role == role) for status, role in sorted(states))) \
         if states else false()
     may_take: ColumnElement = true()
@@ -377,7 +377,7 @@ def search_subjects(decider: Decider, subject_type: str, action: str, resource: 
                 may_take = or_(support, admin)
             if action in PERMISSION_ACTIONS and permission is not None:
                 may_take = or_(support, holds(permission)) if permission in profile.catalog else false()
-            applies = (target.status, target.role) in decider.policy.target_states(action)
+            applies = (target.status, target.role) in decider.policy.target_states(action, decider.portal)
             condition = and_(~me, administers, may_take) if applies else false()
             if action == "update_profile" and target.status != Status.REMOVED:
                 condition = or_(condition, me)

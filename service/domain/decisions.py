@@ -164,7 +164,7 @@ class Decider:
         organization = facts.organizations.get(key)
         if organization is None:
             raise NotFound(f"no organization {key!r} in portal {self.portal!r}")
-        return stored.stored_organization_facts(organization, self.profile)
+        return stored.stored_organization_facts(organization, self.profile, self.portal)
 
     def _resource(self, facts: stored.StoredFacts, question: Question,
                   need_permission: bool = True) -> OrganizationFacts | AccountFacts:

@@ -7,6 +7,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 _hasher = PasswordHasher()
 # Verified against when an account does not exist, so both paths cost the same.
 DUMMY_HASH = _hasher.hash("portal-authz timing equalizer")
+# `testing: {hashing: cheap}` (a QA server only, see service/config.py): the in-process test runs' cost.
+CHEAP = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+
+
+def use_cheap_hashing() -> None:
+    """Hash at CHEAP cost from now on in this process, the timing equalizer too (both paths still cost the same)."""
+    global _hasher, DUMMY_HASH
+    _hasher = PasswordHasher(**CHEAP)
+    DUMMY_HASH = _hasher.hash("portal-authz timing equalizer")
 
 
 def hash_secret(secret: str) -> str:

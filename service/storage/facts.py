@@ -301,7 +301,9 @@ def stored_actor_facts(account: StoredAccount | None, username: str, profile: Po
     )
 
 
-def stored_organization_facts(organization: StoredOrganization, profile: PortalProfile) -> OrganizationFacts:
+def stored_organization_facts(organization: StoredOrganization, profile: PortalProfile,
+                              portal: str) -> OrganizationFacts:
+    """`portal` is the profile id the request names: every row the statement reads is of that portal."""
     return OrganizationFacts(organization.key, profile.catalog, profile.delegate_permission,
                              organization.active_admins, organization.has_active_members,
-                             profile.links, profile.admin_created_accounts)
+                             profile.links, profile.admin_created_accounts, portal=portal)
