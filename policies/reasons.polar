@@ -60,6 +60,9 @@ reason("not_removed", "target_status");
 told_after("not_removed", "self");
 reason("not_orphaning", "last_admin");
 told_after("not_orphaning", "insider");
+# R1: an actor without authority somewhere in the reach learns only that (account_elsewhere), not
+# whether another organization it has no say in would be left without an admin.
+told_after("not_orphaning", "administers_everywhere");
 # R1: an account-wide change needs authority in every organization the account belongs to.
 reason("administers_everywhere", "account_elsewhere");
 told_after("administers_everywhere", "not_self");
