@@ -86,6 +86,20 @@ administers_link(actor: Account, link: Link) if
     is_delegate(actor, link.organization) and
     link.role = "member";
 
+# --- Read scoping: what a reader learns of an account (R1, R13, R25, R26) --------
+#
+# Who may see which organization's membership of an account (its role there, the
+# functions granted there, the comments written there): the account itself and
+# support staff see every one; anyone else only a membership it administers. A
+# link never shows the linking organization the account's standing elsewhere.
+# Every read of an account asks this, and only this: the account read, its
+# comments, the roster, AuthZEN search and explanations (service/policy.py,
+# `Policy.visible_memberships`).
+sees_membership(actor: Account, username: String, _link: Link) if
+    is_support(actor) or actor.username = username;
+sees_membership(actor: Account, _username: String, link: Link) if
+    administers_link(actor, link);
+
 # --- The reach of an effect (R1, R15) -----------------------------------------
 #
 # An action changes either one link of the account (its role, its grants, the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -110,6 +111,8 @@ class _Engine:
         self.authorized_actions = lru_cache(maxsize=memo_size)(self._authorized_actions)
         self.target_states = lru_cache(maxsize=64)(self._target_states)
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
+        self.sees_membership = lru_cache(maxsize=memo_size)(
+            lambda actor, username, link: self.oso.query_rule_once("sees_membership", actor, username, link))
 
     def _target_states(self, action: str) -> frozenset[tuple[str, str]]:
         """The (status, role) pairs of a target account for which the policy's `status_allows` holds."""
@@ -195,6 +198,18 @@ class Policy:
         except OsoError:
             log.exception("policy evaluation failed; no actions")
             return []
+
+    def visible_memberships(self, actor: ActorFacts, username: str,
+                            links: Iterable[LinkFacts]) -> tuple[LinkFacts, ...]:
+        """The links among `links` (memberships of the account `username`) the actor may see: portal.polar's
+        `sees_membership`, the one read-scoping rule every read of an account follows (its role, grants and
+        comments in each organization). On an evaluation error, none (fail closed)."""
+        engine = self._engine
+        try:
+            return tuple(link for link in links if engine.sees_membership(actor, username, link))
+        except OsoError:
+            log.exception("policy evaluation failed; no memberships visible")
+            return ()
 
     def target_states(self, action: str) -> frozenset[tuple[str, str]]:
         """The (status, role) pairs of a target account that `action` applies to, read from the policy's

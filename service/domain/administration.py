@@ -9,6 +9,7 @@ demoting each other at once cannot both see "two admins" (R3).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -144,11 +145,26 @@ def service_read(ctx: Context, username: str) -> Outcome:
     return Outcome(Decision(True, (), ctx.policy.version), target)
 
 
-def comments_of(session: Session, account_id: int, organization: str | None) -> list[Comment]:
-    """R25: an account's comment history, oldest first; through one organization, only the comments written there."""
+def visible_organizations(ctx: Context, actor: str, account: Account, *, history: bool = False) -> frozenset[str]:
+    """The organizations whose membership of `account` the actor may see, as the policy scopes reads (its
+    `sees_membership`), on the facts as they stand now; with `history`, among every link it had, removed ones too."""
+    return visible_organizations_of(ctx, actor, [account], history=history)[account.username_key]
+
+
+def visible_organizations_of(ctx: Context, actor: str, accounts: Collection[Account], *,
+                             history: bool = False) -> dict[str, frozenset[str]]:
+    """`visible_organizations` of several accounts (a roster page), by username key, in one facts statement."""
+    decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
+    seen = decider.visible_memberships(actor, [a.username for a in accounts], history=history)
+    return {a.username_key: seen.get(a.username_key, frozenset()) for a in accounts}
+
+
+def comments_of(session: Session, account_id: int, organizations: Collection[str] | None) -> list[Comment]:
+    """R25: an account's comment history, oldest first: the comments written in `organizations` (those whose
+    membership the reader may see), or every one (None: a calling service's own read, R26)."""
     history = select(Comment).where(Comment.account_id == account_id)
-    if organization is not None:  # an organization's admins read the comments written there only
-        history = history.where(Comment.organization == organization)
+    if organizations is not None:
+        history = history.where(Comment.organization.in_(sorted(organizations)))
     return list(session.scalars(history.order_by(Comment.id)))
 
 
