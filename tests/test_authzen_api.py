@@ -367,9 +367,12 @@ def test_search_errors_are_400(post, path, body):
 # --- Discovery -------------------------------------------------------------------------------------------
 
 def test_metadata_is_served_at_the_well_known_url(client, clinic):
-    response = client.get("/.well-known/authzen-configuration/authzen/ahw", base_url="https://pdp.example.org")
+    # The request's Host is the caller's to choose: the URLs come from configuration only (unset here, so the
+    # address `serve` binds by default), never from the request.
+    response = client.get("/.well-known/authzen-configuration/authzen/ahw", base_url="https://pdp.example.org",
+                          headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"})
     assert response.status_code == 200 and response.mimetype == "application/json"
-    pdp = "https://pdp.example.org/authzen/ahw"
+    pdp = "http://127.0.0.1:8000/authzen/ahw"
     assert response.get_json() == {
         "policy_decision_point": pdp,
         "access_evaluation_endpoint": pdp + "/access/v1/evaluation",
@@ -393,3 +396,17 @@ def test_metadata_base_url_from_config(config, database, policy, clock):
     assert answer["search_action_endpoint"] == "https://authz.example.org/authzen/qm/access/v1/search/action"
     with pytest.raises(Exception, match="authzen.base_url"):
         parse_config({**data, "authzen": {"base_url": "pdp.example.org?x=1"}}, config.base_dir)
+
+
+def test_serve_names_its_own_address_when_base_url_is_unset(config, monkeypatch, caplog):
+    """`serve` fills an unset authzen.base_url with the address it binds, and says so in its log."""
+    from service import server
+
+    seen = {}
+    monkeypatch.setattr(server, "_serve_granian", lambda config, *rest: seen.setdefault("config", config))
+    monkeypatch.setattr(server.PolicySnapshots, "refresh", lambda self: None)
+    options = server.Options(host="::1", port=8123, engine="granian", workers=1, threads=1)
+    with caplog.at_level("WARNING", logger="service.server"):
+        server.serve(config, options)
+    assert seen["config"].authzen.base_url == "http://[::1]:8123"
+    assert "authzen.base_url is unset" in caplog.text and "http://[::1]:8123" in caplog.text

@@ -20,6 +20,7 @@ from service.api.declare import MAX_JSON_DEPTH, Routes, json_depth
 from service.api.problems import Problem, problem_response, validation_problem
 from service.api.requests import db_session, services
 from service.api.schemas import PortalPath
+from service.config import DEFAULT_HOST, DEFAULT_PORT, served_base_url
 from service.domain import authzen
 from service.domain.decisions import Decider, profile_of
 from service.domain.errors import DomainError, Invalid
@@ -79,7 +80,9 @@ def _decider(portal: str) -> Decider:
 
 
 def pdp_identifier(portal: str) -> str:
-    base = services().config.authzen.base_url or request.host_url.rstrip("/")
+    """From configuration only, never the request's Host header (`serve` fills an unset base with the address it
+    binds; an app built without `serve` names `serve`'s default address, and says so at start)."""
+    base = services().config.authzen.base_url or served_base_url(DEFAULT_HOST, DEFAULT_PORT)
     return f"{base}/authzen/{portal}"
 
 
