@@ -155,6 +155,34 @@ def test_a_delegate_cannot_take_over_an_account_holding_a_function_it_lacks(clie
     assert [n.template for n in told] == ["email_changed"] and told[0].payload["changed_by"] == "dee"
 
 
+@pytest.mark.R15
+@pytest.mark.R20
+def test_a_delegates_recovery_code_is_decided_again_when_used(client, key, build, database):
+    """The delegate changes a member's email, sends recovery; the admin then grants the member a function the
+    delegate lacks: the delegate's code no longer sets the password (the same question as sending it)."""
+    with build("ahw") as world:
+        world.account("kim", memberships={"TIN-1": {"role": "admin"}})
+        world.account("dee", memberships={"TIN-1": {"permissions": ["manage_account", "claims"]}})
+        world.account("cleo", memberships={"TIN-1": {"permissions": ["claims"]}})
+        world.account("cy", memberships={"TIN-1": {"permissions": ["claims"]}})
+    p = portal(client, key, "ahw")
+    dee, kim = sign_in(p, "dee"), sign_in(p, "kim")
+    codes = {}
+    for who in ("cleo", "cy"):
+        p.call("PATCH", f"/accounts/{who}", {"email": f"dee+{who}@example.org"}, token=dee, expect=200)
+        p.act(dee, who, "send-password-recovery")
+        codes[who] = outbox(database, f"dee+{who}@example.org")[-1].payload["security_code"]
+    p.call("PUT", "/accounts/cleo/permissions", {"permissions": ["claims", "health_records"]}, token=kim, expect=200)
+    assert authorize(p, "dee", "send_password_recovery", "cleo", "TIN-1") == (False, ["permission_not_held"])
+    taken = p.call("POST", "/password-recoveries/confirm",
+                   {"username": "cleo", "code": codes["cleo"], "new_password": "Dee#Owns#Cleo1"})
+    assert (taken.status_code, taken.get_json()["code"]) == (422, "recovery_invalid")
+    assert p.call("POST", "/sessions", {"username": "cleo", "password": "Dee#Owns#Cleo1"}).status_code == 401
+    # Where the sender's authority still holds, its code works.
+    p.call("POST", "/password-recoveries/confirm",
+           {"username": "cy", "code": codes["cy"], "new_password": "Cy#Own#Pass#2026"}, expect=200)
+
+
 # --- 4. Security answers are not guessed without limit --------------------------------------------
 
 @pytest.fixture

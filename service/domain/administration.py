@@ -81,6 +81,7 @@ class Decided:
     target: Account
     link: Membership
     organization_ids: dict[str, int]
+    actor: str = ""  # the acting account's username, who the decision was about
 
     @property
     def organization(self) -> str:
@@ -118,7 +119,7 @@ def decide(ctx: Context, actor: str, action: str, username: str, organization: s
         .where(Account.portal_id == ctx.portal, Account.username_key == username_key(username),
                Organization.key == facts.organization.key)
         .execution_options(populate_existing=True)).one()
-    return Decided(decision, facts, target, link, ids)
+    return Decided(decision, facts, target, link, ids, actor)
 
 
 def not_member_of(ctx: Context, actor_account: Account, organization: str) -> Decision | None:
@@ -250,7 +251,8 @@ def _unlock(ctx: Context, decided: Decided) -> None:
 
 
 def issue_code(session: Session, account: Account, purpose: str, lifetime: timedelta, now: datetime,
-               code: str | None = None, code_hash: str | None = None) -> str:
+               code: str | None = None, code_hash: str | None = None, sent_by: str | None = None,
+               sent_for: str | None = None) -> str:
     """A fresh one-time code, stored hashed; older unused codes of the same purpose stop working."""
     for old in session.scalars(select(OneTimeCode).where(OneTimeCode.account_id == account.id,
                                                          OneTimeCode.purpose == purpose,
@@ -260,14 +262,17 @@ def issue_code(session: Session, account: Account, purpose: str, lifetime: timed
         code = one_time_code()
         code_hash = hash_secret(code)
     session.add(OneTimeCode(account_id=account.id, purpose=purpose, code_hash=code_hash,
-                            created_at=now, expires_at=now + lifetime))
+                            created_at=now, expires_at=now + lifetime, sent_by=sent_by, sent_for=sent_for))
     return code
 
 
-def send_recovery_code(ctx: Context, target: Account, code: str | None = None, code_hash: str | None = None) -> None:
-    """R20: an email with a security code and a link, valid for the portal's recovery minutes."""
+def send_recovery_code(ctx: Context, target: Account, code: str | None = None, code_hash: str | None = None,
+                       sent_by: str | None = None, sent_for: str | None = None) -> None:
+    """R20: an email with a security code and a link, valid for the portal's recovery minutes. `sent_by`:
+    the administrator who sent it, through `sent_for` (the code holds only while that decision does)."""
     minutes = ctx.profile.recovery.code_minutes
-    code = issue_code(ctx.session, target, "recovery", timedelta(minutes=minutes), ctx.now, code, code_hash)
+    code = issue_code(ctx.session, target, "recovery", timedelta(minutes=minutes), ctx.now, code, code_hash,
+                      sent_by, sent_for)
     ctx.notifier.email(ctx.session, ctx.portal, target.email, "password_recovery",
                        {"username": target.username, "security_code": code, "valid_minutes": minutes,
                         "link": f"/portals/{ctx.portal}/password-recovery?username={target.username}"}, ctx.now)
@@ -276,7 +281,7 @@ def send_recovery_code(ctx: Context, target: Account, code: str | None = None, c
 def _send_password_recovery(ctx: Context, decided: Decided) -> None:
     """An admin sends recovery (R20); that is also how an admin lifts the limit on wrong answers."""
     sessions.clear_recovery_failures(ctx.session, decided.target.id)
-    send_recovery_code(ctx, decided.target)
+    send_recovery_code(ctx, decided.target, sent_by=decided.actor, sent_for=decided.organization)
 
 
 def _send_registration_email(ctx: Context, decided: Decided) -> None:

@@ -271,6 +271,10 @@ class OneTimeCode(Base):
     created_at: Mapped[timestamp]
     expires_at: Mapped[timestamp]
     used_at: Mapped[optional_timestamp]
+    # Who sent a recovery code, through which organization (null: the account asked for it itself); the
+    # same question is decided again when the code is used (service/domain/recovery.py).
+    sent_by: Mapped[str | None] = mapped_column(String(100))
+    sent_for: Mapped[str | None] = mapped_column(String(100))
 
 
 class SecurityAnswer(Base):
