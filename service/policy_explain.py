@@ -26,6 +26,8 @@ READS: dict[str, tuple[str, ...]] = {
     "known_actor": ("actor.exists",),
     "active_actor": ("actor.status",),
     "password_current": ("actor.password_current",),
+    "terms_accepted": ("actor.terms_accepted",),
+    "target_accepted_terms": ("target.terms_accepted",),
     "member_of_organization": ("actor.membership",),
     "member_of_organization_or_support": ("actor.membership", "actor.support"),
     "member_or_support": ("actor.membership", "actor.support"),
@@ -131,7 +133,8 @@ def fact_view(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> 
     membership = next((m for m in actor.memberships if m.organization == org.key), None)
     view: dict[str, object] = {
         "actor.username": actor.username, "actor.exists": actor.exists, "actor.status": actor.status,
-        "actor.password_current": actor.password_current, "actor.support": actor.support,
+        "actor.password_current": actor.password_current, "actor.terms_accepted": actor.terms_accepted,
+        "actor.support": actor.support,
         "actor.membership": (None if membership is None else
                              {"role": membership.role, "active": membership.active,
                               "permissions": list(membership.permissions)}),
@@ -146,7 +149,7 @@ def fact_view(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> 
     if isinstance(resource, AccountFacts):
         view.update({
             "target.username": resource.username, "target.role": resource.role, "target.status": resource.status,
-            "target.permission": resource.permission,
+            "target.permission": resource.permission, "target.terms_accepted": resource.terms_accepted,
             "target.links": {link.organization.key: link.role for link in resource.links},
         })
     return view

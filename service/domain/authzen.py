@@ -200,9 +200,9 @@ def _allowed(decider: Decider, asks: list[tuple[str, Question]]) -> list[bool]:
 
 
 def _in_good_standing(actor: ActorFacts) -> bool:
-    # Mirrors the standing requirements of portal.polar (known_actor, active_actor, password_current; R16);
-    # the policy confirms every result anyway.
-    return actor.exists and actor.status == Status.ACTIVE and actor.password_current
+    # Mirrors the standing requirements of portal.polar (known_actor, active_actor, password_current,
+    # terms_accepted; R7, R16); the policy confirms every result anyway.
+    return actor.exists and actor.status == Status.ACTIVE and actor.password_current and actor.terms_accepted
 
 
 def _actor_organizations(actor: ActorFacts, delegate_permission: str | None) -> tuple[set, set, set, list]:
@@ -381,8 +381,9 @@ def search_subjects(decider: Decider, subject_type: str, action: str, resource: 
             condition = and_(~me, administers, may_take) if applies else false()
             if action == "update_profile" and target.status != Status.REMOVED:
                 condition = or_(condition, me)
-    # R16, R18: only accounts in good standing act at all.
-    standing = and_(Account.status == Status.ACTIVE, Account.password_hash.is_not(None))
+    # R7, R16, R18: only accounts in good standing act at all.
+    standing = and_(Account.status == Status.ACTIVE, Account.password_hash.is_not(None),
+                    Account.terms_accepted_at.is_not(None))
     days = profile.password.expiry_days
     if days is not None:
         standing = and_(standing, Account.password_changed_at > decider.now - timedelta(days=days))

@@ -209,7 +209,7 @@ class Decider:
         links = tuple(LinkFacts(self._organization(facts, m.organization), m.role, m.permissions)
                       for m in account.memberships if m.status != Status.REMOVED)
         return AccountFacts(account.username, self._organization(facts, membership.organization), membership.role,
-                            status, permission, links)
+                            status, permission, links, account.terms_accepted)
 
     def _membership(self, facts: stored.StoredFacts, account: stored.StoredAccount,
                     res: Resource) -> stored.StoredMembership:
