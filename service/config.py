@@ -207,6 +207,11 @@ class AuthZen(_Strict):
         default=None, description=("e.g. https://pdp.example.org; null: the address `serve` binds "
                                    "(http://HOST:PORT), never a request's Host header"))
 
+    page_token_key: str | None = Field(
+        default=None, min_length=32, description=(
+            "the key that signs search page tokens (at least 32 characters), the same on every replica; "
+            "null: a random key made once and kept in the database, which every replica over it shares"))
+
     @field_validator("base_url")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:

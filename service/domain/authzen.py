@@ -313,8 +313,12 @@ def search_resources(decider: Decider, subject: Entity, action: str, resource_ty
         return list(session.execute(query.order_by(Account.username_key, Organization.key).limit(n)))
 
     def confirm(rows):
-        return _allowed(decider, [(actor.username, Question(action, Resource("account", r.username, r.organization),
-                                                            context)) for r in rows])
+        # A result names an account's membership of an organization (a removed one too, as decisions take it):
+        # the subject's decision, and only what the policy's read scoping (`sees_membership`) lets it see.
+        seen = decider.visible_memberships(actor.username, {r.username for r in rows}, history=True)
+        allowed = _allowed(decider, [(actor.username, Question(action, Resource("account", r.username, r.organization),
+                                                               context)) for r in rows])
+        return [ok and r.organization in seen.get(r.username_key, ()) for r, ok in zip(rows, allowed)]
 
     page, next_key, rejected = _paged(fetch, confirm, lambda r: [r.username_key, r.organization], after, limit)
     return SearchPage([{"type": "account", "id": r.username, "properties": {"organization": r.organization}}

@@ -348,3 +348,13 @@ class FailedRecovery(Base):
     id: Mapped[intpk]
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     occurred_at: Mapped[timestamp]
+
+
+class ServerSecret(Base):
+    """A secret every replica over this database shares (the AuthZEN page-token key when the configuration
+    names none); made once by the first replica that needs it (service/storage/secrets.py)."""
+
+    __tablename__ = "server_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[timestamp]
