@@ -313,8 +313,8 @@ def profiles_of(config, names: Iterable[str] | None = None) -> list[SpaceProfile
 def _group(base: Policy, new: Policy, question: Question) -> str:
     """The requirements whose outcome changed; what the rules of the action became when they differ."""
     try:
-        before = explain(base, question.actor, question.action, question.resource)
-        after = explain(new, question.actor, question.action, question.resource)
+        before = explain(base, question.actor, question.action, question.resource, whole=True)
+        after = explain(new, question.actor, question.action, question.resource, whole=True)
     except Exception:  # a base policy without requirement rules cannot be explained; group by action only
         return "rule changed"
     def outcomes(e) -> dict[str, bool]:

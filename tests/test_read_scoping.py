@@ -97,3 +97,37 @@ def test_comments_follow_the_same_scoping(p):
     p.act(pb, "mb", "remove", organization="XB", comment="gone from xb")
     assert texts(pb, "XB") == ["xb note", "gone from xb"]
     assert texts(pa, "XA") == ["xa note"]
+
+
+def explained(p, actor, action, username, organization):
+    body = {"portal": p.portal, "actor": actor, "action": action, "explain": True,
+            "resource": {"type": "account", "id": username, "organization": organization}}
+    answer = p.client.post("/v1/authorize", json=body, headers={"Authorization": f"Bearer {p.key}"}).get_json()
+    return [r["code"] for r in answer["reasons"]], answer["explanation"]
+
+
+@pytest.mark.R1
+def test_an_explanation_shows_only_what_the_actor_may_read(p):
+    # A non-member is told not_member; its explanation shows nothing more of pb (role, status, links, grants)
+    # or of XB (its admin count).
+    reasons, explanation = explained(p, "pa", "disable", "pb", "XB")
+    assert reasons == ["not_member"]
+    target = explanation["facts"]["resource"]
+    assert {"role", "status", "terms_accepted"}.isdisjoint(target) and target["links"] == []
+    assert {"active_admins", "has_active_members"}.isdisjoint(target["organization"])
+    assert set(explanation["withheld"]) >= {"target.role", "target.status", "organization.active_admins"}
+    shown = [(r["name"], r["holds"], r["reads"]) for rule in explanation["rules"] for r in rule["requirements"]]
+    assert all(holds is None for name, holds, _ in shown if name in ("status_allows", "not_orphaning"))
+    assert all("target.role" not in reads and "target.status" not in reads for _, _, reads in shown)
+    # Through a link: the linking admin reads its own link, never the account's standing elsewhere.
+    pa = p.sign_in("pa", PASSWORD)
+    p.call("POST", "/organizations/XA/links", {"username": "mb"}, token=pa, expect=201)
+    reasons, explanation = explained(p, "pa", "disable", "mb", "XA")
+    assert reasons == ["account_elsewhere"]
+    assert [link["organization"]["key"] for link in explanation["facts"]["resource"]["links"]] == ["XA"]
+    assert explanation["withheld"] == ["target.links"]  # mb's XB link is not pa's to read
+    shown = {r["name"]: r["holds"] for rule in explanation["rules"] for r in rule["requirements"]}
+    assert shown["administers_everywhere"] is None and shown["administers"] is True
+    # Support staff read everything.
+    _, explanation = explained(p, "sue", "disable", "mb", "XA")
+    assert len(explanation["facts"]["resource"]["links"]) == 2 and explanation["withheld"] == []
