@@ -94,7 +94,8 @@ administers_link(actor: Account, link: Link) if
 # link never shows the linking organization the account's standing elsewhere.
 # Every read of an account asks this, and only this: the account read, its
 # comments, the roster, AuthZEN search and explanations (service/policy.py,
-# `Policy.visible_memberships`).
+# `Policy.visible_memberships`). The username is read only to tell the actor's own
+# account from any other: Python asks about any other account as "".
 sees_membership(actor: Account, username: String, _link: Link) if
     is_support(actor) or actor.username = username;
 sees_membership(actor: Account, _username: String, link: Link) if
