@@ -119,6 +119,10 @@ Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
     When "support staff" clicks "Disable User" for "mhughes"
     Then the change is refused because of "last_admin"
     When "mhughes" clicks "Upgrade to Master Account" for "jdoe11"
+    Then the change is refused because of "target_terms_not_accepted"
+    When "jdoe11" replaces the password "mhughes" chose with one of their own
+    Then "jdoe11" signs in agreeing with the VG Terms and Conditions
+    When "mhughes" clicks "Upgrade to Master Account" for "jdoe11"
     Then the change is accepted
     And "PIDSL-1" has no warning
     When "jdoe11" clicks "Remove" for "mhughes"
