@@ -26,10 +26,9 @@ from service.domain import authzen
 from service.domain.decisions import Decider, profile_of
 from service.domain.errors import DomainError, Invalid
 from service.policy import Decision
-from service.storage.secrets import shared_secret
 
 bp = Routes("authzen", __name__)
-PAGE_TOKEN_SECRET = "authzen_page_token"  # the name of the page-token key among the database's shared secrets
+PAGE_TOKEN_SECRET = "authzen_page_token_key"  # where the app keeps the database's key once read
 ERRORS = (400, 413)  # AuthZEN: every bad body is a 400 (the view reads it itself); 401/403/404 come with the scope
 
 
@@ -186,7 +185,7 @@ def _token_key() -> bytes:
         return s.config.authzen.page_token_key.encode()
     key = current_app.extensions.get(PAGE_TOKEN_SECRET)
     if key is None:
-        key = current_app.extensions[PAGE_TOKEN_SECRET] = shared_secret(s.database, PAGE_TOKEN_SECRET, s.clock.now())
+        key = current_app.extensions[PAGE_TOKEN_SECRET] = authzen.page_token_key(s.database, s.clock.now())
     return key
 
 

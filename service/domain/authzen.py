@@ -34,6 +34,7 @@ from service.catalog import (
 )
 from service.policy import Decision
 from service.storage.facts import username_key
+from service.storage.secrets import shared_secret
 from service.storage.models import Account, Grant, Membership, Organization
 
 SUBJECT_TYPE = "account"
@@ -156,6 +157,12 @@ def evaluate_many(decider: Decider, items: Sequence[Ask | DomainError], semantic
 
 
 # --- Search ---------------------------------------------------------------------------------------------
+
+def page_token_key(database, now) -> bytes:
+    """The key that signs page tokens when the configuration names none: made once, kept in the database,
+    so every replica over it signs and verifies with the same key (never a per-process secret)."""
+    return shared_secret(database, "authzen_page_token", now)
+
 
 @dataclass
 class SearchPage:
