@@ -33,7 +33,8 @@ Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
     And "jdoe11" is refused at sign-in with the password "mhughes" chose, because of "password_expired"
     And "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-1" before signing in gets "password_expired"
     When "jdoe11" replaces the password "mhughes" chose with one of their own
-    Then "jdoe11" is refused at sign-in without agreeing with the VG Terms and Conditions
+    Then "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-1" gets "terms_not_accepted"
+    And "jdoe11" is refused at sign-in without agreeing with the VG Terms and Conditions
     And "jdoe11" signs in agreeing with the VG Terms and Conditions
     And "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-1" gets "allowed"
     And the password "mhughes" chose for "jdoe11" no longer works
@@ -117,6 +118,10 @@ Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
     Then the change is refused because of "last_admin"
     When "support staff" clicks "Disable User" for "mhughes"
     Then the change is refused because of "last_admin"
+    When "mhughes" clicks "Upgrade to Master Account" for "jdoe11"
+    Then the change is refused because of "target_terms_not_accepted"
+    When "jdoe11" replaces the password "mhughes" chose with one of their own
+    Then "jdoe11" signs in agreeing with the VG Terms and Conditions
     When "mhughes" clicks "Upgrade to Master Account" for "jdoe11"
     Then the change is accepted
     And "PIDSL-1" has no warning

@@ -86,6 +86,21 @@ administers_link(actor: Account, link: Link) if
     is_delegate(actor, link.organization) and
     link.role = "member";
 
+# --- Read scoping: what a reader learns of an account (R1, R13, R25, R26) --------
+#
+# Who may see which organization's membership of an account (its role there, the
+# functions granted there, the comments written there): the account itself and
+# support staff see every one; anyone else only a membership it administers. A
+# link never shows the linking organization the account's standing elsewhere.
+# Every read of an account asks this, and only this: the account read, its
+# comments, the roster, AuthZEN search and explanations (service/policy.py,
+# `Policy.visible_memberships`). The username is read only to tell the actor's own
+# account from any other: Python asks about any other account as "".
+sees_membership(actor: Account, username: String, _link: Link) if
+    is_support(actor) or actor.username = username;
+sees_membership(actor: Account, _username: String, link: Link) if
+    administers_link(actor, link);
+
 # --- The reach of an effect (R1, R15) -----------------------------------------
 #
 # An action changes either one link of the account (its role, its grants, the
@@ -153,18 +168,18 @@ last_active_admin(target: TargetAccount) if
 
 # --- The rules: each action's requirements, in the order they are explained ----
 #
-# Every rule starts with the actor's standing (R16, R18): a known account, active,
-# its password current.
+# Every rule starts with the actor's standing (R7, R16, R18): a known account, active,
+# its password current, the terms of use accepted.
 
 # R16: a portal function (submit a claim, check eligibility, ...) for an organization.
 organization_rule(function, org, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "member_of_organization", "holds_function"
 ]) if function in org.catalog;
 
 # R1: members see their organization; support staff see every organization.
 organization_rule("view", _org, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "member_of_organization_or_support"
 ]);
 
@@ -172,20 +187,20 @@ organization_rule("view", _org, [
 # organization and link accounts of other organizations to it, in the portals
 # whose documents describe it (a profile setting: masshealth only).
 organization_rule(action, _org, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "offered", "member_of_organization_or_support", "administers_organization"
 ]) if action in ["create_account", "link_account"];
 
 # R4, R10: only support staff designate admins and reissue activation codes.
 organization_rule(action, _org, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "support"
 ]) if action in ["designate_admin", "issue_activation_code"];
 
 # R14: anything else asked of an organization is no function of this portal
 # (no rule allows it; these requirements explain the denial).
 unknown_organization_action(action, org, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "known_function", "member_of_organization"
 ]) if not (action in org.catalog) and
     not (action in ["view", "create_account", "link_account", "designate_admin", "issue_activation_code"]);
@@ -194,7 +209,7 @@ unknown_organization_action(action, org, [
 # authority covers the effect's reach, the account's status allows the action and
 # no invariant would break (R3).
 account_rule(action, _target, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "not_self", "member_or_support", "administers",
     "administers_everywhere", "no_capture",
     "status_allows", "not_orphaning"
@@ -206,19 +221,19 @@ account_rule(action, _target, [
 # R2, R15: only admins (or support) make and unmake admins; a delegate asking to
 # upgrade is told it cannot make admins rather than that it is not an admin.
 account_rule("upgrade", _target, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "not_self", "member_or_support", "delegate_or_administers", "makes_admins",
-    "status_allows", "not_orphaning"
+    "status_allows", "target_accepted_terms", "not_orphaning"
 ]);
 account_rule("downgrade", _target, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "not_self", "member_or_support", "administers", "makes_admins",
     "status_allows", "not_orphaning"
 ]);
 
 # R14, R15: grants are from the catalog; a delegate grants only what it holds.
 account_rule(action, _target, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "not_self", "member_or_support", "administers",
     "known_permission", "holds_permission",
     "status_allows", "not_orphaning"
@@ -226,25 +241,25 @@ account_rule(action, _target, [
 
 # R5, R21: an administrator updates another account's profile ...
 account_rule("update_profile", _target, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "other_account", "member_or_support", "administers",
     "administers_everywhere", "status_allows"
 ]);
 # ... and a member maintains their own account information, except the email.
 account_rule("update_profile", _target, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "self", "not_removed"
 ]);
 
 # Everyone may look at their own account; administrators at those they administer.
 account_rule("view", _target, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "insider", "self_or_administers"
 ]);
 
 # R5: the admin duties are a closed list; anything else is no action at all.
 unknown_account_action(action, _target, [
-    "known_actor", "active_actor", "password_current",
+    "known_actor", "active_actor", "password_current", "terms_accepted",
     "known_action", "not_self", "member_or_support", "administers"
 ]) if not admin_action(action) and action != "view";
 
@@ -257,6 +272,8 @@ unknown_account_action(action, _target, [
 requirement("known_actor", actor, _action, _resource) if actor.exists = true;
 requirement("active_actor", actor, _action, _resource) if actor.status = "active";
 requirement("password_current", actor, _action, _resource) if actor.password_current = true;
+# R7: the terms of use bind every action, not only the sign-in that records their acceptance.
+requirement("terms_accepted", actor, _action, _resource) if actor.terms_accepted = true;
 
 # R1, R4, R10: the actor's place in the organization.
 requirement("member_of_organization", actor, _action, org) if
@@ -326,6 +343,9 @@ requirement("status_allows", _actor, action, target) if
     status_allows(action, target);
 requirement("not_removed", _actor, _action, target) if
     target.status != "removed";
+# R2, R7: an admin is made only of an account that accepted the terms of use.
+requirement("target_accepted_terms", _actor, _action, target) if
+    target.terms_accepted = true;
 requirement("not_orphaning", _actor, action, target) if
     not would_orphan(action, target);
 

@@ -20,6 +20,9 @@ told_after("active_actor", "known_actor");
 # R18: an expired password stops every action until it is changed.
 reason("password_current", "password_expired");
 told_after("password_current", "known_actor");
+# R7: the terms of use, accepted at the first sign-in, bind every action.
+reason("terms_accepted", "terms_not_accepted");
+told_after("terms_accepted", "known_actor");
 
 # --- Organizations (R13, R14, R16) -------------------------------------------
 reason("member_of_organization", "not_member");
@@ -65,8 +68,13 @@ told_after("status_allows", "not_self");
 told_after("status_allows", "insider");
 reason("not_removed", "target_status");
 told_after("not_removed", "self");
+reason("target_accepted_terms", "target_terms_not_accepted");
+told_after("target_accepted_terms", "insider");
 reason("not_orphaning", "last_admin");
 told_after("not_orphaning", "insider");
+# R1: an actor without authority somewhere in the reach learns only that (account_elsewhere), not
+# whether another organization it has no say in would be left without an admin.
+told_after("not_orphaning", "administers_everywhere");
 # R1: an account-wide change needs authority in every organization the account belongs to.
 reason("administers_everywhere", "account_elsewhere");
 told_after("administers_everywhere", "not_self");

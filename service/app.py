@@ -13,7 +13,7 @@ from service.api.declare import Api
 from service.api.express import ExpressAuthorize
 from service.api.requests import close_session, secure_headers
 from service.clock import Clock, SettableClock, SystemClock
-from service.config import Config
+from service.config import DEFAULT_HOST, DEFAULT_PORT, Config, served_base_url
 from service.domain import passwords as hashing
 from service.domain.notify import Notifier, OutboxNotifier
 from service.policy import Policy
@@ -59,6 +59,10 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.register_api(support.bp)
     app.register_api(openapi.bp)
     app.register_api(metrics.bp)
+    if config.authzen.base_url is None:  # `serve` fills it in (and says so); an app built otherwise says so here
+        logging.getLogger(__name__).warning(
+            "authzen.base_url is unset: AuthZEN discovery names %s, never a request's Host; set authzen.base_url",
+            served_base_url(DEFAULT_HOST, DEFAULT_PORT))
     if config.testing.clock == "settable":
         app.register_api(testing.bp)
         logging.getLogger(__name__).warning("testing.clock is settable: POST /_testing/clock moves time")

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from service.config import CONFIG_ENV, Config, ConfigError, load_config
+from service.config import CONFIG_ENV, DEFAULT_HOST, DEFAULT_PORT, Config, ConfigError, load_config
 
 
 def _die(message: str, code: int = 2) -> None:
@@ -481,8 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", parents=[common], help="create the schema if missing and serve the API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--workers", type=int, default=None,
                        help="worker processes (default server.workers, else sized to the machine)")
     serve.add_argument("--threads", type=int, default=None, help="threads per worker (default server.threads)")
@@ -567,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     pdiff.set_defaults(func=cmd_policy_diff)
     preload = policy_sub.add_parser("reload", parents=[common],
                                     help="check policies/*.polar, then make every worker of the server load it")
-    preload.add_argument("--port", type=int, default=8000, help="the server's port, to find its pid file")
+    preload.add_argument("--port", type=int, default=DEFAULT_PORT, help="the server's port, to find its pid file")
     preload.add_argument("--pid-file", default=None, help="the pid file `serve` wrote (default as for serve)")
     preload.set_defaults(func=cmd_policy_reload)
 

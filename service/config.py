@@ -235,7 +235,13 @@ class AuthZen(_Strict):
     """OpenID AuthZEN (issue 16): where callers reach this service, for the PDP identifiers and endpoint URLs."""
 
     base_url: str | None = Field(
-        default=None, description="e.g. https://pdp.example.org; null: the scheme and host of each request")
+        default=None, description=("e.g. https://pdp.example.org; null: the address `serve` binds "
+                                   "(http://HOST:PORT), never a request's Host header"))
+
+    page_token_key: str | None = Field(
+        default=None, min_length=32, description=(
+            "the key that signs search page tokens (at least 32 characters), the same on every replica; "
+            "null: a random key made once and kept in the database, which every replica over it shares"))
 
     @field_validator("base_url")
     @classmethod
@@ -245,6 +251,15 @@ class AuthZen(_Strict):
         if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
             raise ValueError("must be an absolute http(s) URL with no query or fragment")
         return value.rstrip("/")
+
+
+# `portal-authz serve`'s default address (its --host and --port).
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+
+
+def served_base_url(host: str, port: int) -> str:
+    """The AuthZEN base URL of an unset `authzen.base_url`: the address `serve` binds, from configuration only."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class Config(_Strict):

@@ -46,6 +46,8 @@ class ActorFacts:
     password_current: bool
     support: bool
     memberships: tuple[MembershipFacts, ...]
+    # R7: the account accepted the terms of use; a standing requirement like a current password (unset: not).
+    terms_accepted: bool = False
 
     @classmethod
     def unknown(cls, username: str) -> ActorFacts:
@@ -101,3 +103,5 @@ class AccountFacts:
     status: str
     permission: str | None = None
     links: tuple[LinkFacts, ...] = ()
+    # R7: the account accepted the terms of use (an admin is made only of one that has; unset: not).
+    terms_accepted: bool = False

@@ -16,8 +16,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
-import weakref
 import re
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +38,7 @@ REASON_MESSAGES = {
     "unknown_actor": "The actor is not an account of this portal.",
     "actor_inactive": "The actor's account is not active.",
     "password_expired": "The actor's password has expired and must be changed.",
+    "terms_not_accepted": "The actor has not accepted the terms of use (they are accepted at sign-in).",
     "not_member": "The actor is not a member of the organization.",
     "not_admin": "Only an admin of the organization may do this.",
     "permission_not_granted": "The actor has not been granted this function for the organization.",
@@ -46,6 +48,7 @@ REASON_MESSAGES = {
                             "nor take over an account that holds one."),
     "self_action": "An account cannot do this to itself.",
     "target_status": "The account's status does not allow this action.",
+    "target_terms_not_accepted": "The account has not accepted the terms of use yet; it becomes an admin only after.",
     "last_admin": "The organization would be left with active members and no active admin.",
     "cannot_make_admin": "Only an admin can make or unmake admins.",
     "support_only": "Only portal support staff may do this.",
@@ -332,6 +335,8 @@ class _Engine:
         self._actions = lru_cache(maxsize=memo_size)(self._evaluate_actions)
         self.target_states = lru_cache(maxsize=256)(self._target_states)
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
+        self.sees_membership = lru_cache(maxsize=memo_size)(
+            lambda actor, username, link: self.oso.query_rule_once("sees_membership", actor, username, link))
 
     def _target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
         """The (status, role) pairs of a target account of `portal` for which the policy's `status_allows` holds."""
@@ -497,6 +502,22 @@ class Policy:
         except OsoError:
             log.exception("policy evaluation failed; no actions")
             return []
+
+    def visible_memberships(self, actor: ActorFacts, username: str,
+                            links: Iterable[LinkFacts]) -> tuple[LinkFacts, ...]:
+        """The links among `links` (memberships of the account `username`) the actor may see: portal.polar's
+        `sees_membership`, the one read-scoping rule every read of an account follows (its role, grants and
+        comments in each organization). On an evaluation error, none (fail closed)."""
+        engine = self._engine
+        # The rule reads the account's username only to tell the actor's own account from any other (as the
+        # roster's visibility does), so every other account is asked as "" (someone else): a roster page
+        # reuses one memoized answer per (actor, link) instead of asking again for each account on it.
+        asked = username if username == actor.username else ""
+        try:
+            return tuple(link for link in links if engine.sees_membership(actor, asked, link))
+        except OsoError:
+            log.exception("policy evaluation failed; no memberships visible")
+            return ()
 
     def target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
         """The (status, role) pairs of a target account of `portal` that `action` applies to, read from the

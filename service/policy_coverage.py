@@ -103,7 +103,7 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
         gates[str(result["bindings"]["name"])].append(str(result["bindings"]["earlier"]))
     for question in table_questions([Path(policy_dir)], tables_dir):
         report.rows += 1
-        e = explain(policy, question.actor, question.action, question.resource)
+        e = explain(policy, question.actor, question.action, question.resource, whole=True)
         outcome = {}
         for rule in e.rules:
             key = (rule.kind, tuple(r.name for r in rule.requirements))

@@ -158,14 +158,15 @@ def facts_from_json(data: dict, portal: str = "") -> tuple[ActorFacts, Organizat
     a = data["actor"]
     actor = ActorFacts(a["username"], a["exists"], a["status"], a["credentials_current"], a["support"],
                        tuple(MembershipFacts(m["organization"], m["role"], m["active"], tuple(m["permissions"]))
-                             for m in a["memberships"]))
+                             for m in a["memberships"]),
+                       a.get("terms_accepted", True))  # logged before it was a fact: what that policy assumed
     r = data["resource"]
     if data["resource_kind"] == "organization":
         return actor, _org_from(r, portal)
     links = tuple(LinkFacts(_org_from(link["organization"], portal), link["role"], tuple(link["permissions"]))
                   for link in r["links"])
     return actor, AccountFacts(r["username"], _org_from(r["organization"], portal), r["role"], r["status"],
-                               r["permission"], links)
+                               r["permission"], links, r.get("terms_accepted", True))
 
 
 def log_questions(path: Path, report: DiffReport) -> Iterator[Question]:
@@ -241,13 +242,13 @@ def space_questions(profile: SpaceProfile) -> Iterator[Question]:
         if e_admin:
             memberships.append(MembershipFacts("E", "admin", True, ()))
         label = f"{o_name} of O" + (", admin of E" if e_admin else "")
-        actors.append((label, ActorFacts(f"a{n}", True, "active", True, False, tuple(memberships))))
+        actors.append((label, ActorFacts(f"a{n}", True, "active", True, False, tuple(memberships), True)))
     admin_o = (MembershipFacts("O", "admin", True, ()),)
     actors += [
-        ("a disabled admin of O", ActorFacts("x1", True, "disabled", True, False, admin_o)),
-        ("an admin of O whose password expired", ActorFacts("x2", True, "active", False, False, admin_o)),
-        ("support staff", ActorFacts("s1", True, "active", True, True, ())),
-        ("disabled support staff", ActorFacts("s2", True, "disabled", True, True, ())),
+        ("a disabled admin of O", ActorFacts("x1", True, "disabled", True, False, admin_o, True)),
+        ("an admin of O whose password expired", ActorFacts("x2", True, "active", False, False, admin_o, True)),
+        ("support staff", ActorFacts("s1", True, "active", True, True, (), True)),
+        ("disabled support staff", ActorFacts("s2", True, "disabled", True, True, (), True)),
     ]
 
     org_actions = (*ORGANIZATION_ACTIONS, *cat, UNKNOWN_ACTION)
@@ -282,7 +283,7 @@ def space_questions(profile: SpaceProfile) -> Iterator[Question]:
             e_situation = (1, True) if link_role == "admin" else (2, True)
             links.append(LinkFacts(org(key, *e_situation), link_role, link_grants))
         return AccountFacts(username, o, role, status, permission,
-                            tuple(sorted(links, key=lambda link: link.organization.key)))
+                            tuple(sorted(links, key=lambda link: link.organization.key)), True)
 
     for label, actor in actors:
         for role, status, e_label, grants, e_links, situation in targets:
@@ -322,8 +323,8 @@ def profiles_of(config, names: Iterable[str] | None = None) -> list[SpaceProfile
 def _group(base: Policy, new: Policy, question: Question) -> str:
     """The requirements whose outcome changed; what the rules of the action became when they differ."""
     try:
-        before = explain(base, question.actor, question.action, question.resource)
-        after = explain(new, question.actor, question.action, question.resource)
+        before = explain(base, question.actor, question.action, question.resource, whole=True)
+        after = explain(new, question.actor, question.action, question.resource, whole=True)
     except Exception:  # a base policy without requirement rules cannot be explained; group by action only
         return "rule changed"
     def outcomes(e) -> dict[str, bool]:

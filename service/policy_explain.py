@@ -9,14 +9,22 @@ told as (if it fails and is told), and the facts it reads.
 
 This module only reads the loaded policy (through `Policy.oso()`); the decision
 itself is still `Policy.decide`, and the explanation carries it unchanged.
+
+An explanation shows only what the actor may read, by the same read scoping as
+every read of an account (portal.polar's `sees_membership`): the target's other
+memberships only where the actor sees them, and the target's role, status and
+acceptance, and the organization's head-counts, only when the actor sees the
+target's membership of the organization asked about (of an organization asked
+about: when the policy lets it `view` the organization). A requirement that reads
+a withheld fact shows `holds: null`; the withheld facts are named in `withheld`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from oso import Variable
 
-from service.facts import AccountFacts, ActorFacts, OrganizationFacts
+from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.policy import Decision, Policy
 
 # The facts each shipped requirement reads, shown beside it. Display only: the
@@ -26,6 +34,8 @@ READS: dict[str, tuple[str, ...]] = {
     "known_actor": ("actor.exists",),
     "active_actor": ("actor.status",),
     "password_current": ("actor.password_current",),
+    "terms_accepted": ("actor.terms_accepted",),
+    "target_accepted_terms": ("target.terms_accepted",),
     "member_of_organization": ("actor.membership",),
     "member_of_organization_or_support": ("actor.membership", "actor.support"),
     "member_or_support": ("actor.membership", "actor.support"),
@@ -58,7 +68,7 @@ READS: dict[str, tuple[str, ...]] = {
 @dataclass(frozen=True)
 class RequirementOutcome:
     name: str
-    holds: bool
+    holds: bool | None  # None: it reads a fact withheld from the actor
     told_as: str | None  # the reason code this failure is told as; None when it holds or is not told
     reads: dict[str, object]
 
@@ -67,10 +77,11 @@ class RequirementOutcome:
 class RuleOutcome:
     kind: str  # "rule" (may allow) or "unknown_action" (only explains a denial)
     requirements: tuple[RequirementOutcome, ...]
+    every_requirement_holds: bool = False  # whether the rule allows: the decision itself, never withheld
 
     @property
     def holds(self) -> bool:
-        return self.kind == "rule" and bool(self.requirements) and all(r.holds for r in self.requirements)
+        return self.kind == "rule" and bool(self.requirements) and self.every_requirement_holds
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,7 @@ class Explanation:
     action: str
     rules: tuple[RuleOutcome, ...]
     facts: dict = field(default_factory=dict)
+    withheld: tuple[str, ...] = ()
 
     def as_json(self) -> dict:
         return {
@@ -93,6 +105,7 @@ class Explanation:
                 for rule in self.rules
             ],
             "facts": self.facts,
+            "withheld": list(self.withheld),
         }
 
     def text(self) -> str:
@@ -106,10 +119,12 @@ class Explanation:
             verdict = "holds" if rule.holds else "fails"
             lines.append(f"  {label} {i} for {self.action!r}: {verdict}")
             for req in rule.requirements:
-                mark = "ok  " if req.holds else "FAIL"
+                mark = "?   " if req.holds is None else "ok  " if req.holds else "FAIL"
                 told = f" -> {req.told_as}" if req.told_as else ("" if req.holds else " (not told)")
                 reads = ", ".join(f"{k}={_short(v)}" for k, v in req.reads.items())
                 lines.append(f"    {mark} {req.name}{told}" + (f"   [{reads}]" if reads else ""))
+        if self.withheld:
+            lines.append(f"  withheld from {self.facts['actor']['username']}: {', '.join(self.withheld)}")
         return "\n".join(lines)
 
 
@@ -131,7 +146,8 @@ def fact_view(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> 
     membership = next((m for m in actor.memberships if m.organization == org.key), None)
     view: dict[str, object] = {
         "actor.username": actor.username, "actor.exists": actor.exists, "actor.status": actor.status,
-        "actor.password_current": actor.password_current, "actor.support": actor.support,
+        "actor.password_current": actor.password_current, "actor.terms_accepted": actor.terms_accepted,
+        "actor.support": actor.support,
         "actor.membership": (None if membership is None else
                              {"role": membership.role, "active": membership.active,
                               "permissions": list(membership.permissions)}),
@@ -146,7 +162,7 @@ def fact_view(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> 
     if isinstance(resource, AccountFacts):
         view.update({
             "target.username": resource.username, "target.role": resource.role, "target.status": resource.status,
-            "target.permission": resource.permission,
+            "target.permission": resource.permission, "target.terms_accepted": resource.terms_accepted,
             "target.links": {link.organization.key: link.role for link in resource.links},
         })
     return view
@@ -168,11 +184,36 @@ def _requirements(oso, predicate: str, action: str, resource) -> list[list[str]]
     return found
 
 
-def explain(policy: Policy, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Explanation:
-    """The decision (Policy.decide) and, for each rule of the action, each requirement's outcome."""
+# The facts of the resource an actor may not read unless it sees the membership (or organization) asked about.
+STANDING = ("target.role", "target.status", "target.terms_accepted",
+            "organization.active_admins", "organization.has_active_members")
+
+
+def _scoped(policy: Policy, actor: ActorFacts,
+            resource: OrganizationFacts | AccountFacts) -> tuple[OrganizationFacts | AccountFacts, frozenset[str]]:
+    """The resource as the actor may read it (its links narrowed to those it sees), and the facts withheld."""
+    if isinstance(resource, OrganizationFacts):
+        seen = policy.decide(actor, "view", resource).allowed
+        return resource, frozenset() if seen else frozenset(s for s in STANDING if s.startswith("organization."))
+    asked = next((link for link in resource.links if link.organization.key == resource.organization.key),
+                 LinkFacts(resource.organization, resource.role))  # a removed link: its role, no grants
+    seen = bool(policy.visible_memberships(actor, resource.username, (asked,)))
+    links = policy.visible_memberships(actor, resource.username, resource.links)
+    # A link the actor does not see is withheld, and so is the outcome of what reads the links (the facts
+    # show only the links it sees).
+    partly = {"target.links"} if links != resource.links else set()
+    return replace(resource, links=links), frozenset(partly | (set() if seen else set(STANDING)))
+
+
+def explain(policy: Policy, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts, *,
+            whole: bool = False) -> Explanation:
+    """The decision (Policy.decide) and, for each rule of the action, each requirement's outcome, as far as the
+    actor may read the facts it turns on (the decision itself is made on all of them). `whole`: every fact,
+    for the policy author's tools over made-up facts (decision tables, `policy diff`), never for a person's."""
     decision = policy.decide(actor, action, resource)
     oso = policy.oso()
-    view = fact_view(actor, resource)
+    shown, withheld = (resource, frozenset()) if whole else _scoped(policy, actor, resource)
+    view = {key: value for key, value in fact_view(actor, shown).items() if key not in withheld - {"target.links"}}
     holds_cache: dict[str, bool] = {}
 
     def holds(name: str) -> bool:
@@ -189,11 +230,21 @@ def explain(policy: Policy, actor: ActorFacts, action: str, resource: Organizati
         codes = [str(r["bindings"]["code"]) for r in oso.query_rule("reason", name, Variable("code"))]
         return codes[0] if codes else None
 
+    def shown_holds(name: str) -> bool | None:
+        return None if withheld & set(READS.get(name, (name,))) else holds(name)
+
     rules = []
     for kind in ("rule", "unknown_action"):
         for names in _requirements(oso, kind, action, resource):
-            rules.append(RuleOutcome(kind, tuple(
-                RequirementOutcome(name, holds(name), told_as(name),
+            outcomes = tuple(
+                RequirementOutcome(name, shown_holds(name), told_as(name),
                                    {key: view.get(key) for key in READS.get(name, ()) if key in view})
-                for name in names)))
-    return Explanation(decision, action, tuple(rules), facts=facts_json(actor, resource))
+                for name in names)
+            rules.append(RuleOutcome(kind, outcomes, all(holds(name) for name in names)))
+    facts = facts_json(actor, shown)
+    for key in withheld - {"target.links"}:  # "target.status" is resource.status; "organization.x" its organization's
+        kind, name = key.split(".")
+        where = facts["resource"] if kind == "target" or isinstance(resource, OrganizationFacts) \
+            else facts["resource"]["organization"]
+        where.pop(name, None)
+    return Explanation(decision, action, tuple(rules), facts=facts, withheld=tuple(sorted(withheld)))

@@ -23,14 +23,14 @@ Table format (every key not listed here is an error):
       exp: {password_current: false, memberships: {P1: {}}}
       sue: {support: true}
       ghost: {unknown: true}       # not an account of the portal; nothing else allowed
-      # defaults: status active, password_current true, support false,
+      # defaults: status active, password_current true, terms_accepted true, support false,
       # no memberships; a membership defaults to role member, active true,
       # permissions [].
     targets:                       # name -> an account as it stands in one organization
       bob@P1: {organization: P1, role: member, status: active}
       # account: the target's username, default the part of the name before "@"
       # (so "ann@P1" is ann herself: rows on it are self-actions);
-      # role default member, status default active; permissions: its grants in
+      # role default member, status default active, terms_accepted default true; permissions: its grants in
       # that organization (default []);
       lin@P1: {organization: P1, elsewhere: {P2: {role: admin}}}
       # elsewhere: the account's other active links, ORG -> {role, permissions}:
@@ -97,6 +97,7 @@ class PersonaSpec(_Strict):
     unknown: bool = False
     status: str = "active"
     password_current: bool = True
+    terms_accepted: bool = True
     support: bool = False
     memberships: dict[str, MembershipSpec | None] = {}
 
@@ -119,6 +120,7 @@ class TargetSpec(_Strict):
     status: str = "active"
     permissions: list[str] = []
     elsewhere: dict[str, LinkSpec | None] = {}
+    terms_accepted: bool = True
 
 
 class RowSpec(_Strict):
@@ -291,7 +293,8 @@ def _actor(table: TableSpec, name: str) -> ActorFacts:
     for org, m in spec.memberships.items():
         m = m or MembershipSpec()  # "P1:" with nothing after it is a plain member
         memberships.append(MembershipFacts(org, m.role, m.active, tuple(m.permissions)))
-    return ActorFacts(name, True, spec.status, spec.password_current, spec.support, tuple(memberships))
+    return ActorFacts(name, True, spec.status, spec.password_current, spec.support, tuple(memberships),
+                      spec.terms_accepted)
 
 
 def _target(table: TableSpec, name: str, permission: str | None) -> AccountFacts:
@@ -304,7 +307,7 @@ def _target(table: TableSpec, name: str, permission: str | None) -> AccountFacts
         link = link or LinkSpec()
         links.append(LinkFacts(_organization(table, org), link.role, tuple(sorted(link.permissions))))
     return AccountFacts(username, _organization(table, spec.organization), spec.role, spec.status, permission,
-                        tuple(sorted(links, key=lambda link: link.organization.key)))
+                        tuple(sorted(links, key=lambda link: link.organization.key)), spec.terms_accepted)
 
 
 # --- Running ------------------------------------------------------------------

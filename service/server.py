@@ -23,13 +23,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from service.background import DeliveryProcess
-from service.config import Config
+from service.config import Config, served_base_url
 from service.observe import serving
 from service.reload import RELOAD_SIGNAL, PolicySnapshots, install_worker_reload, write_pid_file
 
 ENGINES = ("granian", "gunicorn")
 GRACEFUL_SECONDS = 10
 BACKPRESSURE = 512
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,13 @@ def settle_heap() -> None:
 
 def serve(config: Config, options: Options, *, delivery: DeliveryProcess | None = None) -> None:
     """Serve until stopped. Raises PolicyLoadError (before binding) if the policy does not load."""
+    if config.authzen.base_url is None:
+        # AuthZEN discovery names URLs from configuration only: a request's Host header is the caller's to
+        # choose, and reflecting it would let anyone point a PDP's published endpoints elsewhere.
+        base = served_base_url(options.host, options.port)
+        log.warning("authzen.base_url is unset: AuthZEN discovery names %s (the address served, never a "
+                    "request's Host); set authzen.base_url to the URL callers reach this service at", base)
+        config = config.model_copy(update={"authzen": config.authzen.model_copy(update={"base_url": base})})
     snapshots = PolicySnapshots(config.policy_path)
     snapshots.refresh()
     try:

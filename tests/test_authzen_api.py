@@ -339,6 +339,59 @@ def test_search_pages_with_tokens(post):
     assert post(SUBJECTS, body).status_code == 400
 
 
+def _forged(after, request_body) -> str:
+    """A page token as the unsigned tokens were: base64 JSON of the key and the request's fingerprint."""
+    import base64
+    import json
+
+    from service.api.authzen import _fingerprint
+
+    payload = json.dumps({"after": after, "request": _fingerprint(request_body)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def test_a_page_token_that_does_not_verify_is_400(client, post, authorize_key):
+    """Page tokens are signed (HMAC) for one portal, one search endpoint and one request: a forged one (a
+    one-element cursor, a lone surrogate), another portal's or another endpoint's is 400, never 500."""
+    body = {"subject": sub("manager"), "action": {"name": "view"}, "resource": {"type": "account"},
+            "page": {"limit": 1}}
+    token = post(RESOURCES, body).get_json()["page"]["next_token"]
+    assert token and post(RESOURCES, {**body, "page": {"limit": 1, "token": token}}).status_code == 200
+
+    def refused(path, page_token, request_body=body):
+        response = post(path, {**request_body, "page": {"limit": 1, "token": page_token}})
+        return response.status_code == 400 and response.get_json()["code"] == "invalid_page_token"
+
+    assert refused(RESOURCES, _forged(["twofold"], body))               # one element where two are issued
+    assert refused(RESOURCES, _forged(["\ud800", "TIN-1"], body))      # a lone surrogate inside
+    assert refused(RESOURCES, _forged(["manager", "TIN-1"], body))      # well-formed, but not signed here
+    lone = post(RESOURCES, {**body, "page": {"limit": 1, "token": "\ud800"}})  # not even text
+    assert lone.status_code == 400 and lone.get_json()["errors"][0]["field"] == "page.token"
+    assert refused(RESOURCES.replace("/ahw/", "/qm/"), token)           # another portal's PDP
+    actions = {"subject": sub("manager"), "resource": org()}
+    assert refused(PDP + "/access/v1/search/action", token, actions)    # another endpoint's
+    # The JSON escape of a lone surrogate as the token itself, byte for byte as a caller may send it.
+    raw = (b'{"subject": {"type": "account", "id": "manager"}, "action": {"name": "view"}, '
+           b'"resource": {"type": "account"}, "page": {"token": "\\ud800"}}')
+    response = client.post(RESOURCES, data=raw, content_type="application/json",
+                           headers={"Authorization": f"Bearer {authorize_key}"})
+    assert response.status_code == 400
+
+
+def test_replicas_over_one_database_accept_each_others_page_tokens(config, database, policy, clock, clinic,
+                                                                  authorize_key):
+    """No per-process secret: the page-token key is the database's shared one (or the configuration's)."""
+    from service.app import create_app
+
+    first, second = (create_app(config, database=database, policy=policy, clock=clock).test_client()
+                     for _ in range(2))
+    headers = {"Authorization": f"Bearer {authorize_key}"}
+    body = {"subject": {"type": "account"}, "action": {"name": "view"}, "resource": org(), "page": {"limit": 2}}
+    token = first.post(SUBJECTS, json=body, headers=headers).get_json()["page"]["next_token"]
+    answer = second.post(SUBJECTS, json={**body, "page": {"limit": 2, "token": token}}, headers=headers)
+    assert answer.status_code == 200 and answer.get_json()["page"]["count"] == 2
+
+
 def test_action_search_pages_too(post):
     body = {"subject": sub("manager"), "resource": org(), "page": {"limit": 3}}
     names = []
@@ -367,9 +420,12 @@ def test_search_errors_are_400(post, path, body):
 # --- Discovery -------------------------------------------------------------------------------------------
 
 def test_metadata_is_served_at_the_well_known_url(client, clinic):
-    response = client.get("/.well-known/authzen-configuration/authzen/ahw", base_url="https://pdp.example.org")
+    # The request's Host is the caller's to choose: the URLs come from configuration only (unset here, so the
+    # address `serve` binds by default), never from the request.
+    response = client.get("/.well-known/authzen-configuration/authzen/ahw", base_url="https://pdp.example.org",
+                          headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"})
     assert response.status_code == 200 and response.mimetype == "application/json"
-    pdp = "https://pdp.example.org/authzen/ahw"
+    pdp = "http://127.0.0.1:8000/authzen/ahw"
     assert response.get_json() == {
         "policy_decision_point": pdp,
         "access_evaluation_endpoint": pdp + "/access/v1/evaluation",
@@ -393,3 +449,17 @@ def test_metadata_base_url_from_config(config, database, policy, clock):
     assert answer["search_action_endpoint"] == "https://authz.example.org/authzen/qm/access/v1/search/action"
     with pytest.raises(Exception, match="authzen.base_url"):
         parse_config({**data, "authzen": {"base_url": "pdp.example.org?x=1"}}, config.base_dir)
+
+
+def test_serve_names_its_own_address_when_base_url_is_unset(config, monkeypatch, caplog):
+    """`serve` fills an unset authzen.base_url with the address it binds, and says so in its log."""
+    from service import server
+
+    seen = {}
+    monkeypatch.setattr(server, "_serve_granian", lambda config, *rest: seen.setdefault("config", config))
+    monkeypatch.setattr(server.PolicySnapshots, "refresh", lambda self: None)
+    options = server.Options(host="::1", port=8123, engine="granian", workers=1, threads=1)
+    with caplog.at_level("WARNING", logger="service.server"):
+        server.serve(config, options)
+    assert seen["config"].authzen.base_url == "http://[::1]:8123"
+    assert "authzen.base_url is unset" in caplog.text and "http://[::1]:8123" in caplog.text

@@ -34,7 +34,7 @@ def actors() -> list[ActorFacts]:
     """Each kind of person who may act: support staff, an admin, a delegate holding every function, a member."""
     def person(name, support=False, role=Role.MEMBER, permissions=()):
         return ActorFacts(name, True, Status.ACTIVE, True, support,
-                          (MembershipFacts("O1", role, True, tuple(permissions)),) if not support else ())
+                          (MembershipFacts("O1", role, True, tuple(permissions)),) if not support else (), True)
     return [person("sue", support=True), person("ada", role=Role.ADMIN),
             person("del", permissions=(*FUNCTIONS, DELEGATE)), person("mem", permissions=FUNCTIONS)]
 
@@ -45,7 +45,7 @@ def targets() -> list[AccountFacts]:
     for status, role, permission, name in product(catalog.ACCOUNT_STATUSES, catalog.ROLES, (None, *FUNCTIONS),
                                                   ("tom", "ada", "del", "mem")):
         links = () if status == Status.REMOVED else (LinkFacts(org, role, ()),)
-        found.append(AccountFacts(name, org, role, status, permission, links))
+        found.append(AccountFacts(name, org, role, status, permission, links, True))
     return found
 
 

@@ -183,6 +183,26 @@ def test_a_masshealth_subordinate_accepts_the_vg_terms_at_first_sign_in(api, dat
     assert sign_in_reply(p, "jdoe", OWN, accepted_terms=True).status_code == 201
 
 
+def test_the_terms_bind_every_decision_not_only_the_sign_in(api, database):
+    """R7: acceptance is a fact the policy reads. Before it, /v1/authorize denies the account with
+    `terms_not_accepted` (its own password set or not), and its Primary User cannot make it an admin."""
+    p = api("masshealth")
+    p.call("POST", "/organizations", {"key": "PIDSL-1", "name": "Provider"}, expect=201)
+    designate(p, "PIDSL-1", "pu", accepted_terms=True)
+    primary = p.first_sign_in("pu")
+    body = {"username": "jdoe", "first_name": "J", "last_name": "Doe", "email": "jdoe@mass.example",
+            "password": TEMPORARY, "permissions": ["claims_submission_and_status"]}
+    p.call("POST", "/organizations/PIDSL-1/accounts", body, token=primary, expect=201)
+    p.own_password("jdoe")
+    denied = authorize(p, "jdoe", "claims_submission_and_status", "PIDSL-1")
+    assert (denied["allowed"], [r["code"] for r in denied["reasons"]]) == (False, ["terms_not_accepted"])
+    upgrade = p.act(primary, "jdoe", "upgrade", expect=403)
+    assert [r["code"] for r in upgrade.get_json()["reasons"]] == ["target_terms_not_accepted"]
+    assert sign_in_reply(p, "jdoe", OWN, accepted_terms=True).status_code == 201
+    assert authorize(p, "jdoe", "claims_submission_and_status", "PIDSL-1")["allowed"] is True
+    assert p.act(primary, "jdoe", "upgrade").get_json()["memberships"][0]["role"] == "admin"
+
+
 # --- item 6: only an active admin counts as an admin ------------------------------------------------
 
 @pytest.mark.parametrize("portal", ["ahcccs", "qm"])

@@ -38,6 +38,7 @@ actors = st.one_of(
         password_current=st.booleans(),
         support=st.booleans(),
         memberships=st.lists(memberships, max_size=2).map(tuple),
+        terms_accepted=st.booleans(),
     ),
 )
 targets = st.builds(
@@ -47,6 +48,7 @@ targets = st.builds(
     role=st.sampled_from(["admin", "member"]),
     status=st.sampled_from(STATUSES),
     permission=st.sampled_from([None, "claims", "eligibility", "manage_account", "teleport"]),
+    terms_accepted=st.booleans(),
 )
 questions = st.one_of(
     st.tuples(st.sampled_from(CATALOG + ORGANIZATION_ACTIONS + ("bake_bread",)), organizations),
@@ -70,9 +72,9 @@ def test_reasons_explain_every_denial_and_only_denials(policy, actor, question):
 @SETTINGS
 @given(actor=actors, question=questions)
 def test_only_accounts_in_good_standing_are_allowed_anything(policy, actor, question):
-    """R16: unknown, inactive or expired-password actors are always denied."""
+    """R7, R16: unknown, inactive, expired-password or terms-not-accepted actors are always denied."""
     action, resource = question
-    if not (actor.exists and actor.status == "active" and actor.password_current):
+    if not (actor.exists and actor.status == "active" and actor.password_current and actor.terms_accepted):
         assert not policy.decide(actor, action, resource).allowed
 
 

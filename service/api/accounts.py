@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
-from service.api.changes import CHANGE, account_view, acting, answer, iso, run_change, seen_through, transaction
+from service.api.changes import CHANGE, account_view, acting, answer, iso, run_change, transaction
 from service.api.declare import Routes
 from service.api.problems import Problem
 from service.api.schemas import (AccountPath, AccountQuery, AccountView, ActionBody, ActionPath, CommentView,
@@ -23,7 +23,7 @@ def _read_account(portal: str, username: str, organization: str | None, render):
     def work(ctx):
         if not request.headers.get("X-Session-Token"):
             outcome = administration.service_read(ctx, username)
-            outcome.view = render(ctx, outcome.account, None)  # the calling service sees every organization
+            outcome.view = render(ctx, outcome.account, None)  # the calling service's read: every organization
             return outcome
         actor = acting(ctx)
         if organization is not None:
@@ -39,7 +39,7 @@ def _read_account(portal: str, username: str, organization: str | None, render):
             return administration.record_denial(ctx, actor.username, "view", target.username,
                                                 decided.organization, decided.decision, None)
         outcome = administration.Outcome(decided.decision, target)
-        outcome.view = render(ctx, target, seen_through(actor, target, decided.organization))
+        outcome.view = render(ctx, target, actor.username)
         return outcome
 
     return answer(transaction(portal, work))
@@ -49,8 +49,11 @@ def _read_account(portal: str, username: str, organization: str | None, render):
         summary="An account: status, last sign-in, memberships (R26); a person's session must be allowed `view`",
         scope="manage", session="optional", ok=(200, AccountView), problems=(403,))
 def get_account(path: AccountPath, query: AccountQuery):
-    return _read_account(path.portal, path.username, query.organization,
-                         lambda ctx, target, through: account_view(target, ctx.profile, through))
+    def render(ctx, target, reader):
+        visible = None if reader is None else administration.visible_organizations(ctx, reader, target)
+        return account_view(target, ctx.profile, visible)
+
+    return _read_account(path.portal, path.username, query.organization, render)
 
 
 @bp.patch("/accounts/<username>", operation_id="updateAccount", summary="Update profile fields or email (R21)",
@@ -88,9 +91,11 @@ def put_permissions(path: AccountPath, body: PermissionsBody):
 def comments(path: AccountPath, query: AccountQuery):
     """R25: the history, oldest first, as plain JSON strings (never markup)."""
 
-    def render(ctx, target, through):
+    def render(ctx, target, reader):
+        # The comments written in an organization belong to its membership of the account, removed ones too.
+        visible = None if reader is None else administration.visible_organizations(ctx, reader, target, history=True)
         return [{"action": c.action, "actor": c.actor, "organization": c.organization, "date": iso(c.created_at),
-                 "text": c.text} for c in administration.comments_of(ctx.session, target.id, through)]
+                 "text": c.text} for c in administration.comments_of(ctx.session, target.id, visible)]
 
     return _read_account(path.portal, path.username, query.organization, render)
 

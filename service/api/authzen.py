@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from pydantic import BaseModel, Field, ValidationError
 
 from service import observe
@@ -20,12 +21,14 @@ from service.api.declare import MAX_JSON_DEPTH, Routes, json_depth
 from service.api.problems import Problem, problem_response, validation_problem
 from service.api.requests import db_session, services
 from service.api.schemas import PortalPath
+from service.config import DEFAULT_HOST, DEFAULT_PORT, served_base_url
 from service.domain import authzen
 from service.domain.decisions import Decider, profile_of
 from service.domain.errors import DomainError, Invalid
 from service.policy import Decision
 
 bp = Routes("authzen", __name__)
+PAGE_TOKEN_SECRET = "authzen_page_token_key"  # where the app keeps the database's key once read
 ERRORS = (400, 413)  # AuthZEN: every bad body is a 400 (the view reads it itself); 401/403/404 come with the scope
 
 
@@ -79,7 +82,9 @@ def _decider(portal: str) -> Decider:
 
 
 def pdp_identifier(portal: str) -> str:
-    base = services().config.authzen.base_url or request.host_url.rstrip("/")
+    """From configuration only, never the request's Host header (`serve` fills an unset base with the address it
+    binds; an app built without `serve` names `serve`'s default address, and says so at start)."""
+    base = services().config.authzen.base_url or served_base_url(DEFAULT_HOST, DEFAULT_PORT)
     return f"{base}/authzen/{portal}"
 
 
@@ -173,26 +178,54 @@ def _bad_token(detail: str) -> Problem:
                    errors=[{"field": "page.token", "code": "invalid_page_token", "message": detail}])
 
 
-def _after(raw: dict, page: z.PageRequest | None) -> tuple[list | None, int]:
+def _token_key() -> bytes:
+    """The page-token key, the same on every replica: `authzen.page_token_key`, or the database's shared one."""
+    s = services()
+    if s.config.authzen.page_token_key:
+        return s.config.authzen.page_token_key.encode()
+    key = current_app.extensions.get(PAGE_TOKEN_SECRET)
+    if key is None:
+        key = current_app.extensions[PAGE_TOKEN_SECRET] = authzen.page_token_key(s.database, s.clock.now())
+    return key
+
+
+def _signature(portal: str, endpoint: str, payload: bytes) -> bytes:
+    """HMAC-SHA256 of the token's payload, bound to the portal (PDP) and the search endpoint it was issued by."""
+    mac = hmac.new(_token_key(), b"\0".join((portal.encode(), endpoint.encode(), payload)), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
+
+
+def _after(raw: dict, page: z.PageRequest | None, portal: str, endpoint: str, width: int) -> tuple[list | None, int]:
+    """The key to continue after, from a page token this PDP signed for this portal, endpoint and request.
+
+    Anything else (forged, edited, another portal's or endpoint's, not text at all) is 400 before a byte of
+    it is read as a key: a key has exactly `width` strings, as the search issued it."""
     limit = page.limit if page is not None and page.limit is not None else authzen.DEFAULT_LIMIT
     if page is None or not page.token:
         return None, limit
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(page.token.encode() + b"=" * (-len(page.token) % 4)))
-        after, bound = decoded["after"], decoded["request"]
-    except (ValueError, TypeError, KeyError, binascii.Error):
+        body, _, signature = page.token.encode("ascii").partition(b".")
+        verified = hmac.compare_digest(_signature(portal, endpoint, body), signature)
+        decoded = json.loads(base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4))) if verified else None
+        after, bound = (decoded["after"], decoded["request"]) if verified else (None, None)
+    except (ValueError, TypeError, KeyError, binascii.Error):  # UnicodeError is a ValueError
         raise _bad_token("page.token is not a token this PDP issued") from None
-    if bound != _fingerprint(raw) or not isinstance(after, list) or not all(isinstance(k, str) for k in after):
+    if not verified:
+        raise _bad_token("page.token is not a token this PDP issued for this search")
+    if bound != _fingerprint(raw):
         raise _bad_token("page.token belongs to a different request: send the same request with only the token "
                          "changed")
+    if not isinstance(after, list) or len(after) != width or not all(isinstance(k, str) for k in after):
+        raise _bad_token("page.token is not a token this PDP issued")
     return after, limit
 
 
-def _page(raw: dict, next_key: list | None, count: int) -> dict:
+def _page(raw: dict, next_key: list | None, count: int, portal: str, endpoint: str) -> dict:
     token = ""
     if next_key is not None:
         payload = json.dumps({"after": next_key, "request": _fingerprint(raw)}, separators=(",", ":"))
-        token = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+        body = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=")
+        token = (body + b"." + _signature(portal, endpoint, body)).decode()
     return {"next_token": token, "count": count}
 
 
@@ -207,10 +240,11 @@ def search_subject(path: PdpPath):
     portal = path.portal
     raw = _raw()
     body = _validate(z.SubjectSearchRequest, raw)
-    after, limit = _after(raw, body.page)
+    after, limit = _after(raw, body.page, portal, "search/subject", 1)
     found = authzen.search_subjects(_decider(portal), body.subject.type, body.action.name, _entity(body.resource),
                                     authzen.context_of(body.context, body.action.properties), after, limit)
-    return jsonify(page=_page(raw, found.next_key, len(found.results)), results=found.results)
+    return jsonify(page=_page(raw, found.next_key, len(found.results), portal, "search/subject"),
+                   results=found.results)
 
 
 @bp.post(PDP_PATH + "/access/v1/search/resource", operation_id="authzenSearchResource",
@@ -220,10 +254,11 @@ def search_resource(path: PdpPath):
     portal = path.portal
     raw = _raw()
     body = _validate(z.ResourceSearchRequest, raw)
-    after, limit = _after(raw, body.page)
+    after, limit = _after(raw, body.page, portal, "search/resource", 2 if body.resource.type == "account" else 1)
     found = authzen.search_resources(_decider(portal), _entity(body.subject), body.action.name, body.resource.type,
                                      authzen.context_of(body.context, body.action.properties), after, limit)
-    return jsonify(page=_page(raw, found.next_key, len(found.results)), results=found.results)
+    return jsonify(page=_page(raw, found.next_key, len(found.results), portal, "search/resource"),
+                   results=found.results)
 
 
 @bp.post(PDP_PATH + "/access/v1/search/action", operation_id="authzenSearchAction",
@@ -233,10 +268,10 @@ def search_action(path: PdpPath):
     portal = path.portal
     raw = _raw()
     body = _validate(z.ActionSearchRequest, raw)
-    after, limit = _after(raw, body.page)
+    after, limit = _after(raw, body.page, portal, "search/action", 1)
     actions = authzen.search_actions(_decider(portal), _entity(body.subject), _entity(body.resource))
     start = actions.index(after[0]) + 1 if after and after[0] in actions else 0
     page = actions[start:start + limit]
     more = start + limit < len(actions)
-    return jsonify(page=_page(raw, [page[-1]] if more and page else None, len(page)),
+    return jsonify(page=_page(raw, [page[-1]] if more and page else None, len(page), portal, "search/action"),
                    results=[{"name": name} for name in page])

@@ -6,10 +6,13 @@ the actor is always the session's account, never a field of the body.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from flask import g, jsonify, request
 
 from service.api.problems import Problem
 from service.api.requests import services
+from service.catalog import Status
 from service.domain import administration, sessions, work
 
 CHANGE = (403, 404, 409, 422)
@@ -19,9 +22,12 @@ def iso(moment):
     return moment.isoformat() if moment else None
 
 
-def account_view(account, profile, organization: str | None = None) -> dict:
-    """The account; seen through one organization (`organization`), only that organization's membership."""
-    memberships = [m for m in account.memberships if organization is None or m.organization.key == organization]
+def account_view(account, profile, visible: Collection[str] | None) -> dict:
+    """The account and its current memberships (where it belongs; history is the audit's): those in `visible`,
+    the organizations whose membership the reader may see (`administration.visible_organizations`), or every
+    one (None: a calling service's own read, R26)."""
+    memberships = [m for m in account.memberships if m.status != Status.REMOVED
+                   and (visible is None or m.organization.key in visible)]
     return {
         "username": account.username, "first_name": account.first_name, "last_name": account.last_name,
         "email": account.email, "phone": account.phone, "status": account.status, "support": account.is_support,
@@ -30,13 +36,6 @@ def account_view(account, profile, organization: str | None = None) -> dict:
         "memberships": [{"organization": m.organization.key, "role": m.role, "status": m.status,
                          "permissions": sorted(gr.permission for gr in m.grants)} for m in memberships],
     }
-
-
-def seen_through(actor, target, organization: str | None) -> str | None:
-    """Whose view: the account itself and support staff see every organization; others only the one decided on."""
-    if actor.is_support or actor.id == target.id:
-        return None
-    return organization
 
 
 def transaction(portal: str, work_, **refusals):
@@ -69,7 +68,8 @@ def run_change(portal: str, change):
         outcome = change(ctx, person)
         if outcome.account is not None:
             account = administration.as_it_stands(ctx, outcome.account)
-            outcome.view = account_view(account, ctx.profile, seen_through(person, account, outcome.organization))
+            outcome.view = account_view(account, ctx.profile, administration.visible_organizations(
+                ctx, person.username, account))
         return outcome
 
     return answer(transaction(portal, work_))

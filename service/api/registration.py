@@ -46,7 +46,8 @@ def register(path: PortalPath, body: RegistrationBody):
 def activate(path: PortalPath, body: ActivationBody):
     portal = path.portal
     view = transaction(portal, lambda ctx: account_view(
-        registration.activate(ctx.session, ctx.profile, portal, now=ctx.now, **body.model_dump()), ctx.profile))
+        registration.activate(ctx.session, ctx.profile, portal, now=ctx.now, **body.model_dump()), ctx.profile,
+        None))  # the account's own answer, proven by its code: every membership
     return jsonify(view)
 
 
@@ -56,7 +57,8 @@ def activate(path: PortalPath, body: ActivationBody):
 def confirm(path: PortalPath, body: ConfirmBody):
     portal = path.portal
     view = transaction(portal, lambda ctx: account_view(
-        registration.confirm_registration(ctx.session, portal, now=ctx.now, **body.model_dump()), ctx.profile))
+        registration.confirm_registration(ctx.session, portal, now=ctx.now, **body.model_dump()), ctx.profile,
+        None))  # the account's own answer, proven by its code: every membership
     return jsonify(view)
 
 

@@ -39,7 +39,10 @@ def list_accounts(path: OrgPath, query: AccountsQuery):
             ctx, actor, path.org, q=query.q or None, status=query.status or None, manageable=query.manageable,
             limit=query.limit, after=query.after or None)
         outcome = administration.Outcome(decision)
-        outcome.view = {"accounts": [account_view(a, ctx.profile) for a in rows], "next": following}
+        # Each account as the actor may see it: only the memberships the policy's read scoping shows it.
+        seen = administration.visible_organizations_of(ctx, actor.username, rows)
+        outcome.view = {"accounts": [account_view(a, ctx.profile, seen[a.username_key]) for a in rows],
+                        "next": following}
         return outcome
 
     return answer(transaction(path.portal, work))

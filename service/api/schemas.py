@@ -117,7 +117,7 @@ class AuthorizeResponse(BaseModel):
 
 class ExplainedRequirement(BaseModel):
     name: str
-    holds: bool
+    holds: bool | None = Field(description="null when it reads a fact withheld from the actor (see `withheld`)")
     told_as: str | None = Field(description="the reason code this failing requirement is told as; null if untold")
     reads: dict[str, Any] = Field(description="the facts the requirement reads, by name (actor.status, target.role, ...)")
 
@@ -135,7 +135,11 @@ class Explanation(BaseModel):
     policy_version: str
     action: str
     rules: list[ExplainedRule] = Field(description="empty when no rule is about the action (denied: fail closed)")
-    facts: dict[str, Any] = Field(description="the actor's and the resource's facts the policy decided on")
+    facts: dict[str, Any] = Field(description="the actor's and the resource's facts the policy decided on, as far "
+                                              "as the actor may read them (the read scoping of every read)")
+    withheld: list[str] = Field(default_factory=list, description=(
+        "the resource's facts the actor may not read (target.role, target.status, organization.active_admins, "
+        "...): left out of `facts` and `reads`"))
 
 
 class AuthorizeExplainedResponse(AuthorizeResponse):

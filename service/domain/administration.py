@@ -9,6 +9,7 @@ demoting each other at once cannot both see "two admins" (R3).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -85,6 +86,7 @@ class Decided:
     target: Account
     link: Membership
     organization_ids: dict[str, int]
+    actor: str = ""  # the acting account's username, who the decision was about
 
     @property
     def organization(self) -> str:
@@ -126,7 +128,7 @@ def decide(ctx: Context, actor: str, action: str, username: str, organization: s
         .where(Account.portal_id == ctx.portal, Account.username_key == username_key(username),
                Organization.key == facts.organization.key)
         .execution_options(populate_existing=True)).one()
-    return Decided(decision, facts, target, link, ids)
+    return Decided(decision, facts, target, link, ids, actor)
 
 
 def as_it_stands(ctx: Context, account: Account) -> Account:
@@ -160,11 +162,26 @@ def service_read(ctx: Context, username: str) -> Outcome:
     return Outcome(Decision(True, (), ctx.policy.version), target)
 
 
-def comments_of(session: Session, account_id: int, organization: str | None) -> list[Comment]:
-    """R25: an account's comment history, oldest first; through one organization, only the comments written there."""
+def visible_organizations(ctx: Context, actor: str, account: Account, *, history: bool = False) -> frozenset[str]:
+    """The organizations whose membership of `account` the actor may see, as the policy scopes reads (its
+    `sees_membership`), on the facts as they stand now; with `history`, among every link it had, removed ones too."""
+    return visible_organizations_of(ctx, actor, [account], history=history)[account.username_key]
+
+
+def visible_organizations_of(ctx: Context, actor: str, accounts: Collection[Account], *,
+                             history: bool = False) -> dict[str, frozenset[str]]:
+    """`visible_organizations` of several accounts (a roster page), by username key, in one facts statement."""
+    decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
+    seen = decider.visible_memberships(actor, [a.username for a in accounts], history=history)
+    return {a.username_key: seen.get(a.username_key, frozenset()) for a in accounts}
+
+
+def comments_of(session: Session, account_id: int, organizations: Collection[str] | None) -> list[Comment]:
+    """R25: an account's comment history, oldest first: the comments written in `organizations` (those whose
+    membership the reader may see), or every one (None: a calling service's own read, R26)."""
     history = select(Comment).where(Comment.account_id == account_id)
-    if organization is not None:  # an organization's admins read the comments written there only
-        history = history.where(Comment.organization == organization)
+    if organizations is not None:
+        history = history.where(Comment.organization.in_(sorted(organizations)))
     return list(session.scalars(history.order_by(Comment.id)))
 
 
@@ -251,7 +268,8 @@ def _unlock(ctx: Context, decided: Decided) -> None:
 
 
 def issue_code(session: Session, account: Account, purpose: str, lifetime: timedelta, now: datetime,
-               code: str | None = None, code_hash: str | None = None) -> str:
+               code: str | None = None, code_hash: str | None = None, sent_by: str | None = None,
+               sent_for: str | None = None) -> str:
     """A fresh one-time code, stored hashed; older unused codes of the same purpose stop working."""
     for old in session.scalars(select(OneTimeCode).where(OneTimeCode.account_id == account.id,
                                                          OneTimeCode.purpose == purpose,
@@ -261,14 +279,17 @@ def issue_code(session: Session, account: Account, purpose: str, lifetime: timed
         code = one_time_code()
         code_hash = hash_secret(code)
     session.add(OneTimeCode(account_id=account.id, purpose=purpose, code_hash=code_hash,
-                            created_at=now, expires_at=now + lifetime))
+                            created_at=now, expires_at=now + lifetime, sent_by=sent_by, sent_for=sent_for))
     return code
 
 
-def send_recovery_code(ctx: Context, target: Account, code: str | None = None, code_hash: str | None = None) -> None:
-    """R20: an email with a security code and a link, valid for the portal's recovery minutes."""
+def send_recovery_code(ctx: Context, target: Account, code: str | None = None, code_hash: str | None = None,
+                       sent_by: str | None = None, sent_for: str | None = None) -> None:
+    """R20: an email with a security code and a link, valid for the portal's recovery minutes. `sent_by`:
+    the administrator who sent it, through `sent_for` (the code holds only while that decision does)."""
     minutes = ctx.profile.recovery.code_minutes
-    code = issue_code(ctx.session, target, "recovery", timedelta(minutes=minutes), ctx.now, code, code_hash)
+    code = issue_code(ctx.session, target, "recovery", timedelta(minutes=minutes), ctx.now, code, code_hash,
+                      sent_by, sent_for)
     ctx.notifier.email(ctx.session, ctx.portal, target.email, "password_recovery",
                        {"username": target.username, "security_code": code, "valid_minutes": minutes,
                         "link": f"/portals/{ctx.portal}/password-recovery?username={target.username}"}, ctx.now)
@@ -277,7 +298,7 @@ def send_recovery_code(ctx: Context, target: Account, code: str | None = None, c
 def _send_password_recovery(ctx: Context, decided: Decided) -> None:
     """An admin sends recovery (R20); that is also how an admin lifts the limit on wrong answers."""
     sessions.clear_recovery_failures(ctx.session, decided.target.id)
-    send_recovery_code(ctx, decided.target)
+    send_recovery_code(ctx, decided.target, sent_by=decided.actor, sent_for=decided.organization)
 
 
 def _send_registration_email(ctx: Context, decided: Decided) -> None:

@@ -34,6 +34,7 @@ from service.catalog import (
 )
 from service.policy import Decision
 from service.storage.facts import username_key
+from service.storage.secrets import shared_secret
 from service.storage.models import Account, Grant, Membership, Organization
 
 SUBJECT_TYPE = "account"
@@ -157,6 +158,12 @@ def evaluate_many(decider: Decider, items: Sequence[Ask | DomainError], semantic
 
 # --- Search ---------------------------------------------------------------------------------------------
 
+def page_token_key(database, now) -> bytes:
+    """The key that signs page tokens when the configuration names none: made once, kept in the database,
+    so every replica over it signs and verifies with the same key (never a per-process secret)."""
+    return shared_secret(database, "authzen_page_token", now)
+
+
 @dataclass
 class SearchPage:
     results: list[dict]
@@ -200,9 +207,9 @@ def _allowed(decider: Decider, asks: list[tuple[str, Question]]) -> list[bool]:
 
 
 def _in_good_standing(actor: ActorFacts) -> bool:
-    # Mirrors the standing requirements of portal.polar (known_actor, active_actor, password_current; R16);
-    # the policy confirms every result anyway.
-    return actor.exists and actor.status == Status.ACTIVE and actor.password_current
+    # Mirrors the standing requirements of portal.polar (known_actor, active_actor, password_current,
+    # terms_accepted; R7, R16); the policy confirms every result anyway.
+    return actor.exists and actor.status == Status.ACTIVE and actor.password_current and actor.terms_accepted
 
 
 def _actor_organizations(actor: ActorFacts, delegate_permission: str | None) -> tuple[set, set, set, list]:
@@ -313,8 +320,12 @@ def search_resources(decider: Decider, subject: Entity, action: str, resource_ty
         return list(session.execute(query.order_by(Account.username_key, Organization.key).limit(n)))
 
     def confirm(rows):
-        return _allowed(decider, [(actor.username, Question(action, Resource("account", r.username, r.organization),
-                                                            context)) for r in rows])
+        # A result names an account's membership of an organization (a removed one too, as decisions take it):
+        # the subject's decision, and only what the policy's read scoping (`sees_membership`) lets it see.
+        seen = decider.visible_memberships(actor.username, {r.username for r in rows}, history=True)
+        allowed = _allowed(decider, [(actor.username, Question(action, Resource("account", r.username, r.organization),
+                                                               context)) for r in rows])
+        return [ok and r.organization in seen.get(r.username_key, ()) for r, ok in zip(rows, allowed)]
 
     page, next_key, rejected = _paged(fetch, confirm, lambda r: [r.username_key, r.organization], after, limit)
     return SearchPage([{"type": "account", "id": r.username, "properties": {"organization": r.organization}}
@@ -381,8 +392,9 @@ def search_subjects(decider: Decider, subject_type: str, action: str, resource: 
             condition = and_(~me, administers, may_take) if applies else false()
             if action == "update_profile" and target.status != Status.REMOVED:
                 condition = or_(condition, me)
-    # R16, R18: only accounts in good standing act at all.
-    standing = and_(Account.status == Status.ACTIVE, Account.password_hash.is_not(None))
+    # R7, R16, R18: only accounts in good standing act at all.
+    standing = and_(Account.status == Status.ACTIVE, Account.password_hash.is_not(None),
+                    Account.terms_accepted_at.is_not(None))
     days = profile.password.expiry_days
     if days is not None:
         standing = and_(standing, Account.password_changed_at > decider.now - timedelta(days=days))

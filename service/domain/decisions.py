@@ -8,7 +8,7 @@ a batch's too, so the cost does not grow with the number of queries.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -155,6 +155,27 @@ class Decider:
         target = self._resource(facts, Question("view", resource), need_permission=False)
         return self.policy.authorized_actions(self._actor(facts, actor), target)
 
+    def visible_memberships(self, actor: str, usernames: Collection[str], *,
+                            history: bool = False) -> dict[str, frozenset[str]]:
+        """For each account (by username key), the organizations whose membership of it the actor may see: the
+        policy's read scoping (`Policy.visible_memberships`), on facts read in one statement with the actor's.
+
+        Among the account's current memberships, or with `history` every one it had: a removed link's comments
+        are still that organization's history of the account.
+        """
+        wanted = {stored.username_key(u) for u in usernames}
+        facts = self._load({actor, *usernames}, set(), set(usernames))
+        actor_facts = self._actor(facts, actor)
+        seen = {}
+        for key, account in facts.accounts.items():
+            if key not in wanted:
+                continue
+            links = tuple(LinkFacts(self._organization(facts, m.organization), m.role, m.permissions)
+                          for m in account.memberships if history or m.status != Status.REMOVED)
+            seen[key] = frozenset(link.organization.key
+                                  for link in self.policy.visible_memberships(actor_facts, account.username, links))
+        return seen
+
     # --- facts from the loaded rows -------------------------------------------------------------
 
     def _actor(self, facts: stored.StoredFacts, username: str) -> ActorFacts:
@@ -188,7 +209,7 @@ class Decider:
         links = tuple(LinkFacts(self._organization(facts, m.organization), m.role, m.permissions)
                       for m in account.memberships if m.status != Status.REMOVED)
         return AccountFacts(account.username, self._organization(facts, membership.organization), membership.role,
-                            status, permission, links)
+                            status, permission, links, account.terms_accepted)
 
     def _membership(self, facts: stored.StoredFacts, account: stored.StoredAccount,
                     res: Resource) -> stored.StoredMembership:

@@ -30,7 +30,8 @@ from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import audit, sessions
 from service.domain.administration import Context, one_time_code, send_recovery_code
-from service.domain.errors import DomainError
+from service.domain.decisions import Decider, Question, Resource
+from service.domain.errors import DomainError, Invalid, NotFound
 from service.domain.passwords import hash_secret, verify_secret
 from service.domain.people import check_password
 from service.domain.registration import CodeProblem
@@ -160,6 +161,18 @@ def _current_recovery_code(session: Session, account: Account) -> OneTimeCode | 
                           .order_by(OneTimeCode.id.desc()).limit(1))
 
 
+def _still_allowed(ctx: Context, code: OneTimeCode, account: Account) -> bool:
+    """R15: a code an administrator sent is that administrator's decision to hand the account's password to
+    the code's reader; the authority behind it may have changed since (the account gained a function a
+    delegate lacks, the sender was disabled). The same question, by the same sender, decided again now."""
+    question = Question("send_password_recovery", Resource("account", account.username, code.sent_for))
+    try:
+        decision = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).decide(code.sent_by, question)
+    except (NotFound, Invalid):  # the organization or the link is gone: nothing left to allow it
+        return False
+    return decision.allowed
+
+
 def confirm_recovery(ctx: Context, username: str, code: str, new_password: str) -> Account:
     """R20: the emailed code (once, within its minutes) and a new password; unlocks a locked account (R19).
 
@@ -175,6 +188,9 @@ def confirm_recovery(ctx: Context, username: str, code: str, new_password: str) 
     if current.expires_at <= ctx.now:
         raise CodeProblem("recovery_expired",
                           "the recovery code has expired; answer the security questions again for a new one")
+    if current.sent_by is not None and not _still_allowed(ctx, current, account):
+        raise CodeProblem("recovery_invalid", "the recovery code is no longer valid: whoever sent it may no "
+                                              "longer send it; answer the security questions for a new one")
     set_password(ctx, account, new_password)
     current.used_at = ctx.now
     sessions.clear_recovery_failures(ctx.session, account.id)

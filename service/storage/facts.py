@@ -99,6 +99,7 @@ class StoredAccount:
     has_password: bool
     password_changed_at: datetime | None
     memberships: tuple[StoredMembership, ...]  # ordered by organization key
+    terms_accepted: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, wi
             cast(null(), Boolean).label("has_members"),
             cast(null(), UTCDateTime).label("expires_at"),
             cast(null(), UTCDateTime).label("last_used_at"),
+            Account.terms_accepted_at.is_not(None).label("terms_accepted"),
         )
         .select_from(Account)
         .outerjoin(Membership, Membership.account_id == Account.id)
@@ -200,6 +202,7 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, wi
                 literal("o"), null(), null(), null(), cast(null(), Boolean), cast(null(), Boolean), null(),
                 Organization.key, null(), null(), null(),
                 _active_admins(Organization.id), _has_active_members(Organization.id), null(), null(),
+                cast(null(), Boolean),
             )
             .where(Organization.portal_id == portal, which)
         )
@@ -214,7 +217,7 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, wi
         select(
             literal("k"), ClientKey.name, ClientKey.scopes, ClientKey.secret_digest, cast(null(), Boolean),
             cast(null(), Boolean), ClientKey.revoked_at, null(), null(), null(), null(), null(), null(),
-            ClientKey.expires_at, ClientKey.last_used_at,
+            ClientKey.expires_at, ClientKey.last_used_at, cast(null(), Boolean),
         )
         .where(ClientKey.key_id == bindparam("key_id"))
     )
@@ -225,7 +228,7 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, wi
 
 # The statement's columns, by position (rows are plain tuples: see service/storage/direct.py).
 (KIND, USERNAME_KEY, USERNAME, STATUS, SUPPORT, HAS_PASSWORD, CHANGED_AT, ORGANIZATION, ROLE, LINK_STATUS,
- PERMISSION, ADMINS, HAS_MEMBERS, EXPIRES_AT, LAST_USED_AT) = range(15)
+ PERMISSION, ADMINS, HAS_MEMBERS, EXPIRES_AT, LAST_USED_AT, TERMS_ACCEPTED) = range(16)
 DATETIME_COLUMNS = (CHANGED_AT, EXPIRES_AT, LAST_USED_AT)
 
 
@@ -272,6 +275,7 @@ def _assemble(rows) -> StoredFacts:
                 support=bool(row[SUPPORT]),
                 has_password=bool(row[HAS_PASSWORD]),
                 password_changed_at=row[CHANGED_AT],
+                terms_accepted=bool(row[TERMS_ACCEPTED]),
                 memberships=tuple(
                     StoredMembership(org, role, status, tuple(sorted(permissions)))
                     for org, (role, status, permissions) in sorted(links[key].items())
@@ -298,6 +302,7 @@ def stored_actor_facts(account: StoredAccount | None, username: str, profile: Po
         memberships=tuple(
             MembershipFacts(m.organization, m.role, m.status == Status.ACTIVE, m.permissions) for m in account.memberships
         ),
+        terms_accepted=account.terms_accepted,
     )
 
 

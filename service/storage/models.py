@@ -289,6 +289,10 @@ class OneTimeCode(Base):
     created_at: Mapped[timestamp]
     expires_at: Mapped[timestamp]
     used_at: Mapped[optional_timestamp]
+    # Who sent a recovery code, through which organization (null: the account asked for it itself); the
+    # same question is decided again when the code is used (service/domain/recovery.py).
+    sent_by: Mapped[str | None] = mapped_column(String(100))
+    sent_for: Mapped[str | None] = mapped_column(String(100))
 
 
 class SecurityAnswer(Base):
@@ -362,3 +366,13 @@ class FailedRecovery(Base):
     id: Mapped[intpk]
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     occurred_at: Mapped[timestamp]
+
+
+class ServerSecret(Base):
+    """A secret every replica over this database shares (the AuthZEN page-token key when the configuration
+    names none); made once by the first replica that needs it (service/storage/secrets.py)."""
+
+    __tablename__ = "server_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[timestamp]
