@@ -94,11 +94,11 @@ administers_link(actor: Account, link: Link) if
 # link never shows the linking organization the account's standing elsewhere.
 # Every read of an account asks this, and only this: the account read, its
 # comments, the roster, AuthZEN search and explanations (service/policy.py,
-# `Policy.visible_memberships`). The username is read only to tell the actor's own
-# account from any other: Python asks about any other account as "".
-sees_membership(actor: Account, username: String, _link: Link) if
-    is_support(actor) or actor.username = username;
-sees_membership(actor: Account, _username: String, link: Link) if
+# `Policy.visible_memberships`). `own` is the fact that the account is the
+# actor's own (the same username), so the rule never reads a name itself.
+sees_membership(actor: Account, own: Boolean, _link: Link) if
+    is_support(actor) or own = true;
+sees_membership(actor: Account, _own: Boolean, link: Link) if
     administers_link(actor, link);
 
 # --- The reach of an effect (R1, R15) -----------------------------------------

@@ -336,7 +336,7 @@ class _Engine:
         self.target_states = lru_cache(maxsize=256)(self._target_states)
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
         self.sees_membership = lru_cache(maxsize=memo_size)(
-            lambda actor, username, link: self.oso.query_rule_once("sees_membership", actor, username, link))
+            lambda actor, own, link: self.oso.query_rule_once("sees_membership", actor, own, link))
 
     def _target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
         """The (status, role) pairs of a target account of `portal` for which the policy's `status_allows` holds."""
@@ -509,12 +509,11 @@ class Policy:
         `sees_membership`, the one read-scoping rule every read of an account follows (its role, grants and
         comments in each organization). On an evaluation error, none (fail closed)."""
         engine = self._engine
-        # The rule reads the account's username only to tell the actor's own account from any other (as the
-        # roster's visibility does), so every other account is asked as "" (someone else): a roster page
-        # reuses one memoized answer per (actor, link) instead of asking again for each account on it.
-        asked = username if username == actor.username else ""
+        # The rule is handed whether the account is the actor's own, never its name: a roster page reuses one
+        # memoized answer per (actor, link) instead of asking again for each account on it.
+        own = username == actor.username
         try:
-            return tuple(link for link in links if engine.sees_membership(actor, asked, link))
+            return tuple(link for link in links if engine.sees_membership(actor, own, link))
         except OsoError:
             log.exception("policy evaluation failed; no memberships visible")
             return ()
