@@ -38,15 +38,15 @@ def question(rng: random.Random):
         grants = tuple(f for f in CATALOG[:3] if rng.random() < 0.5)
         status = rng.choice(STATUSES[:16])
         actor = ActorFacts(f"member{org_no}.{person}", True, status, rng.random() < 0.95, False,
-                           (MembershipFacts(key, "member", status == "active", grants),))
+                           (MembershipFacts(key, "member", status == "active", grants),), rng.random() < 0.98)
         return actor, rng.choice(CATALOG[:3]), org
-    actor = ActorFacts(f"admin{org_no}.0", True, "active", True, False, (MembershipFacts(key, "admin", True, ()),))
+    actor = ActorFacts(f"admin{org_no}.0", True, "active", True, False, (MembershipFacts(key, "admin", True, ()),), True)
     role = rng.choice(("member",) * 9 + ("admin",))
     target_status = rng.choice(STATUSES)
     links = () if target_status == "removed" else (LinkFacts(org, role, ()),)
     action = rng.choice(ADMIN_ACTIONS)
     target = AccountFacts(f"user{org_no}.{person}", org, role, target_status,
-                          rng.choice(CATALOG[:3]) if action == "grant" else None, links)
+                          rng.choice(CATALOG[:3]) if action == "grant" else None, links, rng.random() < 0.98)
     return actor, action, target
 
 

@@ -96,9 +96,9 @@ def test_every_field_but_the_names_is_part_of_the_shape():
     samples = {
         OrganizationFacts: org,
         MembershipFacts: membership,
-        ActorFacts: ActorFacts("ann", True, "active", True, False, (membership,)),
+        ActorFacts: ActorFacts("ann", True, "active", True, False, (membership,), terms_accepted=True),
         LinkFacts: LinkFacts(org, "member", ("claims",)),
-        AccountFacts: AccountFacts("bob", org, "member", "active", None, (LinkFacts(org, "member", ()),)),
+        AccountFacts: AccountFacts("bob", org, "member", "active", None, (LinkFacts(org, "member", ()),), terms_accepted=True),
     }
     changed = {str: "zz", int: 7, tuple: (), type(None): "x", OrganizationFacts: replace(org, active_admins=5)}
     for cls, sample in samples.items():
@@ -116,7 +116,7 @@ def test_questions_differing_only_in_names_share_one_entry_and_keep_their_own_fa
     assert policy.memoizes_by_shape
 
     def member(username, org):
-        return ActorFacts(username, True, "active", True, False, (MembershipFacts(org, "member", True, ("claims",)),))
+        return ActorFacts(username, True, "active", True, False, (MembershipFacts(org, "member", True, ("claims",)),), terms_accepted=True)
 
     first = policy.decide(member("maria.garcia12", "BENCH-0001"), "claims", OrganizationFacts("BENCH-0001", CATALOG, None, 1, True, portal="ahcccs"))
     second_actor = member("james.smith40", "BENCH-0002")
@@ -150,8 +150,8 @@ def help_desk_policy(config, tmp_path):
 
 def test_a_policy_comparing_a_name_with_a_literal_is_detected_and_answered_exactly(help_desk_policy, caplog):
     org = OrganizationFacts("O1", CATALOG, None, 1, True, portal="ahcccs")
-    desk = ActorFacts("help.desk", True, "active", True, False, ())
-    clerk = ActorFacts("clerk", True, "active", True, False, ())
+    desk = ActorFacts("help.desk", True, "active", True, False, (), terms_accepted=True)
+    clerk = ActorFacts("clerk", True, "active", True, False, (), terms_accepted=True)
     with caplog.at_level(logging.WARNING, logger="service.policy"):
         policy = Policy(help_desk_policy)
     assert not policy.memoizes_by_shape
@@ -169,8 +169,8 @@ def test_memoizing_that_policy_by_shape_would_have_answered_wrongly(help_desk_po
     org = OrganizationFacts("O1", CATALOG, None, 1, True, portal="ahcccs")
     policy = Policy(help_desk_policy)
     policy._engine.by_shape = True
-    policy.decide(ActorFacts("help.desk", True, "active", True, False, ()), "designate_admin", org)
-    assert policy.decide(ActorFacts("clerk", True, "active", True, False, ()), "designate_admin", org).allowed
+    policy.decide(ActorFacts("help.desk", True, "active", True, False, (), terms_accepted=True), "designate_admin", org)
+    assert policy.decide(ActorFacts("clerk", True, "active", True, False, (), terms_accepted=True), "designate_admin", org).allowed
 
 
 def test_the_shipped_policy_reads_names_only_by_equality(config):
