@@ -209,9 +209,10 @@ def test_a_reissued_letter_goes_to_the_address_the_master_chose(api, database, c
     p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [office, ADDRESS]}, expect=201)
     p.call("POST", "/support-staff", {"username": "desk", "first_name": "Service", "last_name": "Desk",
                                       "email": "servicedesk@example.org", "password": "Valid#Pass2024x"}, expect=201)
+    p.own_password("desk", temporary="Valid#Pass2024x", own="Own#Help2024x")  # the enroll client chose it
     p.register("mara", address_id="CORR")
     clock.advance(timedelta(days=16))
-    desk = p.sign_in("desk")
+    desk = p.sign_in("desk", "Own#Help2024x")
     p.call("POST", "/organizations/P-1/activation-codes", {"username": "mara"}, token=desk, expect=201)
     letters = [n.recipient for n in outbox(database) if n.channel == "letter"]
     assert letters == ["801 E Jefferson St, Phoenix, AZ 85034"] * 2
