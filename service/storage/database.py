@@ -1,6 +1,7 @@
 """Engine, sessions and schema upgrades for SQLite (embedded) and PostgreSQL (production)."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -22,7 +23,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # Issue 18 item 4: erased secrets (delivered notifications' codes) are overwritten, not left in free space.
+    # Erased secrets (delivered notifications' codes) are overwritten, not left in free space
+    # (and Database.forget_overwritten clears the -wal file after an erasure).
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
@@ -170,6 +172,22 @@ class Database:
                 session.rollback()
                 raise
             session.commit()
+
+    def forget_overwritten(self) -> None:
+        """SQLite: move the write-ahead log into the database file and truncate it to nothing.
+
+        Overwritten content (a delivered notification's erased code and temporary password) would
+        otherwise stay readable in the -wal file's older frames until the next checkpoint; secure_delete
+        clears it from the database file's pages as the checkpoint copies them. A checkpoint that
+        readers keep from finishing is only logged: the next erasure (or SQLite's own) completes it.
+        PostgreSQL keeps no such file the service controls: nothing to do.
+        """
+        if not self.is_sqlite:
+            return
+        with self.engine.connect() as connection:
+            busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        if busy:
+            logging.getLogger(__name__).warning("the write-ahead log could not be truncated now (readers in the way)")
 
     def upgrade_schema(self) -> None:
         """Bring the schema to the newest migration (creates it on an empty database)."""
