@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,6 +107,21 @@ def retry_once_if_dead(session: Session | Connection, run: Callable[[], T]) -> T
             raise
         session.rollback()
         return run()
+
+
+# PostgreSQL's SQLSTATEs for a wait that gave up (lock_timeout), a serialization failure and a deadlock.
+BUSY_SQLSTATES = {"55P03", "40001", "40P01"}
+
+
+def busy(exc: BaseException) -> bool:
+    """Whether `exc` is the database saying "too busy now, try again": SQLite's lock wait (busy_timeout) ran out,
+    or PostgreSQL gave up a lock wait, a serializable transaction or a deadlock. Nothing was written."""
+    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+        return False
+    original = exc.orig
+    if isinstance(original, sqlite3.OperationalError):
+        return "database is locked" in str(original) or "database table is locked" in str(original)
+    return getattr(original, "sqlstate", None) in BUSY_SQLSTATES
 
 
 class Database:
