@@ -14,10 +14,12 @@ and the admin sending password recovery to members (1 in 5). Printed: how many a
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import redirect_stdout
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +33,8 @@ from tests.fixtures.servers import running  # noqa: E402
 
 
 def one_round(name: str, url: str, tmp: Path, workers: int, requests: int) -> tuple[Counter, dict, float]:
-    with running([name], url, tmp, workers=workers) as (server,):
+    # The server's log (printed when it stops) stays in `tmp`: the figures are the counts below.
+    with redirect_stdout(io.StringIO()), running([name], url, tmp, workers=workers) as (server,):
         database = Database(url)
         key = contention.seed(database, datetime.now(timezone.utc))
         start = time.perf_counter()
