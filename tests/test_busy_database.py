@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from service.domain import passwords
 from service.storage.database import Database, busy
 from service.storage.models import AuditRecord, FailedSignIn
-from tests.fixtures.http import WRONG
+from tests.fixtures.http import ADDRESS, WRONG
 
 
 def _sqlalchemy(original: Exception) -> OperationalError:
@@ -104,3 +104,63 @@ def test_a_hash_or_code_made_ahead_is_used_once():
         assert code == "ABCDEFGHJK" and passwords._hasher.verify(code_hash, code)
         later, later_hash = passwords.fresh_secret(draw)  # none left: made now
         assert later_hash != code_hash and passwords._hasher.verify(later_hash, later)
+
+
+def test_no_argon2_runs_inside_a_write_transaction(api, database, monkeypatch):
+    """Registration (first and later), activation, sign-in (wrong and right), password change, recovery
+    request and confirmation, an admin's send-password-recovery: their argon2 work all runs before the
+    write transaction, so the write lock is never held through it."""
+    from service.storage.models import Notification
+
+    inside: list[str] = []
+    depth = [0]
+    real_transaction = Database.transaction
+
+    @contextmanager
+    def counted(self):
+        with real_transaction(self) as session:
+            depth[0] += 1
+            try:
+                yield session
+            finally:
+                depth[0] -= 1
+
+    class Watching:
+        def __init__(self, real):
+            self.real = real
+
+        def hash(self, secret):
+            if depth[0]:
+                inside.append("hash")
+            return self.real.hash(secret)
+
+        def verify(self, stored, secret):
+            if depth[0]:
+                inside.append("verify")
+            return self.real.verify(stored, secret)
+
+    p = api("ahcccs")
+    p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [ADDRESS]}, expect=201)
+    monkeypatch.setattr(Database, "transaction", counted)
+    monkeypatch.setattr(passwords, "_hasher", Watching(passwords._hasher))
+
+    p.register("mara", address_id="CORR")  # the first registrant: a temporary password and an activation code
+    with database.sessions() as session:
+        letter = session.scalar(select(Notification.payload).where(Notification.template == "activation_letter"))
+    p.call("POST", "/activations", {"username": "mara", "code": letter["activation_code"],
+                                    "temporary_password": letter["temporary_password"],
+                                    "new_password": "Own#Letter2024x"}, expect=200)
+    mara = p.sign_in("mara", "Own#Letter2024x", accepted_terms=True)
+    p.register("ian")  # a later registrant: its own password and security answers
+    p.act(mara, "ian", "approve")
+    assert p.call("POST", "/sessions", {"username": "ian", "password": WRONG}).status_code == 401
+    p.call("PUT", "/accounts/ian/password", {"current_password": "Valid#Pass2024x",
+                                             "new_password": "Brand#New42Pass"}, expect=200)
+    p.call("POST", "/password-recoveries", {"username": "ian", "answers": ["123 Oak St.", "opal"]}, expect=202)
+    p.act(mara, "ian", "send-password-recovery")
+    with database.sessions() as session:
+        code = session.scalars(select(Notification.payload).where(Notification.template == "password_recovery")
+                               .order_by(Notification.id.desc())).first()["security_code"]
+    p.call("POST", "/password-recoveries/confirm", {"username": "ian", "code": code,
+                                                    "new_password": "Other#New42Pass"}, expect=200)
+    assert inside == []

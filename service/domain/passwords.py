@@ -85,4 +85,6 @@ def draw_ahead(generate: Callable[[], str]) -> None:
     memo = _ahead.get()
     if memo is not None:
         secret = generate()
-        memo.setdefault(("drawn", generate), []).append((secret, _hasher.hash(secret)))
+        hashed = _hasher.hash(secret)
+        memo.setdefault(("drawn", generate), []).append((secret, hashed))
+        memo.setdefault(("hash", secret), []).append(hashed)  # for code that draws it, then hashes it itself
