@@ -202,6 +202,92 @@ def _duration(text: str | None, option: str, allow_zero: bool = False):
     return value
 
 
+# --- Arguments: every one checked as it is read; a bad one is one line on stderr and exit 2 --------------
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a refused argument is one line (`portal-authz: ...`), not the usage and a traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.removeprefix("portal-authz").strip()
+        _die(f"{command}: {message}" if command else message)
+
+
+def _int_between(low: int, high: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be {low}-{high}; got {value}")
+        return value
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"seconds must be more than 0 and at most 86400; got {text!r}")
+    return value
+
+
+def _checked(check, what: str):
+    """A type from a domain check that raises ValueError with its own message."""
+    def parse(text: str):
+        try:
+            check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+    parse.__name__ = what
+    return parse
+
+
+def _client_name(text: str) -> str:
+    from service.domain.clients import check_name
+
+    return _checked(check_name, "client name")(text)
+
+
+def _scopes(text: str) -> str:
+    from service.domain.clients import parse_scopes
+
+    return _checked(parse_scopes, "scopes")(text)
+
+
+def _duration_text(text: str) -> str:
+    from service.domain.clients import parse_duration
+
+    return _checked(parse_duration, "duration")(text)
+
+
+def _key_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{16}", text):
+        raise argparse.ArgumentTypeError(f"a key id is 16 hex digits (see `clients list`); got {text!r}")
+    return text
+
+
+def _host(text: str) -> str:
+    if not text.strip() or any(c.isspace() for c in text) or len(text) > 253:
+        raise argparse.ArgumentTypeError(f"a host name or address without spaces; got {text!r}")
+    return text
+
+
+def _portal(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,49}", text):
+        raise argparse.ArgumentTypeError(f"a portal id is lower-case letters, digits, - and _; got {text!r}")
+    return text
+
+
+PORT = _int_between(1, 65535, "port")
+
+
 def cmd_clients_add(args) -> None:
     from service.domain import clients
 
@@ -473,19 +559,19 @@ def cmd_policy_reload(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help="config file (default ./config.yaml or $PORTAL_AUTHZ_CONFIG)")
-    parser = argparse.ArgumentParser(prog="portal-authz", parents=[common],
+    parser = Parser(prog="portal-authz", parents=[common],
                                      description="Policy-as-code authorization for provider portals.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", parents=[common], help="create the schema if missing and serve the API")
-    serve.add_argument("--host", default=DEFAULT_HOST)
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
-    serve.add_argument("--workers", type=int, default=None,
+    serve.add_argument("--host", default=DEFAULT_HOST, type=_host)
+    serve.add_argument("--port", type=PORT, default=DEFAULT_PORT)
+    serve.add_argument("--workers", type=_int_between(1, 256, "workers"), default=None,
                        help="worker processes (default server.workers, else sized to the machine)")
-    serve.add_argument("--threads", type=int, default=None, help="threads per worker (default server.threads)")
+    serve.add_argument("--threads", type=_int_between(1, 1024, "threads"), default=None, help="threads per worker (default server.threads)")
     serve.add_argument("--engine", choices=("granian", "gunicorn"), default=None,
                        help="WSGI server (default server.engine: granian)")
     serve.add_argument("--pid-file", default=None,
@@ -501,9 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     clients_cmd = sub.add_parser("clients", parents=[common], help="manage client keys")
     clients_sub = clients_cmd.add_subparsers(dest="clients_command", required=True)
     add = clients_sub.add_parser("add", parents=[common], help="create a client key and print it once")
-    add.add_argument("name")
-    add.add_argument("--scopes", required=True, help="comma-separated: authorize,manage,enroll")
-    add.add_argument("--expires", default=None, metavar="DURATION",
+    add.add_argument("name", type=_client_name)
+    add.add_argument("--scopes", required=True, type=_scopes, help="comma-separated: authorize,manage,enroll")
+    add.add_argument("--expires", default=None, type=_duration_text, metavar="DURATION",
                      help="the key stops working after this long (90s, 15m, 24h, 30d, 2w or ISO 8601 like P90D)")
     add.set_defaults(func=cmd_clients_add)
     clist = clients_sub.add_parser("list", parents=[common],
@@ -512,15 +598,15 @@ def build_parser() -> argparse.ArgumentParser:
     clist.set_defaults(func=cmd_clients_list)
     revoke = clients_sub.add_parser("revoke", parents=[common],
                                     help="stop a client's keys from the next request on (exit 1: no such client)")
-    revoke.add_argument("name")
-    revoke.add_argument("--key-id", default=None, help="only this key of the client (see `clients list`)")
+    revoke.add_argument("name", type=_client_name)
+    revoke.add_argument("--key-id", default=None, type=_key_id, help="only this key of the client (see `clients list`)")
     revoke.set_defaults(func=cmd_clients_revoke)
     rotate = clients_sub.add_parser("rotate", parents=[common],
                                     help="print a new key once; the old one works for --grace longer")
-    rotate.add_argument("name")
-    rotate.add_argument("--grace", default=None, metavar="DURATION",
+    rotate.add_argument("name", type=_client_name)
+    rotate.add_argument("--grace", default=None, type=_duration_text, metavar="DURATION",
                         help="how long the old key keeps working (default: none, it stops now)")
-    rotate.add_argument("--expires", default=None, metavar="DURATION",
+    rotate.add_argument("--expires", default=None, type=_duration_text, metavar="DURATION",
                         help="an expiry for the new key (default: the life the rotated key was given, if any)")
     rotate.set_defaults(func=cmd_clients_rotate)
 
@@ -567,12 +653,12 @@ def build_parser() -> argparse.ArgumentParser:
     pdiff.set_defaults(func=cmd_policy_diff)
     preload = policy_sub.add_parser("reload", parents=[common],
                                     help="check policies/*.polar, then make every worker of the server load it")
-    preload.add_argument("--port", type=int, default=DEFAULT_PORT, help="the server's port, to find its pid file")
+    preload.add_argument("--port", type=PORT, default=DEFAULT_PORT, help="the server's port, to find its pid file")
     preload.add_argument("--pid-file", default=None, help="the pid file `serve` wrote (default as for serve)")
     preload.set_defaults(func=cmd_policy_reload)
 
     sweep = sub.add_parser("sweep", parents=[common], help="run the inactivity sweep (R22, R23) now")
-    sweep.add_argument("--portal", default=None, help="one portal (default: every portal)")
+    sweep.add_argument("--portal", default=None, type=_portal, help="one portal (default: every portal)")
     sweep.set_defaults(func=cmd_sweep)
 
     migrate = sub.add_parser("migrate", parents=[common],
@@ -581,8 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     deliver = sub.add_parser("deliver", parents=[common], help="send queued emails and export letters")
     deliver.add_argument("--once", action="store_true", help="run one batch and exit")
-    deliver.add_argument("--interval", type=float, default=10.0, help="seconds between batches (default 10)")
-    deliver.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # run by `serve --deliver`
+    deliver.add_argument("--interval", type=_seconds, default=10.0, help="seconds between batches (default 10)")
+    deliver.add_argument("--parent-pid", type=_int_between(1, 2**22, "pid"), default=None, help=argparse.SUPPRESS)  # run by `serve --deliver`
     deliver.set_defaults(func=cmd_deliver)
     return parser
 

@@ -390,12 +390,13 @@ def test_support_reissues_an_expired_activation_code(api, database, clock):
     p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [ADDRESS]}, expect=201)
     p.call("POST", "/support-staff", {"username": "desk", "first_name": "Service", "last_name": "Desk",
                                       "email": "servicedesk@example.org", "password": "Valid#Pass2024x"}, expect=201)
+    p.own_password("desk", temporary="Valid#Pass2024x", own="Own#Help2024x")  # the enroll client chose it
     p.register("mara", address_id="CORR")
-    desk = p.sign_in("desk")
+    desk = p.sign_in("desk", "Own#Help2024x")
     early = p.call("POST", "/organizations/P-1/activation-codes", {"username": "mara"}, token=desk, expect=422)
     assert early.get_json()["code"] == "activation_code_not_expired"
     clock.advance(timedelta(days=16))
-    desk = p.sign_in("desk")  # the first session lasted hours, not days
+    desk = p.sign_in("desk", "Own#Help2024x")  # the first session lasted hours, not days
     p.call("POST", "/organizations/P-1/activation-codes", {"username": "mara"}, token=desk, expect=201)
     letters = [n for n in outbox(database) if n.channel == "letter"]
     assert len(letters) == 2 and letters[0].payload["activation_code"] != letters[1].payload["activation_code"]

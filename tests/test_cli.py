@@ -116,3 +116,48 @@ def test_serve_refuses_a_policy_that_does_not_load(tmp_path, cli_config, cli):
     cli_config.write_text(yaml.safe_dump(data))
     code, _, err = cli("serve", "--config", str(cli_config), "--port", "1")
     assert code == 2 and "does not load" in err
+
+
+# --- Every argument is checked as it is read: one line on stderr, exit 2, no traceback -----------------------
+
+BAD_ARGUMENTS = {
+    "duration out of range": (("clients", "rotate", "gateway", "--grace", "999999999d"), "longer than 3650 days"),
+    "duration too large for a number": (("clients", "add", "gateway", "--scopes", "authorize", "--expires",
+                                         "99999999999999999999w"), "longer than 3650 days"),
+    "duration not a duration": (("clients", "rotate", "gateway", "--expires", "soon"), "is not a duration"),
+    "negative duration": (("clients", "rotate", "gateway", "--grace=-5d"), "is not a duration"),
+    "client name": (("clients", "add", "bad name", "--scopes", "authorize"), "client names are 1-100"),
+    "client name to revoke": (("clients", "revoke", "x" * 101), "client names are 1-100"),
+    "scopes": (("clients", "add", "gateway", "--scopes", "authorize,root"), "subset of authorize, manage, enroll"),
+    "no scopes": (("clients", "add", "gateway", "--scopes", ","), "subset of authorize, manage, enroll"),
+    "key id": (("clients", "revoke", "gateway", "--key-id", "zz"), "16 hex digits"),
+    "port too large": (("serve", "--port", "99999"), "port must be 1-65535"),
+    "port negative": (("serve", "--port", "-1"), "port must be 1-65535"),
+    "port not a number": (("serve", "--port", "eighty"), "is not a whole number"),
+    "reload port": (("policy", "reload", "--port", "0"), "port must be 1-65535"),
+    "workers": (("serve", "--workers", "0"), "workers must be 1-256"),
+    "threads": (("serve", "--threads", "-3"), "threads must be 1-1024"),
+    "host": (("serve", "--host", "a b"), "without spaces"),
+    "interval negative": (("deliver", "--interval", "-1"), "seconds must be more than 0"),
+    "interval not finite": (("deliver", "--interval", "nan"), "seconds must be more than 0"),
+    "portal id": (("sweep", "--portal", "NOPE!"), "a portal id is"),
+    "unknown command": (("launch",), "invalid choice"),
+    "missing subcommand": (("clients",), "required"),
+    "missing option": (("clients", "add", "gateway"), "required: --scopes"),
+}
+
+
+@pytest.mark.parametrize("argv, says", list(BAD_ARGUMENTS.values()), ids=list(BAD_ARGUMENTS))
+def test_a_bad_argument_is_one_line_and_exit_2(cli_config, cli, argv, says):
+    code, out, err = cli(*argv, "--config", str(cli_config))
+    assert code == 2, (code, out, err)
+    assert err.startswith("portal-authz: ") and err.count("\n") == 1 and says in err, err
+    assert "Traceback" not in err and out == ""
+
+
+def test_durations_within_range_are_taken(cli_config, cli):
+    code, out, err = cli("clients", "add", "gateway", "--scopes", "authorize", "--expires", "3650d",
+                         "--config", str(cli_config))
+    assert code == 0 and out.startswith("pak_"), err
+    code, out, err = cli("clients", "rotate", "gateway", "--grace", "P2W", "--config", str(cli_config))
+    assert code == 0 and out.startswith("pak_"), err

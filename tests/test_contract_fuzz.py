@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,3 +120,66 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path):
         assert run.returncode == 0, run.stdout[-8000:]
         assert "Server error" not in run.stdout
         assert config  # the shipped config loaded: the server above is the shipped service
+
+
+# --- Explicit hostile bodies: cases a generator finds rarely, sent to every operation that takes a body ---------
+
+PATH_VALUES = {"portal": "ahcccs", "org": "DEMO-0001", "username": "demo.member", "path_action": "disable"}
+DEEP = 5000
+
+
+def hostile_bodies() -> dict[str, tuple[bytes, str]]:
+    """Per hostile kind, the body and its Content-Type (surrogate bodies name a field of the schema)."""
+    deep = '{"a":"\\"","b":' + "[" * DEEP + "]" * DEEP + ',"c":"d"}'
+    return {"deep utf-16-le behind an escaped quote": (deep.encode("utf-16-le"), "application/json"),
+            "deep utf-8 behind an escaped quote": (deep.encode(), "application/json"),
+            "declared utf-16": ('{"a": 1}'.encode("utf-16"), "application/json; charset=utf-16"),
+            "lone surrogate": (b'{"comment": "x\\ud800y", "username": "\\udfff"}', "application/json")}
+
+
+def send_raw(base: str, method: str, path: str, body: bytes, content_type: str, key: str, token: str):
+    request = urllib.request.Request(base + path, method=method.upper(), data=body,
+                                     headers={"Content-Type": content_type, "Authorization": f"Bearer {key}",
+                                              "X-Session-Token": token})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            return answer.status, answer.headers.get_content_type(), json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get_content_type(), json.loads(exc.read() or b"{}")
+
+
+def test_hostile_bodies_get_a_problem_on_every_operation_with_a_body(tmp_path):
+    """JSON nested 5,000 deep as UTF-16-LE behind an escaped quote, a declared charset other than UTF-8, lone
+    surrogate escapes: 400 `malformed_json`, 415 (AuthZEN 400) or 422 (AuthZEN 400) `validation_error` with
+    `invalid_unicode`, on a live server, for every operation the document says takes a body. Never a 5xx."""
+    database_url = f"sqlite:///{tmp_path / 'hostile.db'}"
+    with running(["hostile"], database_url, tmp_path, workers=1) as (server,):
+        database = Database(database_url)
+        with database.transaction() as session:
+            key = clients.create_client(session, "hostile", ("authorize", "manage", "enroll"),
+                                        datetime.now(timezone.utc))
+        database.dispose()
+        token = seed(server.base, key)["admin"]
+        with urllib.request.urlopen(server.base + "/openapi.json", timeout=10) as answer:
+            document = json.loads(answer.read())
+        seen = []
+        for template, item in document["paths"].items():
+            for method, operation in item.items():
+                if "requestBody" not in operation:
+                    continue
+                path = template.format(**PATH_VALUES)
+                authzen = template.startswith("/authzen/")
+                for kind, (body, content_type) in hostile_bodies().items():
+                    status, media, problem = send_raw(server.base, method, path, body, content_type, key, token)
+                    where = (method, template, kind, status, problem)
+                    assert media == "application/problem+json", where
+                    if kind.startswith("deep"):
+                        assert (status, problem["code"]) == (400, "malformed_json"), where
+                    elif kind == "declared utf-16":
+                        assert (status, problem["code"]) == (400 if authzen else 415, "unsupported_media_type"), where
+                    else:
+                        assert (status, problem["code"]) == (400 if authzen else 422, "validation_error"), where
+                        assert problem["errors"][0]["code"] == "invalid_unicode", where
+                    seen.append((method, template))
+        assert len(set(seen)) >= 20  # every operation that takes a body was tried
+        assert server.process.poll() is None, server.output()

@@ -229,9 +229,10 @@ def test_a_reissued_letter_goes_to_the_address_the_master_chose(api, database, c
     p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [office, ADDRESS]}, expect=201)
     p.call("POST", "/support-staff", {"username": "desk", "first_name": "Service", "last_name": "Desk",
                                       "email": "servicedesk@example.org", "password": "Valid#Pass2024x"}, expect=201)
+    p.own_password("desk", temporary="Valid#Pass2024x", own="Own#Help2024x")  # the enroll client chose it
     p.register("mara", address_id="CORR")
     clock.advance(timedelta(days=16))
-    desk = p.sign_in("desk")
+    desk = p.sign_in("desk", "Own#Help2024x")
     p.call("POST", "/organizations/P-1/activation-codes", {"username": "mara"}, token=desk, expect=201)
     letters = [n.recipient for n in outbox(database) if n.channel == "letter"]
     assert letters == ["801 E Jefferson St, Phoenix, AZ 85034"] * 2
@@ -266,6 +267,41 @@ def test_a_look_alike_of_an_existing_name_is_username_taken_on_every_route(api, 
             assert not twin.isascii()
             return
     assert reply.status_code == 409 and reply.get_json()["code"] == "username_taken", reply.get_json()
+
+
+# The name as typed has a skeleton of its own: case folding turns a capital I into i, not the l it looks like;
+# ICU maps 0 to a capital O; a dot above i hardly shows. Existing name -> look-alikes that must be refused.
+TYPED_LOOK_ALIKES = [("lola.bolt", "IoIa.boIt"), ("lola.bolt", "Iola.bolt"), ("lola.bolt", "l0la.b0lt"),
+                     ("lola.bolt", "L0LA.B0LT"), ("help.desk", "heIp.desk"), ("jsmith", "jsmi\u0307th"),
+                     ("IoIa.boIt", "lola.bolt")]
+
+
+@pytest.mark.parametrize(("existing", "twin"), TYPED_LOOK_ALIKES, ids=[t for _, t in TYPED_LOOK_ALIKES])
+@pytest.mark.parametrize("route", ["support-staff", "admins", "registration"])
+def test_a_look_alike_as_typed_is_username_taken(api, database, route, existing, twin):
+    """R6: the UTS #39 skeleton of the name as typed and of its folded form; a clash with either is 409."""
+    p = api("ahcccs")
+    p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [ADDRESS]}, expect=201)
+    p.call("POST", "/support-staff", {"username": existing, "first_name": "Help", "last_name": "Desk",
+                                      "email": "first@example.org", "password": "Valid#Pass2024x"}, expect=201)
+    person = {"username": twin, "first_name": "Eve", "last_name": "Twin", "email": "eve@evil.example"}
+    if route == "support-staff":
+        reply = p.call("POST", "/support-staff", {**person, "password": "Valid#Pass2024x"})
+    elif route == "admins":
+        reply = p.call("POST", "/organizations/P-1/admins", {**person, "password": TEMPORARY})
+    else:
+        reply = p.register(twin, org="P-1", expect=None, address_id="CORR")
+        if reply.status_code == 422:  # the contract's ASCII pattern refuses the non-ASCII twins first
+            assert not twin.isascii()
+            return
+    assert reply.status_code == 409 and reply.get_json()["code"] == "username_taken", reply.get_json()
+
+
+def test_names_that_only_share_letters_are_not_look_alikes(api, database):
+    p = api("ahcccs")
+    for name in ("lola.bolt", "lolita.bolt", "ian", "jsmith2", "help.desk2"):
+        p.call("POST", "/support-staff", {"username": name, "first_name": "Help", "last_name": name.title(),
+                                          "email": f"{name}@example.org", "password": "Valid#Pass2024x"}, expect=201)
 
 
 @pytest.mark.parametrize("name", ["mh.py\u200b", "\u200dmh", "mh\u202epy", "mh py", "a\u2060b", "x\ufe0f"])

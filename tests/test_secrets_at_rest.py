@@ -65,6 +65,12 @@ def test_delivered_and_exported_secrets_are_erased_and_the_outbox_shows_only_tha
         assert {f: shown["payload"][f] for f in fields} == {f: ERASED for f in fields}
         assert shown["payload"]["username"] in ("mara", "uma")  # what is not secret stays
 
+    # Nor do the database's files: the write-ahead log's older frames held every one of them.
+    files = sorted(tmp_path.glob("test.db*"))
+    assert "test.db" in [f.name for f in files]
+    on_disk = b"".join(f.read_bytes() for f in files)
+    assert [secret for secret in secrets if secret.encode() in on_disk] == []
+
 
 def _sender(cfg):
     from service.transport.smtp import SmtpSender

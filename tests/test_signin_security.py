@@ -129,11 +129,11 @@ def test_lockout_is_per_account(p, database):
 # --- No username probing -------------------------------------------------------------------------
 
 def test_unknown_users_and_wrong_passwords_answer_alike(p, database, monkeypatch):
-    import service.domain.sessions as sessions_module
+    import service.domain.passwords as passwords_module
 
-    verifications: list[bool] = []
-    real = sessions_module.verify_secret
-    monkeypatch.setattr(sessions_module, "verify_secret",
+    verifications: list[bool] = []  # argon2 verifications actually made (ahead of the write lock or in it)
+    real = passwords_module._verify
+    monkeypatch.setattr(passwords_module, "_verify",
                         lambda stored, secret: verifications.append(stored is None) or real(stored, secret))
 
     unknown = sign_in(p, "nobody", WRONG)

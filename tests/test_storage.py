@@ -76,6 +76,35 @@ def test_upgrading_twice_is_harmless(any_database, config):
     assert count(any_database, Portal) == len(config.portals)
 
 
+def test_migration_0010_recomputes_both_skeletons_and_leaves_a_later_look_alike_none(any_database, caplog):
+    """Accounts stored before the typed skeleton existed: the older keeps both skeletons, the later look-alike
+    gets no skeleton where the older holds it (NULL, logged for support staff), and nobody is renamed."""
+    from alembic import command
+    from sqlalchemy import update
+
+    from service.domain import usernames
+
+    with any_database.transaction() as session:
+        w = world(session)
+        for name in ("lola.bolt", "placeholder", "Ian"):
+            w.account(name)
+    command.downgrade(alembic_config(any_database.engine), "0009")
+    accounts = Account.__table__
+    with any_database.engine.begin() as connection:  # a look-alike 0008 let in, skeletons as 0008 stored them
+        connection.execute(update(accounts).where(accounts.c.username == "placeholder")
+                           .values(username="IoIa.boIt", username_key="ioia.boit"))
+        connection.execute(update(accounts).values(username_skeleton=accounts.c.username_key))
+    with caplog.at_level("WARNING", logger="alembic.runtime.migration"):
+        any_database.upgrade_schema()
+    with any_database.sessions() as session:
+        rows = {a.username: (a.username_skeleton, a.username_skeleton_typed)
+                for a in session.scalars(select(Account))}
+    assert rows == {"lola.bolt": ("lola.bolt", "lola.bolt"), "IoIa.boIt": ("ioia.boit", None),
+                    "Ian": ("ian", "lan")}
+    assert rows["Ian"] == tuple(usernames.skeleton_columns("Ian").values())
+    assert "'IoIa.boIt' (portal ahcccs) looks like the older 'lola.bolt'" in caplog.text
+
+
 # --- Constraints and transactions --------------------------------------------------------------
 
 

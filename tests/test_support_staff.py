@@ -14,9 +14,10 @@ from sqlalchemy import select
 from service.storage.models import Account, AuditRecord, SessionToken
 from tests.conftest import make_key
 
-STRONG = "Secure#Pass42x"
+STRONG = "Secure#Pass42x"  # the person's own password
+CHOSEN = "Chosen#ByClient42"  # the password the enroll client chose
 HELP = {"username": "Help.Desk", "first_name": "Help", "last_name": "Desk", "email": "help@example.org",
-        "password": STRONG}
+        "password": CHOSEN}
 
 
 @pytest.fixture
@@ -38,10 +39,17 @@ def call(client, keys):
 
 @pytest.fixture
 def staff(call):
-    """Two support accounts in qm, created by the `test-enroll` client."""
+    """Two support accounts in qm, created by the `test-enroll` client, each with its own password set."""
     assert call("POST", "/support-staff", HELP).status_code == 201
     assert call("POST", "/support-staff", {**HELP, "username": "night.shift", "first_name": "Night",
                                            "last_name": "Shift", "email": "night@example.org"}).status_code == 201
+    for username in ("help.desk", "night.shift"):
+        assert own_password(call, username).status_code == 200
+
+
+def own_password(call, username):
+    return call("PUT", f"/accounts/{username}/password", {"current_password": CHOSEN, "new_password": STRONG},
+                key="manage")
 
 
 def sign_in(call, username):
@@ -61,6 +69,18 @@ def test_support_staff_record_the_client_that_created_them(staff, call, database
     assert creators == {"Help.Desk": "test-enroll", "night.shift": "test-enroll"}
     assert audit(database, "create_support_staff") == [("create_support_staff", "test-enroll", "Help.Desk", "done"),
                                                        ("create_support_staff", "test-enroll", "night.shift", "done")]
+
+
+def test_a_support_account_replaces_the_password_the_enroll_client_chose(call):
+    """Set up by someone else, like a designated admin: the first sign-in is password_expired until the
+    person sets their own, and the chosen password then no longer signs in."""
+    assert call("POST", "/support-staff", HELP).status_code == 201
+    first = call("POST", "/sessions", {"username": "help.desk", "password": CHOSEN}, key="manage")
+    assert (first.status_code, first.get_json()["code"]) == (401, "password_expired")
+    assert own_password(call, "help.desk").status_code == 200
+    assert sign_in(call, "help.desk").status_code == 201
+    stale = call("POST", "/sessions", {"username": "help.desk", "password": CHOSEN}, key="manage")
+    assert (stale.status_code, stale.get_json()["code"]) == (401, "invalid_credentials")
 
 
 def test_list_support_staff(staff, call, build, clock):

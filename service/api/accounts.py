@@ -74,7 +74,8 @@ def act(path: ActionPath, body: ActionBody):
         raise Problem(404, "not_found", "Not found",
                       f"unknown action {path.path_action!r}; one of {', '.join(ACTION_PATHS)}")
     return run_change(path.portal, lambda ctx, actor: administration.perform(
-        ctx, actor, action, path.username, body.organization, body.comment))
+        ctx, actor, action, path.username, body.organization, body.comment),
+        ahead=lambda ctx: administration.perform_ahead(ctx, action))
 
 
 @bp.put("/accounts/<username>/permissions", operation_id="setPermissions",

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from service import observe
 from service.api import authzen_schemas as z
-from service.api.declare import MAX_JSON_DEPTH, Routes, json_depth
+from service.api.declare import Routes, parse_json, utf8_declared
 from service.api.problems import Problem, problem_response, validation_problem
 from service.api.requests import db_session, services
 from service.api.schemas import PortalPath
@@ -52,13 +52,10 @@ def _invalid(exc: Invalid):
 
 
 def _raw() -> dict:
-    if not request.is_json:
+    if not request.is_json or not utf8_declared(request):
         raise Problem(400, "unsupported_media_type", "Unsupported media type",
-                      "send the body as JSON with Content-Type: application/json")
-    if json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
-        raise Problem(400, "malformed_json", "Malformed JSON",
-                      f"the body nests arrays and objects deeper than the limit of {MAX_JSON_DEPTH} levels")
-    data = request.get_json(silent=True)
+                      "send the body as UTF-8 JSON with Content-Type: application/json")
+    data = parse_json(request.get_data(cache=True), 400)
     if data is None:
         raise Problem(400, "malformed_json", "Malformed JSON", "the request body is empty or not valid JSON")
     if not isinstance(data, dict):

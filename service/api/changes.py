@@ -61,8 +61,10 @@ def answer(outcome):
     return jsonify(outcome.view)
 
 
-def run_change(portal: str, change):
-    """A person's change: `change(ctx, actor)` decides and applies; the account it returns is rendered."""
+def run_change(portal: str, change, ahead=None):
+    """A person's change: `change(ctx, actor)` decides and applies; the account it returns is rendered.
+
+    `ahead(ctx)`: its argon2 work, before the write transaction (service.domain.work.run)."""
     def work_(ctx):
         person = acting(ctx)
         outcome = change(ctx, person)
@@ -72,4 +74,4 @@ def run_change(portal: str, change):
                 ctx, person.username, account))
         return outcome
 
-    return answer(transaction(portal, work_))
+    return answer(transaction(portal, work_, ahead=ahead))

@@ -18,6 +18,7 @@ this way does not exist (tests walk `app.url_map` against the document).
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, get_type_hints
@@ -241,17 +242,23 @@ def authenticate(scope: str, prefetch=None) -> None:
         g.prefetched = prefetch
 
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(rb"[\[\]{}]")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+# A \uD800-\uDFFF escape: only a pair of them (high, then low) stands for a character.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def json_depth(data: bytes) -> int:
-    """How deeply the JSON text nests arrays and objects, read without parsing it (strings skipped)."""
-    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+def json_depth(text: str) -> int:
+    """How deeply the JSON text nests arrays and objects, read without parsing it (strings skipped).
+
+    Text, not bytes: only decoded text tells a quote inside a string from one that ends it (in UTF-16
+    an escaped quote's bytes read as a backslash escaping a NUL, then a closing quote)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
         return 0  # cannot nest deeper than the limit
     depth = deepest = 0
-    for match in _BRACKET.finditer(_STRING.sub(b'""', data)):
-        if match.group() in (b"[", b"{"):
+    for match in _BRACKET.finditer(_STRING.sub('""', text)):
+        if match.group() in ("[", "{"):
             depth += 1
             if depth > deepest:
                 deepest = depth
@@ -262,20 +269,79 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
+def utf8_declared(req) -> bool:
+    """JSON is UTF-8 (RFC 8259 section 8.1): a charset parameter may say so, never anything else."""
+    charset = req.mimetype_params.get("charset")
+    return charset is None or charset.strip().lower() in ("utf-8", "utf8")
+
+
+def parse_json(data: bytes, status: int = 400) -> Any:
+    """The body's JSON value, read as UTF-8 text within the nesting limit; every string well-formed Unicode.
+
+    Raises Problem: 400 `malformed_json` for bytes that are not UTF-8, nesting deeper than
+    MAX_JSON_DEPTH or text that is not JSON; `status` (422, AuthZEN's 400) `validation_error` for a
+    string holding an unpaired surrogate escape (`"\\ud800"`), which no character encoding can carry
+    on to storage, logs or the policy."""
+    try:
+        text = data.decode("utf-8-sig")  # a byte order mark is ignored, as RFC 8259 allows
+    except UnicodeDecodeError:
+        raise Problem(400, "malformed_json", "Malformed JSON", "the request body is not UTF-8 text") from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise Problem(400, "malformed_json", "Malformed JSON",
+                      f"the body nests arrays and objects deeper than the limit of {MAX_JSON_DEPTH} levels")
+    try:
+        parsed = json.loads(text)
+    except ValueError:  # JSONDecodeError; a number too long to convert is a ValueError too
+        raise Problem(400, "malformed_json", "Malformed JSON", "the request body is not valid JSON") from None
+    if SURROGATE_ESCAPE.search(text):
+        where = unpaired_surrogate(parsed)
+        if where is not None:
+            raise Problem(status, "validation_error", "Invalid request",
+                          "a string holds an unpaired surrogate escape (\\uD800-\\uDFFF): not a character",
+                          errors=[{"field": where, "code": "invalid_unicode",
+                                   "message": "a surrogate escape must be one of a high-low pair"}])
+    return parsed
+
+
+def unpaired_surrogate(value: Any, where: str = "") -> str | None:
+    """The place of the first string (a value or a key) holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        return None if _encodable(value) else (where or "(body)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            place = f"{where}.{key}" if where else str(key)
+            if not _encodable(key):
+                return place.encode("utf-8", "backslashreplace").decode()
+            found = unpaired_surrogate(item, place)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unpaired_surrogate(item, f"{where}.{index}" if where else str(index))
+            if found is not None:
+                return found
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def admit_body(model: type[BaseModel], optional: bool = False) -> None:
     """Read the JSON body within its limits, before any parser sees it; the validation follows."""
     req = request._get_current_object()
     if optional and not req.content_length and not req.get_data(cache=True):
         req.admitted, req.admitted_json = True, {}
         return
-    if not req.is_json:
+    if not req.is_json or not utf8_declared(req):
         raise Problem(415, "unsupported_media_type", "Unsupported media type",
-                      "send the body as JSON with Content-Type: application/json")
+                      "send the body as UTF-8 JSON with Content-Type: application/json")
     data = req.get_data(cache=True)  # over server.max_body_bytes: 413 before anything is read
-    if json_depth(data) > MAX_JSON_DEPTH:
-        raise Problem(400, "malformed_json", "Malformed JSON",
-                      f"the body nests arrays and objects deeper than the limit of {MAX_JSON_DEPTH} levels")
-    parsed = req.get_json(silent=True)
+    parsed = parse_json(data, 422)
     if parsed is None:
         raise Problem(400, "malformed_json", "Malformed JSON", "the request body is not valid JSON")
     if not isinstance(parsed, dict):  # flask-openapi3 would parse a JSON string a second time

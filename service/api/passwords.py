@@ -42,14 +42,16 @@ def change_password(path: AccountPath, body: PasswordChangeBody):
 
     return jsonify(transaction(portal, lambda ctx: _password_set(
         recovery.change_password(ctx, username, body.current_password, body.new_password, token), ctx.profile),
-        refused=(sessions.SignInRefused,), record_refusal=record))
+        refused=(sessions.SignInRefused,), record_refusal=record,
+        ahead=lambda ctx: recovery.change_password_ahead(ctx, username, body.current_password, body.new_password)))
 
 
 @bp.post("/password-recoveries", operation_id="requestRecovery",
          summary="Self-service recovery by security answers: 202 whatever the answers (R20)", scope="manage",
          ok=(202, RecoveryAccepted), problems=(403,))
 def request_recovery(path: PortalPath, body: RecoveryBody):
-    transaction(path.portal, lambda ctx: recovery.request_recovery(ctx, body.username, body.answers))
+    transaction(path.portal, lambda ctx: recovery.request_recovery(ctx, body.username, body.answers),
+                ahead=lambda ctx: recovery.request_recovery_ahead(ctx, body.username, body.answers))
     return jsonify(ACCEPTED), 202
 
 
@@ -58,4 +60,5 @@ def request_recovery(path: PortalPath, body: RecoveryBody):
          ok=(200, PasswordSet), problems=(403,))
 def confirm_recovery(path: PortalPath, body: RecoveryConfirmBody):
     return jsonify(transaction(path.portal, lambda ctx: _password_set(
-        recovery.confirm_recovery(ctx, body.username, body.code, body.new_password), ctx.profile)))
+        recovery.confirm_recovery(ctx, body.username, body.code, body.new_password), ctx.profile),
+        ahead=lambda ctx: recovery.confirm_recovery_ahead(ctx, body.username, body.code, body.new_password)))

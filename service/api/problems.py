@@ -8,9 +8,11 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from service.domain.errors import DomainError
+from service.storage.database import busy
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "https://portal-authz.dev/problems/"
+RETRY_AFTER_SECONDS = 1
 HTTP_CODES = {
     400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
@@ -59,6 +61,12 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        if busy(exc):  # the lock wait ran out: nothing was written, and trying again shortly will do
+            log.warning("database busy: %s", exc.__class__.__name__)
+            response = problem_response(503, "database_busy", "Service busy",
+                                        "the database is busy with other changes; try again shortly")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         log.exception("unhandled error")
         return problem_response(500, "internal_error", "Internal error",
                                 "the service failed to answer; the error is logged")

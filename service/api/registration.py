@@ -38,7 +38,7 @@ def register(path: PortalPath, body: RegistrationBody):
                 "admins": [{"name": f"{a.first_name} {a.last_name}", "email": a.email, "phone": a.phone}
                            for a in admins if a.id != account.id]}
 
-    return jsonify(transaction(portal, work)), 201
+    return jsonify(transaction(portal, work, ahead=lambda ctx: registration.register_ahead(ctx, registrant))), 201
 
 
 @bp.post("/activations", operation_id="activate", summary="Activate a master with the letter's code (R10)",
@@ -47,7 +47,8 @@ def activate(path: PortalPath, body: ActivationBody):
     portal = path.portal
     view = transaction(portal, lambda ctx: account_view(
         registration.activate(ctx.session, ctx.profile, portal, now=ctx.now, **body.model_dump()), ctx.profile,
-        None))  # the account's own answer, proven by its code: every membership
+        None),  # the account's own answer, proven by its code: every membership
+        ahead=lambda ctx: registration.activate_ahead(ctx, **body.model_dump()))
     return jsonify(view)
 
 
@@ -58,7 +59,8 @@ def confirm(path: PortalPath, body: ConfirmBody):
     portal = path.portal
     view = transaction(portal, lambda ctx: account_view(
         registration.confirm_registration(ctx.session, portal, now=ctx.now, **body.model_dump()), ctx.profile,
-        None))  # the account's own answer, proven by its code: every membership
+        None),  # the account's own answer, proven by its code: every membership
+        ahead=lambda ctx: registration.confirm_registration_ahead(ctx, **body.model_dump()))
     return jsonify(view)
 
 

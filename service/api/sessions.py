@@ -36,7 +36,8 @@ def sign_in(path: PortalPath, body: SignInBody):
 
     signed = transaction(path.portal, lambda ctx: sessions.sign_in(
         ctx.session, ctx.profile, ctx.portal, body.username, body.password, ctx.now,
-        accepted_terms=body.accepted_terms), refused=(sessions.SignInRefused,), record_refusal=record)
+        accepted_terms=body.accepted_terms), refused=(sessions.SignInRefused,), record_refusal=record,
+        ahead=lambda ctx: sessions.sign_in_ahead(ctx, body.username, body.password))
     return jsonify(token=signed.token, expires_at=iso(signed.expires_at),
                    password_expires_at=iso(signed.password_expires_at)), 201
 

@@ -93,11 +93,22 @@ def parse_duration(text: str) -> timedelta:
     text = text.strip()
     if text == "0":
         return timedelta(0)
-    if match := _SHORT.match(text):
-        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    if match := _ISO.match(text):
-        return timedelta(**{k: int(v) for k, v in match.groupdict().items() if v})
-    raise ValueError(f"{text!r} is not a duration: use e.g. 90s, 15m, 24h, 7d, 2w or ISO 8601 such as PT1H")
+    try:
+        if match := _SHORT.match(text):
+            value = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        elif match := _ISO.match(text):
+            value = timedelta(**{k: int(v) for k, v in match.groupdict().items() if v})
+        else:
+            raise ValueError(f"{text!r} is not a duration: use e.g. 90s, 15m, 24h, 7d, 2w or ISO 8601 such as PT1H")
+    except OverflowError:
+        value = MAX_DURATION + timedelta(days=1)
+    if value > MAX_DURATION:
+        raise ValueError(f"{text!r} is longer than {MAX_DURATION.days} days (10 years)")
+    return value
+
+
+# The longest expiry, grace or clock step: ten years, far beyond any key's useful life, far below datetime's end.
+MAX_DURATION = timedelta(days=3650)
 
 
 def create_client(session: Session, name: str, scopes: tuple[str, ...], now: datetime,

@@ -287,6 +287,8 @@ def deliver_emails(database: Database, config: Config, now: datetime, sender: Se
         raise
     finally:
         sender.close()
+    if sent or failed:  # secrets were erased: not even the -wal file keeps them
+        database.forget_overwritten()
     return DeliveryReport(sent=sent, failed=failed, retried=retried)
 
 
@@ -349,6 +351,7 @@ def export_letters(database: Database, config: Config, now: datetime,
         for row in rows:  # the file has the secrets now; the database keeps only that they were sent
             row.status, row.delivered_at, row.attempts = EXPORTED, now, row.attempts + 1
             row.payload = erase_secrets(row.payload)
+    database.forget_overwritten()  # not even the -wal file keeps the erased secrets
     return len(rows), path
 
 

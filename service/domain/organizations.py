@@ -100,11 +100,17 @@ def get_organization(session: Session, portal: str, key: str) -> Organization:
 
 def create_support_staff(session: Session, profile: PortalProfile, portal: str, *, username: str, first_name: str,
                          last_name: str, email: str, password: str, now: datetime, client: str) -> Account:
-    """Issue 18: a support account records the client that created it (a column and the audit record)."""
+    """A support account records the client that created it (a column and the audit record).
+
+    The enroll client chose its password, so, like every account set up by someone else, it is stored
+    as never set by its owner: the first sign-in answers `password_expired` until the person sets
+    their own with PUT .../password.
+    """
     if not client:
         raise ValueError("a support account is created only on behalf of a named client")
     account = new_account(session, profile, portal, username=username, first_name=first_name, last_name=last_name,
-                          email=email, phone=None, password=password, status=Status.ACTIVE, now=now, support=True)
+                          email=email, phone=None, password=password, status=Status.ACTIVE, now=now, support=True,
+                          set_by_other=True)
     account.created_by_client = client
     audit.record(session, portal=portal, now=now, action="create_support_staff", outcome="done", client=client,
                  target=username)

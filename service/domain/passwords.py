@@ -1,5 +1,22 @@
-"""Argon2id hashing for everything a person chooses or types."""
+"""Argon2id hashing for everything a person chooses or types, and doing that work ahead of a write lock.
+
+Argon2 is slow on purpose (tens of milliseconds). Inside a write transaction that is tens of
+milliseconds of holding SQLite's database-wide write lock (or an account's row lock on PostgreSQL)
+while every other writer waits, and under ordinary concurrency they wait past their timeout. So a
+change that hashes or verifies runs its argon2 work first, outside any write transaction
+(`worked_ahead` around the unit of work, and an `ahead` step that reads what the change will compare
+with and calls the functions below), and the change itself, inside its short transaction, calls them
+again with what it reads there: the same stored hash and secret find the result computed ahead,
+a hash computed ahead for a secret is used once, a code drawn ahead is the next code issued. Nothing
+computed ahead is trusted blindly: a verification is reused only for the very hash the transaction
+read under its lock (a password changed in between is verified again, inside), so a decision is
+always about the row as locked, and the work done is the same on every path.
+"""
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,13 +34,66 @@ def use_cheap_hashing() -> None:
     _hasher = PasswordHasher(**CHEAP)
     DUMMY_HASH = _hasher.hash("portal-authz timing equalizer")
 
-
-def hash_secret(secret: str) -> str:
-    return _hasher.hash(secret)
+_ahead: ContextVar[dict | None] = ContextVar("argon2_ahead", default=None)
 
 
-def verify_secret(stored_hash: str | None, secret: str) -> bool:
+@contextmanager
+def worked_ahead() -> Iterator[None]:
+    """A scope (one request's change) in which argon2 results computed ahead are reused."""
+    token = _ahead.set({})
+    try:
+        yield
+    finally:
+        _ahead.reset(token)
+
+
+def _verify(stored_hash: str | None, secret: str) -> bool:
     try:
         return _hasher.verify(stored_hash or DUMMY_HASH, secret) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+def verify_secret(stored_hash: str | None, secret: str) -> bool:
+    memo = _ahead.get()
+    if memo is None:
+        return _verify(stored_hash, secret)
+    key = ("verify", stored_hash, secret)
+    if key not in memo:
+        memo[key] = _verify(stored_hash, secret)
+    return memo[key]
+
+
+def hash_secret(secret: str) -> str:
+    memo = _ahead.get()
+    ready = memo.get(("hash", secret)) if memo is not None else None
+    if ready:
+        return ready.pop()  # each hash computed ahead is used once (each has its own salt)
+    return _hasher.hash(secret)
+
+
+def hash_ahead(secret: str) -> None:
+    """Compute now the hash that `hash_secret(secret)` will return inside the transaction."""
+    memo = _ahead.get()
+    if memo is not None:
+        memo.setdefault(("hash", secret), []).append(_hasher.hash(secret))
+
+
+def fresh_secret(generate: Callable[[], str]) -> tuple[str, str]:
+    """A new random secret (a one-time code, a temporary password) and its hash: the one drawn ahead, if any."""
+    memo = _ahead.get()
+    drawn = memo.get(("drawn", generate)) if memo is not None else None
+    if drawn:
+        return drawn.pop()
+    secret = generate()
+    return secret, _hasher.hash(secret)
+
+
+def draw_ahead(generate: Callable[[], str]) -> None:
+    """Draw now the secret (and hash it) that the next `fresh_secret(generate)` will return."""
+    memo = _ahead.get()
+    if memo is not None:
+        secret = generate()
+        hashed = _hasher.hash(secret)
+        memo.setdefault(("drawn", generate), []).append((secret, hashed))
+        memo.setdefault(("hash", secret), []).append(hashed)  # for code that draws it, then hashes it itself

@@ -29,10 +29,12 @@ def check_password(password: str, username: str, profile: PortalProfile, previou
 
 def check_unique(session: Session, portal: str, username: str, email: str, first: str, last: str) -> None:
     """R6: usernames unique ignoring case and look-alikes (issue 18 item 3: the NFKC case-folded key and the
-    UTS #39 skeleton); an email may repeat only with the same first and last name."""
+    UTS #39 skeletons of the name as typed and folded); an email may repeat only with the same first and last name."""
+    both = list(usernames.skeleton_columns(username).values())
     if session.scalar(select(Account.id).where(Account.portal_id == portal,
                                                or_(Account.username_key == username_key(username),
-                                                   Account.username_skeleton == usernames.skeleton(username)))
+                                                   Account.username_skeleton.in_(both),
+                                                   Account.username_skeleton_typed.in_(both)))
                       .limit(1)):
         raise Conflict(f"the username {username!r} is taken (or one that looks like it)", "username_taken")
     check_unique_email(session, portal, email, first, last)
@@ -71,7 +73,7 @@ def new_account(session: Session, profile: PortalProfile, portal: str, *, userna
         check_password(password, username, profile)
     temporary = password_is_temporary or set_by_other
     account = Account(portal_id=portal, username=username, username_key=username_key(username),
-                      username_skeleton=usernames.skeleton(username),
+                      **usernames.skeleton_columns(username),
                       first_name=first_name, last_name=last_name, email=email, email_key=email.casefold(),
                       phone=phone, password_hash=hash_secret(password) if password else None,
                       password_changed_at=None if temporary or password is None else now,

@@ -32,7 +32,7 @@ from service.domain import audit, sessions
 from service.domain.administration import Context, one_time_code, send_recovery_code
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
-from service.domain.passwords import hash_secret, verify_secret
+from service.domain.passwords import draw_ahead, fresh_secret, hash_ahead, hash_secret, verify_secret
 from service.domain.people import check_password
 from service.domain.registration import CodeProblem
 from service.storage.facts import find_account, username_key
@@ -80,6 +80,23 @@ def set_password(ctx: Context, account: Account, new_password: str) -> None:
     sessions.clear_failures(ctx.session, account.id)
 
 
+def set_password_ahead(ctx: Context, account: Account, new_password: str) -> None:
+    """The argon2 work of `set_password` (the history rule's verifications, the new hash), done ahead."""
+    try:
+        check_password(new_password, account.username, ctx.profile,
+                       previous_hashes(ctx.session, account, ctx.profile))
+    except DomainError:
+        return  # refused inside as well: no hash is made
+    hash_ahead(new_password)
+
+
+def change_password_ahead(ctx: Context, username: str, current_password: str, new_password: str) -> None:
+    """`work.run`'s ahead step of `change_password`: its argon2 work before the write lock."""
+    account = sessions.authenticate_ahead(ctx.session, ctx.portal, username, current_password)
+    if account is not None:
+        set_password_ahead(ctx, account, new_password)
+
+
 def change_password(ctx: Context, username: str, current_password: str, new_password: str,
                     token: str | None) -> Account:
     """R18: the account changes its own password, expired or not.
@@ -108,6 +125,16 @@ def _stored_answers(session: Session, account: Account | None) -> list[SecurityA
                                 .order_by(SecurityAnswer.position)))
 
 
+def request_recovery_ahead(ctx: Context, username: str, answers: list[str]) -> None:
+    """`work.run`'s ahead step of `request_recovery`: the same argon2 work on every path, before the write lock."""
+    if ctx.profile.recovery.security_questions == 0:
+        return
+    stored = _stored_answers(ctx.session, find_account(ctx.session, ctx.portal, username))
+    for i, answer in enumerate(answers):
+        verify_secret(stored[i].answer_hash if i < len(stored) else None, answer)
+    draw_ahead(one_time_code)
+
+
 def request_recovery(ctx: Context, username: str, answers: list[str]) -> None:
     """R20: right answers queue the recovery email; every outcome looks the same to the caller.
 
@@ -127,8 +154,7 @@ def request_recovery(ctx: Context, username: str, answers: list[str]) -> None:
     stored = _stored_answers(ctx.session, account)
     matches = [verify_secret(stored[i].answer_hash if i < len(stored) else None, answer)
                for i, answer in enumerate(answers)]
-    code = one_time_code()
-    code_hash = hash_secret(code)  # hashed whatever the outcome: the same work on every path
+    code, code_hash = fresh_secret(one_time_code)  # hashed whatever the outcome: the same work on every path
     limit, _ = ctx.profile.recovery_limit
     failures = sessions.recovery_failures(ctx.session, ctx.profile, account.id, ctx.now) if account else 0
     if account is None:
@@ -171,6 +197,14 @@ def _still_allowed(ctx: Context, code: OneTimeCode, account: Account) -> bool:
     except (NotFound, Invalid):  # the organization or the link is gone: nothing left to allow it
         return False
     return decision.allowed
+
+
+def confirm_recovery_ahead(ctx: Context, username: str, code: str, new_password: str) -> None:
+    """`work.run`'s ahead step of `confirm_recovery`: the code's verification and the new hash, before the lock."""
+    account = find_account(ctx.session, ctx.portal, username)
+    current = _current_recovery_code(ctx.session, account) if account else None
+    if verify_secret(current.code_hash if current else None, code) and account is not None:
+        set_password_ahead(ctx, account, new_password)
 
 
 def confirm_recovery(ctx: Context, username: str, code: str, new_password: str) -> Account:

@@ -13,7 +13,7 @@ from service.domain import audit
 from service.domain.errors import DomainError, Invalid, NotFound
 from service.domain.notify import Notifier
 from service.domain.organizations import admins_of, get_organization
-from service.domain.passwords import hash_secret, verify_secret
+from service.domain.passwords import draw_ahead, fresh_secret, hash_ahead, hash_secret, verify_secret
 from service.domain.people import check_password, new_account
 from service.domain.setup import generate_password
 from service.storage.facts import find_account
@@ -81,6 +81,26 @@ def _has_members(session: Session, org: Organization) -> bool:
                                                       Membership.status != Status.REMOVED).limit(1)) is not None
 
 
+def register_ahead(ctx, r: Registrant) -> None:
+    """`work.run`'s ahead step of `register`: its argon2 work (password or temporary password and activation
+    code, security answers) before the write lock; the transaction decides again who registers first."""
+    if ctx.profile.registration == "admin_created":
+        return
+    org = ctx.session.scalar(select(Organization).where(Organization.portal_id == ctx.portal,
+                                                        Organization.key == r.organization))
+    if org is None:
+        return
+    from service.domain.administration import one_time_code
+
+    if ctx.profile.registration == "first_registrant_is_admin" and not _has_members(ctx.session, org):
+        draw_ahead(generate_password)
+        draw_ahead(one_time_code)
+    else:
+        hash_ahead(r.password)
+    for _, answer in r.security_questions:
+        hash_ahead(answer)
+
+
 def register(session: Session, profile: PortalProfile, portal: str, r: Registrant, notifier: Notifier,
              now: datetime, client: str | None) -> tuple[Account, str, list[Account]]:
     """Returns the account, its role in the organization, and the organization's admins."""
@@ -93,7 +113,7 @@ def register(session: Session, profile: PortalProfile, portal: str, r: Registran
     if first:
         address = _correspondence_address(org, r.address_id)
         check_password(r.password, r.username, profile)
-        temporary = generate_password()
+        temporary, _ = fresh_secret(generate_password)
         account = new_account(session, profile, portal, username=r.username, first_name=r.first_name,
                               last_name=r.last_name, email=r.email, phone=r.phone, password=temporary,
                               status=Status.PENDING_ACTIVATION, now=now, password_is_temporary=True)
@@ -164,6 +184,23 @@ def _current_code(session: Session, account: Account, purpose: str) -> OneTimeCo
                                                     OneTimeCode.purpose == purpose,
                                                     OneTimeCode.used_at.is_(None))
                           .order_by(OneTimeCode.id.desc()).limit(1))
+
+
+def activate_ahead(ctx, *, username: str, code: str, temporary_password: str, new_password: str) -> None:
+    """`work.run`'s ahead step of `activate`: the code's and the temporary password's verification, the new hash."""
+    account = find_account(ctx.session, ctx.portal, username)
+    current = _current_code(ctx.session, account, "activation") if account else None
+    valid = verify_secret(current.code_hash if current else None, code)
+    valid = verify_secret(account.password_hash if account else None, temporary_password) and valid
+    if valid:
+        hash_ahead(new_password)
+
+
+def confirm_registration_ahead(ctx, *, username: str, code: str) -> None:
+    """`work.run`'s ahead step of `confirm_registration`: the code's verification before the write lock."""
+    account = find_account(ctx.session, ctx.portal, username)
+    current = _current_code(ctx.session, account, "registration") if account else None
+    verify_secret(current.code_hash if current else None, code)
 
 
 def activate(session: Session, profile: PortalProfile, portal: str, *, username: str, code: str,

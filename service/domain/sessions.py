@@ -5,6 +5,10 @@ work, so usernames cannot be probed; an account's status is revealed only to
 someone who knows its password. A wrong password is `invalid_credentials`
 whatever the account's state; `account_locked` is told only with the right one.
 
+Argon2 runs before the write transaction (`sign_in_ahead`, see service.domain.passwords): the
+transaction re-reads the account under its lock and reuses the verification only for the very
+hash it reads, so the write lock is held for milliseconds, not for the hashing.
+
 Lockout is decided in two steps, because a refusal rolls back the sign-in's
 own transaction: `sign_in` verifies and raises, then the caller records the
 refusal with `record_refusal` in a transaction of its own. That transaction
@@ -99,6 +103,21 @@ def sign_in(session: Session, profile: PortalProfile, portal: str, username: str
     account.last_login_at = account.last_activity_at = now
     audit.record(session, portal=portal, now=now, action="sign_in", outcome="done", actor=account.username)
     return SignedIn(token, expires, password_expires_at(account, profile))
+
+
+def authenticate_ahead(session: Session, portal: str, username: str, password: str) -> Account | None:
+    """The argon2 work of `authenticate`, done before its write transaction (service.domain.passwords).
+
+    Returns the account when the password is right for it as read now, else None; `authenticate`
+    decides again inside the transaction, on the row as it is then."""
+    account = find_account(session, portal, username)
+    right = verify_secret(account.password_hash if account else None, password)
+    return account if right and account is not None else None
+
+
+def sign_in_ahead(ctx, username: str, password: str) -> None:
+    """`work.run`'s ahead step of a sign-in: the password is verified before the write lock is taken."""
+    authenticate_ahead(ctx.session, ctx.portal, username, password)
 
 
 def authenticate(session: Session, profile: PortalProfile, portal: str, username: str, password: str,

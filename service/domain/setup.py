@@ -62,7 +62,7 @@ def is_empty(session: Session) -> bool:
 def _account(portal: str, username: str, first: str, last: str, password: str, now: datetime) -> Account:
     email = f"{username}@example.org"
     return Account(portal_id=portal, username=username, username_key=username_key(username),
-                   username_skeleton=usernames.skeleton(username),
+                   **usernames.skeleton_columns(username),
                    first_name=first, last_name=last, email=email, email_key=email.casefold(),
                    phone="602-555-0100", password_hash=hash_secret(password), password_changed_at=now,
                    status=Status.ACTIVE, is_support=False, terms_accepted_at=now, created_at=now)

@@ -8,12 +8,16 @@ Beside the key each account stores its confusable *skeleton* in the sense of Uni
 Technical Standard #39 (section 4), computed by ICU's SpoofChecker (ICU 77, Unicode 16,
 from the pinned `pyicu-wheels`): two names that look alike (a Cyrillic `у` for a Latin
 `y`, `rn` for `m`, `0` for `O`) have the same skeleton, and the skeleton is unique per
-portal, so the second is refused as `username_taken`. A new name may not hold invisible
+portal, so the second is refused as `username_taken`. Two skeletons are kept: of the lookup key
+(folded) and of the name as typed, because folding turns a capital `I` into `i`, not into the `l`
+it looks like; a new name is refused when either of its skeletons is either of an existing
+account's. Skeletons are compared without case (ICU maps `0` to `O`) and without combining marks
+(`jsmi̇th`, an i with a dot above, is `jsmith`). A new name may not hold invisible
 or format characters (zero-width space, joiners, bidi controls, unassigned code points,
 whitespace): those are refused with 422 `validation_error` (`errors[].code`: `invalid_username`).
 
 The skeleton depends on ICU's confusables data: upgrading pyicu-wheels to a release with a
-newer ICU calls for recomputing the stored skeletons (migration 0008 shows how).
+newer ICU calls for recomputing the stored skeletons (migrations 0008 and 0013 show how).
 """
 from __future__ import annotations
 
@@ -48,8 +52,26 @@ def _checker():
 
 
 def skeleton(username: str) -> str:
-    """UTS #39 skeleton of the lookup key: names that look alike share it."""
-    return _checker().getSkeleton(0, key(username))
+    """UTS #39 skeleton of the lookup key (the folded form): `mh.py` and `ＭＨ.ＰＹ` share it."""
+    return _comparable(_checker().getSkeleton(0, key(username)))
+
+
+def typed_skeleton(username: str) -> str:
+    """UTS #39 skeleton of the name as typed (NFKC, case kept): case folding turns a capital I into an i,
+    not into the l it looks like, so `IoIa.boIt` and `lola.bolt` share only this one."""
+    return _comparable(_checker().getSkeleton(0, normalise(username)))
+
+
+def _comparable(skeleton_: str) -> str:
+    """A skeleton compared without case and combining marks: ICU maps `0` to a capital `O` (so `l0la` is
+    `lOla`), and a mark on a letter can be all but invisible (a dot above `i` in `jsmi̇th`)."""
+    bare = "".join(c for c in unicodedata.normalize("NFD", skeleton_) if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", bare).casefold()
+
+
+def skeleton_columns(username: str) -> dict[str, str]:
+    """Both skeletons, as an account stores them: a new name may share neither with an existing account's."""
+    return {"username_skeleton": skeleton(username), "username_skeleton_typed": typed_skeleton(username)}
 
 
 def invisible_characters(username: str) -> list[str]:

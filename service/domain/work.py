@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from service.clock import Clock
 from service.config import Config, PortalProfile
+from service.domain import passwords
 from service.domain.decisions import profile_of
 from service.domain.notify import Notifier
 from service.policy import Policy
-from service.storage.database import Database
+from service.storage.database import Database, busy
 
 T = TypeVar("T")
 
@@ -58,13 +59,39 @@ def unit_of_work(services: Services, portal: str, client: str | None) -> Iterato
 
 def run(services: Services, portal: str, client: str | None, work: Callable[[Context], T], *,
         refused: tuple[type[Exception], ...] = (),
-        record_refusal: Callable[[Context, Any], None] | None = None) -> T:
-    """`work(ctx)` in one transaction; a refusal rolls it back and is recorded in its own transaction, once."""
-    try:
-        with unit_of_work(services, portal, client) as ctx:
-            return work(ctx)
-    except refused as refusal:
-        if record_refusal is not None:
+        record_refusal: Callable[[Context, Any], None] | None = None,
+        ahead: Callable[[Context], None] | None = None) -> T:
+    """`work(ctx)` in one transaction; a refusal rolls it back and is recorded in its own transaction, once.
+
+    `ahead(ctx)`, when given, runs first on a read-only session, outside any write transaction: it does
+    the change's argon2 work (service.domain.passwords) so that the write lock is held for milliseconds,
+    not for the hashing. A refusal's record is retried while the database is busy: a wrong password is
+    counted (R19) before its answer is given, never dropped because writers were queueing.
+    """
+    with passwords.worked_ahead():
+        if ahead is not None:
+            profile = profile_of(services.config, portal)
+            with services.database.reads() as session:
+                ahead(Context(session, profile, portal, services.policy, services.notifier, services.clock.now(),
+                              client))
+        try:
+            with unit_of_work(services, portal, client) as ctx:
+                return work(ctx)
+        except refused as refusal:
+            if record_refusal is not None:
+                _record(services, portal, client, record_refusal, refusal)
+            raise
+
+
+REFUSAL_ATTEMPTS = 3
+
+
+def _record(services: Services, portal: str, client: str | None, record_refusal, refusal) -> None:
+    for attempt in range(1, REFUSAL_ATTEMPTS + 1):
+        try:
             with unit_of_work(services, portal, client) as ctx:
                 record_refusal(ctx, refusal)
-        raise
+            return
+        except Exception as exc:
+            if attempt == REFUSAL_ATTEMPTS or not busy(exc):
+                raise

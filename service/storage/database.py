@@ -1,7 +1,9 @@
 """Engine, sessions and schema upgrades for SQLite (embedded) and PostgreSQL (production)."""
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +26,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # Issue 18 item 4: erased secrets (delivered notifications' codes) are overwritten, not left in free space.
+    # Erased secrets (delivered notifications' codes) are overwritten, not left in free space
+    # (and Database.forget_overwritten clears the -wal file after an erasure).
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
@@ -108,6 +111,21 @@ def retry_once_if_dead(session: Session | Connection, run: Callable[[], T]) -> T
         return run()
 
 
+# PostgreSQL's SQLSTATEs for a wait that gave up (lock_timeout), a serialization failure and a deadlock.
+BUSY_SQLSTATES = {"55P03", "40001", "40P01"}
+
+
+def busy(exc: BaseException) -> bool:
+    """Whether `exc` is the database saying "too busy now, try again": SQLite's lock wait (busy_timeout) ran out,
+    or PostgreSQL gave up a lock wait, a serializable transaction or a deadlock. Nothing was written."""
+    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+        return False
+    original = exc.orig
+    if isinstance(original, sqlite3.OperationalError):
+        return "database is locked" in str(original) or "database table is locked" in str(original)
+    return getattr(original, "sqlstate", None) in BUSY_SQLSTATES
+
+
 class Database:
     """The injected database: an engine and its session factory."""
 
@@ -172,6 +190,22 @@ class Database:
                 session.rollback()
                 raise
             session.commit()
+
+    def forget_overwritten(self) -> None:
+        """SQLite: move the write-ahead log into the database file and truncate it to nothing.
+
+        Overwritten content (a delivered notification's erased code and temporary password) would
+        otherwise stay readable in the -wal file's older frames until the next checkpoint; secure_delete
+        clears it from the database file's pages as the checkpoint copies them. A checkpoint that
+        readers keep from finishing is only logged: the next erasure (or SQLite's own) completes it.
+        PostgreSQL keeps no such file the service controls: nothing to do.
+        """
+        if not self.is_sqlite:
+            return
+        with self.engine.connect() as connection:
+            busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        if busy:
+            logging.getLogger(__name__).warning("the write-ahead log could not be truncated now (readers in the way)")
 
     def upgrade_schema(self) -> None:
         """Bring the schema to the newest migration (creates it on an empty database).

@@ -105,6 +105,7 @@ class Account(Base):
         UniqueConstraint("portal_id", "username_key"),
         # Issue 18 item 3: no two accounts of a portal look alike (UTS #39 skeleton; service/domain/usernames.py).
         Index("ux_accounts_portal_skeleton", "portal_id", "username_skeleton", unique=True),
+        Index("ux_accounts_portal_skeleton_typed", "portal_id", "username_skeleton_typed", unique=True),
         Index("ix_accounts_portal_email", "portal_id", "email_key"),
         # A roster page filtered by status, read in username order (service/domain/roster.py).
         Index("ix_accounts_portal_status_username", "portal_id", "status", "username_key"),
@@ -121,8 +122,10 @@ class Account(Base):
     portal_id: Mapped[portal_id]
     username: Mapped[str] = mapped_column(String(100))
     username_key: Mapped[str] = mapped_column(String(100))
-    # NULL only for an account whose skeleton collided with an older one's when migration 0008 backfilled it.
+    # The skeleton of the lookup key; NULL only where migrations 0008 or 0010 found it taken by an older account.
     username_skeleton: Mapped[str | None] = mapped_column(String(400))
+    # The skeleton of the name as typed (case kept); NULL only where migration 0013 found it taken.
+    username_skeleton_typed: Mapped[str | None] = mapped_column(String(400))
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     email: Mapped[str] = mapped_column(String(254))
