@@ -26,7 +26,7 @@ and socket errors; the ratio to Cerbos per backend; and issue 23's targets (>= 1
 errors) each met or not.
 
     python bench/mixed.py [--quick] [--accounts 50000] [--questions 100000] [--sample 1000] [--seconds 15]
-                          [--connections 32] [--backend sqlite|postgres|both] [--no-cerbos] [--cerbos PATH]
+                          [--connections 32] [--warmup 2] [--backend sqlite|postgres|both] [--no-cerbos] [--cerbos PATH]
                           [--quiet-logs] [--json out.json]
 
 --quick: 2,000 accounts, 5,000 questions, a sample of 200, 3 s per run (a smoke run; figures meaningless).
@@ -390,8 +390,11 @@ end
     return path
 
 
-def load(port: int, script: Path, url_path: str, seconds: float, connections: int, label: str) -> dict:
-    run_wrk(port, url_path, script, min(seconds, 2.0), connections)  # warm: workers, pools, prepared statements
+def load(port: int, script: Path, url_path: str, seconds: float, connections: int, label: str,
+         warmup: float = 2.0) -> dict:
+    # Warm: workers, pools, prepared statements and, with --warmup long enough, each worker's memo of shapes (a
+    # server that has run a while); the figure after 2 s is a server that has just started.
+    run_wrk(port, url_path, script, warmup, connections)
     time.sleep(0.5)
     result = run_wrk(port, url_path, script, seconds, connections)
     print(f"  {label:<28} c={connections:<3} {result['per_s']:8.0f} req/s  p50 {result['p50_ms']:7.2f} ms  "
@@ -420,7 +423,8 @@ def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, s
         bodies = tmp / f"bodies-{backend}.jsonl"
         bodies.write_bytes(b"\n".join(dumps(portal_body(q)) for q in asked) + b"\n")
         script = body_script(tmp / f"mixed-{backend}.lua", bodies, "/v1/authorize", headers)
-        row = load(port, script, "/v1/authorize", args.seconds, args.connections, f"portal-authz {backend}")
+        row = load(port, script, "/v1/authorize", args.seconds, args.connections, f"portal-authz {backend}",
+                   args.warmup)
     finally:
         stop_server(proc)
     return {**row, "side": backend, "sample": counts, "load_s": loaded}
@@ -434,6 +438,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample", type=int, default=None, help="questions both sides must agree on (1,000)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds of wrk per side (default 15)")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of wrk before the timed run (default 2: a server just started; 60 or more: "
+                             "one that has run a while, its workers' memos warm)")
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--no-cerbos", action="store_true", help="skip the peer (and the agreement check)")
     parser.add_argument("--cerbos", default=None, help="a cerbos binary to use instead of the npm package")
@@ -466,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     memo = Policy.MEMO_SIZE
     print_machine("the mixed workload: POST /v1/authorize about many people, beside Cerbos (wrk on loopback)", m,
                   f"{wrk_version()}; cerbos {cerbos_version(binary) if binary else 'not run'}; {args.seconds:g} s "
-                  f"per side at {args.connections} connections (after 2 s of warm-up); wrk shares the cores\n"
+                  f"per side at {args.connections} connections (after {args.warmup:g} s of warm-up); wrk shares the cores\n"
                   f"portal: {mix['accounts']:,} accounts in {mix['organizations']:,} organizations of {PER_ORG} "
                   f"({mix['admins']:,} admins); statuses {mix['statuses']}; {mix['expired_passwords']:,} passwords "
                   f"expired; {mix['removed_links']:,} links removed\n"
@@ -504,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
             script = body_script(tmp / "mixed-cerbos.lua", bodies, "/api/check/resources",
                                  {"Content-Type": "application/json"})
             rows.append({**load(cerbos[1], script, "/api/check/resources", args.seconds, args.connections,
-                                "Cerbos"), "side": "Cerbos"})
+                                "Cerbos", args.warmup), "side": "Cerbos"})
     table(f"the mixed workload at {args.connections} connections (wrk, loopback)",
           ["side", "req/s", "p50 ms", "p99 ms", "non-2xx", "socket errors"],
           [[r["target"], r["per_s"], r["p50_ms"], r["p99_ms"], r["non_2xx"], r["socket_errors"] or "-"]

@@ -401,6 +401,20 @@ def _reasons(oso: Oso, rule: str, actor, action, resource) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda code: (rank.get(code, len(rank)), code)))
 
 
+@lru_cache(maxsize=16)
+def _read(files: tuple[tuple[str, str], ...], generate: bool, check: bool):
+    """What is read from a policy's text before it is loaded: the generated clauses (or why none), the renaming
+    hazards and the check's problems. Pure functions of the files' paths and texts, so a text loaded again (a
+    reload of unchanged files, every app a test suite builds) is read once."""
+    sources = [(Path(path).name, text) for path, text in files]
+    generated, not_generated = policy_generate.generate(sources, POLAR_CLASSES) if generate else (None, "")
+    if generated is not None:
+        sources.append((GENERATED, generated))
+    hazards = tuple(canonical.renaming_hazards(sources, POLAR_CLASSES))
+    problems = tuple(check_policy([Path(path) for path, _text in files])) if check else ()
+    return generated, not_generated, hazards, problems
+
+
 class Policy:
     """A loaded policy. Thread-safe: a reload swaps in a fully built engine with an empty memo."""
 
@@ -437,14 +451,10 @@ class Policy:
         try:
             contents = [(path, path.read_bytes()) for path in files]
             texts = [content.decode("utf-8") for _path, content in contents]
-            sources = [(p.name, t) for p, t in zip(files, texts)]
-            generated, not_generated = policy_generate.generate(sources, POLAR_CLASSES) if self.generate else (None, "")
+            generated, not_generated, hazards, problems = _read(
+                tuple((str(p), t) for p, t in zip(files, texts)), self.generate, self.check)
             oso = _build(files, texts, generated)
-            if generated is not None:
-                sources.append((GENERATED, generated))
-            hazards = canonical.renaming_hazards(sources, POLAR_CLASSES)
             engine = _Engine(oso, _version(contents), self.memo_size, by_shape=not hazards, generated=generated is not None)
-            problems = check_policy(files) if self.check else []
         except (OsoError, OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
         if problems:
