@@ -127,8 +127,8 @@ def test_a_designated_admin_must_set_its_own_password_before_acting(api, databas
     assert authorize(p, "kim", "claims", "TIN-1")["allowed"] is True
 
 
-def test_a_subordinate_must_set_its_own_password_so_its_primary_user_cannot_be_it(api, database):
-    """R13: the Primary User chose the subordinate's password; the subordinate replaces it at first sign-in."""
+def _subordinate_made_by_its_primary_user(api):
+    """A masshealth provider whose Primary User `pu` created the subordinate `jdoe` with a password it chose."""
     p = api("masshealth")
     p.call("POST", "/organizations", {"key": "PIDSL-1", "name": "Provider"}, expect=201)
     designate(p, "PIDSL-1", "pu", accepted_terms=True)
@@ -136,6 +136,12 @@ def test_a_subordinate_must_set_its_own_password_so_its_primary_user_cannot_be_i
     body = {"username": "jdoe", "first_name": "J", "last_name": "Doe", "email": "jdoe@mass.example",
             "password": TEMPORARY, "permissions": ["claims_submission_and_status"]}
     p.call("POST", "/organizations/PIDSL-1/accounts", body, token=primary, expect=201)
+    return p, primary
+
+
+def test_a_subordinate_must_set_its_own_password_so_its_primary_user_cannot_be_it(api, database):
+    """R13: the Primary User chose the subordinate's password; the subordinate replaces it at first sign-in."""
+    p, primary = _subordinate_made_by_its_primary_user(api)
     refused = sign_in_reply(p, "jdoe", TEMPORARY, accepted_terms=True)
     assert refused.status_code == 401 and refused.get_json()["code"] == "password_expired"
     denied = authorize(p, "jdoe", "claims_submission_and_status", "PIDSL-1")
@@ -186,13 +192,7 @@ def test_a_masshealth_subordinate_accepts_the_vg_terms_at_first_sign_in(api, dat
 def test_the_terms_bind_every_decision_not_only_the_sign_in(api, database):
     """R7: acceptance is a fact the policy reads. Before it, /v1/authorize denies the account with
     `terms_not_accepted` (its own password set or not), and its Primary User cannot make it an admin."""
-    p = api("masshealth")
-    p.call("POST", "/organizations", {"key": "PIDSL-1", "name": "Provider"}, expect=201)
-    designate(p, "PIDSL-1", "pu", accepted_terms=True)
-    primary = p.first_sign_in("pu")
-    body = {"username": "jdoe", "first_name": "J", "last_name": "Doe", "email": "jdoe@mass.example",
-            "password": TEMPORARY, "permissions": ["claims_submission_and_status"]}
-    p.call("POST", "/organizations/PIDSL-1/accounts", body, token=primary, expect=201)
+    p, primary = _subordinate_made_by_its_primary_user(api)
     p.own_password("jdoe")
     denied = authorize(p, "jdoe", "claims_submission_and_status", "PIDSL-1")
     assert (denied["allowed"], [r["code"] for r in denied["reasons"]]) == (False, ["terms_not_accepted"])
