@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable with
 from bench._common import (ROOT, bulk_load, dumps, ensure_wrk, exit_on_sigterm, fmt_load, free_port,  # noqa: E402
                            machine, print_machine, request, run_wrk, start_server, stop_server, table,
                            wait_ready, write_config, wrk_version)
+from bench.peers import STANDING, cerbos_resource_policy, cerbos_rule  # noqa: E402
 
 PORTAL = "ahcccs"
 PER_ORG = 100
@@ -289,25 +290,15 @@ def cerbos_account_policy(catalog: tuple[str, ...]) -> str:
     rules = []
     for action in ADMIN_ACTIONS:
         status = STATUS_ALLOWS[action].replace("{catalog}", json.dumps(list(catalog)))
-        rules.append(f"""    - name: admin-{action}
-      actions: ["{action}"]
-      effect: EFFECT_ALLOW
-      roles: ["user"]
-      condition:
-        match:
-          all:
-            of:
-              - expr: P.attr.status == "active"
-              - expr: P.attr.password_current == true
-              - expr: P.id != R.id
-              - expr: R.attr.organization in P.attr.memberships
-              - expr: P.attr.memberships[R.attr.organization].status == "active"
-              - expr: P.attr.memberships[R.attr.organization].role == "admin"
-              - expr: >
-                  {status}
-""")
-    return ("apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n  resource: account\n"
-            "  rules:\n" + "".join(rules))
+        rules.append(cerbos_rule(f"admin-{action}", action, [
+            *STANDING,
+            "P.id != R.id",
+            "R.attr.organization in P.attr.memberships",
+            'P.attr.memberships[R.attr.organization].status == "active"',
+            'P.attr.memberships[R.attr.organization].role == "admin"',
+            f">\n                  {status}",
+        ]))
+    return cerbos_resource_policy("account", rules)
 
 
 def write_cerbos_policies(tmp: Path, catalog: tuple[str, ...]) -> None:

@@ -105,32 +105,35 @@ def cerbos_version(binary: Path) -> str:
     return (out.stdout.strip().splitlines() or ["?"])[0]
 
 
+def cerbos_rule(name: str, action: str, exprs: list[str]) -> str:
+    """One Cerbos resource-policy rule allowing `action` to role `user` when every expression holds."""
+    head = (f"    - name: {name}\n      actions: [\"{action}\"]\n      effect: EFFECT_ALLOW\n      roles: [\"user\"]\n"
+            "      condition:\n        match:\n          all:\n            of:\n")
+    return head + "".join(f"              - expr: {expr}\n" for expr in exprs)
+
+
+def cerbos_resource_policy(resource: str, rules: list[str]) -> str:
+    return ("apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n"
+            f"  resource: {resource}\n  rules:\n" + "".join(rules))
+
+
+# The actor's standing, as every Polar rule starts: active, with a current password.
+STANDING = ['P.attr.status == "active"', "P.attr.password_current == true"]
+
+
 def cerbos_policy(catalog: tuple[str, ...]) -> str:
     """Our 'portal function' rule in Cerbos: active, password current, active member, granted (admins: all).
 
     One rule per catalog function, the action named literally, as the Polar rule binds the action
     from the catalog.
     """
-    rules = []
-    for action in catalog:
-        rules.append(f"""    - name: function-{action}
-      actions: ["{action}"]
-      effect: EFFECT_ALLOW
-      roles: ["user"]
-      condition:
-        match:
-          all:
-            of:
-              - expr: P.attr.status == "active"
-              - expr: P.attr.password_current == true
-              - expr: R.id in P.attr.memberships
-              - expr: P.attr.memberships[R.id].status == "active"
-              - expr: >
-                  P.attr.memberships[R.id].role == "admin" ||
-                  "{action}" in P.attr.memberships[R.id].permissions
-""")
-    return ("apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n  resource: organization\n"
-            "  rules:\n" + "".join(rules))
+    return cerbos_resource_policy("organization", [cerbos_rule(f"function-{action}", action, [
+        *STANDING,
+        "R.id in P.attr.memberships",
+        'P.attr.memberships[R.id].status == "active"',
+        f'>\n                  P.attr.memberships[R.id].role == "admin" ||\n'
+        f'                  "{action}" in P.attr.memberships[R.id].permissions',
+    ]) for action in catalog])
 
 
 def cerbos_request(family) -> dict:
