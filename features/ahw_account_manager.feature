@@ -211,6 +211,22 @@ Feature: Arkansas Health & Wellness Secure Portal: Account Manager, what you nee
     And no email with a security code is sent to "dee.inbox@example.org"
     And "dee" asking to use "Health Records" for "TIN-1" gets "permission_not_granted"
 
+  @R15 @R20
+  Scenario: A security code a user with Manage Account sent is decided again when it is used
+    Given "kim" is the Account Manager of "TIN-1"
+    And "dee" is an active User of "TIN-1"
+    And "kim" has set the access of "dee" to "Manage Account, Claims"
+    And "cleo" is an active User of "TIN-1"
+    And "kim" has set the access of "cleo" to "Claims"
+    When "dee" changes the email of "cleo" to "dee.inbox@example.org"
+    Then the change is accepted
+    When "dee" clicks "Send Password Reset Email" for "cleo"
+    Then the change is accepted
+    When "kim" sets the access of "cleo" to "Claims, Health Records"
+    And "dee" enters the security code sent to "dee.inbox@example.org" for "cleo" with the new password "Dee#Owns#Cleo1"
+    Then the recovery answers "recovery_invalid"
+    And "dee" asking to use "Health Records" for "TIN-1" gets "permission_not_granted"
+
   @R3 @R4 @R23
   Scenario: When the 90-day inactivity rule disables the only Account Manager, support staff are told that day
     Given "kim" is the Account Manager of "TIN-1"

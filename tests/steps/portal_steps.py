@@ -718,6 +718,15 @@ def confirms_recovery(story, user, password):
         story.person(user).password, story.person(user).token = password, None
 
 
+@when(re_(rf'{q("actor")} enters the security code sent to {q("address")} for {q("user")} with the new password {q("password")}'))
+def confirms_recovery_from(story, actor, address, user, password):
+    """The code of a recovery someone sent to an inbox they set: whoever holds that inbox holds the code."""
+    mails = [m for m in story.outbox(story.email(address)) if "security_code" in m["payload"]]
+    assert mails, f"no security code was sent to {address}"
+    story.call("POST", "/password-recoveries/confirm", {
+        "username": story.username(user), "code": mails[-1]["payload"]["security_code"], "new_password": password})
+
+
 @then(re_(rf'the recovery answers {q("answer")}'))
 def recovery_answers(story, answer):
     reply = story.last
