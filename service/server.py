@@ -1,6 +1,6 @@
 """Serving with granian (the default) or gunicorn, configured from code, one app per worker.
 
-Why granian: see the README ("Why granian") for the figures measured on this
+Why granian: see docs/operations.md ("Why granian") for the figures measured on this
 machine. Either server gets the same main-process duties:
 
 - the policy the workers load is a checked snapshot (service/reload.py); SIGHUP
@@ -184,7 +184,7 @@ def _chain(settings: dict, hook: str, call) -> None:
 
 class MeasuredWorkers(logging.Filter):
     """granian warns at every start when its workers outnumber the cores. More single-threaded workers than
-    cores is this service's measured default (README, "Why granian"), so that one warning is dropped."""
+    cores is this service's measured default (docs/operations.md, "Why granian"), so that one warning is dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "higher than the amount of CPU cores" not in record.getMessage()
