@@ -90,5 +90,6 @@ def test_the_readme_keeps_to_what_a_newcomer_needs():
     the rest lives in docs/."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     headings = re.findall(r"(?m)^## (.+)$", text)
-    assert headings == ["What it answers", "Where to go next"]
-    assert len(text.splitlines()) < 120
+    assert headings[:2] == ["What it answers", "Where to go next"]
+    assert text.index("scripts/serve") < text.index("## What it answers")
+    assert len(text.splitlines()) < 120, "the README grows back: move the detail to a page of docs/"
