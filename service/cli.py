@@ -533,7 +533,8 @@ def cmd_migrate(args) -> None:
 
 
 def cmd_deliver(args) -> None:
-    """Issue 5 item 6: send queued emails over SMTP and export letters; once, or every --interval seconds."""
+    """Send queued emails over SMTP and export letters (the only channel for activation codes); once, or every
+    --interval seconds."""
     from service import worker
 
     config = _config(args)

@@ -1,4 +1,4 @@
-"""Issue 15: the policy author's workbench, through the CLI (R1, R5, R14-R16).
+"""The policy author's workbench, through the CLI (R1, R5, R14-R16).
 
 `policy explain` (and /v1/authorize with "explain": true), `policy diff` (a planted
 change is found, a comment-only edit changes nothing, a policy that does not load is

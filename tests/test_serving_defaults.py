@@ -1,4 +1,4 @@
-"""Issue 13: how `serve` runs granian by default, and the one granian warning that choice silences."""
+"""How `serve` runs granian by default, and the one granian warning that choice silences."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""Support staff under the operators' control (scope `enroll`; R1, R4, R27; issues 17 and 18).
+"""Support staff under the operators' control (scope `enroll`; R1, R4, R27).
 
 GET    /v1/portals/{portal}/support-staff[?status=]          list them
 POST   /v1/portals/{portal}/support-staff/{username}/disable  sessions end at once

@@ -1,4 +1,4 @@
-"""Support staff (R1, R4) under the operators' control: list, disable, enable, remove (issues 17 and 18).
+"""Support staff (R1, R4) under the operators' control: list, disable, enable, remove.
 
 Support staff act across every organization of a portal, so they are managed
 by calling services with the `enroll` scope, each change audited (R27) with the

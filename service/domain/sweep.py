@@ -27,7 +27,7 @@ Boundaries (the first day the action happens, T)
     first run over old data acts on accounts already past T without warnings.
 
 Who is swept
-    Every account of the portal, support staff included (issue 18: an idle
+    Every account of the portal, support staff included (an idle
     support account, which acts across every organization, is exactly what
     should not linger; an operator re-enables one with
     POST .../support-staff/{username}/enable). Never accounts awaiting
