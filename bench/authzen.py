@@ -7,7 +7,8 @@ database on every request), on a fresh SQLite file:
   2. a real `portal-authz serve` (as shipped) over loopback, one client on one keep-alive connection.
 The two are measured in alternating rounds, so a change in the machine's load falls on both. Before
 timing, both must answer allowed with no reasons, and `eligibility` denied with the same reasons.
-Prints p50/p99 per request and the AuthZEN / v1 ratio of the medians (issue 16: within 10%).
+Prints p50/p99 per request and the AuthZEN / v1 ratio of the medians (the target: within 10%, AuthZEN callers pay no
+more than /v1 callers).
 
     python bench/authzen.py [--quick] [-n 2000] [--rounds 5] [--no-http] [--json out.json]
 """

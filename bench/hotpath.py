@@ -83,7 +83,8 @@ def pg_messages(log_path: Path, start: int) -> list[str]:
 def run(backend: str, url: str, config, n: int, top: int, server=None) -> dict:
     database, key = seed(url, config)
     app = create_app(config, database=database, policy=Policy(config.policy_path))
-    # The environ a WSGI server hands the app, built once (Flask's test client spends ~100 µs building one).
+    # The environ a WSGI server hands the app, built once (Flask's test client builds one per request,
+    # and that would be measured with the app).
     base = EnvironBuilder(path=ALLOWED.path, method="POST", json=ALLOWED.body(),
                           headers={"Authorization": f"Bearer {key}"}).get_environ()
     data = base["wsgi.input"].read()

@@ -22,7 +22,7 @@ standing and grant for functions; admin of the organization and the target's sta
 
 Before timing, a sample of the questions (the first `--sample`, default 1,000, and a few of every rarer kind:
 action, status, link, role) is asked of both sides: every answer must agree, and both sides' allowed/denied counts are printed. Then per side: throughput, p50/p99, non-2xx
-and socket errors; the ratio to Cerbos per backend; and issue 23's targets (>= 1.0x Cerbos, p99 < 25 ms, no
+and socket errors; the ratio to Cerbos per backend; and the targets (>= 1.0x Cerbos, p99 < 25 ms, no
 errors) each met or not.
 
     python bench/mixed.py [--quick] [--accounts 50000] [--questions 100000] [--sample 1000] [--seconds 15]

@@ -28,7 +28,7 @@ Also, on each backend, POST /v1/authorize/batch with 100 checks at 1 connection 
 right after this one's on each backend, with its own database seeded by its own code: a
 before/after in one run, under the same load.
 
-Prints one table, then issue 13's targets each with met / NOT met: portal-authz / Cerbos
+Prints one table, then the targets each with met / NOT met: portal-authz / Cerbos
 throughput at 32 connections (>= 1.0), portal-authz / its own /healthz, p99 < 25 ms,
 p50 at 1 connection (< 1 ms SQLite, < 2 ms PostgreSQL), batch of 100 p50 < 10 ms; and how long
 the run took (about 2.5 min with --seconds 5, 4.5 min by default; twice the portal part with
@@ -58,7 +58,7 @@ from bench.decisions import FAMILIES  # noqa: E402
 from service.config import load_config  # noqa: E402
 
 P99_TARGET_MS = 25.0
-P50_TARGET_MS = {"SQLite": 1.0, "PostgreSQL": 2.0}  # issue 13: one connection
+P50_TARGET_MS = {"SQLite": 1.0, "PostgreSQL": 2.0}  # p50 at one connection
 BATCH = 100
 BATCH_P50_TARGET_MS = 10.0
 CERBOS_VERSION = "0.55.0"
@@ -294,7 +294,7 @@ def bench_cerbos(tmp: Path, binary: Path, config, seconds: float) -> list[dict]:
 # --- report -------------------------------------------------------------------------------------------
 
 def summary(rows: list[dict]) -> list[str]:
-    """Ratios and issue 13's targets, each line saying met or not."""
+    """Ratios and the targets, each line saying met or not."""
     lines = []
     at = {(r["kind"], r["backend"], r.get("tree", "this"), r["connections"]): r for r in rows}
     cerbos = at.get(("cerbos", "-", "this", 32))

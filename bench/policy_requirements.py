@@ -1,4 +1,5 @@
-"""What the requirement-based policy (issue 15 item 1) costs per decision: a benchmark script, not a test.
+"""What the requirement-based policy (each rule a list of named requirements) costs per decision: a benchmark
+script, not a test.
 
 Asks `Policy.decide` every decision-table question with no memo (every call evaluates:
 `allow`, then `deny_reason` on a denial), for each policy folder given, and prints

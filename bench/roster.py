@@ -25,7 +25,7 @@ rotating so that no two consecutive requests are the same:
 --explain prints, per request kind, the costliest SQL statement of its last request
 (each run again, best of 3) and the database's plan for it (EXPLAIN ANALYZE on
 PostgreSQL, EXPLAIN QUERY PLAN on SQLite).
-Target (issue 7): at most 50 ms per listing page on PostgreSQL.
+Target: at most 50 ms per listing page on PostgreSQL (a page a person waits for).
 """
 from __future__ import annotations
 

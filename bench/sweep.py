@@ -8,7 +8,7 @@ today, again today (must change nothing), and tomorrow.
 
     python bench/sweep.py [--quick] [--accounts 1000000] [--backend sqlite|postgres|both] [--statements]
 
-Target (issue 5): under 30 s for the sweep on each backend.
+Target: under 30 s for the sweep on each backend (a daily job that holds write locks).
 """
 from __future__ import annotations
 

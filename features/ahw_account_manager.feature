@@ -106,7 +106,7 @@ Feature: Arkansas Health & Wellness Secure Portal: Account Manager, what you nee
       | Dental Records                  | refused because of "permission_unknown" | Dental Records  | permission_unknown     |
 
   @R16 @R14
-  Scenario: A calling service asks through OpenID AuthZEN and gets the answer /v1 gives (issue 16)
+  Scenario: A calling service asks through OpenID AuthZEN and gets the answer /v1 gives
     Given "kim" is the Account Manager of "TIN-1"
     And "uma" is an active User of "TIN-1"
     When "kim" sets the access of "uma" to "Claims"

@@ -1,5 +1,5 @@
 @ahcccs
-Feature: Policy authoring: a rule change and the decisions it changes (issue 15)
+Feature: Policy authoring: a rule change and the decisions it changes
   A policy author changes one rule of policies/portal.polar and, before it ships,
   `portal-authz policy diff` names every decision the change would change. Not a
   seed document: the portal's own words are in the five seed features.

@@ -69,5 +69,5 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     if config.testing.hashing == "cheap":  # config.py allows it only with the settable clock
         hashing.use_cheap_hashing()
         logging.getLogger(__name__).warning("testing.hashing is cheap: passwords are hashed at test cost")
-    app.wsgi_app = ExpressAuthorize(app, app.wsgi_app)  # issue 13: well-formed decisions skip Flask's machinery
+    app.wsgi_app = ExpressAuthorize(app, app.wsgi_app)  # well-formed decisions skip Flask's machinery
     return app

@@ -1,4 +1,4 @@
-"""The delivery loop as a child of `portal-authz serve` (issue 5 item 6): started, watched, restarted, stopped.
+"""The delivery loop as a child of `portal-authz serve`: started, watched, restarted, stopped.
 
 The child is `portal-authz deliver --parent-pid <serve's pid>` in a fresh
 interpreter (nothing inherited from the server: no listening socket, no

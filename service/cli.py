@@ -143,7 +143,7 @@ def cmd_serve(args) -> None:
     delivers = args.deliver or config.delivery.in_serve
     if (args.demo or config.demo.enabled) and config.delivery.by_caller is None and not delivers:
         # The demo delivers nothing: whoever tries it plays the caller and reads the activation letter's
-        # code from the outbox (the README's worked example).
+        # code from the outbox (the worked example, docs/tour.md).
         config = config.model_copy(update={"delivery": config.delivery.model_copy(update={"by_caller": True})})
     if args.deliver and config.delivery.by_caller:
         _die("--deliver: delivery.by_caller is true (the calling service delivers); serve cannot deliver too")
@@ -533,7 +533,8 @@ def cmd_migrate(args) -> None:
 
 
 def cmd_deliver(args) -> None:
-    """Issue 5 item 6: send queued emails over SMTP and export letters; once, or every --interval seconds."""
+    """Send queued emails over SMTP and export letters (the only channel for activation codes); once, or every
+    --interval seconds."""
     from service import worker
 
     config = _config(args)

@@ -175,7 +175,7 @@ class Demo(_Strict):
 
 
 class Smtp(_Strict):
-    """Where the delivery worker hands emails over (issue 5 item 6)."""
+    """Where the delivery worker hands emails over."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=25, ge=1, le=65535)
@@ -232,7 +232,7 @@ class DecisionLog(_Strict):
 
 
 class AuthZen(_Strict):
-    """OpenID AuthZEN (issue 16): where callers reach this service, for the PDP identifiers and endpoint URLs."""
+    """OpenID AuthZEN: where callers reach this service, for the PDP identifiers and endpoint URLs."""
 
     base_url: str | None = Field(
         default=None, description=("e.g. https://pdp.example.org; null: the address `serve` binds "

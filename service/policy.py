@@ -235,7 +235,7 @@ class Decision:
     reasons: tuple[str, ...]
     policy_version: str
     # The (actor, resource) facts the policy decided on, for the decision log to record so that
-    # `policy diff` can replay the decision (issue 15); not part of the answer or of equality.
+    # `policy diff` can replay the decision; not part of the answer or of equality.
     facts: tuple | None = field(default=None, compare=False, repr=False)
 
     def reason_objects(self) -> list[dict[str, str]]:

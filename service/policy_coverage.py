@@ -1,4 +1,4 @@
-"""Which parts of the policy no decision-table row exercises (issue 15 item 4): `policy test --coverage`.
+"""Which parts of the policy no decision-table row exercises: `policy test --coverage`.
 
 Every row of the tables is explained (service/policy_explain.py), and each clause of
 the policy counts as exercised when:

@@ -1,4 +1,4 @@
-"""The impact of a policy change before it ships (issue 15 item 3): `portal-authz policy diff`.
+"""The impact of a policy change before it ships: `portal-authz policy diff`.
 
 Both policies answer the same questions, and every question whose answer (allowed,
 or the reason codes) differs is listed, grouped by action and by the requirements
@@ -6,7 +6,7 @@ whose outcome changed. The questions come from three places:
 
   tables  every row of the decision tables (<dir>/tests/*.yaml of both folders);
   log     the recorded decision log: each entry that carries the facts it was
-          decided on (`facts`, recorded since issue 15) is asked again as it was;
+          decided on (`facts`; older entries lack them) is asked again as it was;
   space   a generated space of small organizations per portal profile (each
           organization carries the profile's id as its portal, so a rule scoped
           to one portal changes that portal's questions only): for each
@@ -65,7 +65,7 @@ class Change:
 class DiffReport:
     evaluated: int = 0
     by_source: dict[str, int] = field(default_factory=lambda: {"tables": 0, "log": 0, "space": 0})
-    log_skipped: int = 0  # logged decisions without recorded facts (logged before issue 15): not replayable
+    log_skipped: int = 0  # logged decisions without recorded facts (older log entries): not replayable
     # Distinct shapes among the questions (service/canonical.py): each is evaluated once per policy when
     # the policy memoizes by shape, however many questions it stands for.
     shapes: int = 0

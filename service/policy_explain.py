@@ -1,4 +1,4 @@
-"""Why a decision came out as it did, in the policy author's terms (issue 15 item 2).
+"""Why a decision came out as it did, in the policy author's terms.
 
 The policy (portal.polar) gives each action one or more rules, each a list of named
 requirements; `allow` holds when every requirement of some rule holds, and a denial
@@ -172,7 +172,8 @@ def facts_json(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) ->
     """The whole facts of a decision as JSON (the decision log records these so a decision can be replayed)."""
     kind = "account" if isinstance(resource, AccountFacts) else "organization"
     actor_json = asdict(actor)
-    # The decision log never holds the word "password" (issue 18): the fact is the credentials' currency.
+    # The decision log never holds the word "password" (a log search for secrets finds none): the fact is the
+    # credentials' currency.
     actor_json["credentials_current"] = actor_json.pop("password_current")
     return {"actor": actor_json, "resource_kind": kind, "resource": asdict(resource)}
 

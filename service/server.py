@@ -1,6 +1,6 @@
 """Serving with granian (the default) or gunicorn, configured from code, one app per worker.
 
-Why granian: see the README ("Why granian") for the figures measured on this
+Why granian: see docs/operations.md ("Why granian") for the figures measured on this
 machine. Either server gets the same main-process duties:
 
 - the policy the workers load is a checked snapshot (service/reload.py); SIGHUP
@@ -46,10 +46,9 @@ class Options:
 def default_workers(engine: str) -> int:
     """Sized to the machine: gunicorn's sync workers 2 x cores + 1; granian 2 x cores single-threaded workers.
 
-    Issue 13 (bench/serving.py, three runs): once a decision costs ~80 µs of Python, threads in one
-    process wait on each other's GIL; 2 x cores processes of 1 thread answered up to 8% more decisions
-    than cores x 2 threads at 32 connections on SQLite and 30-37% more at one connection, the same on
-    PostgreSQL within the runs' noise. The same number of requests run at once either way."""
+    Once a decision is cheap in Python, threads in one process mostly wait on each other's GIL, so
+    single-threaded processes answer more decisions than threaded ones, with the same number of requests
+    running at once either way (bench/serving.py; figures in bench/README.md)."""
     cores = multiprocessing.cpu_count()
     return 2 * cores if engine == "granian" else 2 * cores + 1
 
@@ -75,8 +74,8 @@ def build_worker_app(config: Config, policy_dir: Path):
 def settle_heap() -> None:
     """Move what a worker built at start (the policy engine, SQLAlchemy's metadata, pydantic's models, the
     config) out of reach of the cyclic garbage collector: it lives as long as the worker, and left in the
-    collected generations every full collection walks it again. Issue 13: that walk was the roster
-    listing's p99 (bench/roster.py: 74-110 ms with it, 16-50 ms without, p50 unchanged)."""
+    collected generations every full collection walks it again, and that walk was the roster listing's
+    p99 (bench/roster.py; figures in bench/README.md)."""
     import gc
 
     gc.collect()
@@ -184,7 +183,7 @@ def _chain(settings: dict, hook: str, call) -> None:
 
 class MeasuredWorkers(logging.Filter):
     """granian warns at every start when its workers outnumber the cores. More single-threaded workers than
-    cores is this service's measured default (README, "Why granian"), so that one warning is dropped."""
+    cores is this service's measured default (docs/operations.md, "Why granian"), so that one warning is dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "higher than the amount of CPU cores" not in record.getMessage()

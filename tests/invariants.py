@@ -1,4 +1,5 @@
-"""A stateful search for sequences of real API calls that break the system's invariants (issue 11 item 7).
+"""A stateful search for sequences of real API calls that break the system's invariants: each decision
+was right alone, so what is searched for is a composition of them that is not.
 
 Every single decision can be right while a sequence of allowed steps is not (link, then change the
 email, then recover: a takeover). So a hypothesis `RuleBasedStateMachine` drives random sequences of
@@ -22,10 +23,10 @@ written here, independently of the policy:
 4. R27: every change and every policy denial is in the audit.
 5. Parity: `/v1/authorize`, asked the same question just before, predicts each change's answer
    (allowed, or denied with the same reasons).
-6. A non-member learns only `not_member` (issue 18 item 5).
+6. A non-member learns only `not_member`.
 7. Designating an admin never adopts an account: it creates one, or upgrades an active member of that
-   organization that the request names explicitly (issue 18 item 1); registrants are told only active
-   admins (issue 18 item 6).
+   organization that the request names explicitly; registrants are told only active
+   admins.
 """
 from __future__ import annotations
 
@@ -218,7 +219,7 @@ class PortalMachine(RuleBasedStateMachine):
                 return token
         response = self.call("POST", "/sessions", {"username": account, "password": self.passwords[account]})
         if response.status_code == 401 and response.get_json()["code"] in ("password_expired", "terms_not_accepted"):
-            # First sign-in of an account someone else made: its own password, the terms (issue 18, R7).
+            # First sign-in of an account someone else made: its own password, the terms (R7).
             own = next(NEW_PASSWORDS)
             if response.get_json()["code"] == "password_expired" and self.call(
                     "PUT", f"/accounts/{account}/password",
@@ -386,7 +387,7 @@ class PortalMachine(RuleBasedStateMachine):
 
     @rule(org=st.sampled_from(ORGS), subject=accounts_, existing=st.booleans(), fresh=st.booleans())
     def designate_admin(self, org, subject, existing, fresh):
-        """Support staff or the payer designate an admin (R4, R12): never by adopting an account (issue 18)."""
+        """Support staff or the payer designate an admin (R4, R12): never by adopting an account."""
         name = f"d{next(self.counter)}" if fresh else subject
         body = {"username": name, **({"existing_account": True} if existing and not fresh else {
             "first_name": "Des", "last_name": "Ignated", "email": f"{name}.des@example.org",
@@ -487,7 +488,7 @@ class PortalMachine(RuleBasedStateMachine):
                    for org in s.active_links(target))
 
     def _designation(self, before: Snapshot, after: Snapshot, step: Step):
-        """Issue 18 item 1: a designation creates a new account, or upgrades an active member of that organization."""
+        """A designation creates a new account, or upgrades an active member of that organization."""
         for name, now in after.accounts.items():
             was = before.accounts.get(name)
             if was is not None and any(was[f] != now[f] for f in (*ACCOUNT_FIELDS, "password_hash")):
@@ -558,7 +559,7 @@ class PortalMachine(RuleBasedStateMachine):
                     self.fail(f"{actor} granted or revoked {p} for {name} in {org} without holding it")
 
     def _listed_admins(self, after: Snapshot, step: Step):
-        """Issue 18 item 6: a registration lists only the organization's active admins (R11)."""
+        """A registration lists only the organization's active admins (R11)."""
         if step.kind != "registration" or step.response is None or step.response.status_code != 201:
             return
         emails = {a["email"] for a in step.response.get_json().get("admins", [])}

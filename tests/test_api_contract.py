@@ -1,5 +1,5 @@
-"""The fixed contract (shared/api-v1.md) as an outside client meets it: the deviations of issue 12, each
-driven against the app, and the same bodies against a live server."""
+"""The fixed contract (shared/api-v1.md) as an outside client meets it: each place where the service once
+deviated from it, driven against the app, and the same bodies against a live server."""
 from __future__ import annotations
 
 import json
@@ -36,7 +36,7 @@ def call(client, database, clock):
 
 
 def first_sign_in(call, portal, username, temporary):
-    """A designated admin's first sign-in: its own password (issue 18 item 2), then the terms of use (R7)."""
+    """A designated admin's first sign-in: its own password (someone else chose the first), then the terms (R7)."""
     changed = call("PUT", f"/v1/portals/{portal}/accounts/{username}/password",
                    {"current_password": temporary, "new_password": "my own long pass"})
     assert changed.status_code == 200, changed.get_json()

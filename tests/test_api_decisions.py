@@ -241,7 +241,7 @@ def test_batch_answers_equal_single_answers(ask):
 
 
 def test_a_batch_reads_its_facts_in_as_many_statements_as_one_check(ask, database):
-    """Issue 7: one statement for the facts of every check, however many checks and targets."""
+    """One statement for the facts of every check, however many checks and targets."""
     statements = []
 
     def count(_conn, _cursor, statement, *_args):
@@ -252,7 +252,7 @@ def test_a_batch_reads_its_facts_in_as_many_statements_as_one_check(ask, databas
     many = [{"action": "claims", "resource": org(key)} for key in ("TIN-1", "TIN-2")] + [
         {"action": action, "resource": account(user, "TIN-1")}
         for user in targets for action in ("remove", "upgrade", "view")]
-    # The key's first use is recorded (at most once a minute, issue 17): before counting, not in either count.
+    # The key's first use is recorded (at most once a minute): before counting, not in either count.
     assert ask("delegate", None, None, path="/v1/authorize/batch", checks=one).status_code == 200
     event.listen(database.engine, "before_cursor_execute", count)
     try:

@@ -73,7 +73,7 @@ def test_payer_verified_first_account_manager_and_single_admin_warning(enroll):
 
 
 def test_designating_an_existing_username_is_refused_not_adopted(enroll):
-    """Issue 18 item 1, R4, R6: a username that exists is 409, never silently made admin elsewhere."""
+    """R4, R6: a username that exists is 409, never silently made admin elsewhere."""
     enroll("POST", "/v1/portals/ahcccs/organizations", {"key": "P1", "name": "P"})
     enroll("POST", "/v1/portals/ahcccs/organizations", {"key": "P2", "name": "Q"})
     enroll("POST", "/v1/portals/ahcccs/organizations/P1/admins",

@@ -1,4 +1,4 @@
-"""Account lifecycle over HTTP, per portal: registration to removal (issue 4; R1-R13, R21, R25, R27)."""
+"""Account lifecycle over HTTP, per portal: registration to removal (R1-R13, R21, R25, R27)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -180,7 +180,7 @@ def test_masshealth_primary_user_story(api, database):
 
     other = primary_user(p, database, org="PIDSL-2")
     linked = p.call("POST", "/organizations/PIDSL-2/links", {"username": "jdoe11"}, token=other, expect=201)
-    # The linking organization sees its own link only, never the account's other organizations (issue 18 item 5).
+    # The linking organization sees its own link only, never the account's other organizations.
     assert {m["organization"] for m in linked.get_json()["memberships"]} == {"PIDSL-2"}
     again = p.call("POST", "/organizations/PIDSL-2/links", {"username": "jdoe11"}, token=other, expect=409)
     assert again.get_json()["code"] == "already_linked"
@@ -333,7 +333,7 @@ ACTIONS_TO_COMPARE = ["approve", "enable", "disable", "unlock", "upgrade", "down
 
 
 def test_authorize_predicts_what_the_change_endpoint_does(api, database, build):
-    """Done-criterion of issue 4: /v1/authorize's answer for an admin action matches the mutation's outcome."""
+    """A decision predicts the change: /v1/authorize's answer for an admin action matches the mutation's outcome."""
     p = api("ahw")
     with build("ahw") as world:
         world.organization("TIN-5")

@@ -1,4 +1,4 @@
-"""Issue 11: authority matches the reach of every effect. Each reproducer of the issue, over HTTP in-process.
+"""Authority matches the reach of every effect (R1, R3, R15). Each attack that once worked, over HTTP in-process.
 
 Every single decision was right before; the compositions were not. These tests replay the attacks
 (link, then change email, then recover; disable across organizations; a delegate's escalation;
@@ -321,7 +321,7 @@ def test_support_activating_a_member_where_the_only_admin_is_locked_notifies_sup
 @pytest.mark.R23
 def test_the_sweep_disabling_the_last_admin_notifies_support(client, key, build, database, clock):
     with build("ahw") as world:
-        # support staff are swept too (issue 18): sam was active lately, kim never since day 0
+        # support staff are swept too: sam was active lately, kim never since day 0
         world.account("sam", support=True).last_activity_at = clock.now() + timedelta(days=89)
         world.account("kim", memberships={"TIN-1": {"role": "admin"}})
         world.account("uma", memberships={"TIN-1": {}}).last_activity_at = clock.now() + timedelta(days=89)
@@ -366,7 +366,7 @@ def test_denied_listings_and_refused_sign_ins_are_audited_under_the_account(mass
     assert ("sign_in", "refused", "pb", None, ["invalid_credentials"]) in rows
 
 
-# --- Issue 18 item 5: a non-member learns only not_member -----------------------------------------
+# --- A non-member learns only not_member --------------------------------------------------------------
 
 @pytest.mark.R1
 def test_a_non_member_learns_nothing_about_another_organizations_accounts(masshealth):

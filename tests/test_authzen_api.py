@@ -1,4 +1,4 @@
-"""Issue 16: the OpenID AuthZEN endpoints in-process, each endpoint and each error status.
+"""The OpenID AuthZEN endpoints in-process, each endpoint and each error status.
 
 The clinic is the same ahw world as tests/test_api_decisions.py, so every AuthZEN answer can be
 compared with what /v1/authorize says about the same question (R1, R5, R14-R16).
@@ -301,7 +301,7 @@ def test_resource_search_finds_organizations_and_accounts(post):
     body = {"subject": sub("manager"), "action": {"name": "approve"}, "resource": {"type": "account"}}
     assert results(post(RESOURCES, body)) == [acct("newbie", "TIN-1")]
     body = {"subject": sub("delegate"), "action": {"name": "disable"}, "resource": {"type": "account"}}
-    # R15: members; not twofold, who also belongs to TIN-2 where the delegate has no authority (R1, issue 11)
+    # R15: members; not twofold, who also belongs to TIN-2 where the delegate has no authority (R1)
     assert [r["id"] for r in results(post(RESOURCES, body))] == ["biller", "locked"]
 
 

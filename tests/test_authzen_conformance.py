@@ -1,4 +1,4 @@
-"""Issue 16: AuthZEN conformance against a LIVE `portal-authz serve`, modelled on the structural checks
+"""AuthZEN conformance against a LIVE `portal-authz serve`, modelled on the structural checks
 of the AuthZEN certification scenario (shared/specs/authzen-certification-scenario.md, section ids
 c-2 .. c-6 in the test names' comments).
 

@@ -1,4 +1,4 @@
-"""Issue 16 item 4: every AuthZEN search equals evaluating every candidate one by one (R1, R3, R5, R14-R16).
+"""Every AuthZEN search equals evaluating every candidate one by one (R1, R3, R5, R14-R16).
 
 Hypothesis draws small worlds (the generator of tests/test_fast_path.py: organizations, memberships,
 roles, grants, statuses, password ages, support staff) and a few actions; for each, the subject search
@@ -6,7 +6,7 @@ of every organization and every (account, organization) link, and the resource s
 person, organizations and accounts, are read page by page (two results a page, so the page tokens are
 exercised) and compared with the set a one-by-one evaluation of every candidate allows. It also counts
 the candidates the SQL filter let through and the policy refused: only the last-admin rule (R3) and a
-delegate's capture check (issue 11, R15) may be (that is what the filter leaves to the policy, which
+delegate's capture check (R15) may be (that is what the filter leaves to the policy, which
 confirms every candidate of a page), so the filter is shown to follow the policy otherwise; the resource
 search's filter follows the reach of account-wide actions too, the subject search's not yet.
 Run on SQLite and on PostgreSQL.
@@ -25,7 +25,7 @@ from tests.fixtures.generated import NOW, ORGS, action_of, figures, mutate, prop
 
 FUNCTIONS = ("fn0", "fn1", "fn2", "fn3", "bake_bread")
 R3_ACTIONS = {"remove", "disable", "downgrade"}
-# A delegate's capture check (R15, issue 11: every function the account holds, in every organization) is
+# A delegate's capture check (R15: every function the account holds, in every organization) is
 # left to the policy's confirmation of each candidate; the reach itself is in the SQL filter.
 CAPTURE_ACTIONS = {"update_email", "send_password_recovery", "send_registration_email"}
 LEFT_TO_THE_POLICY = R3_ACTIONS | CAPTURE_ACTIONS
@@ -143,7 +143,7 @@ def test_search_equals_evaluating_every_candidate_on_postgres(pg_database, confi
 
 
 def test_the_account_filter_itself_follows_the_reach_of_account_wide_actions(database, config, policy, clock, build):
-    """Issue 11: a candidate linked into an organization where the actor has no authority is not selected for an
+    """R1: a candidate linked into an organization where the actor has no authority is not selected for an
     account-wide action (the policy would refuse it), while a one-link action on it still is."""
     from sqlalchemy import select
 

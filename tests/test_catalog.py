@@ -1,4 +1,4 @@
-"""Issue 14 item 2: one action catalog (service/catalog.py), tied to what the loaded Polar decides.
+"""One action catalog (service/catalog.py), tied to what the loaded Polar decides.
 
 The test walks a grid of facts (support staff, admins, delegates and members; targets in every status
 and role; a function named or not) through the loaded policy's `authorized_actions`, and compares the

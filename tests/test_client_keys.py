@@ -1,4 +1,4 @@
-"""Issue 17 items 1-4 and 6: `portal-authz clients list/revoke/rotate/add --expires`, run as the real command,
+"""`portal-authz clients list/revoke/rotate/add --expires`, run as the real command,
 then the keys presented to the service; audit of every key operation, counts in /metrics, last use.
 
 The command measures time on the system clock (the config's clock is `system`); the app under test

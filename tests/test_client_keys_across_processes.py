@@ -1,4 +1,4 @@
-"""Issue 17, "Done means": revoke and rotate through the command line, seen by every worker of two servers.
+"""Revoke and rotate through the command line, seen by every worker of two servers.
 
 Two real `portal-authz serve` processes (gunicorn, two sync workers each, so that one held connection per
 worker reaches every worker: see tests/test_across_processes.py) share one PostgreSQL database with the

@@ -219,7 +219,7 @@ def refusal_kind(action: str, reply: Reply) -> str | None:
     if action == "remove" and reply.status == 403 and "not_member" in reply.reasons \
             and set(reply.reasons) <= {"not_member", "actor_inactive"}:
         # The winner removed the loser's link first: the loser is no longer a member (and, its last link
-        # gone, no longer active), and a non-member is told nothing of the target's state (issue 18 item 5).
+        # gone, no longer active), and a non-member is told nothing of the target's state.
         return "403 not_member"
     return None
 

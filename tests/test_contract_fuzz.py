@@ -51,7 +51,7 @@ def seed(base: str, key: str) -> dict[str, str]:
         call(base, "POST", f"{v1}/organizations/DEMO-0001/admins",
              {"username": username, "first_name": "Ada", "last_name": username.split(".")[1].title(),
               "email": f"{username}@example.org", "password": temporary, "accepted_terms": True}, key)
-        # A password chosen by someone else is temporary (issue 18): the admin sets its own first.
+        # A password chosen by someone else is temporary: the admin sets its own first.
         call(base, "PUT", f"{v1}/accounts/{username}/password",
              {"current_password": temporary, "new_password": PASSWORD}, key)
     call(base, "POST", f"{v1}/support-staff", {"username": "support.sam", "first_name": "Sam", "last_name": "Support",

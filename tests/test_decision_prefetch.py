@@ -1,4 +1,4 @@
-"""Issue 13: /v1/authorize reads its client key and its facts in one statement; nothing else changes.
+"""/v1/authorize reads its client key and its facts in one statement; nothing else changes.
 
 The key is still judged first (401/403 before any body problem), read fresh on every request
 (a revoked key is refused by the very next request), and the facts read with it are used only

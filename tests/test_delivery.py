@@ -1,4 +1,4 @@
-"""The delivery worker (issue 5 item 6) against a real SMTP server on loopback (aiosmtpd)."""
+"""The delivery worker against a real SMTP server on loopback (aiosmtpd)."""
 from __future__ import annotations
 
 import json

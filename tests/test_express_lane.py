@@ -1,4 +1,4 @@
-"""Issue 13: the express lane for POST /v1/authorize answers exactly as the declared route does.
+"""The express lane for POST /v1/authorize answers exactly as the declared route does.
 
 The lane (service/api/express.py) sits in front of Flask. Every request here is sent twice, once
 through the lane and once straight to the Flask app behind it, and the two answers must be equal

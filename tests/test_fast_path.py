@@ -1,4 +1,4 @@
-"""Issue 7: the fast decision path equals the plain one (R1, R5, R14-R16).
+"""The fast decision path equals the plain one (R1, R5, R14-R16).
 
 The fast path reads every fact of a request in one statement and memoizes
 answers keyed by the policy version and the facts. The plain path here loads

@@ -1,5 +1,5 @@
-"""The five source documents as executable specifications (issue 6): features/*.feature,
-and the policy author's workbench (issue 15: features/policy_authoring.feature).
+"""The five source documents as executable specifications: features/*.feature,
+and the policy author's workbench (features/policy_authoring.feature).
 
 In-process by default; against a live server with PORTAL_AUTHZ_URL and PORTAL_AUTHZ_KEY.
 `-m R19` selects a rule, `-m ahw` a portal profile; `--cucumberjson=reports/cucumber.json`
@@ -7,7 +7,7 @@ writes a report for QA.
 """
 from pytest_bdd import scenarios
 
-from tests.steps.authoring_steps import *  # noqa: F401,F403 - issue 15: a policy author's change
+from tests.steps.authoring_steps import *  # noqa: F401,F403 - a policy author's change
 from tests.steps.portal_steps import *  # noqa: F401,F403 - the step definitions are fixtures of this module
 
 scenarios(
@@ -16,5 +16,5 @@ scenarios(
     "ahw_account_manager.feature",
     "qm_ioc_registration.feature",
     "masshealth_subordinate_accounts.feature",
-    "policy_authoring.feature",  # not a seed document: the policy author's workbench (issue 15)
+    "policy_authoring.feature",  # not a seed document: the policy author's workbench
 )

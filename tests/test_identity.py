@@ -1,4 +1,4 @@
-"""Identities that cannot be borrowed (issue 18, items 1, 2, 6, 7), tried over HTTP as an attacker would.
+"""Identities that cannot be borrowed, tried over HTTP as an attacker would.
 
 Each test failed on main before the change it covers.
 """
@@ -98,7 +98,7 @@ def test_naming_an_existing_member_upgrades_it_and_is_audited_as_an_upgrade(api,
 
 
 def test_only_an_active_member_is_made_an_admin(api, database):
-    """R2, issue 18 item 1: a locked member is not upgraded (found by tests/invariants.py), as `upgrade` refuses."""
+    """R2: a locked member is not upgraded (found by tests/invariants.py), as `upgrade` refuses."""
     p, kim = practice_with_a_verified_user(api, database)
     for _ in range(3):
         p.call("POST", "/sessions", {"username": "uma", "password": "not the password"})

@@ -1,4 +1,4 @@
-"""Issue 11 item 7: the stateful invariant search (tests/invariants.py) on SQLite and PostgreSQL.
+"""The stateful invariant search (tests/invariants.py) on SQLite and PostgreSQL.
 
 Sequences per run: PORTAL_AUTHZ_INVARIANT_EXAMPLES (default 100 on SQLite, 30 on PostgreSQL, each up to
 PORTAL_AUTHZ_INVARIANT_STEPS steps, default 25). Set them to thousands for a long search. Argon2 runs with
@@ -106,11 +106,11 @@ def test_no_sequence_breaks_the_invariants_on_postgresql(postgres_databases, con
 
 
 BREAKS = {
-    # what the service was before issue 11: authority in the named organization was enough
-    # (issue 15: the admin duties' rule no longer lists the requirement administers_everywhere)
+    # authority in the named organization is enough: the admin duties' rule no longer lists the
+    # requirement administers_everywhere
     "reach": ('    "administers_everywhere", "no_capture",\n', "without authority in every organization"),
     # R15: a delegate may point the email or the recovery of an account holding more than it at itself
-    # (issue 15: the requirement no_capture always holds)
+    # (the requirement no_capture always holds)
     "capture": ('requirement("no_capture", actor, action, target) if\n'
                 "    (not captures(action)) or may_capture(actor, target);\n", "without holding its functions"),
 }
@@ -123,10 +123,10 @@ def broken_policy(tmp_path, config, clause: str) -> Policy:
     portal = scratch / "portal.polar"
     text = portal.read_text()
     assert clause in text, clause
-    if clause.startswith("requirement("):  # issue 15: a requirement that always holds
+    if clause.startswith("requirement("):  # a requirement that always holds
         name = clause.split(",", 1)[0]
         portal.write_text(text.replace(clause, f"{name}, _actor, _action, _target);\n"))
-    elif clause.strip().startswith('"'):  # issue 15: a requirement dropped from a rule's list
+    elif clause.strip().startswith('"'):  # a requirement dropped from a rule's list
         portal.write_text(text.replace(clause, '    "no_capture",\n', 1))
     else:
         portal.write_text(text.replace(clause, "    true;\n" if clause.rstrip().endswith(";") else ""))

@@ -1,4 +1,4 @@
-"""Operations (issue 7 item 4): /metrics, request ids, JSON logs and the decision log.
+"""Operations: /metrics, request ids, JSON logs and the decision log.
 
 In-process through the Flask test client, and once under a real `portal-authz
 serve` with two gunicorn workers whose metrics must add up.

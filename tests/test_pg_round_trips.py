@@ -1,4 +1,4 @@
-"""Issue 13: a decision on PostgreSQL without pre-ping, BEGIN or ROLLBACK, and still fresh and safe.
+"""A decision on PostgreSQL without pre-ping, BEGIN or ROLLBACK, and still fresh and safe.
 
 The decision API runs here on a real PostgreSQL (tests/fixtures/postgres.py): the `database`
 fixture that `app`, `client`, `authorize_key` and `build` use is the PostgreSQL one.
@@ -93,9 +93,9 @@ def test_a_connection_idle_in_the_pool_is_pinged_before_use(database, monkeypatc
 
 @pytest.mark.parametrize("question", ["organization", "account"])
 def test_the_facts_statement_reads_organizations_by_index_in_a_large_portal(database, build, question):
-    """Issue 13: at 5,000 organizations in the portal, the generic plan PostgreSQL keeps for the prepared facts
+    """At 5,000 organizations in the portal, the generic plan PostgreSQL keeps for the prepared facts
     statement looks organizations up by index; it once scanned every organization of the portal (an `OR` of the
-    asked keys and the targets' organizations: 1.2 ms a decision at 20,000 organizations)."""
+    asked keys and the targets' organizations; its cost is in bench/README.md)."""
     from service.storage.facts import FACTS
 
     with build("ahw") as world:

@@ -1,6 +1,6 @@
 """A rule can be scoped to one portal: every organization carries its portal (the profile id) as a fact.
 
-The README's walk-through change ("ahw asks": recovery for an account pending approval, in ahw only) is
+The policy author's walk-through change (docs/authoring.md) ("ahw asks": recovery for an account pending approval, in ahw only) is
 applied as printed and decided from storage (SQLite and PostgreSQL) and from decision tables; a
 portal-scoped rule shows in `policy diff` for that portal only.
 """
@@ -20,21 +20,21 @@ from tests.conftest import ROOT
 from tests.fixtures.world import World
 
 POLICIES = ROOT / "policies"
-README = (ROOT / "README.md").read_text()
+WALK_THROUGH = (ROOT / "docs" / "authoring.md").read_text()
 RECOVERY = 'status_allows("send_password_recovery", target: TargetAccount) if target.status in ["active", "locked"];'
 
 
 def between(marker: str, fence: str) -> str:
-    block = README.split(f"<!-- {marker}:start -->", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
+    block = WALK_THROUGH.split(f"<!-- {marker}:start -->", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
     return re.search(rf"```{fence}\n(.*?)```", block, re.S).group(1)
 
 
 def walk_through_policy(where: Path) -> Path:
-    """A copy of the shipped policy with the README's change applied as printed."""
+    """A copy of the shipped policy with the walk-through's change applied as printed."""
     shutil.copytree(POLICIES, where)
     polar = where / "portal.polar"
     text = polar.read_text(encoding="utf-8")
-    assert text.count(RECOVERY + "\n") == 1, "the walk-through's line changed in portal.polar; update the README"
+    assert text.count(RECOVERY + "\n") == 1, "the walk-through's line changed in portal.polar; update docs/authoring.md"
     change = "\n".join(line.strip() if not line.startswith("    ") else line[3:]
                        for line in between("walk-through-change", "polar").splitlines())
     polar.write_text(text.replace(RECOVERY + "\n", change + "\n"), encoding="utf-8")

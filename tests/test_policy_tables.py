@@ -128,7 +128,7 @@ def test_the_policy_has_the_clauses_the_next_test_removes():
 
 @pytest.mark.parametrize(("file", "index"), RULE_CLAUSES, ids=[f"{f}#{i}" for f, i in RULE_CLAUSES])
 def test_removing_any_rule_requirement_or_reason_clause_fails_a_row(tmp_path, file, index):
-    """Every clause is exercised: without it, some row gets a different answer (issue 15 item 4:
+    """Every clause is exercised: without it, some row gets a different answer (so coverage means something:
     every rule, requirement definition, reason code and telling order of the policy)."""
     policy_dir = copy_policy(tmp_path)
     clauses = polar_clauses((POLICIES / file).read_text(encoding="utf-8"))

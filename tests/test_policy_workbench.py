@@ -1,4 +1,4 @@
-"""Issue 15: the policy author's workbench, through the CLI (R1, R5, R14-R16).
+"""The policy author's workbench, through the CLI (R1, R5, R14-R16).
 
 `policy explain` (and /v1/authorize with "explain": true), `policy diff` (a planted
 change is found, a comment-only edit changes nothing, a policy that does not load is
@@ -105,7 +105,7 @@ def test_diff_finds_a_planted_change_and_names_the_decisions(tmp_path, cli_confi
     # The planted change: unlock applies to disabled accounts too.
     edit(new, "portal.polar", 'status_allows("unlock", target: TargetAccount) if target.status = "locked";',
          'status_allows("unlock", target: TargetAccount) if target.status in ["locked", "disabled"];')
-    # The space limited to one profile and three actions (the whole space takes minutes; see the README):
+    # The space limited to one profile and three actions (the whole space takes minutes; see docs/authoring.md):
     # enable and disable are asked too, and must not change.
     code, out, err = cli("policy", "diff", str(base), str(new), "--profile", "ahcccs", "--json",
                          "--action", "unlock", "--action", "enable", "--action", "disable",

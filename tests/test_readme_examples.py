@@ -1,5 +1,6 @@
-"""The README's first hour, as printed: the worked example runs against a live server, the CLI wrapper
-exists, and `policy test` on a policy that does not compile says so in one line (exit 1, no traceback)."""
+"""The first hour as the README and docs/ print it: the worked example (docs/tour.md) runs against a live
+server, the CLI wrapper exists, and `policy test` on a policy that does not compile says so in one line
+(exit 1, no traceback)."""
 from __future__ import annotations
 
 import json
@@ -15,16 +16,21 @@ from service import cli
 from tests.fixtures.servers import ROOT, running
 
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
+TOUR = (DOCS / "tour.md").read_text()
+OPERATIONS = (DOCS / "operations.md").read_text()
+TESTING = (DOCS / "testing.md").read_text()
+AUTHORING = (DOCS / "authoring.md").read_text()
 
 
 def worked_example() -> str:
-    block = README.split("<!-- worked-example:start -->", 1)[1].split("<!-- worked-example:end -->", 1)[0]
+    block = TOUR.split("<!-- worked-example:start -->", 1)[1].split("<!-- worked-example:end -->", 1)[0]
     return re.search(r"```sh\n(.*?)```", block, re.S).group(1)
 
 
 @pytest.mark.slow
 def test_the_worked_example_runs_as_printed(tmp_path):
-    """R8, R10, R5, R14: register, activate, sign in, approve, grant, authorize, with the README's bodies,
+    """R8, R10, R5, R14: register, activate, sign in, approve, grant, authorize, with the tour's bodies,
     against what `scripts/serve` runs (`serve --demo` on a fresh database), with the demo's client key."""
     assert shutil.which("curl") and shutil.which("jq"), "the worked example needs curl and jq"
     url = f"sqlite:///{tmp_path / 'readme.db'}"
@@ -46,7 +52,8 @@ def test_the_worked_example_runs_as_printed(tmp_path):
 def test_the_cli_examples_name_a_command_that_exists():
     assert (ROOT / "scripts" / "portal-authz").stat().st_mode & 0o111
     assert (ROOT / "scripts" / "qa-config").stat().st_mode & 0o111
-    assert "scripts/portal-authz" in README and "scripts/qa-config" in README
+    assert "scripts/serve" in README and "scripts/test" in README
+    assert "scripts/portal-authz" in OPERATIONS and "scripts/qa-config" in TESTING
 
 
 def test_policy_test_on_a_policy_that_does_not_compile_is_one_line(tmp_path):
@@ -80,15 +87,15 @@ def test_scripts_venv_refuses_a_python_oso_has_no_wheels_for_before_making_anyth
     assert not (tmp_path / ".venv").exists()
 
 
-def _sh_block_after(heading: str) -> str:
-    section = README.split(heading, 1)[1]
+def _sh_block_after(page: str, heading: str) -> str:
+    section = page.split(heading, 1)[1]
     return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
 
 
 def test_the_qa_section_runs_pytest_with_the_test_extras_installed():
     """`.venv` as scripts/serve and scripts/qa-config make it has no pytest: a live QA run goes through
     scripts/test (which installs the test extras) or installs them first."""
-    block = _sh_block_after("## Executable specifications")
+    block = _sh_block_after(TESTING, "## Executable specifications")
     lines = [line for line in block.splitlines() if "test_features.py" in line]
     assert lines, "the QA section runs the features"
     installed = "scripts/venv test" in block.split(lines[0], 1)[0]
@@ -98,7 +105,7 @@ def test_the_qa_section_runs_pytest_with_the_test_extras_installed():
 
 def test_the_walk_through_worktree_command_works_on_a_fresh_clone(tmp_path):
     """A fresh clone has main checked out; `git worktree add PATH main` refuses that, `--detach` does not."""
-    (command,) = [line.split("#", 1)[0].strip() for line in README.splitlines()
+    (command,) = [line.split("#", 1)[0].strip() for line in AUTHORING.splitlines()
                   if line.strip().startswith("git worktree add")]
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", "--branch", "main", str(ROOT), str(clone)], check=True, timeout=60)

@@ -1,4 +1,4 @@
-"""Issue 14 item 3: the roster's visibility (R24) comes from the policy, proven equal to it.
+"""The roster's visibility (R24) comes from the policy, proven equal to it.
 
 `roster.list_accounts` filters in SQL, with conditions read from the policy (`roster._visibility`).
 Hypothesis generates organizations, memberships, roles, grants and statuses; for every person and

@@ -1,4 +1,4 @@
-"""Issue 14 item 4: one test walks every route of the URL map and proves each refuses a request without
+"""One test walks every route of the URL map and proves each refuses a request without
 a client key (401 `unauthenticated`, before anything is read), and each route that acts for a person
 refuses a request with a key but without a session (401). A new route cannot forget either.
 R26 (only a portal's own client calls the service), R1 (a person's changes are that person's).

@@ -1,4 +1,4 @@
-"""Coverage cannot silently fall: every rule of requirements.md has at least one scenario (issue 6)."""
+"""Coverage cannot silently fall: every rule of requirements.md has at least one scenario."""
 from __future__ import annotations
 
 import re
@@ -74,7 +74,7 @@ def test_every_scenario_names_its_rule_and_profile(feature, name, tags):
 
 
 # Features that are not seed documents (each says so in its description).
-NOT_SEEDS = {"policy_authoring.feature"}  # issue 15: the policy author's workbench
+NOT_SEEDS = {"policy_authoring.feature"}  # the policy author's workbench, not a source document
 
 
 def test_one_feature_per_seed_document():

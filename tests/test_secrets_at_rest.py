@@ -1,4 +1,4 @@
-"""Secrets that do not linger (issue 18 item 4): erased once delivered, files for the service's user only."""
+"""Secrets that do not linger: erased once delivered, files for the service's user only."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""`portal-authz serve --deliver`: the delivery loop runs beside the server, and stops with it (issue 5 item 6).
+"""`portal-authz serve --deliver`: the delivery loop runs beside the server, and stops with it.
 
 A real server with an SMTP server (aiosmtpd) on loopback: a password recovery
 asked over the API is emailed by the server's own delivery child; a delivery

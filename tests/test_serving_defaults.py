@@ -1,4 +1,4 @@
-"""Issue 13: how `serve` runs granian by default, and the one granian warning that choice silences."""
+"""How `serve` runs granian by default, and the one granian warning that choice silences."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,7 @@ from service.server import MeasuredWorkers, _granian_logconfig, default_threads,
 
 
 def test_granian_runs_two_single_threaded_workers_per_core():
-    """Measured in bench/serving.py (README, "Why granian"); gunicorn keeps its sync workers."""
+    """Measured in bench/serving.py (docs/operations.md, "Why granian"); gunicorn keeps its sync workers."""
     cores = multiprocessing.cpu_count()
     assert (default_workers("granian"), default_threads("granian")) == (2 * cores, 1)
     assert (default_workers("gunicorn"), default_threads("gunicorn")) == (2 * cores + 1, 1)

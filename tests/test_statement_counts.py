@@ -1,4 +1,4 @@
-"""Issue 14 item 1: one fact path. A decision reads its facts in one statement; a change takes the
+"""One fact path. A decision reads its facts in one statement; a change takes the
 organization lock, asks exactly what /v1/authorize asks (the same Decider, the same one-statement
 loader), then applies and writes audit and outbox in the same transaction. Counted on both databases.
 
@@ -22,7 +22,7 @@ from tests.fixtures.world import World
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 DECISION_MAX = 2
-ADMIN_ACTION_MAX = 8  # lock, facts, target row, write, audit, outbox (issue 14)
+ADMIN_ACTION_MAX = 8  # lock, facts, target row, write, audit, outbox
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Support staff under the operators' control (issue 17 item 5, issue 18 item 3; R1, R4, R27).
+"""Support staff under the operators' control (R1, R4, R27).
 
 GET .../support-staff lists them; .../{username}/disable, /enable and DELETE do what they say, end
 their sessions at once and are audited with the calling client; a support account records the

@@ -132,7 +132,7 @@ def test_ahw_disables_on_day_90_without_warnings(any_database, config):
 
 
 def test_support_staff_are_swept_like_every_account(any_database, config):
-    """Issue 18 item 3: idle support accounts are warned, locked, disabled and deleted like the rest (R22, R23)."""
+    """Idle support accounts are warned, locked, disabled and deleted like the rest (R22, R23)."""
     seed(any_database, "qm", START, [58, 61, 200], prefix="staff", support=True)
     seed(any_database, "ahw", START, [89, 90], prefix="help", support=True)
     result = sweep(any_database, config, START)
@@ -195,7 +195,7 @@ def test_deletion_is_a_soft_delete_that_removes_links_grants_and_sessions(any_da
     assert ended == {"gone": START, "kept": None, "idle": START}
     assert audit[:2] == [("inactivity_delete", "gone", "ops"), ("inactivity_lock", "idle", "ops")]
     assert audit[2][0] == "inactivity_sweep"
-    # "gone" was P-1's only admin and "kept" is still active there: support is told (issue 11 item 6).
+    # "gone" was P-1's only admin and "kept" is still active there: support is told (R4).
     assert audit[3:] == [("no_active_admin", None, "ops")]
 
 

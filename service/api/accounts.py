@@ -28,7 +28,7 @@ def _read_account(portal: str, username: str, organization: str | None, render):
         actor = acting(ctx)
         if organization is not None:
             # A non-member of the named organization learns nothing, not even whether the account is in it
-            # (issue 18 item 5): the same denial whether the account is there, elsewhere or nowhere.
+            # (no enumeration): the same denial whether the account is there, elsewhere or nowhere.
             decision = administration.not_member_of(ctx, actor, organization)
             if decision is not None:
                 return administration.record_denial(ctx, actor.username, "view", username, organization, decision,

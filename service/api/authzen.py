@@ -1,4 +1,5 @@
-"""OpenID AuthZEN Authorization API 1.0 (issue 16): one PDP per portal profile, beside /v1.
+"""OpenID AuthZEN Authorization API 1.0: one PDP per portal profile, beside /v1, so a gateway that speaks
+AuthZEN needs no adapter.
 
 HTTP only: parse, call service.domain.authzen, answer. Errors are problem+json like everywhere else,
 but with the statuses AuthZEN names: a body that is not JSON, malformed or missing a field is 400

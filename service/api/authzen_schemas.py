@@ -1,4 +1,4 @@
-"""AuthZEN Authorization API 1.0 request and response bodies (issue 16), beside the /v1 ones in schemas.py.
+"""AuthZEN Authorization API 1.0 request and response bodies, beside the /v1 ones in schemas.py.
 
 The spec requires receivers to ignore unknown fields, so these models ignore extras (the /v1 models
 forbid them). Strings are strict: `"name": 123` is a 400, never coerced.

@@ -22,7 +22,7 @@ def _decider(portal: str, prefetched: Prefetch | None = None) -> Decider:
 
 
 def _prefetch(body) -> Prefetch | None:
-    """Issue 13: the facts a /v1/authorize body asks about, read with the client key in one statement.
+    """The facts a /v1/authorize body asks about, read with the client key in one statement (one round trip).
 
     From the body as sent, before validation: anything unexpected means no prefetch (the view then
     reads the facts itself); the Decider uses them only if the validated question needs the same.
@@ -56,7 +56,7 @@ def authorize(body: AuthorizeRequest):
     decision = _decider(body.portal, g.pop("prefetched", None)).decide(body.actor, question)
     observe.decision(body.portal, body.actor, question, decision)
     answer = answer_of(decision)
-    if body.explain:  # issue 15: the same explanation as `portal-authz policy explain --json`
+    if body.explain:  # the same explanation as `portal-authz policy explain --json`
         answer["explanation"] = (None if decision.facts is None else
                                  explain(services().policy, decision.facts[0], question.action,
                                          decision.facts[1]).as_json())

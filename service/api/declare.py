@@ -76,7 +76,7 @@ class Declared:
     links: dict = field(default_factory=dict)
     ok: int = 200
     raw_body: type[BaseModel] | None = None  # documented, but read by the view itself (AuthZEN's 400s)
-    # Issue 13: from the admitted JSON, the facts to read in the client key's statement (an object with
+    # From the admitted JSON, the facts to read in the client key's statement (one round trip for both) (an object with
     # `read_key(session, key_id)`, kept in g.prefetched for the view), or None.
     prefetch: Callable[[Any], Any] | None = None
 
@@ -198,7 +198,7 @@ class Routes(APIBlueprint):
         if declared is None:
             return
         if declared.prefetch is not None and declared.scope and declared.body is not None:
-            # Issue 13: the body first, so its facts are read in the key check's statement; a body
+            # The body first, so its facts are read in the key check's statement; a body
             # refused here (415, 413, 400, 422) still answers a bad key's 401/403 first, as always.
             try:
                 admit_body(declared.body, declared.body_optional)

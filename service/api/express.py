@@ -1,4 +1,4 @@
-"""The express lane for `POST /v1/authorize` (issue 13): the request every portal page makes.
+"""The express lane for `POST /v1/authorize`, the request every portal page makes, so the one that must be cheapest.
 
 A well-formed question with a working `authorize` key is answered here, in front of Flask: the
 same admission (media type, size, depth, the schema), the same key check and facts statement

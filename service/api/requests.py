@@ -11,7 +11,7 @@ def services():
 
 def db_session():
     if "db_session" not in g:
-        g.db_session = services().database.reads()  # read-only, autocommit on PostgreSQL (issue 13)
+        g.db_session = services().database.reads()  # read-only, autocommit on PostgreSQL: no BEGIN/ROLLBACK round trips
     return g.db_session
 
 

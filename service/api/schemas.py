@@ -82,7 +82,7 @@ class AuthorizeRequest(_Body):
     resource: ResourceRef
     context: dict[str, Any] = Field(default_factory=dict, description="grant/revoke: {\"permission\": ...}")
     explain: bool = Field(default=False, description=(
-        "issue 15: also answer `explanation`: for each rule of the action, each requirement with its "
+        "Also answer `explanation`: for each rule of the action, each requirement with its "
         "outcome, the reason code it is told as and the facts it read (as `portal-authz policy explain --json`)"))
 
 

@@ -1,4 +1,4 @@
-"""Support staff under the operators' control (scope `enroll`; R1, R4, R27; issues 17 and 18).
+"""Support staff under the operators' control (scope `enroll`; R1, R4, R27).
 
 GET    /v1/portals/{portal}/support-staff[?status=]          list them
 POST   /v1/portals/{portal}/support-staff/{username}/disable  sessions end at once
@@ -103,7 +103,7 @@ def enable(path: AccountPath):
 
 
 @bp.delete("/<username>", operation_id="removeSupportStaff",
-           summary="Remove a support account (soft delete; sessions end at once; the last one may go: README, R4)",
+           summary="Remove a support account (soft delete; sessions end at once; the last one may go, R4)",
            scope="enroll", ok=(200, SupportStaffView))
 def remove(path: AccountPath):
     return jsonify(_change(path.portal, path.username, "remove"))

@@ -393,7 +393,7 @@ def update_profile(ctx: Context, actor_account: Account, username: str, organiza
 
         check_unique_email(ctx.session, ctx.portal, changes["email"], changes.get("first_name", target.first_name),
                            changes.get("last_name", target.last_name), exclude=target.id)
-        # Whoever changes an email, the old address is told: a capture cannot go unnoticed (issue 11).
+        # Whoever changes an email, the old address is told: a capture cannot go unnoticed.
         ctx.notifier.email(ctx.session, ctx.portal, target.email, "email_changed",
                            {"username": target.username, "changed_by": actor_account.username,
                             "organization": org_key, "changed_at": ctx.now.isoformat()}, ctx.now)

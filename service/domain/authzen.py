@@ -1,4 +1,4 @@
-"""OpenID AuthZEN Authorization API 1.0 (issue 16), mapped onto the same decisions as /v1.
+"""OpenID AuthZEN Authorization API 1.0, mapped onto the same decisions as /v1.
 
 Each portal profile is one PDP. A subject is an account (`{"type": "account", "id": <username>}`),
 an action is an action name of /v1/authorize, a resource is an organization (`id` = its key) or an
@@ -263,7 +263,7 @@ def _targets_filter(decider: Decider, actor: ActorFacts, action: str, permission
             may_take = Organization.key.in_(admin | {m.organization for m in active if permission in m.permissions})
     allowed = and_(~me, administers, status_allows, may_take)
     if decider.policy.account_wide(action) and not actor.support:
-        # R1 (issue 11): an account-wide action needs authority in every organization of the account, so no
+        # R1: an account-wide action needs authority in every organization of the account, so no
         # other active link may sit where the actor has none. (A delegate's capture check, R15, stays with
         # the policy's confirmation of each candidate.)
         other = aliased(Membership)

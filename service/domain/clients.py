@@ -3,7 +3,8 @@
 A key is `pak_<key id>_<secret>`: 256 bits from `secrets`. Only a SHA-256
 digest of the secret is stored. Passwords and other human-chosen or
 human-typed secrets are hashed with argon2; a 256-bit random key cannot be
-guessed, so a slow hash would add ~40 ms to every request and no security.
+guessed, so a slow hash would add tens of milliseconds to every request and no security
+(bench/README.md).
 
 A client is a name; it may hold several keys at once. `rotate` adds a key with
 the same name and scopes and gives the old ones an expiry (the grace period,
@@ -292,7 +293,7 @@ def check(session: Session, presented: str, now: datetime, read=None) -> Verdict
     - last_used_at keeps being written at most once a minute per key (note_use reads it from here).
 
     `read(key_id)`, when given, reads the key's row instead of the key statement: the decision
-    endpoint reads it in the same statement as the decision's facts (issue 13), still fresh on
+    endpoint reads it in the same statement as the decision's facts (one round trip), still fresh on
     every request. The row needs name, scopes, secret_digest, revoked_at, expires_at, last_used_at.
     """
     if not presented.startswith(PREFIX):

@@ -52,7 +52,7 @@ def _needs(actor: str | None, resources: Sequence[Resource], actors: Iterable[st
 
 
 class Prefetch:
-    """Issue 13: one question's facts read in the same statement as the request's client key check.
+    """One question's facts read in the same statement as the request's client key check: one round trip.
 
     Built from the raw request body before it is validated; `read_key` is given to
     `clients.check` as its reader. The Decider uses the facts only for exactly the same

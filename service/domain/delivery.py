@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 QUEUED, SENDING, DELIVERED, FAILED, EXPORTED = "queued", "sending", "delivered", "failed", "exported"
 
-# Issue 18 item 4: the fields of a payload that are secrets. Once a notification reaches a final state
+# The fields of a payload that are secrets. Once a notification reaches a final state
 # (delivered, exported, failed for good) they are erased from the stored payload in the transaction
 # that records it: the outbox then shows that they were sent, not what.
 SECRET_FIELDS = frozenset({"activation_code", "temporary_password", "registration_code", "security_code",

@@ -51,7 +51,7 @@ def create_organization(session: Session, profile: PortalProfile, portal: str, *
 
 
 def admins_of(session: Session, org: Organization) -> list[Account]:
-    """The organization's admins who count as admins (issue 18, item 6): an active link and an active account.
+    """The organization's admins who count as admins: an active link and an active account.
 
     A first registrant who never activated (pending_activation), or a disabled or locked admin, is not
     listed to registrants (R11) and receives no approval notice.
@@ -121,7 +121,7 @@ def designate_admin(session: Session, profile: PortalProfile, portal: str, org_k
                     first_name: str | None, last_name: str | None, email: str | None, phone: str | None,
                     password: str | None, now: datetime, client: str | None, existing_account: bool = False,
                     accepted_terms: bool | None = None) -> Account:
-    """R4, R12: the payer-verified first admin, or a support-designated admin (issue 18, item 1).
+    """R4, R12: the payer-verified first admin, or a support-designated admin.
 
     A new account is created with the given details; its password was chosen by someone else, so it
     is temporary (the account sets its own at first sign-in), and it has accepted the terms of use

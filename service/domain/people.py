@@ -28,7 +28,7 @@ def check_password(password: str, username: str, profile: PortalProfile, previou
 
 
 def check_unique(session: Session, portal: str, username: str, email: str, first: str, last: str) -> None:
-    """R6: usernames unique ignoring case and look-alikes (issue 18 item 3: the NFKC case-folded key and the
+    """R6: usernames unique ignoring case and look-alikes (the NFKC case-folded key and the
     UTS #39 skeletons of the name as typed and folded); an email may repeat only with the same first and last name."""
     both = list(usernames.skeleton_columns(username).values())
     if session.scalar(select(Account.id).where(Account.portal_id == portal,
@@ -63,7 +63,7 @@ def new_account(session: Session, profile: PortalProfile, portal: str, *, userna
     `set_by_other`: the password was chosen by someone other than the account's owner (a Primary User's
     subordinate, an admin set up by the payer or support): it meets R17 but is stored as never set by
     the owner, so sign-in answers `password_expired` and /v1/authorize denies with it until the owner
-    sets its own with PUT .../password (issue 18, item 2).
+    sets its own with PUT .../password: a password someone else knows is not the owner's.
     `terms_accepted`: False when the account has not accepted the terms of use itself (R7); it then
     accepts them at its first sign-in.
     """

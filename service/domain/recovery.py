@@ -16,7 +16,7 @@ from the injected clock, the failure window forgotten.
   own); at the limit nothing is sent until the window passes or an admin acts.
   The code is one-time, stored hashed, valid for the portal's recovery minutes.
   Completing recovery unlocks a locked account and ends every session.
-- A password change ends every other session of the account (issue 11).
+- A password change ends every other session of the account: whoever held the old one is out.
 - Portals without security questions (recovery.security_questions == 0) do
   not offer self-service recovery: 403 `recovery_not_offered`. It says nothing
   about any account, only about the portal; an admin can still send recovery.

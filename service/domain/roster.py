@@ -55,7 +55,7 @@ def create_subordinate(ctx: Context, actor_account: Account, org_key: str, detai
         denied = Decision(False, tuple(dict.fromkeys(reasons)), decision.policy_version)
         return record_denial(ctx, actor_account.username, "create_account", details["username"], org_key, denied,
                              comment)
-    # Issue 18, item 2: the Primary User chose the password, so it is temporary; R7: the subordinate
+    # The Primary User chose the password, so it is temporary; R7: the subordinate
     # accepts the terms of use itself, at its first sign-in (004: "prompted ... upon initial sign-in").
     account = new_account(ctx.session, ctx.profile, ctx.portal, status=Status.ACTIVE, now=ctx.now, set_by_other=True,
                           terms_accepted=False, **details)
@@ -166,7 +166,7 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
             if postgres and len(q) >= 3:
                 # The matches first, from the trigram indexes (a bitmap OR of the three), then ordered. Left to
                 # itself the planner walks the username index of the whole portal and tests each row, hoping
-                # to meet 101 matches early (bench/roster.py --explain: 56 ms for a last name); MATERIALIZED
+                # to meet 101 matches early (bench/roster.py --explain; bench/README.md); MATERIALIZED
                 # keeps it from folding this back into that walk. Below 3 characters no trigram can help.
                 matches = (select(Account.id).where(Account.portal_id == org.portal_id, found)
                            .cte("matches").prefix_with("MATERIALIZED"))

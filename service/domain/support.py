@@ -1,4 +1,4 @@
-"""Support staff (R1, R4) under the operators' control: list, disable, enable, remove (issues 17 and 18).
+"""Support staff (R1, R4) under the operators' control: list, disable, enable, remove.
 
 Support staff act across every organization of a portal, so they are managed
 by calling services with the `enroll` scope, each change audited (R27) with the
@@ -14,7 +14,7 @@ service.domain.organizations.create_support_staff).
   The last support account of a portal may be removed: support is optional.
   Then no one in that portal is allowed the support-only actions
   (designate_admin, issue_activation_code, acting across organizations), so
-  R4 waits until support staff exist again (see the README, "Support staff").
+  R4 waits until support staff exist again (see docs/operations.md, "Support staff").
 
 A request that changes nothing (disabling a disabled account) answers the
 account as it is and is audited with outcome `unchanged`; enabling or disabling

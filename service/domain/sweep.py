@@ -27,7 +27,7 @@ Boundaries (the first day the action happens, T)
     first run over old data acts on accounts already past T without warnings.
 
 Who is swept
-    Every account of the portal, support staff included (issue 18: an idle
+    Every account of the portal, support staff included (an idle
     support account, which acts across every organization, is exactly what
     should not linger; an operator re-enables one with
     POST .../support-staff/{username}/enable). Never accounts awaiting
@@ -268,8 +268,8 @@ def sweep_portal(session: Session, portal: str, profile: PortalProfile, now: dat
     for rule in rules_for(profile):
         changed = _act(conn, portal, rule, days, client, rule_name[rule.action])
         setattr(result, rule.counter, getattr(result, rule.counter) + changed)
-    # The sweep proceeds even where it takes an organization's last admin (README: "Why the sweep is not
-    # refused"): support staff are told in the same transaction.
+    # The sweep proceeds even where it takes an organization's last admin (docs/policy.md: "Why the sweep
+    # and the lockout proceed"): support staff are told in the same transaction.
     orphans.report_new_orphans(session, portal, reach, before, now, cause="inactivity_sweep", client=client,
                                support=told)
     for rule in rules_for(profile):

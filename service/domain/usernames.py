@@ -1,4 +1,4 @@
-"""Usernames that cannot be borrowed (R6, issue 18 item 3).
+"""Usernames that cannot be borrowed (R6): no one registers a look-alike of another's name.
 
 Every name that reaches the service is first normalised (Unicode NFKC, so a fullwidth
 `ｍｈ.ｐｕ` is `mh.pu`) and case-folded: that is the lookup key, used for registration,

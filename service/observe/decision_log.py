@@ -9,7 +9,7 @@ An entry holds what explains a decision and nothing secret: the time, the
 request id, the calling client's name, the policy version, the portal, the
 actor's username, the action, the resource (type, id, organization),
 `context.permission` for grant/revoke, whether it was allowed and the reason
-codes, and (issue 15) `facts`: the actor's and the resource's facts the policy
+codes, and `facts`: the actor's and the resource's facts the policy
 decided on (standing, memberships, grants, statuses, links; no secret among
 them), so that `portal-authz policy diff` can ask a changed policy the same
 question. No other context, no headers, no passwords, keys or codes.
@@ -119,7 +119,7 @@ class DecisionLog:
             if self._fd is None or self._pid != pid:
                 if self._closer is not None:
                     self._closer()  # a descriptor inherited from the parent: close our copy
-                # Issue 18 item 4: who asked about whom is the service user's alone (0700 directory, 0600 file).
+                # Who asked about whom is the service user's alone (0700 directory, 0600 file).
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 self._closer = weakref.finalize(self, _close, fd)

@@ -224,7 +224,7 @@ class Metrics:
 
 
 class ClientKeyCollector:
-    """Issue 17 item 6: client key operations and states, read from the database at each scrape.
+    """Client key operations and states, read from the database at each scrape.
 
     The operations are run by the command line, often on another host, so no server process
     sees them happen; the append-only audit trail does. Counting its `client_key_<operation>`

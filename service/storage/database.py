@@ -33,7 +33,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def private_sqlite_file(url: str) -> None:
-    """Issue 18 item 4: create the embedded database readable by the service's user only.
+    """Create the embedded database readable by the service's user only: it holds hashes and unsent secrets.
 
     The file is created here, 0600, before SQLite opens it; SQLite gives its -wal and -shm files the
     database file's mode. An existing file keeps its mode; a missing directory stays missing (the
@@ -57,7 +57,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    # Issue 13: no pre-ping on every checkout (a round trip per request): only a connection idle for
+    # No pre-ping on every checkout (a round trip per request): only a connection idle for
     # IDLE_PING_SECONDS is pinged; connections are recycled after RECYCLE_SECONDS; LIFO keeps the hot
     # ones in use; and a connection found dead by a request's first statement is retried once on a
     # fresh one (`retry_once_if_dead`, also at the start of every change in `Database.transaction`).
@@ -133,7 +133,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # Issue 13: a request's reads (key check, facts, listings) in autocommit on PostgreSQL: no BEGIN
+        # A request's reads (key check, facts, listings) in autocommit on PostgreSQL: no BEGIN
         # and no ROLLBACK round trips, and psycopg's prepared statements survive (a ROLLBACK clears them).
         # Each statement reads its own fresh snapshot; a decision's facts are one statement. SQLite's
         # driver opens no transaction for a SELECT, so nothing changes there.
@@ -146,7 +146,7 @@ class Database:
 
         Autocommit on PostgreSQL, as `reads`, but set on the driver's connection for the block and set back
         before the pool has it again: half the cost of an engine whose isolation level SQLAlchemy sets and
-        resets on every checkout (8 against 16 µs)."""
+        resets on every checkout (bench/README.md, "Figures behind choices in the code")."""
         with self.engine.connect() as connection:
             if self.is_sqlite:
                 yield connection

@@ -1,7 +1,8 @@
-"""Issue 13: the decision's one statement, run on the database driver itself.
+"""The decision's one statement, run on the database driver itself: the hottest statement the service runs.
 
-A decision's facts are one SELECT; through SQLAlchemy's execution machinery it cost ~25x what the
-driver spends on it (execution context, the expansion of its `IN` lists on every call, result rows).
+A decision's facts are one SELECT; through SQLAlchemy's execution machinery it cost many times what the
+driver spends on it (execution context, the expansion of its `IN` lists on every call, result rows;
+figures in bench/README.md, "Figures behind choices in the code").
 Here SQLAlchemy still writes the SQL (the statement stays one declaration in `storage/facts.py`), but
 once per shape: for each number of values in each `IN` list it compiles the text, the order of its
 parameters and its constants, and keeps them. A call then runs that text on the pooled DBAPI

@@ -18,7 +18,7 @@ from service.storage.models import Account, ClientKey, Grant, Membership, Organi
 
 
 def username_key(username: str) -> str:
-    """R6: the lookup key of a username: NFKC, then case-folded (issue 18 item 3; service/domain/usernames.py)."""
+    """R6: the lookup key of a username: NFKC, then case-folded (service/domain/usernames.py)."""
     return usernames.key(username)
 
 
@@ -111,7 +111,7 @@ class StoredOrganization:
 
 @dataclass(frozen=True)
 class StoredKey:
-    """A client key's row (service/domain/clients.py judges it), when read in the facts statement (issue 13)."""
+    """A client key's row (service/domain/clients.py judges it), when read in the facts statement."""
 
     name: str
     scopes: str
@@ -141,7 +141,7 @@ def load_facts(session: Session | Connection, portal: str, usernames: set[str], 
     `usernames` are the accounts to load (actor and targets); `organizations` the organization keys
     asked about; the organizations of every account in `targets` are loaded too, with the head-counts
     R3 needs. Rows come back one per (account, membership, grant). `key_id`: the client key row of
-    that id too (issue 13: the request's key check and its facts in one round trip).
+    that id too (the request's key check and its facts in one round trip).
     """
     if not usernames and not organizations and key_id is None:
         return StoredFacts({}, {})
@@ -208,7 +208,7 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, wi
         )
 
     # Two branches, not one `key IN (...) OR id IN (...)`: PostgreSQL's generic plan for that OR read every
-    # organization of the portal (1.2 ms a decision at 20,000 organizations); each branch is an index lookup.
+    # organization of the portal (bench/README.md has the cost); each branch is an index lookup.
     # An organization both asked about and a target's is read twice; the rows are equal and kept once.
     asked = places(Organization.key.in_(bindparam("organizations", expanding=True)))
     of_targets = places(Organization.id.in_(of_targets))

@@ -103,13 +103,13 @@ class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (
         UniqueConstraint("portal_id", "username_key"),
-        # Issue 18 item 3: no two accounts of a portal look alike (UTS #39 skeleton; service/domain/usernames.py).
+        # No two accounts of a portal look alike (UTS #39 skeleton; service/domain/usernames.py).
         Index("ux_accounts_portal_skeleton", "portal_id", "username_skeleton", unique=True),
         Index("ux_accounts_portal_skeleton_typed", "portal_id", "username_skeleton_typed", unique=True),
         Index("ix_accounts_portal_email", "portal_id", "email_key"),
         # A roster page filtered by status, read in username order (service/domain/roster.py).
         Index("ix_accounts_portal_status_username", "portal_id", "status", "username_key"),
-        # Issue 13: a roster's `q=` substring search (service/domain/roster.py) from trigram indexes, PostgreSQL
+        # A roster's `q=` substring search (service/domain/roster.py) from trigram indexes, PostgreSQL
         # only (migration 0009 creates the pg_trgm extension); SQLite runs the same LIKE over its rows.
         Index("ix_accounts_username_trgm", "username_key", postgresql_using="gin",
               postgresql_ops={"username_key": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
@@ -135,7 +135,7 @@ class Account(Base):
     password_changed_at: Mapped[optional_timestamp]
     status: Mapped[str] = mapped_column(String(32))
     is_support: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Issue 18: the client (calling service) that created a support account; None for every other account.
+    # The client (calling service) that created a support account, for the audit; None for every other account.
     created_by_client: Mapped[str | None] = mapped_column(String(100))
     terms_accepted_at: Mapped[optional_timestamp]
     last_login_at: Mapped[optional_timestamp]

@@ -1,4 +1,4 @@
-"""Step definitions for the Gherkin features in features/ (issue 6).
+"""Step definitions for the Gherkin features in features/.
 
 The steps speak only the HTTP contract of ../shared/api-v1.md, through
 `client.Transport`: an in-process Flask test client on an app with a settable

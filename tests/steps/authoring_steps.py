@@ -1,4 +1,4 @@
-"""Steps of features/policy_authoring.feature (issue 15): a policy author's change and `policy diff`.
+"""Steps of features/policy_authoring.feature: a policy author's change and `policy diff`.
 
 The author works on copies of the shipped policies/ folder and runs the real command
 (`portal-authz policy diff MAIN DRAFT`, in-process) over the decision tables and the

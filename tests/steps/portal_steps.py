@@ -505,7 +505,7 @@ def asking_to_use(story, user, label, org, answer):
 
 @then(re_(rf'{q("user")} asking to use {q("label")} for {q("org")} through AuthZEN gets {q("answer")}'))
 def asking_through_authzen(story, user, label, org, answer):
-    """Issue 16: the same question as an OpenID AuthZEN Access Evaluation, the same decision and reasons."""
+    """The same question as an OpenID AuthZEN Access Evaluation, the same decision and reasons."""
     decision = story.authzen("evaluation", {
         "subject": {"type": "account", "id": story.username(user)}, "action": {"name": function_id(label)},
         "resource": {"type": "organization", "id": story.org_key(org)}})
@@ -542,7 +542,7 @@ def changes_profile(story, actor, field, user, value, org):
 
 @then(re_(rf'no email with a security code is sent to {q("address")}'))
 def no_recovery_email_to(story, address):
-    """Issue 11: a recovery code never reaches an inbox set by someone without authority over the account."""
+    """A recovery code never reaches an inbox set by someone without authority over the account."""
     mails = [m for m in story.outbox(story.email(address)) if "security_code" in m["payload"]]
     assert not mails, mails
 
@@ -808,7 +808,7 @@ def notices_before(story, user, day):
     assert not (early & days), f"notices before the 5 days: {sorted(days)}"
 
 
-# --- Identities that cannot be borrowed (issue 18) --------------------------------------------------------
+# --- Identities that cannot be borrowed (R6) -----------------------------------------------------------------
 
 FULLWIDTH = {c: chr(ord(c) + 0xFEE0) for c in "abcdefghijklmnopqrstuvwxyz0123456789-."}
 
@@ -866,7 +866,7 @@ def chosen_password_no_longer_works(story, actor, user):
     assert reply.status == 401 and reply.body["code"] == "invalid_credentials", reply
 
 
-# --- Orphaned organizations (R3, R4; issue 11 item 6) --------------------------------------------------------
+# --- Orphaned organizations (R3, R4) -------------------------------------------------------------------------
 
 @given("portal support staff are on duty")
 def support_on_duty(story):

@@ -14,7 +14,7 @@ from tests.steps.client import Api, Reply
 
 PASSWORD = "Valid#Pass2024x"  # meets R17 and shares no 3 characters with any persona's name
 NEW_PASSWORD = "Other#Pass2025y"
-# The password a person chooses at first sign-in when someone else chose the first one (issue 18 item 2).
+# The password a person chooses at first sign-in when someone else chose the first one.
 OWN_PASSWORD = "Jxv#Tfp2026!Ry"
 ANSWERS = ("123 Oak St.", "Opal")
 QUESTIONS = ("What is our address?", "What is your favorite gemstone?")
@@ -395,7 +395,7 @@ class Story:
         return self.expect(self.last, 200).body
 
     def authzen(self, endpoint: str, body: dict) -> dict:
-        """Issue 16: ask this portal's AuthZEN PDP (`evaluation`, `search/subject`, ...)."""
+        """Ask this portal's AuthZEN PDP (`evaluation`, `search/subject`, ...)."""
         self.last = self.api.call("POST", f"/authzen/{self.portal}/access/v1/{endpoint}", body)
         return self.expect(self.last, 200).body
 

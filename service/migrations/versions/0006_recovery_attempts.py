@@ -1,4 +1,4 @@
-"""recovery attempts: wrong security answers are counted like failed sign-ins (issue 11, R19, R20)
+"""recovery attempts: wrong security answers are counted like failed sign-ins (R19, R20)
 
 Revision ID: 0006
 Revises: 0005

@@ -1,7 +1,7 @@
 """identities: usernames' confusable skeletons (unique per portal), NFKC keys, masters' correspondence address
 
-Issue 18 items 3 and 7. Backfills every account's lookup key (NFKC, then case-folded) and its
-UTS #39 skeleton (service/domain/usernames.py). Where an older account already holds a key or a
+So that no two accounts of a portal look alike (R6): backfills every account's lookup key (NFKC, then
+case-folded) and its UTS #39 skeleton (service/domain/usernames.py). Where an older account already holds a key or a
 skeleton, the later one keeps its old key or gets no skeleton (NULL: the unique index allows it)
 and the migration logs a warning naming both, for support staff to resolve: a migration never
 renames or removes an account.

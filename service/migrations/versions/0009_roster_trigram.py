@@ -1,6 +1,6 @@
 """roster search: trigram indexes (pg_trgm) for `q=` on PostgreSQL
 
-Issue 13: `q=` is a substring search (LIKE '%term%') over the username key, the email key and
+`q=` is a substring search (LIKE '%term%') over the username key, the email key and
 "first last" lower-cased. Without an index PostgreSQL reads every account of the portal; with a
 GIN trigram index on each of the three it reads only the accounts that contain the term's
 trigrams. SQLite has no pg_trgm: it keeps the same LIKE query over its rows (the same rows come
