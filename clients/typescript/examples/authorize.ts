@@ -1,6 +1,7 @@
 import { createPortalAuthzClient } from "../src/client";
 
-const client = createPortalAuthzClient("http://127.0.0.1:8000", "pak_..." /* from `portal-authz clients add NAME --scopes authorize,manage` */, { timeoutMs: 2000 });
+const KEY = "pak_..."; // from `portal-authz clients add NAME --scopes authorize,manage`
+const client = createPortalAuthzClient("http://127.0.0.1:8000", KEY, { timeoutMs: 2000 });
 
 const decision = await client.authorize({
   portal: "ahcccs",
