@@ -1,9 +1,10 @@
 """What the service answers, as frozen dataclasses read strictly from its JSON.
 
-Each class names the `/openapi.json` schema it is written against (`SCHEMA`); the repository's test
+Each class names the `/openapi.json` schemas it is written against (`SCHEMA`); the repository's test
 `tests/test_client_contract.py` fails when a schema's properties and a class's fields part ways, and
 when the document itself changes from the snapshot the clients are built from (`clients/openapi.json`).
-A property the class does not read is listed in `IGNORED` with the reason, so nothing is dropped silently.
+A property the class does not read is listed in `IGNORED` with the reason, so nothing is dropped silently;
+a field of the client's own (not in the document) is listed in `LOCAL`.
 
 Reading is strict: a field of the wrong type is an `UnexpectedResponse`, which `Client.authorize`
 turns into a denial. Properties added to the document later are ignored (an API minor version adds).
@@ -39,7 +40,7 @@ class Reason:
     """Why a decision was denied: `code` is stable (shared/api-v1.md's list, or one of this client's:
     `unavailable`, `unexpected_response`, `incompatible_service`, or the problem code the service answered)."""
 
-    SCHEMA: ClassVar[str] = "Reason"
+    SCHEMA: ClassVar[tuple[str, ...]] = ("Reason",)
     IGNORED: ClassVar[dict[str, str]] = {}
 
     code: str
@@ -54,7 +55,7 @@ class Reason:
 class CheckError:
     """One check of a batch that named something unknown or impossible: its problem, answered as a denial."""
 
-    SCHEMA: ClassVar[str] = "CheckError"
+    SCHEMA: ClassVar[tuple[str, ...]] = ("CheckError",)
     IGNORED: ClassVar[dict[str, str]] = {}
 
     status: int
@@ -75,8 +76,8 @@ class Decision:
 
     `policy_version` is None when the service did not decide (the client denied for it: see `reasons`)."""
 
-    SCHEMA: ClassVar[str] = "BatchResult"  # /v1/authorize's answer plus the batch's `error`
-    IGNORED: ClassVar[dict[str, str]] = {}
+    SCHEMA: ClassVar[tuple[str, ...]] = ("AuthorizeExplainedResponse", "BatchResult")  # /v1/authorize, a batch's item
+    IGNORED: ClassVar[dict[str, str]] = {"explanation": "answered only to `explain: true`, which this client never sends"}
 
     allowed: bool
     reasons: tuple[Reason, ...] = ()
@@ -111,8 +112,9 @@ class Decision:
 class Actions:
     """Every action an actor may take on a resource. Empty, with `error`, when the service did not answer."""
 
-    SCHEMA: ClassVar[str] = "AuthorizedActionsResponse"
+    SCHEMA: ClassVar[tuple[str, ...]] = ("AuthorizedActionsResponse",)
     IGNORED: ClassVar[dict[str, str]] = {}
+    LOCAL: ClassVar[tuple[str, ...]] = ("error",)  # the client's own: why it has no answer
 
     actions: frozenset[str]
     policy_version: str | None = None
@@ -131,7 +133,7 @@ class Actions:
 
 @dataclass(frozen=True)
 class Membership:
-    SCHEMA: ClassVar[str] = "MembershipView"
+    SCHEMA: ClassVar[tuple[str, ...]] = ("MembershipView",)
     IGNORED: ClassVar[dict[str, str]] = {}
 
     organization: str
@@ -150,7 +152,7 @@ class Membership:
 class Account:
     """An account as the service shows it to the caller (only the memberships the actor may see)."""
 
-    SCHEMA: ClassVar[str] = "AccountView"
+    SCHEMA: ClassVar[tuple[str, ...]] = ("AccountView",)
     IGNORED: ClassVar[dict[str, str]] = {}
 
     username: str
@@ -178,7 +180,7 @@ class Account:
 
 @dataclass(frozen=True)
 class AccountPage:
-    SCHEMA: ClassVar[str] = "AccountPage"
+    SCHEMA: ClassVar[tuple[str, ...]] = ("AccountPage",)
     IGNORED: ClassVar[dict[str, str]] = {}
 
     accounts: tuple[Account, ...]
@@ -194,7 +196,7 @@ class AccountPage:
 class SignedIn:
     """A person's session: `token` goes in X-Session-Token (the client's `session_token=` arguments)."""
 
-    SCHEMA: ClassVar[str] = "SessionView"
+    SCHEMA: ClassVar[tuple[str, ...]] = ("SessionView",)
     IGNORED: ClassVar[dict[str, str]] = {}
 
     token: str
