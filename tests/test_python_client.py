@@ -81,6 +81,9 @@ class Proxy:
             def do_POST(self):
                 proxy.handle(self)
 
+            def do_DELETE(self):
+                proxy.handle(self)
+
             def log_message(self, *args):
                 pass
 
@@ -221,8 +224,14 @@ try:
     missing = None
 except ProblemError as exc:
     missing = exc.code
+c.sign_out(portal="ahcccs", session_token=session.token)
+try:
+    next(c.roster(portal="ahcccs", organization="PROV-0042", session_token=session.token))
+    signed_out = None
+except ProblemError as exc:
+    signed_out = [exc.status, exc.code]
 out({{"sam": [sam.username, sam.status, [(m.organization, m.role, list(m.permissions)) for m in sam.memberships]],
-     "names": names, "pages": pages, "missing": missing, "repr": repr(session)}})
+     "names": names, "pages": pages, "missing": missing, "repr": repr(session), "signed_out": signed_out}})
 """, url=proxy.url, key=live.key)
     assert answers["sam"] == ["sam.staff", "active", [["PROV-0042", "member", ["claims"]]]]
     assert sorted(answers["names"]) == sorted(["sam.staff", "max.member", "ada.admin", *STAFF])
@@ -230,7 +239,8 @@ out({{"sam": [sam.username, sam.status, [(m.organization, m.role, list(m.permiss
     assert answers["pages"] == [4, 4, 1]
     assert answers["missing"] == "not_found"  # the username stays one path segment
     assert "***" in answers["repr"]
-    assert proxy.count("/v1/portals/ahcccs/organizations/PROV-0042/accounts") == 5 + 3
+    assert answers["signed_out"] == [401, "invalid_session"]
+    assert proxy.count("/v1/portals/ahcccs/organizations/PROV-0042/accounts") == 5 + 3 + 1
 
 
 # --- failing closed --------------------------------------------------------------------------------------

@@ -221,10 +221,10 @@ class Client:
         """One decision per check (`{"action", "resource", "context"?}`), in order; sent 100 to a request.
 
         A chunk the service did not answer is a denial for each of its checks; the others stand."""
-        checks = [dict(c) for c in checks]
+        sent: list[dict[str, Any]] = [dict(c) for c in checks]
         decisions: list[Decision] = []
-        for start in range(0, len(checks), BATCH_LIMIT):
-            chunk = checks[start:start + BATCH_LIMIT]
+        for start in range(0, len(sent), BATCH_LIMIT):
+            chunk = sent[start:start + BATCH_LIMIT]
 
             def ask(chunk: list[dict[str, Any]] = chunk, start: int = start) -> list[Decision]:
                 answer = self._call("POST", "/v1/authorize/batch", timeout=timeout,
@@ -235,8 +235,10 @@ class Client:
                                              f"{len(results) if isinstance(results, list) else 'no'} results answered")
                 return [Decision.from_json(r, f"results[{start + i}]") for i, r in enumerate(results)]
 
-            decisions.extend(self._decide(raise_errors, ask,
-                                          lambda exc, n=len(chunk): [self._denial(exc)] * n))
+            def failed(exc: PortalAuthzError, n: int = len(chunk)) -> list[Decision]:
+                return [self._denial(exc)] * n
+
+            decisions.extend(self._decide(raise_errors, ask, failed))
         return decisions
 
     def authorized_actions(self, *, portal: str, actor: str, resource: Mapping[str, Any],
