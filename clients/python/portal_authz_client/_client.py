@@ -115,7 +115,7 @@ class Client:
                 raise ServiceUnavailable(f"portal-authz at {self.base_url} did not answer: {exc}") from exc
             except httpx.TimeoutException as exc:
                 raise ServiceUnavailable(f"portal-authz at {self.base_url} timed out: {exc.__class__.__name__}") from exc
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise ServiceUnavailable(f"portal-authz at {self.base_url} failed: {exc.__class__.__name__}: {exc}") \
                     from exc
             if response.status_code == 503:
