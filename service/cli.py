@@ -575,7 +575,7 @@ def cmd_seed(args) -> None:
             if not args.force and not is_empty(session):
                 _die("seed: the database already holds organizations or client keys; nothing written "
                      "(--force adds to them)", 1)
-            result = seed(session, config, document, now)
+            result = seed(session, config, document, now, actor=os_user())
     except SeedError as exc:
         _die(f"seed: {args.file}: {exc}", 1)
     finally:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from service.domain import passwords
 from service.domain.seed import SeedError, parse, seed
-from service.storage.models import Account, ClientKey, Grant, Membership, Organization
+from service.storage.models import Account, AuditRecord, ClientKey, Grant, Membership, Organization
 from tests.conftest import START
 
 DOCUMENT = {
@@ -39,9 +39,14 @@ def counts(database) -> dict[str, int]:
                 for model in (Organization, Account, Membership, Grant, ClientKey)}
 
 
+def audit_records(database) -> int:
+    with database.sessions() as session:
+        return session.scalar(select(func.count()).select_from(AuditRecord))
+
+
 def test_seed_writes_the_whole_document(any_database, config):
     with any_database.transaction() as session:
-        result = seed(session, config, parse(DOCUMENT), START)
+        result = seed(session, config, parse(DOCUMENT), START, actor="ops")
     assert (result.organizations, result.accounts, result.memberships, result.grants) == (2, 3, 3, 1)
     assert list(result.client_keys) == ["caller"] and result.client_keys["caller"].startswith("pak_")
     with any_database.sessions() as session:
@@ -51,6 +56,12 @@ def test_seed_writes_the_whole_document(any_database, config):
         assert not passwords.verify_secret(ada.password_hash, "")  # no password given: none signs in
         assert session.scalar(select(Account.status).where(Account.username == "gus.gone")) == "disabled"
     assert counts(any_database) == {"Organization": 2, "Account": 3, "Membership": 3, "Grant": 1, "ClientKey": 1}
+    with any_database.sessions() as session:  # who seeded what, and the key as `clients add` records one
+        records = {(r.portal_id, r.action): r for r in session.scalars(select(AuditRecord))}
+    seeded = records[("ahcccs", "seed")]
+    assert seeded.actor == "ops" and seeded.detail == {
+        "via": "cli", "organizations": ["PROV-0042", "PROV-0043"], "accounts": ["sam.staff", "ada.admin", "gus.gone"]}
+    assert records[("*", "client_key_add")].target == "caller"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -69,9 +80,10 @@ def test_a_wrong_entry_is_named_and_nothing_is_written(any_database, config, cha
     change(document)
     with pytest.raises(SeedError) as raised:
         with any_database.transaction() as session:
-            seed(session, config, parse(document), START)
+            seed(session, config, parse(document), START, actor="ops")
     assert message in str(raised.value)
     assert counts(any_database) == {"Organization": 0, "Account": 0, "Membership": 0, "Grant": 0, "ClientKey": 0}
+    assert audit_records(any_database) == 0
 
 
 @pytest.mark.parametrize("document, message", [

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from service.catalog import Role, Status
 from service.config import Config
-from service.domain import clients, usernames
+from service.domain import audit, clients, usernames
 from service.domain.errors import DomainError
 from service.domain.passwords import hash_secret
 from service.storage.facts import username_key
@@ -130,9 +130,11 @@ def _portal(config: Config, document: SeedDocument, own: str | None, where: str)
     return portal
 
 
-def seed(session: Session, config: Config, document: SeedDocument, now: datetime) -> Seeded:
-    """Write the document; the caller's transaction makes it all or nothing."""
+def seed(session: Session, config: Config, document: SeedDocument, now: datetime, *, actor: str) -> Seeded:
+    """Write the document; the caller's transaction makes it all or nothing. Audited: one record per portal
+    naming what was seeded and by whom, and each client key as `clients add` records it."""
     result = Seeded()
+    written: dict[str, dict[str, list[str]]] = {}
     organizations: dict[tuple[str, str], Organization] = {}
     for i, spec in enumerate(document.organizations):
         portal = _portal(config, document, spec.portal, f"organizations.{i}")
@@ -144,6 +146,7 @@ def seed(session: Session, config: Config, document: SeedDocument, now: datetime
                              for a in spec.addresses)
         session.add(org)
         organizations[(portal, spec.key)] = org
+        written.setdefault(portal, {"organizations": [], "accounts": []})["organizations"].append(spec.key)
         result.organizations += 1
     session.flush()
     unusable = None  # one hash of a secret nobody holds, for every account seeded without a password
@@ -173,6 +176,7 @@ def seed(session: Session, config: Config, document: SeedDocument, now: datetime
         session.add(account)
         session.flush()
         result.accounts += 1
+        written.setdefault(portal, {"organizations": [], "accounts": []})["accounts"].append(username)
         for j, link in enumerate(spec.memberships):
             org = organizations.get((portal, link.organization)) or session.scalar(select(Organization).where(
                 Organization.portal_id == portal, Organization.key == link.organization))
@@ -200,6 +204,9 @@ def seed(session: Session, config: Config, document: SeedDocument, now: datetime
         if spec.name in names or session.scalar(select(ClientKey.id).where(ClientKey.name == spec.name)) is not None:
             raise SeedError(f"clients.{i}: client {spec.name!r} already exists")
         names.add(spec.name)
-        result.client_keys[spec.name] = clients.create_client(session, spec.name, scopes, now)
+        result.client_keys[spec.name] = clients.add_client(session, spec.name, scopes, now, actor=actor)
+    for portal, what in written.items():
+        audit.record(session, portal=portal, now=now, action="seed", outcome="done", actor=actor,
+                     detail={"via": "cli", **what})
     session.flush()
     return result
