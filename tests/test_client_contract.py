@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import tomllib
 
-from tests.fixtures.client_venv import CLIENT_DIR
+from tests.fixtures.clients import CLIENT_DIR
 from tests.fixtures.servers import ROOT
 
 SNAPSHOT = ROOT / "clients" / "openapi.json"

@@ -18,51 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fixtures.client_venv import CLIENT_DIR
+from tests.fixtures.clients import CLIENT_DIR, PASSWORD, SEED, STAFF
 from tests.fixtures.postgres import free_port
-from tests.fixtures.servers import ROOT, running, server_config
+from tests.fixtures.servers import ROOT
 
 pytestmark = pytest.mark.slow
-
-PASSWORD = "Correct#Horse7Battery"
-STAFF = [f"staff.{n}" for n in range(6)]
-SEED = {
-    "portal": "ahcccs",
-    "organizations": [{"key": "PROV-0042", "name": "Sunrise Family Clinic"}],
-    "accounts": [
-        {"username": "sam.staff", "memberships": [{"organization": "PROV-0042", "permissions": ["claims"]}]},
-        {"username": "max.member", "memberships": [{"organization": "PROV-0042"}]},
-        {"username": "ada.admin", "password": PASSWORD, "memberships": [{"organization": "PROV-0042", "role": "admin"}]},
-        *({"username": name, "memberships": [{"organization": "PROV-0042"}]} for name in STAFF),
-    ],
-    "clients": [{"name": "caller", "scopes": ["authorize", "manage"]}, {"name": "enroller", "scopes": ["enroll"]}],
-}
-TESTING = {"testing": {"clock": "settable", "hashing": "cheap"}}  # sign-in at the test suite's hashing cost
-
-
-@dataclass
-class Live:
-    url: str
-    key: str
-    enroll_key: str
-    port: int
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """One server for the module, seeded through `portal-authz seed`."""
-    tmp = tmp_path_factory.mktemp("client-live")
-    database_url = f"sqlite:///{tmp / 'live.db'}"
-    config_path = server_config(tmp, **TESTING)
-    (tmp / "seed.yaml").write_text(yaml.safe_dump(SEED))
-    seeded = subprocess.run([sys.executable, "-m", "service.cli", "--config", str(config_path), "seed",
-                             str(tmp / "seed.yaml")], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PORTAL_AUTHZ_DATABASE_URL": database_url})
-    assert seeded.returncode == 0, seeded.stderr
-    keys = json.loads(seeded.stdout)["client_keys"]
-    with running(["client-live"], database_url, tmp, workers=1, **TESTING) as (server,):
-        yield Live(server.base, keys["caller"], keys["enroller"], server.port)
-
 
 class Proxy:
     """A tiny HTTP proxy in front of the live server: counts what it forwards and, per path, answers canned

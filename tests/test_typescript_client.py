@@ -1,45 +1,23 @@
 """The TypeScript client compiles against the document the service publishes now: the types are generated
 from the current /openapi.json with the pinned openapi-typescript, and `tsc --noEmit` checks the client and
-its example against them. Node and npm are required: without them this fails, it does not skip."""
+its example against them; compiled, it decides against a live server and denies when none answers. Node and
+npm are required: without them this fails, it does not skip."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 
 import pytest
 
-from tests.fixtures.servers import ROOT
+from tests.fixtures.clients import TYPESCRIPT, npm
+from tests.fixtures.postgres import free_port
 
 pytestmark = pytest.mark.slow
 
-TYPESCRIPT = ROOT / "clients" / "typescript"
-
-
-def npm(*args: str, cwd=TYPESCRIPT, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["npm", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "npm_config_update_notifier": "false"})
-    if check:
-        assert result.returncode == 0, f"npm {' '.join(args)}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
-
 
 @pytest.fixture(scope="module")
-def installed():
-    """node_modules as package-lock.json pins it (`npm ci` only when it is missing or older than the lock)."""
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"{' and '.join(missing)} not found: the TypeScript client is built by the suite "
-                    "(apt-get install nodejs npm)", pytrace=False)
-    marker = TYPESCRIPT / "node_modules" / ".package-lock.json"
-    if not marker.exists() or marker.stat().st_mtime < (TYPESCRIPT / "package-lock.json").stat().st_mtime:
-        npm("ci", "--no-audit", "--no-fund")
-    return TYPESCRIPT / "node_modules"
-
-
-@pytest.fixture(scope="module")
-def project(installed, tmp_path_factory, config, policy):
+def project(node_modules, tmp_path_factory, config, policy):
     """A copy of clients/typescript whose schema.d.ts is generated from the document the app publishes now."""
     from service.app import create_app
     from tests.conftest import prepared_database
@@ -55,7 +33,7 @@ def project(installed, tmp_path_factory, config, policy):
     for name in ("package.json", "tsconfig.json", "src", "examples"):
         source = TYPESCRIPT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, copy / name)
-    (copy / "node_modules").symlink_to(installed)
+    (copy / "node_modules").symlink_to(node_modules)
     (tmp_path / "openapi.json").write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     (copy / "src" / "schema.d.ts").unlink()
     npm("run", "--silent", "generate", cwd=copy)  # ../openapi.json: the document just dumped
@@ -82,3 +60,48 @@ def test_the_type_check_refuses_a_call_the_document_does_not_allow(project):
         wrong.unlink()
     assert result.returncode != 0
     assert "examples/wrong.ts" in result.stdout and '"building"' in result.stdout
+
+
+RUNTIME = """
+import { createPortalAuthzClient } from "./src/client";
+declare const process: { argv: string[] };
+const [url, key, dead] = process.argv.slice(2) as [string, string, string];
+const ORG = { type: "organization" as const, id: "PROV-0042" };
+const ask = (actor: string) => ({ portal: "ahcccs", actor, action: "claims", resource: ORG });
+
+async function main(): Promise<void> {
+  const live = createPortalAuthzClient(url, key, { timeoutMs: 5000 });
+  const down = createPortalAuthzClient(dead, key, { timeoutMs: 2000 });
+  const checks = Array.from({ length: 150 }, (_, i) => ({ action: i % 2 ? "claims" : "eligibility", resource: ORG }));
+  console.log(JSON.stringify({
+    allowed: await live.authorize(ask("sam.staff")),
+    denied: await live.authorize(ask("max.member")),
+    missing: await live.authorize({ ...ask("sam.staff"), resource: { type: "organization", id: "PROV-9999" } }),
+    many: (await live.authorizeMany("ahcccs", "sam.staff", checks)).map((d) => d.allowed),
+    down: await down.authorize(ask("sam.staff")),
+    downMany: (await down.authorizeMany("ahcccs", "sam.staff", checks)).map((d) => d.reasons[0]?.code),
+  }));
+}
+main();
+"""
+
+
+def test_the_compiled_client_decides_against_a_live_server_and_denies_when_none_answers(project, live):
+    (project / "runtime.ts").write_text(RUNTIME)
+    out = project / "out"
+    npm("exec", "--", "tsc", "--outDir", str(out), "--module", "commonjs", "--moduleResolution", "node10",
+        "--target", "ES2022", "--lib", "ES2022,DOM", "--strict", "--skipLibCheck", "runtime.ts", cwd=project)
+    (out / "package.json").write_text('{"type": "commonjs"}\n')
+    run = subprocess.run(["node", str(out / "runtime.js"), live.url, live.key, f"http://127.0.0.1:{free_port()}"],
+                         cwd=project, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout + run.stderr
+    answers = json.loads(run.stdout)
+    assert answers["allowed"]["allowed"] is True and answers["allowed"]["reasons"] == []
+    assert answers["denied"]["allowed"] is False
+    assert [r["code"] for r in answers["denied"]["reasons"]] == ["permission_not_granted"]
+    assert answers["missing"] == {"allowed": False, "reasons": [answers["missing"]["reasons"][0]], "policy_version": None}
+    assert answers["missing"]["reasons"][0]["code"] == "not_found"
+    assert answers["many"] == [bool(i % 2) for i in range(150)]
+    assert answers["down"]["allowed"] is False and answers["down"]["policy_version"] is None
+    assert [r["code"] for r in answers["down"]["reasons"]] == ["unavailable"]
+    assert answers["downMany"] == ["unavailable"] * 150
