@@ -70,7 +70,7 @@ const ORG = { type: "organization" as const, id: "PROV-0042" };
 const ask = (actor: string) => ({ portal: "ahcccs", actor, action: "claims", resource: ORG });
 
 async function main(): Promise<void> {
-  const live = createPortalAuthzClient(url, key, { timeoutMs: 5000 });
+  const live = createPortalAuthzClient(url, key, { timeoutMs: 10000 });
   const down = createPortalAuthzClient(dead, key, { timeoutMs: 2000 });
   const checks = Array.from({ length: 150 }, (_, i) => ({ action: i % 2 ? "claims" : "eligibility", resource: ORG }));
   console.log(JSON.stringify({
