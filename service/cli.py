@@ -1,5 +1,5 @@
-"""The `portal-authz` command: serve, migrate, clients add/list/revoke/rotate, check, policy test/explain/diff/reload,
-sweep, deliver."""
+"""The `portal-authz` command: serve, migrate, seed, clients add/list/revoke/rotate, check,
+policy test/explain/diff/reload, sweep, deliver."""
 from __future__ import annotations
 
 import argparse
@@ -543,6 +543,49 @@ def cmd_deliver(args) -> None:
     worker.deliver(prepare_database(config), config, once=args.once, interval=args.interval)
 
 
+def cmd_seed(args) -> None:
+    """Write a seed document (organizations, accounts, grants, client keys) in one transaction; only into a
+    database that holds no organization or client key yet, unless --force. Prints what it wrote as JSON, with
+    each client key (shown only this once)."""
+    import json
+
+    import yaml
+
+    from service.clock import SystemClock
+    from service.domain import passwords
+    from service.domain.seed import SeedError, parse, seed
+    from service.domain.setup import is_empty
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except OSError as exc:
+        _die(f"seed: cannot read {args.file}: {exc.strerror}")
+    try:
+        document = parse(yaml.safe_load(text))
+    except yaml.YAMLError as exc:
+        _die(f"seed: {args.file} is not valid YAML: {one_line(str(exc))}")
+    except SeedError as exc:
+        _die(f"seed: {args.file}: {exc}")
+    config = _config(args)
+    if config.testing.hashing == "cheap":  # the server this seeds hashes at test cost too (config.py allows it)
+        passwords.use_cheap_hashing()
+    database = prepare_database(config)
+    try:
+        now = _clients_clock(config, database).now()
+        with database.transaction() as session:
+            if not args.force and not is_empty(session):
+                _die("seed: the database already holds organizations or client keys; nothing written "
+                     "(--force adds to them)", 1)
+            result = seed(session, config, document, now, actor=os_user())
+    except SeedError as exc:
+        _die(f"seed: {args.file}: {exc}", 1)
+    finally:
+        database.dispose()
+    print(json.dumps(result.as_json()))
+    print(f"seeded {result.organizations} organization(s), {result.accounts} account(s), {result.grants} grant(s), "
+          f"{len(result.client_keys)} client key(s); the keys are shown only once", file=sys.stderr)
+
+
 def cmd_policy_reload(args) -> None:
     """Check the policy files, then ask the running server to load them in every worker (SIGHUP)."""
     from service.reload import ServerNotFound, pid_file_path, server_pid, signal_reload
@@ -661,6 +704,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", parents=[common], help="run the inactivity sweep (R22, R23) now")
     sweep.add_argument("--portal", default=None, type=_portal, help="one portal (default: every portal)")
     sweep.set_defaults(func=cmd_sweep)
+
+    seed_cmd = sub.add_parser("seed", parents=[common],
+                              help="write organizations, accounts, grants and client keys from a YAML file (a test "
+                                   "server's data); refused on a database that holds data unless --force")
+    seed_cmd.add_argument("file", help="the seed document (see service/domain/seed.py and docs/clients.md)")
+    seed_cmd.add_argument("--force", action="store_true", help="add to a database that already holds data")
+    seed_cmd.set_defaults(func=cmd_seed)
 
     migrate = sub.add_parser("migrate", parents=[common],
                              help="upgrade the database schema to the newest revision and exit (the deployment step)")

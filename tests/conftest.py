@@ -18,7 +18,7 @@ from service.policy import Policy
 from service.storage.database import Database
 from tests.fixtures.world import World
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.http", "tests.fixtures.smtp"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.http", "tests.fixtures.smtp", "tests.fixtures.clients"]
 
 # CI explores the same generated cases every run, so a landing never hangs on a lucky draw;
 # local runs keep exploring new ones (and Hypothesis remembers failures in .hypothesis/).
