@@ -633,7 +633,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Remove a support account (soft delete; sessions end at once; the last one may go: README, R4) */
+        /** Remove a support account (soft delete; sessions end at once; the last one may go, R4) */
         delete: operations["removeSupportStaff"];
         options?: never;
         head?: never;
@@ -844,7 +844,7 @@ export interface components {
             };
             /**
              * Explain
-             * @description issue 15: also answer `explanation`: for each rule of the action, each requirement with its outcome, the reason code it is told as and the facts it read (as `portal-authz policy explain --json`)
+             * @description Also answer `explanation`: for each rule of the action, each requirement with its outcome, the reason code it is told as and the facts it read (as `portal-authz policy explain --json`)
              * @default false
              */
             explain?: boolean;
