@@ -291,3 +291,47 @@ def test_every_console_page_but_sign_in_and_recovery_needs_a_session_and_every_f
                     rule.endpoint
             walked += 1
     assert walked >= 20
+
+
+def test_one_pass_over_a_page_answers_what_one_question_per_row_answers(any_database, config, policy, clock):
+    """The user list's decision pass (`Decider.authorized_actions_each`) against POST /v1/authorized-actions's
+    engine asked row by row, on SQLite and PostgreSQL: every status and role, and the organization itself."""
+    from service.domain.decisions import Decider, Resource
+
+    with any_database.transaction() as session:
+        world = World(session, "ahw", clock.now())
+        world.account("boss", memberships={"TIN-9": {"role": "admin"}})
+        world.account("deputy", memberships={"TIN-9": {"permissions": ["manage_account", "claims"]}})
+        for i, status in enumerate(("active", "locked", "disabled", "pending_approval", "unverified", "active")):
+            world.account(f"user{i}", status=status, memberships={"TIN-9": {"permissions": ["claims"] * (i % 2)}})
+        world.account("other-admin", memberships={"TIN-9": {"role": "admin"}, "TIN-8": {}})
+    resources = [Resource("account", name, "TIN-9") for name in
+                 ("boss", "deputy", "other-admin", *(f"user{i}" for i in range(6)))]
+    resources.append(Resource("organization", "TIN-9"))
+    profile = config.portal("ahw")
+    for actor in ("boss", "deputy", "user0"):
+        with any_database.sessions() as session:
+            decider = Decider(session, profile, policy, "ahw", clock.now())
+            each = decider.authorized_actions_each(actor, resources)
+            one_by_one = [decider.authorized_actions(actor, r) for r in resources]
+        assert each == one_by_one, actor
+
+
+def test_the_services_offered_to_a_new_subordinate_are_those_its_creation_accepts(database, config, policy, clock):
+    from service.domain import roster
+    from service.domain.administration import Context
+    from service.storage.facts import find_account
+
+    with database.transaction() as session:
+        world = World(session, "masshealth", clock.now())
+        world.account("primary", memberships={"PID-1": {"role": "admin"}})
+        world.account("delegate", memberships={"PID-1": {"permissions": ["manage_subordinate_accounts",
+                                                                          "manage_referrals"]}})
+        world.account("plain", memberships={"PID-1": {}})
+    catalog = list(config.portal("masshealth").catalog)
+    for actor, expected in (("primary", catalog), ("delegate", ["manage_subordinate_accounts", "manage_referrals"]),
+                            ("plain", [])):
+        with database.transaction() as session:
+            ctx = Context(session, config.portal("masshealth"), "masshealth", policy, None, clock.now(), None)
+            offered = roster.grantable_on_creation(ctx, find_account(session, "masshealth", actor), "PID-1")
+        assert sorted(offered) == sorted(expected), actor

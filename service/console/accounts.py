@@ -70,10 +70,10 @@ def user_list():
                                                          limit=PAGE_SIZE, after=after)
         if not decision.allowed:
             return {"denied": reason_words(decision.reasons), "organization": organization}
-        decider = _decider(ctx)
-        each = decider.authorized_actions_each(me.username, [Resource("account", a.username, organization)
-                                                             for a in rows])
-        offered = decider.authorized_actions(me.username, Resource("organization", organization))
+        # The organization's own actions (New Subordinate, Link Subordinate) ride in the same pass.
+        *each, offered = _decider(ctx).authorized_actions_each(
+            me.username, [*(Resource("account", a.username, organization) for a in rows),
+                          Resource("organization", organization)])
         return {"organization": organization, "next": following, "offered": offered,
                 "rows": [{"username": a.username, "name": f"{a.first_name} {a.last_name}", "email": a.email,
                           "status": _status_in(a, organization), "last_login_at": a.last_login_at,
