@@ -335,3 +335,50 @@ def test_the_services_offered_to_a_new_subordinate_are_those_its_creation_accept
             ctx = Context(session, config.portal("masshealth"), "masshealth", policy, None, clock.now(), None)
             offered = roster.grantable_on_creation(ctx, find_account(session, "masshealth", actor), "PID-1")
         assert sorted(offered) == sorted(expected), actor
+
+
+def test_a_new_master_activates_at_the_console_with_the_letters_code_then_signs_in(app, api, database):
+    """R10 at the console: the first sign-in sends a master awaiting activation to the activation form; the
+    code and temporary password from the letter, then a new password (POST .../activations' domain function)."""
+    from tests.fixtures.http import ADDRESS, outbox
+
+    p = api("ahcccs")
+    p.call("POST", "/organizations", {"key": "P-1", "name": "Clinic", "addresses": [ADDRESS]}, expect=201)
+    p.register("mara", address_id="CORR")
+    letter = outbox(database)[0].payload
+    person = browser(app, "ahcccs")
+    first = person.sign_in("mara", letter["temporary_password"])
+    assert first.headers["Location"].endswith("/console/ahcccs/activate?username=mara")
+    wrong = person.post("activate", {"username": "mara", "code": letter["activation_code"].lower(),
+                                     "temporary_password": letter["temporary_password"],
+                                     "new_password": "Fresh#Pass2026x"}, "activate")
+    assert wrong.status_code == 422 and "not correct" in wrong.get_data(as_text=True)  # exactly as printed
+    done = person.post("activate", {"username": "mara", "code": letter["activation_code"],
+                                    "temporary_password": letter["temporary_password"],
+                                    "new_password": "Fresh#Pass2026x"}, "activate")
+    assert done.status_code == 302
+    assert person.sign_in("mara", "Fresh#Pass2026x").headers["Location"].endswith("/console/ahcccs/home")
+
+
+def test_a_temporary_password_is_replaced_at_the_first_sign_in(app, api, database, build):
+    """A subordinate whose Primary User chose its password: the console asks for a new one, then the terms."""
+    p = api("masshealth")
+    p.call("POST", "/organizations", {"key": "PIDSL-1", "name": "Clinic"}, expect=201)
+    from service.storage.models import Organization
+
+    with build("masshealth") as world:
+        world.organizations["PIDSL-1"] = world.session.scalar(select(Organization).where(Organization.key == "PIDSL-1"))
+        world.member(world.account("primary"), "PIDSL-1", "admin")
+    token = p.sign_in("primary", PASSWORD)
+    p.call("POST", "/organizations/PIDSL-1/accounts", {"username": "jdoe11", "first_name": "John",
+                                                       "last_name": "Doe", "email": "j@example.org",
+                                                       "password": "Temporary#Pass1"}, token=token, expect=201)
+    person = browser(app, "masshealth")
+    first = person.sign_in("jdoe11", "Temporary#Pass1")
+    assert first.headers["Location"].endswith("/console/masshealth/password?username=jdoe11")
+    changed = person.post("password", {"username": "jdoe11", "current_password": "Temporary#Pass1",
+                                       "new_password": "Own#Pass2026xy"}, "password")
+    assert changed.status_code == 302
+    terms = person.sign_in("jdoe11", "Own#Pass2026xy")
+    assert terms.status_code == 401 and "I Agree" in terms.get_data(as_text=True)
+    assert person.sign_in("jdoe11", "Own#Pass2026xy", accepted_terms="yes").headers["Location"].endswith("/home")
