@@ -74,7 +74,9 @@ def user_list():
         *each, offered = _decider(ctx).authorized_actions_each(
             me.username, [*(Resource("account", a.username, organization) for a in rows),
                           Resource("organization", organization)])
-        return {"organization": organization, "next": following, "offered": offered,
+        # The Provider list: where the person belongs (what each list shows is the policy's, once chosen).
+        providers = [m.organization.key for m in _live(me)]
+        return {"organization": organization, "next": following, "offered": offered, "providers": providers,
                 "rows": [{"username": a.username, "name": f"{a.first_name} {a.last_name}", "email": a.email,
                           "status": _status_in(a, organization), "last_login_at": a.last_login_at,
                           "actions": [x for x in actions if x != "view"]}

@@ -65,6 +65,7 @@ class Words:
     permissions_label: str          # the functions an account holds
     save_permissions: str           # the button that saves them (with the comment)
     pending_filter: str             # the status filter of new accounts awaiting an admin
+    home_section: str = "Account Information"   # where the home page lists the person's tools
     actions: dict[str, str] = field(default_factory=dict)
     permissions: dict[str, str] = field(default_factory=dict)
 
@@ -97,7 +98,7 @@ def words(portal: str, profile: PortalProfile) -> Words:
         return Words(admin_link="Manage Subordinate Accounts", list_title="Subordinates Search",
                      account_title="Update Subordinate", open_account="Update Subordinate",
                      permissions_label="Assigned Services", save_permissions="Submit",
-                     pending_filter="Pending Approval", **common)
+                     pending_filter="Pending Approval", home_section="Administer Account", **common)
     return Words(admin_link="Admin", list_title="Active Users", account_title="User Account Maintenance",
                  open_account="Select", permissions_label="Permissions", save_permissions="Update Permissions",
                  pending_filter="Pending Approval", **common)
