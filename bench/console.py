@@ -53,7 +53,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
     print(f"\n== {name}: one organization of {args.accounts:,} accounts, {args.others:,} more in the portal ==",
           flush=True)
-    database, _key, loaded = seed(url, config, args.accounts, args.others)
+    database, key, loaded = seed(url, config, args.accounts, args.others)
     print(f"  bulk load {loaded:.1f} s", flush=True)
     app = create_app(config, database=database, policy=policy, clock=FixedClock(NOW))
     if not args.no_settle:
@@ -64,6 +64,10 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
         "csrf_token": CSRF.search(form).group(1), "username": "big.admin", "password": PASSWORD})
     if signed.status_code != 302 or not signed.headers["Location"].endswith("/home"):
         raise SystemExit(f"bench: console sign-in answered {signed.status_code}: {signed.get_data(True)[:300]}")
+    auth = {"Authorization": f"Bearer {key}"}
+    api_signed = client.post(f"/v1/portals/{PORTAL}/sessions", json={"username": "big.admin", "password": PASSWORD},
+                             headers=auth)
+    api_headers = {**auth, "X-Session-Token": api_signed.get_json()["token"]}
     base = f"/console/{PORTAL}/admin?organization={BIG}"
     n = args.n
     deep = cursors(database, args.accounts, n)
@@ -76,6 +80,9 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
         "user list: status=locked": lambda k: f"{base}&status=locked",
         "user list: Pending Approval": lambda k: f"{base}&pending=yes",
         "account page": lambda k: f"/console/{PORTAL}/accounts/{members[k % n]}?organization={BIG}",
+        # For reference, under the same conditions: the API's listing of the same page (JSON, no actions).
+        "API listing, limit=25 (reference)": lambda k: (f"/v1/portals/{PORTAL}/organizations/{BIG}/accounts"
+                                                        f"?limit=25&manageable=true"),
     }
     statements = Statements(database.engine)
     rows = []
@@ -87,7 +94,7 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
                 path = make(max(k, 0))
                 statements.current = []
                 c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
-                response = client.get(path)
+                response = client.get(path, headers=api_headers if path.startswith("/v1/") else None)
                 elapsed, used = time.perf_counter_ns() - t0, time.thread_time_ns() - c0
                 if response.status_code != 200:
                     raise SystemExit(f"bench: GET {path} answered {response.status_code}: "
