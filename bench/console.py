@@ -56,8 +56,6 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
     database, key, loaded = seed(url, config, args.accounts, args.others)
     print(f"  bulk load {loaded:.1f} s", flush=True)
     app = create_app(config, database=database, policy=policy, clock=FixedClock(NOW))
-    if not args.no_settle:
-        settle_heap()  # as a serving worker does once its app is built (service/server.py)
     client = app.test_client()
     form = client.get(f"/console/{PORTAL}/").get_data(as_text=True)
     signed = client.post(f"/console/{PORTAL}/sign-in", data={
@@ -73,6 +71,10 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
     deep = cursors(database, args.accounts, n)
     lasts = [LAST[(k * 17) % len(LAST)] for k in range(n)]
     members = [person(k * 97 + 2)[2] for k in range(n)]
+    if not args.no_settle:
+        # As a serving worker does once its app is built (service/server.py), after the bench's own set-up
+        # (the cursors above read the whole roster), which no serving worker carries.
+        settle_heap()
     kinds = {
         "user list: first page": lambda k: base,
         "user list: deep page (after=)": lambda k: f"{base}&after={deep[k % len(deep)]}",

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from service.api.requests import services
 from service.console import labels
 from service.domain import sessions, work
-from service.domain.errors import DomainError
 from service.policy import REASON_MESSAGES
 
 bp = Blueprint("console", __name__, url_prefix="/console/<portal>", template_folder="templates")
@@ -115,5 +114,5 @@ def page(template: str, code: int = 200, **context):
     return render_template(f"console/{template}", **context), code
 
 
-__all__ = ["bp", "CLIENT", "DomainError", "begin", "error_words", "flash_errors", "page", "person",
+__all__ = ["bp", "CLIENT", "begin", "error_words", "flash_errors", "page", "person",
            "reason_words", "run", "signed_in", "token"]

@@ -6,7 +6,7 @@ record: a wrong password here counts toward the lockout (R19) exactly as over th
 """
 from __future__ import annotations
 
-from flask import flash, redirect, request, session, url_for
+from flask import flash, g, redirect, request, session, url_for
 from pydantic import ValidationError
 
 from service.api.schemas import ActivationBody, PasswordChangeBody, RecoveryBody, RecoveryConfirmBody, SignInBody
@@ -136,7 +136,7 @@ def recovery_form():
 def request_recovery():
     """R20: the same answer whatever the answers were (no account is revealed by it)."""
     username = form_text("username")
-    answers = [form_text(f"answer{i}") for i in range(1, g_questions() + 1)]
+    answers = [form_text(f"answer{i}") for i in range(1, g.profile.recovery.security_questions + 1)]
     try:
         body = RecoveryBody(username=username, answers=answers)
         run(lambda ctx: recovery.request_recovery(ctx, body.username, body.answers),
@@ -165,8 +165,3 @@ def confirm_recovery():
     flash("Your password is changed. Sign in with your new password.", "info")
     return redirect(url_for("console.sign_in_form"))
 
-
-def g_questions() -> int:
-    from flask import g
-
-    return g.profile.recovery.security_questions
