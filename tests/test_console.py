@@ -382,3 +382,43 @@ def test_a_temporary_password_is_replaced_at_the_first_sign_in(app, api, databas
     terms = person.sign_in("jdoe11", "Own#Pass2026xy")
     assert terms.status_code == 401 and "I Agree" in terms.get_data(as_text=True)
     assert person.sign_in("jdoe11", "Own#Pass2026xy", accepted_terms="yes").headers["Location"].endswith("/home")
+
+
+def test_link_subordinate_links_an_account_of_another_provider_and_is_offered_only_where_allowed(app, build,
+                                                                                               database):
+    with build("masshealth") as world:
+        world.account("mhughes", memberships={"PIDSL-1": {"role": "admin"}})
+        world.account("jdoe11", memberships={"PIDSL-1": {}})
+        world.account("pat", memberships={"PIDSL-2": {"role": "admin"}})
+        world.account("sub2", memberships={"PIDSL-2": {}})
+    plain = browser(app, "masshealth")
+    plain.sign_in("sub2")
+    assert plain.get("organizations/PIDSL-2/link-subordinate").status_code == 404  # not offered: as absent
+    person = browser(app, "masshealth")
+    person.sign_in("pat")
+    listing = person.get("admin?organization=PIDSL-2").get_data(as_text=True)
+    assert ">Link Subordinate<" in listing and ">New Subordinate<" in listing
+    answer = person.post("organizations/PIDSL-2/link-subordinate", {"username": "jdoe11"},
+                         "organizations/PIDSL-2/link-subordinate")
+    assert answer.status_code == 302
+    page = person.client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Link Subordinate: jdoe11 now acts for PIDSL-2." in page
+    with database.sessions() as session:
+        record = session.scalars(select(AuditRecord).where(AuditRecord.action == "link_account")).one()
+        assert (record.actor, record.target, record.organization, record.client) == ("pat", "jdoe11", "PIDSL-2",
+                                                                                    "console")
+
+
+def test_new_subordinate_refuses_a_bad_form_with_its_fields_named_and_creates_nothing(app, build, database):
+    with build("masshealth") as world:
+        world.account("mhughes", memberships={"PIDSL-1": {"role": "admin"}})
+    person = browser(app, "masshealth")
+    person.sign_in("mhughes")
+    answer = person.post("organizations/PIDSL-1/new-subordinate", {
+        "last_name": "DOE", "first_name": "JOHN", "username": "jdoe11", "email": "not-an-email",
+        "password": "Temporary#Pass1"}, "organizations/PIDSL-1/new-subordinate")
+    assert answer.status_code == 422 and "Email" in answer.get_data(as_text=True)
+    assert 'value="jdoe11"' in answer.get_data(as_text=True)  # what was typed stays, but never the password
+    assert "Temporary#Pass1" not in answer.get_data(as_text=True)
+    with database.sessions() as session:
+        assert not session.scalars(select(AuditRecord).where(AuditRecord.action == "create_account")).all()
