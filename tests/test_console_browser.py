@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from service.catalog import PATH_ACTIONS
-from service.domain.passwords import use_cheap_hashing
+from service.domain import passwords
 from tests.fixtures.browser import axe_source, axe_violations, chromium, live  # noqa: F401 - fixtures
 from tests.fixtures.servers import ROOT
 from tests.fixtures.world import PASSWORD, World
@@ -25,7 +25,12 @@ IMAGES = ROOT / "docs" / "images"
 
 @pytest.fixture(autouse=True, scope="module")
 def _cheap():
-    use_cheap_hashing()  # the people written below are hashed at the live QA server's cost
+    """The people written below are hashed at the live QA server's cost, in this module only."""
+    from argon2 import PasswordHasher
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_hasher", PasswordHasher(**passwords.CHEAP))
+        yield
 
 
 @pytest.fixture
