@@ -422,3 +422,30 @@ def test_new_subordinate_refuses_a_bad_form_with_its_fields_named_and_creates_no
     assert "Temporary#Pass1" not in answer.get_data(as_text=True)
     with database.sessions() as session:
         assert not session.scalars(select(AuditRecord).where(AuditRecord.action == "create_account")).all()
+
+
+def test_forgot_your_password_leads_to_recovery_by_the_security_answers(app, build, database):
+    """R20 at the console: the answers (the same page whatever they were), then the emailed code."""
+    from tests.fixtures.http import ANSWERS, give_answers, outbox
+
+    with build("qm") as world:
+        account = world.account("ioc", memberships={"QM-1": {}})
+        give_answers(world, account)
+    person = browser(app, "qm")
+    assert 'href="/console/qm/recover">Forgot your password?</a>' in person.get().get_data(as_text=True)
+    form = person.get("recover").get_data(as_text=True)
+    assert "Security Answer #1" in form and "Security Answer #2" in form and "What is" not in form
+    wrong = person.post("recover", {"username": "ioc", "answer1": "123 Oak Street", "answer2": ANSWERS[1]},
+                        "recover")
+    right = person.post("recover", {"username": "ioc", "answer1": ANSWERS[0], "answer2": ANSWERS[1]}, "recover")
+    assert wrong.status_code == right.status_code == 302 and wrong.headers["Location"] == right.headers["Location"]
+    (mail,) = [n for n in outbox(database, "ioc@example.org") if n.template == "password_recovery"]
+    done = person.post("recover/confirm", {"username": "ioc", "code": mail.payload["security_code"],
+                                           "new_password": "Fresh#Pass2026x"}, "recover/confirm")
+    assert done.status_code == 302
+    assert person.sign_in("ioc", "Fresh#Pass2026x").headers["Location"].endswith("/console/qm/home")
+
+
+def test_recovery_says_plainly_where_a_portal_offers_none(app):
+    page = browser(app, "ahw").get("recover").get_data(as_text=True)
+    assert "does not offer self-service password recovery" in page and "Security Answer" not in page
