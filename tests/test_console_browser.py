@@ -190,7 +190,6 @@ def test_the_masshealth_primary_user_creates_assigns_resets_and_removes_a_subord
     me = screen("masshealth").sign_in("mhughes")
     me.follow(re.compile(r"^Manage Subordinate Accounts"), exact=False)
     me.press("Search")
-    me.photograph()
     me.follow("New Subordinate")
     page = me.page
     page.get_by_label("Last Name").fill("DOE")
@@ -213,6 +212,9 @@ def test_the_masshealth_primary_user_creates_assigns_resets_and_removes_a_subord
                           {"type": "account", "id": "jdoe11", "organization": "1134135759-A"},
                           permission="claims_submission_and_status")
     assert held["allowed"], held
+    me.follow("Return to Search Results")
+    me.photograph()
+    me.follow("JOHN DOE")
 
     me.press("Reset Password")
     assert "Reset Password: done for jdoe11" in me.confirmation()
