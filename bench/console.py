@@ -21,7 +21,7 @@ share an entry), where one POST /v1/authorized-actions per row would cost a stat
     python bench/console.py [--quick] [--accounts 100000] [--others 50000] [-n 50]
                             [--backend postgres|sqlite|both] [--json out.json]
 
-Target (issue 26): the user list under 100 ms p99 server time on PostgreSQL.
+Target: the user list under 100 ms p99 server time on PostgreSQL.
 """
 from __future__ import annotations
 
