@@ -162,3 +162,15 @@ Feature: AHCCCS Online Provider Portal: Master Account Holder
     And "joy" clicks "Remove User" for "ian"
     Then the audit trail shows "mara" did "approve" to "ian" in "P-100" with the outcome "done"
     And the audit trail shows "joy" did "remove" to "ian" in "P-100" with the outcome "denied"
+
+  @console @R2 @R5
+  Scenario: At the console, the master account holder clicks Admin, selects the user and presses Upgrade to Master Account
+    Given "mara" is the active master account holder of "P-100"
+    And "ian" is an active individual account of "P-100"
+    And "joy" is an active individual account of "P-100"
+    When "joy" clicks "Upgrade to Master Account" for "ian"
+    Then the change is refused because of "not_admin"
+    When "mara" clicks "Upgrade to Master Account" for "ian"
+    Then the change is accepted
+    And "ian" is a master account holder of "P-100"
+    And "mara" is a master account holder of "P-100"

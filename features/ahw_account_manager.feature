@@ -258,3 +258,17 @@ Feature: Arkansas Health & Wellness Secure Portal: Account Manager, what you nee
     Then the change is refused because of "not_member"
     When "kim" views the account of "vic"
     Then the change is refused because of "not_member"
+
+  @console @R25
+  Scenario Outline: At the console, the Comments History shows the text exactly as written and runs nothing
+    Given "kim" is the Account Manager of "TIN-1"
+    And "uma" is an active User of "TIN-1"
+    When "kim" clicks "Disable User" for "uma" with the comment "<comment>"
+    Then the change is accepted
+    And the comments history of "uma" shows "kim" did "disable" with exactly the text "<comment>"
+
+    Examples: the payloads of the source document's own Comments History
+      | comment                         |
+      | <script>alert(1)</script>       |
+      | ;alert(1)//                     |
+      | </xmp><script>alert(1)</script> |

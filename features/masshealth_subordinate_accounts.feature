@@ -162,3 +162,21 @@ Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
     When "pat" clicks "Remove" for "mhughes" at "PIDSL-2"
     Then the change is accepted
     And "mhughes" asking to use "Claims Submission and Status" for "PIDSL-2" gets "not_member"
+
+  @console @R5 @R20 @R13 @R1
+  Scenario: At the console, the Primary User resets a subordinate's password and removes it from the PID/SL
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "Claims Submission and Status"
+    And the provider "PIDSL-2" is enrolled
+    And "pat" is the Primary User of "PIDSL-2"
+    When "mhughes" clicks "Reset Password" for "jdoe11" at "PIDSL-1"
+    Then the change is accepted
+    And an email with a security code and a URL is sent to "jdoe11"
+    When "pat" links the account of "jdoe11" to "PIDSL-2"
+    And "mhughes" clicks "Reset Password" for "jdoe11" at "PIDSL-1"
+    Then the change is refused because of "account_elsewhere"
+    When "pat" clicks "Remove" for "jdoe11" at "PIDSL-2"
+    Then the change is accepted
+    And "jdoe11" asking to use "Claims Submission and Status" for "PIDSL-2" gets "not_member"
+    When "mhughes" clicks "Remove" for "jdoe11" at "PIDSL-1"
+    Then the account "jdoe11" has the status "removed"
+    And "jdoe11" cannot sign in

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from service import observe
+from service import console, observe
 from service.api import (accounts, authzen, decisions, enrolment, health, maintenance, metrics, openapi, passwords,
                          problems, registration, roster, sessions, support, testing)
 from service.api.declare import Api
@@ -59,6 +59,7 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.register_api(support.bp)
     app.register_api(openapi.bp)
     app.register_api(metrics.bp)
+    console.install(app)  # the User Management console: HTML pages under /console/{portal}/
     if config.authzen.base_url is None:  # `serve` fills it in (and says so); an app built otherwise says so here
         logging.getLogger(__name__).warning(
             "authzen.base_url is unset: AuthZEN discovery names %s, never a request's Host; set authzen.base_url",

@@ -64,11 +64,18 @@ These secrets are shown only now; only their hashes are stored.
   member  demo.member  password {demo.member_password}
   client key (scopes authorize,manage,enroll): {demo.client_key}
 
+Sign in to the User Management console as demo.admin:
+  {console_address(base, demo.portal)}
+
 Ask a first decision:
   curl -s {base}/v1/authorize -H 'Authorization: Bearer {demo.client_key}' \\
     -H 'Content-Type: application/json' \\
     -d '{{"portal": "{demo.portal}", "actor": "demo.member", "action": "claims", "resource": {{"type": "organization", "id": "{demo.organization}"}}}}'
 """
+
+
+def console_address(base: str, portal: str) -> str:
+    return f"{base}/console/{portal}/"
 
 
 def _write_owner_only(path: Path, text: str) -> None:
@@ -96,6 +103,8 @@ def _offer_demo(config: Config, database, args) -> None:
 
     if not (args.demo or config.demo.enabled):
         return
+    print(f"portal-authz: the demo organization's console: "
+          f"{console_address(f'http://{args.host}:{args.port}', config.demo.portal)}", flush=True)
     with database.transaction() as session:
         demo = create_demo(session, config, SystemClock().now()) if is_empty(session) else None
     if demo is None:

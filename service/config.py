@@ -88,6 +88,25 @@ class Inactivity(_Strict):
     warning_days: int = Field(default=0, ge=0)
 
 
+FRAME_SOURCE = re.compile(r"^('self'|https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")
+
+
+class PortalConsole(_Strict):
+    """The console of one portal (service/console): who may frame its pages."""
+
+    frame_ancestors: tuple[str, ...] = Field(
+        default=(), description="CSP frame-ancestors sources ('self' or https://host[:port]) allowed to embed the "
+                                "console; empty: none may")
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for source in value:
+            if not FRAME_SOURCE.match(source):
+                raise ValueError(f"frame ancestor {source!r} must be 'self' or an origin such as https://portal.example.org")
+        return value
+
+
 class PortalProfile(_Strict):
     """One portal's vocabulary, catalog and lifecycle numbers."""
 
@@ -108,6 +127,7 @@ class PortalProfile(_Strict):
         default=False, description="R13: admins create accounts for their staff (masshealth's subordinates)")
     comment_max_length: int = Field(default=200, ge=1)
     session_minutes: int = Field(default=480, ge=1, le=24 * 60)
+    console: PortalConsole = PortalConsole()
 
     @field_validator("permissions")
     @classmethod
@@ -165,6 +185,14 @@ class Testing(_Strict):
             raise ValueError("hashing: cheap is allowed only together with clock: settable (a QA server, never "
                              "production)")
         return self
+
+
+class Console(_Strict):
+    """The console's browser session (service/console)."""
+
+    secure_cookie: bool | None = Field(
+        default=None, description="send the console's cookie over https only; null: on, except with testing.clock "
+                                  "settable (a QA server on plain http)")
 
 
 class Demo(_Strict):
@@ -271,6 +299,7 @@ class Config(_Strict):
     server: Server = Server()
     testing: Testing = Testing()
     demo: Demo = Demo()
+    console: Console = Console()
     portals: dict[str, PortalProfile] = Field(min_length=1)
     # Where the file was read from; relative paths (the SQLite default) hang off it.
     base_dir: Path = Path(".")

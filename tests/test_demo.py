@@ -110,6 +110,7 @@ def test_serve_demo_on_a_terminal_prints_the_secrets_once_and_nothing_to_the_log
             process.wait()
         os.close(primary)
     assert "created a demo organization DEMO-0001" in shown
+    assert re.search(r"console as demo\.admin:\s+http://127\.0\.0\.1:\d+/console/ahcccs/", shown)
     assert re.search(r"demo\.admin\s+password \S+", shown) and re.search(r"demo\.member\s+password \S+", shown)
     key = re.search(r"pak_[A-Za-z0-9_-]+", shown).group(0)
     log = (tmp_path / "serve.err").read_text()
@@ -132,6 +133,7 @@ def test_the_demo_off_a_terminal_goes_to_a_file_only_its_owner_reads(tmp_path, c
     out, err = capsys.readouterr()
     secrets_file = tmp_path / cli.DEMO_SECRETS_FILE
     assert str(secrets_file) in out and "readable only by its owner" in out
+    assert "the demo organization's console: http://127.0.0.1:8000/console/ahcccs/" in out
     assert not SECRET.search(out + err)
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
     text = secrets_file.read_text()
@@ -161,5 +163,7 @@ def test_the_demo_asked_for_on_a_database_with_organizations_creates_nothing_and
     cli._offer_demo(config, any_database, _serve_args())
     assert counts(any_database.url) == before
     out, err = capsys.readouterr()
-    assert out == "" and "demo not created: the database already holds organizations" in err
+    # The console's address is told all the same: a demo made by an earlier run is still signed in to there.
+    assert out == "portal-authz: the demo organization's console: http://127.0.0.1:8000/console/ahcccs/\n"
+    assert "demo not created: the database already holds organizations" in err
     assert not (tmp_path / cli.DEMO_SECRETS_FILE).exists()

@@ -36,6 +36,26 @@ def _organization(ctx: Context, key: str) -> Organization:
     return org
 
 
+def _grants_to_newcomer(ctx: Context, decider: Decider, actor_account: Account, org_facts: OrganizationFacts,
+                        username: str, permissions) -> dict[str, Decision]:
+    """Each service assigned to a new account is a `grant` to it, asked of the policy as any grant is (R14, R15)."""
+    actor = decider.actor(actor_account.username)
+    newcomer = AccountFacts(username, org_facts, Role.MEMBER, Status.ACTIVE, None,
+                            (LinkFacts(org_facts, Role.MEMBER, ()),))
+    return {permission: ctx.policy.decide(actor, "grant", replace(newcomer, permission=permission))
+            for permission in dict.fromkeys(permissions)}
+
+
+def grantable_on_creation(ctx: Context, actor_account: Account, org_key: str) -> list[str]:
+    """The catalog's services the actor may assign to a subordinate it creates: what `create_subordinate` asks,
+    asked ahead (none when the actor may not create accounts there)."""
+    decider, org_facts, decision = _decide_on_organization(ctx, actor_account, "create_account", org_key)
+    if not decision.allowed:
+        return []
+    answers = _grants_to_newcomer(ctx, decider, actor_account, org_facts, "", ctx.profile.catalog)
+    return [permission for permission, answer in answers.items() if answer.allowed]
+
+
 def create_subordinate(ctx: Context, actor_account: Account, org_key: str, details: dict, permissions: list[str],
                        comment: str | None) -> Outcome:
     """R13: a Primary User (or delegate) creates a staff account and assigns its services."""
@@ -44,12 +64,8 @@ def create_subordinate(ctx: Context, actor_account: Account, org_key: str, detai
     decider, org_facts, decision = _decide_on_organization(ctx, actor_account, "create_account", org_key)
     reasons = list(decision.reasons)
     if decision.allowed:
-        # Each service assigned is a `grant` to the new account, asked of the policy as any grant is (R14, R15).
-        actor = decider.actor(actor_account.username)
-        newcomer = AccountFacts(details["username"], org_facts, Role.MEMBER, Status.ACTIVE, None,
-                                (LinkFacts(org_facts, Role.MEMBER, ()),))
-        for permission in dict.fromkeys(permissions):
-            answer = ctx.policy.decide(actor, "grant", replace(newcomer, permission=permission))
+        for answer in _grants_to_newcomer(ctx, decider, actor_account, org_facts, details["username"],
+                                          permissions).values():
             reasons += [r for r in answer.reasons if r not in reasons]
     if reasons:
         denied = Decision(False, tuple(dict.fromkeys(reasons)), decision.policy_version)
@@ -103,6 +119,19 @@ def _record(ctx, actor, action, target, org_key, comment, detail):
                                 created_at=ctx.now, text=comment))
 
 
+def _visible_roles(ctx: Context, actor: ActorFacts, org_facts: OrganizationFacts) -> list[str]:
+    """The roles of the organization's accounts whose `view` the policy allows the actor, asked once per role."""
+    return [role for role in ROLES
+            if ctx.policy.decide(actor, AccountAction.VIEW, AccountFacts("", org_facts, role, Status.ACTIVE)).allowed]
+
+
+def sees_others(ctx: Context, actor_account: Account, org_key: str) -> bool:
+    """Whether the actor may see accounts of the organization besides its own (where a console offers its
+    admin tools): the same per-role question the listing's visibility is read from."""
+    decider, org_facts, decision = _decide_on_organization(ctx, actor_account, "view", org_key)
+    return decision.allowed and bool(_visible_roles(ctx, decider.actor(actor_account.username), org_facts))
+
+
 def _visibility(ctx: Context, actor: ActorFacts, actor_id: int, org_facts: OrganizationFacts):
     """The roster's visibility as SQL conditions, read from the policy rather than restated here.
 
@@ -113,8 +142,7 @@ def _visibility(ctx: Context, actor: ActorFacts, actor_id: int, org_facts: Organ
     tests/test_roster_visibility.py proves the listing equal to the policy's `view` of every account,
     on SQLite and PostgreSQL.
     """
-    roles = [role for role in ROLES
-             if ctx.policy.decide(actor, AccountAction.VIEW, AccountFacts("", org_facts, role, Status.ACTIVE)).allowed]
+    roles = _visible_roles(ctx, actor, org_facts)
     me = Account.id == actor_id
     if set(roles) == set(ROLES):  # every role: no condition, so the database reads the roster's index in order
         return Account.id.isnot(None), ~me

@@ -356,7 +356,9 @@ class Story:
             support.token, support.token_at = reply.body["token"], self.now
         return support.token
 
-    def act(self, actor: str, action: str, target: str, org: str | None = None, comment: str | None = None) -> Reply:
+    def act(self, actor: str, action: str, target: str, org: str | None = None, comment: str | None = None,
+            label: str | None = None) -> Reply:
+        """The click of the button `label` (the documents' word for `action`), made over the contract."""
         body = {}
         if org:
             body["organization"] = self.org_key(org)
