@@ -84,6 +84,9 @@ class AuthorizeRequest(_Body):
     explain: bool = Field(default=False, description=(
         "issue 15: also answer `explanation`: for each rule of the action, each requirement with its "
         "outcome, the reason code it is told as and the facts it read (as `portal-authz policy explain --json`)"))
+    remedies: bool = Field(default=False, description=(
+        "also answer `remedies`: for each failing requirement some change satisfies, the change and who in "
+        "the organization may make it (docs/remedies.md); computed only when asked"))
 
 
 class Check(_Body):
@@ -96,6 +99,9 @@ class BatchRequest(_Body):
     portal: str = Field(min_length=1, max_length=64)
     actor: str = Field(min_length=1, max_length=100)
     checks: list[Check] = Field(min_length=1, max_length=100)
+    remedies: bool = Field(default=False, description=(
+        "also answer `remedies`: for each failing requirement some change satisfies, the change and who in "
+        "the organization may make it (docs/remedies.md); computed only when asked"))
 
 
 class AuthorizedActionsRequest(_Body):
@@ -107,6 +113,27 @@ class AuthorizedActionsRequest(_Body):
 class Reason(BaseModel):
     code: str
     message: str
+
+
+class RemedyChange(BaseModel):
+    action: str = Field(description="an account action of the API (grant, unlock, approve, enable, ...), or "
+                                    "change_password, accept_terms, activate (made by the account's own person)")
+    account: str = Field(description="the account changed: the actor's own")
+    organization: str | None = Field(default=None, description="where the change is made (absent for a "
+                                                                 "self-service change)")
+    permission: str | None = Field(default=None, description="the function, for a grant")
+
+
+class Remedy(BaseModel):
+    """What would allow a denial: the change that satisfies one failing requirement and who may make it."""
+
+    code: str = Field(description="the reason code of the failing requirement")
+    change: RemedyChange
+    by: list[str] = Field(max_length=5, description=(
+        "usernames of the organization's accounts the policy allows to make the change, delegates then "
+        "admins, at most 5; only accounts of an organization where the actor's membership is its to see; "
+        "empty when nobody in the organization can (then ask support, see `support`)"))
+    support: bool = Field(description="whether portal support staff can make the change")
 
 
 class AuthorizeResponse(BaseModel):
@@ -145,6 +172,7 @@ class Explanation(BaseModel):
 class AuthorizeExplainedResponse(AuthorizeResponse):
     explanation: Explanation | None = Field(
         default=None, description="only with `explain: true`; null if the policy could not be evaluated")
+    remedies: list[Remedy] | None = Field(default=None, description="only with `remedies: true`; empty when allowed")
 
 
 class CheckError(BaseModel):
@@ -155,6 +183,7 @@ class CheckError(BaseModel):
 
 
 class BatchResult(AuthorizeResponse):
+    remedies: list[Remedy] | None = Field(default=None, description="only with `remedies: true`")
     error: CheckError | None = Field(
         None, description="only on a check that names something unknown or impossible: that check's problem, "
                           "answered in its place as a denial (reasons carry its code); the other checks are decided")

@@ -102,6 +102,11 @@ class Decider:
     def actor(self, username: str) -> ActorFacts:
         return self._actor(self._load({username}, set(), set()), username)
 
+    def actors(self, usernames: Collection[str]) -> dict[str, ActorFacts]:
+        """Several accounts' facts as actors, by the usernames given, read in one statement."""
+        facts = self._load(set(usernames), set(), set())
+        return {username: self._actor(facts, username) for username in usernames}
+
     def organization(self, key: str) -> OrganizationFacts:
         return self._organization(self._load(set(), {key}, set()), key)
 
