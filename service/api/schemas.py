@@ -558,3 +558,46 @@ class SweepCounts(BaseModel):
 
 class ClockNow(BaseModel):
     now: str
+
+
+# --- Access requests (scope `manage`) ---------------------------------------------------------
+
+class AccessRequestPath(OrgPath):
+    request_id: int = Field(ge=1, le=2**62, description="the id answered when the request was made")
+
+
+class AccessRequestBody(_Body):
+    permission: str = Field(min_length=1, max_length=100, description="the function asked for (a catalog entry)")
+    note: str | None = Field(default=None, max_length=500, description="why, for whoever decides")
+
+
+class AccessDecisionBody(_Body):
+    model_config = ConfigDict(extra="forbid", openapi_extra={"required": False})
+
+    comment: str | None = Field(default=None, description="at most the portal's comment length (R25)")
+
+
+class AccessRequestCreated(BaseModel):
+    id: int
+    status: Literal["open"]
+
+
+class AccessRequestDeclined(BaseModel):
+    id: int
+    status: Literal["declined"]
+
+
+class AccessRequestView(BaseModel):
+    id: int
+    username: str = Field(description="who asked")
+    organization: str
+    permission: str
+    note: str | None
+    status: Literal["open", "approved", "declined", "expired"]
+    created_at: str
+    expires_at: str
+
+
+class AccessRequestPage(BaseModel):
+    requests: list[AccessRequestView] = Field(description="the open requests the session's actor may decide, "
+                                                          "oldest first")
