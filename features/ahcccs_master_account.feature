@@ -162,3 +162,14 @@ Feature: AHCCCS Online Provider Portal: Master Account Holder
     And "joy" clicks "Remove User" for "ian"
     Then the audit trail shows "mara" did "approve" to "ian" in "P-100" with the outcome "done"
     And the audit trail shows "joy" did "remove" to "ian" in "P-100" with the outcome "denied"
+
+  @R16 @R14 @R5
+  Scenario: It will be the master account holder's responsibility to ensure they have been granted the appropriate access
+    Given "mara" is the master account holder of "P-100"
+    And "ian" is an active individual account of "P-100"
+    Then "ian" asking to use "Claims" for "P-100" is told to contact "mara"
+    When "ian" asks for access to "Claims" for "P-100"
+    Then "mara" is emailed that "ian" asks for access to "Claims"
+    When "mara" approves the access request of "ian"
+    Then the change is accepted
+    And "ian" asking to use "Claims" for "P-100" gets "allowed"

@@ -242,3 +242,12 @@ Feature: Arkansas Health & Wellness Secure Portal: Account Manager, what you nee
     Then the change is refused because of "not_member"
     When "kim" views the account of "vic"
     Then the change is refused because of "not_member"
+
+  @R15 @R16
+  Scenario: Please contact your Account Manager, or a User with Manage Account, for access to a function
+    Given "kim" is the Account Manager of "TIN-1"
+    And "uma" is an active User of "TIN-1"
+    And "kim" has set the access of "uma" to "Manage Account, Claims"
+    And "ulf" is an active User of "TIN-1"
+    Then "ulf" asking to use "Claims" for "TIN-1" is told to contact "uma, kim"
+    And "ulf" asking to use "Eligibility" for "TIN-1" is told to contact "kim"

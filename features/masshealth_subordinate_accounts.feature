@@ -162,3 +162,13 @@ Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
     When "pat" clicks "Remove" for "mhughes" at "PIDSL-2"
     Then the change is accepted
     And "mhughes" asking to use "Claims Submission and Status" for "PIDSL-2" gets "not_member"
+
+  @R13 @R15 @R16
+  Scenario: The Primary User is responsible for managing access: a subordinate asks its Primary User for a service
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "Claims Submission and Status"
+    Then "jdoe11" asking to use "Manage Referrals" for "PIDSL-1" is told to contact "mhughes"
+    When "jdoe11" asks for access to "Manage Referrals" for "PIDSL-1"
+    Then "mhughes" is emailed that "jdoe11" asks for access to "Manage Referrals"
+    When "mhughes" approves the access request of "jdoe11"
+    Then the change is accepted
+    And "jdoe11" asking to use "Manage Referrals" for "PIDSL-1" gets "allowed"

@@ -37,7 +37,7 @@ def list_access_requests(path: OrgPath):
     return answer(transaction(path.portal, work))
 
 
-@bp.post("/organizations/<org>/access-requests/<int:request_id>/approve", operation_id="approveAccessRequest",
+@bp.post("/organizations/<org>/access-requests/<request_id>/approve", operation_id="approveAccessRequest",
          summary="Approve: the grant itself (as PUT .../permissions); answers the requester's account",
          scope="manage", session="required", ok=(200, AccountView), problems=CHANGE, body_optional=True)
 def approve(path: AccessRequestPath, body: AccessDecisionBody):
@@ -45,7 +45,7 @@ def approve(path: AccessRequestPath, body: AccessDecisionBody):
         ctx, actor, path.org, path.request_id, body.comment))
 
 
-@bp.post("/organizations/<org>/access-requests/<int:request_id>/decline", operation_id="declineAccessRequest",
+@bp.post("/organizations/<org>/access-requests/<request_id>/decline", operation_id="declineAccessRequest",
          summary="Decline: recorded and told to the requester", scope="manage", session="required",
          ok=(200, AccessRequestDeclined), problems=CHANGE, body_optional=True)
 def decline(path: AccessRequestPath, body: AccessDecisionBody):
