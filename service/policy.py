@@ -338,12 +338,16 @@ class _Engine:
         self.sees_membership = lru_cache(maxsize=memo_size)(
             lambda actor, own, link: self.oso.query_rule_once("sees_membership", actor, own, link))
         self.self_service = lru_cache(maxsize=64)(lambda change: self.oso.query_rule_once("self_service", change))
+        # A change names no account or organization (the caller fills those in), so remedies memoize by shape too.
+        self._remedies = lru_cache(maxsize=memo_size // 16)(self._evaluate_remedies)
 
     def remedies(self, actor: ActorFacts, action: str, resource) -> tuple[tuple[str, tuple], ...]:
         """(reason code, change as sorted (key, value) pairs) for each failing, told requirement with a remedy.
+        Asked only when a caller wants remedies, never on the plain decision path."""
+        return self._remedies(_Asked(self._key(actor, action, resource), (actor, action, resource)))
 
-        Asked only when a caller wants remedies, never on the plain decision path; not memoized (a denial
-        asked with remedies is rare next to the decisions themselves)."""
+    def _evaluate_remedies(self, asked: _Asked) -> tuple[tuple[str, tuple], ...]:
+        actor, action, resource = asked.facts
         found = set()
         for result in self.oso.query_rule("deny_remedy", actor, action, resource, Variable("code"), Variable("change")):
             code, change = result["bindings"]["code"], result["bindings"]["change"]

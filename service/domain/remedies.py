@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, literal, select, tuple_, union_all
 
 from service.catalog import ACCOUNT_ACTIONS, PERMISSION_ACTIONS, Role, Status
 from service.domain.decisions import Decider, Question, Resource
@@ -108,24 +109,34 @@ def for_decision(decider: Decider, action: str, decision: Decision) -> list[dict
 def candidate_usernames(decider: Decider, org_key: str) -> Iterator[list[str]]:
     """The usernames of the organization's active delegates, then its active admins, each in username order, in
     chunks: one pass over the organization's admins and delegates, read only as far as needed."""
-    session, portal = decider.session, decider.portal
-    org_id = (select(Organization.id).where(Organization.portal_id == portal, Organization.key == org_key)
-              .scalar_subquery())
-    base = (select(Account.username_key, Account.username).join(Membership, Membership.account_id == Account.id)
-            .where(Membership.organization_id == org_id, Membership.status == Status.ACTIVE))
-    groups = []
     dp = decider.profile.delegate_permission
-    if dp:
-        groups.append(base.join(Grant, Grant.membership_id == Membership.id)
-                      .where(Membership.role == Role.MEMBER, Grant.permission == dp))
-    groups.append(base.where(Membership.role == Role.ADMIN))
-    for group in groups:
-        after = None
-        while True:
-            query = group if after is None else group.where(Account.username_key > after)
-            rows = list(session.execute(query.order_by(Account.username_key).limit(CANDIDATE_CHUNK)))
-            if rows:
-                yield [r.username for r in rows]
-            if len(rows) < CANDIDATE_CHUNK:
-                break
-            after = rows[-1].username_key
+    statement = _candidates_statement(dp is not None)
+    after: tuple[int, str] = (-1, "")
+    while True:
+        rows = list(decider.session.execute(statement, {"portal": decider.portal, "org": org_key, "dp": dp,
+                                                        "rank": after[0], "key": after[1]}))
+        if rows:
+            yield [r.username for r in rows]
+        if len(rows) < CANDIDATE_CHUNK:
+            return
+        after = (rows[-1].rank, rows[-1].username_key)
+
+
+@cache
+def _candidates_statement(with_delegates: bool):
+    """Built once: (rank, username key, username) past the keyset (:rank, :key), delegates (0) before admins (1)."""
+    org_id = (select(Organization.id).where(Organization.portal_id == bindparam("portal"),
+                                            Organization.key == bindparam("org")).scalar_subquery())
+
+    def group(rank: int, *conditions):
+        return (select(literal(rank).label("rank"), Account.username_key, Account.username)
+                .join(Membership, Membership.account_id == Account.id)
+                .where(Membership.organization_id == org_id, Membership.status == Status.ACTIVE, *conditions))
+
+    branches = [group(1, Membership.role == Role.ADMIN)]
+    if with_delegates:
+        granted = select(Grant.membership_id).where(Grant.permission == bindparam("dp"))
+        branches.insert(0, group(0, Membership.role == Role.MEMBER, Membership.id.in_(granted)))
+    found = (union_all(*branches) if len(branches) > 1 else branches[0]).subquery()
+    return (select(found).where(tuple_(found.c.rank, found.c.username_key) > tuple_(bindparam("rank"), bindparam("key")))
+            .order_by(found.c.rank, found.c.username_key).limit(CANDIDATE_CHUNK))
