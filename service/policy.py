@@ -98,6 +98,7 @@ _HEAD = re.compile(r"\s*(\w+)\s*\(")
 _FIRST_LITERAL = re.compile(r'\w+\s*\(\s*"(\w+)"')
 _ACTION_LIST = re.compile(r"\baction\s+in\s+\[([^\]]*)\]")
 _ACTION_EQUALS = re.compile(r'\baction\s*!?=\s*"(\w+)"')
+_REMEDY_ACTION = re.compile(r'\baction\s*:\s*"(\w+)"')
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,20 @@ def check_policy(files: list[Path]) -> list[str]:
             if action not in catalogs[kind]:
                 problems.append(f'{s.where(at)}: action "{action}" is not an {kind} action of the catalog '
                                 f"(service/catalog.py)")
+    # A remedy (the change that satisfies a requirement) names a defined requirement, and a change that is an
+    # account action of the catalog or one the policy declares self-service.
+    self_served = {name for s in statements if s.head == "self_service" for name, _at in s.literals()}
+    for s in statements:
+        if s.head != "remedy":
+            continue
+        name = s.first_argument()
+        if name not in defined:
+            problems.append(f'{s.where(len(s.text) - len(s.text.lstrip()))}: remedy names "{name}", a requirement '
+                            f"none defines")
+        for match in _REMEDY_ACTION.finditer(s.text):
+            if match.group(1) not in ACCOUNT_ACTIONS and match.group(1) not in self_served:
+                problems.append(f'{s.where(match.start(1))}: remedy change "{match.group(1)}" is neither an account '
+                                f"action of the catalog nor a self_service change")
     return problems
 
 
