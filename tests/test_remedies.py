@@ -36,6 +36,9 @@ def world(any_database, config, policy, clock):
         def post(self, path, body):
             return client.post(path, json=body, headers={"Authorization": f"Bearer {key}"})
 
+        def post_get(self, path):
+            return client.get(path).get_json()
+
         def ask(self, portal, actor, action, resource, expect=200, **extra):
             response = self.post("/v1/authorize", {"portal": portal, "actor": actor, "action": action,
                                                    "resource": resource, **extra})
@@ -197,3 +200,12 @@ def test_batch_and_authzen_answer_remedies_when_asked(ahw):
     many = ahw.post("/authzen/ahw/access/v1/evaluations",
                     {**ask, "context": {"remedies": True}, "evaluations": [{}, {"action": {"name": "view"}}]})
     assert [len(e["context"]["remedies"]) for e in many.get_json()["evaluations"]] == [1, 0]
+
+
+def test_the_contract_documents_remedies(ahw):
+    spec = ahw.post_get("/openapi.json")
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["Remedy"]["properties"]) == {"code", "change", "by", "support"}
+    assert "remedies" in schemas["AuthorizeRequest"]["properties"] and "remedies" in schemas["BatchRequest"]["properties"]
+    assert "remedies" in schemas["AuthorizeExplainedResponse"]["properties"]
+    assert "remedies" in schemas["DecisionContext"]["properties"]
