@@ -119,13 +119,23 @@ def test_self_service_changes_are_the_account_s_own(world, any_database):
          "by": ["act"], "support": False}]
 
 
-def test_at_most_five_are_named(world):
+@pytest.mark.parametrize("chunk", [25, 2])
+def test_at_most_five_are_named(world, monkeypatch, chunk):
+    """Candidates are read a chunk at a time (2: the five named come from three reads), only as far as needed."""
+    from service.domain import remedies
+
+    monkeypatch.setattr(remedies, "CANDIDATE_CHUNK", chunk)
     with world.build("ahcccs") as w:
         for i in range(7):
             w.account(f"mah{i}", memberships={"P1": {"role": "admin"}})
+        w.account("abe.locked", status="locked", memberships={"P1": {"role": "admin"}})
         w.account("bill", memberships={"P1": {}})
+        w.account("lou", status="locked", memberships={"P1": {}})
     (remedy,) = world.remedies("ahcccs", "bill", "eligibility", org("P1"))
     assert remedy["by"] == [f"mah{i}" for i in range(5)]
+    # Two remedies share one reading of the candidates; the locked admin is named by neither.
+    assert [r["by"] for r in world.remedies("ahcccs", "lou", "eligibility", org("P1"))] == [
+        [f"mah{i}" for i in range(5)]] * 2
 
 
 @pytest.mark.R14

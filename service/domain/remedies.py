@@ -85,25 +85,52 @@ def _visible(policy: Policy, asker: ActorFacts, target: AccountFacts, org_key: s
 # --- From stored facts --------------------------------------------------------------------------------
 
 def for_decision(decider: Decider, action: str, decision: Decision) -> list[dict]:
-    """The remedies of a decision the Decider made (none when allowed, or when it was made on no facts)."""
+    """The remedies of a decision the Decider made (none when allowed, or when it was made on no facts).
+
+    The organization's first candidates are read, then their facts with the asker's as an account there in
+    one statement; further candidates (rarely needed) a chunk and a statement at a time."""
     if decision.allowed or decision.facts is None:
         return []
     asker, resource = decision.facts
+    candidates: dict[str, _Candidates] = {}
+
+    def read(org_key: str) -> _Candidates:
+        if org_key not in candidates:
+            candidates[org_key] = _Candidates(decider, asker.username, org_key)
+        return candidates[org_key]
 
     def target_of(org_key: str, change: dict) -> AccountFacts | None:
         question = Question(change["action"], Resource("account", asker.username, org_key),
                             {"permission": change.get("permission")})
         try:
-            return decider.resource(question)
+            return decider.resource_in(read(org_key).facts, question)
         except (NotFound, Invalid):
             return None
 
-    def candidates_of(org_key: str) -> Iterator[ActorFacts]:
-        for chunk in candidate_usernames(decider, org_key):
-            actors = decider.actors(chunk)
-            yield from (actors[name] for name in chunk)
+    return remedies(decider.policy, asker, action, resource, target_of, lambda org_key: iter(read(org_key)))
 
-    return remedies(decider.policy, asker, action, resource, target_of, candidates_of)
+
+class _Candidates:
+    """An organization's candidates in order, read as far as asked and kept for the next remedy."""
+
+    def __init__(self, decider: Decider, asker: str, org_key: str):
+        self.decider = decider
+        self.chunks = candidate_usernames(decider, org_key)
+        first = next(self.chunks, [])
+        self.facts = decider.read({asker, *first}, {org_key}, {asker})
+        self.read = [[decider.actor_in(self.facts, username) for username in first]]
+
+    def __iter__(self) -> Iterator[ActorFacts]:
+        index = 0
+        while True:
+            if index < len(self.read):
+                yield from self.read[index]
+                index += 1
+                continue
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return
+            self.read.append(list(self.decider.actors(chunk).values()))
 
 
 def candidate_usernames(decider: Decider, org_key: str) -> Iterator[list[str]]:
@@ -114,7 +141,7 @@ def candidate_usernames(decider: Decider, org_key: str) -> Iterator[list[str]]:
     after: tuple[int, str] = (-1, "")
     while True:
         rows = list(decider.session.execute(statement, {"portal": decider.portal, "org": org_key, "dp": dp,
-                                                        "rank": after[0], "key": after[1]}))
+                                                        "rank": after[0], "key": after[1], "n": CANDIDATE_CHUNK}))
         if rows:
             yield [r.username for r in rows]
         if len(rows) < CANDIDATE_CHUNK:
@@ -139,4 +166,4 @@ def _candidates_statement(with_delegates: bool):
         branches.insert(0, group(0, Membership.role == Role.MEMBER, Membership.id.in_(granted)))
     found = (union_all(*branches) if len(branches) > 1 else branches[0]).subquery()
     return (select(found).where(tuple_(found.c.rank, found.c.username_key) > tuple_(bindparam("rank"), bindparam("key")))
-            .order_by(found.c.rank, found.c.username_key).limit(CANDIDATE_CHUNK))
+            .order_by(found.c.rank, found.c.username_key).limit(bindparam("n")))
