@@ -7,10 +7,10 @@ same body and headers. What it skips is the machinery a decision does not need: 
 and application contexts, routing, Werkzeug's request and response objects, the ORM session.
 
 Anything else is handed, untouched, to the declared Flask route, which answers it as always: a
-body that is not JSON or does not match the schema, a missing or refused key, `"explain": true` or `"remedies": true`,
-an unknown portal, organization or account, any error. Problems are written in one place only,
-and the lane can never answer differently from the route: `tests/test_express_lane.py` sends the
-same requests to both and compares status, headers and body, and counts that the lane answered.
+body that is not JSON or does not match the schema, a missing or refused key, `"explain": true`,
+`"remedies": true`, an unknown portal, organization or account, any error. Problems are written in
+one place only, and the lane can never answer differently from the route: `tests/test_express_lane.py`
+sends the same requests to both and compares status, headers and body, and counts that the lane answered.
 """
 from __future__ import annotations
 
