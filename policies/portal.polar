@@ -391,8 +391,10 @@ deny_reason(actor: Account, action: String, resource, code) if
 # What would allow it: each failing requirement told as CODE, with the change that satisfies it (`remedy`,
 # stated beside the requirement, about the actor's own account in the organization asked about). A
 # requirement with no remedy (self_action, permission_unknown, ...) has none: no change satisfies it.
-# Who may make the change is this policy's answer to that change, asked of each candidate
-# (service/domain/remedies.py); only the account's own person makes a self-service change.
+# A change states what to do (`action`, and `permission` for a grant), never a name: the service adds
+# the actor's account and the organization asked about. Who may make it is this policy's answer to
+# that change, asked of each candidate (service/domain/remedies.py); only the account's own person
+# makes a self-service change.
 deny_remedy(actor: Account, action: String, resource, code, change) if
     (rule(action, resource, requirements) or unknown_action(action, resource, requirements)) and
     name in requirements and
