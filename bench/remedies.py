@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable with
 from sqlalchemy import select  # noqa: E402
 
 from bench import roster  # noqa: E402
-from bench._common import (ROOT, bulk_load, exit_on_sigterm, free_port, machine, ms_summary, print_machine,  # noqa: E402
-                           start_server, stop_server, table, wait_ready, write_config)
+from bench._common import (ROOT, bulk_load, exit_on_sigterm, free_port, machine, ms_summary,  # noqa: E402
+                           print_machine, start_server, stop_server, table, wait_ready, write_config)
 from service.config import load_config  # noqa: E402
 from service.domain import clients  # noqa: E402
 from service.domain.setup import sync_portals  # noqa: E402

@@ -215,8 +215,8 @@ def test_wrong_reasons_fail_even_when_the_decision_is_right(tmp_path):
 def test_wrong_remedies_fail_even_when_the_reasons_are_right(tmp_path):
     """A row's remedies are compared in order: the change and who may make it (admins of the world's organization)."""
     def table(by):
-        t = small_table(remedies=[{"code": "permission_not_granted", "change": {"action": "grant", "permission": "claims"},
-                                   "by": by, "support": True}])
+        change = {"action": "grant", "permission": "claims"}
+        t = small_table(remedies=[{"code": "permission_not_granted", "change": change, "by": by, "support": True}])
         t["personas"]["ann"] = {"memberships": {"P1": {"role": "admin"}}}
         return t
 

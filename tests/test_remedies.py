@@ -216,6 +216,7 @@ def test_the_contract_documents_remedies(ahw):
     spec = ahw.post_get("/openapi.json")
     schemas = spec["components"]["schemas"]
     assert set(schemas["Remedy"]["properties"]) == {"code", "change", "by", "support"}
-    assert "remedies" in schemas["AuthorizeRequest"]["properties"] and "remedies" in schemas["BatchRequest"]["properties"]
+    assert "remedies" in schemas["AuthorizeRequest"]["properties"]
+    assert "remedies" in schemas["BatchRequest"]["properties"]
     assert "remedies" in schemas["AuthorizeExplainedResponse"]["properties"]
     assert "remedies" in schemas["DecisionContext"]["properties"]

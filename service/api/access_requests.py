@@ -5,8 +5,8 @@ from flask import jsonify
 
 from service.api.changes import CHANGE, acting, answer, run_change, transaction
 from service.api.declare import Routes
-from service.api.schemas import (AccessDecisionBody, AccessRequestBody, AccessRequestCreated, AccessRequestDeclined, AccessRequestPage,
-                                 AccessRequestPath, AccountView, OrgPath)
+from service.api.schemas import (AccessDecisionBody, AccessRequestBody, AccessRequestCreated, AccessRequestDeclined,
+                                 AccessRequestPage, AccessRequestPath, AccountView, OrgPath)
 from service.domain import access_requests, administration
 
 bp = Routes("access_requests", __name__, url_prefix="/v1/portals/<portal>", tag="accounts")

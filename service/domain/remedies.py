@@ -165,5 +165,6 @@ def _candidates_statement(with_delegates: bool):
         granted = select(Grant.membership_id).where(Grant.permission == bindparam("dp"))
         branches.insert(0, group(0, Membership.role == Role.MEMBER, Membership.id.in_(granted)))
     found = (union_all(*branches) if len(branches) > 1 else branches[0]).subquery()
-    return (select(found).where(tuple_(found.c.rank, found.c.username_key) > tuple_(bindparam("rank"), bindparam("key")))
+    past = tuple_(found.c.rank, found.c.username_key) > tuple_(bindparam("rank"), bindparam("key"))
+    return (select(found).where(past)
             .order_by(found.c.rank, found.c.username_key).limit(bindparam("n")))
