@@ -220,7 +220,7 @@ def test_coverage_counts_remedy_clauses(tmp_path):
     new = copy_policies(tmp_path / "policies")
     edit(new, "portal.polar", 'remedy("terms_accepted", _actor, _action, _resource, {action: "accept_terms"});',
          'remedy("terms_accepted", _actor, _action, _resource, {action: "accept_terms"});\n'
-         'remedy("known_actor", _actor, _action, _resource, {action: "register"});')
+         'remedy("known_actor", _actor, _action, _resource, {action: "enable"});')
     report = run_coverage(new, POLICIES / "tests")
     (missing, why), = [(c, why) for c, why in report.uncovered if c.kind == "remedy"]
-    assert missing.key == ("known_actor", "register") and "no row checks a remedy" in why
+    assert missing.key == ("known_actor", "enable") and "no row checks a remedy" in why
