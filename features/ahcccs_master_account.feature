@@ -174,3 +174,14 @@ Feature: AHCCCS Online Provider Portal: Master Account Holder
     Then the change is accepted
     And "ian" is a master account holder of "P-100"
     And "mara" is a master account holder of "P-100"
+
+  @R16 @R14 @R5
+  Scenario: It will be the master account holder's responsibility to ensure they have been granted the appropriate access
+    Given "mara" is the master account holder of "P-100"
+    And "ian" is an active individual account of "P-100"
+    Then "ian" asking to use "Claims" for "P-100" is told to contact "mara"
+    When "ian" asks for access to "Claims" for "P-100"
+    Then "mara" is emailed that "ian" asks for access to "Claims"
+    When "mara" approves the access request of "ian"
+    Then the change is accepted
+    And "ian" asking to use "Claims" for "P-100" gets "allowed"

@@ -272,3 +272,12 @@ Feature: Arkansas Health & Wellness Secure Portal: Account Manager, what you nee
       | <script>alert(1)</script>       |
       | ;alert(1)//                     |
       | </xmp><script>alert(1)</script> |
+
+  @R15 @R16
+  Scenario: Please contact your Account Manager, or a User with Manage Account, for access to a function
+    Given "kim" is the Account Manager of "TIN-1"
+    And "uma" is an active User of "TIN-1"
+    And "kim" has set the access of "uma" to "Manage Account, Claims"
+    And "ulf" is an active User of "TIN-1"
+    Then "ulf" asking to use "Claims" for "TIN-1" is told to contact "uma, kim"
+    And "ulf" asking to use "Eligibility" for "TIN-1" is told to contact "kim"

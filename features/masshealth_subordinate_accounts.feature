@@ -180,3 +180,13 @@ Feature: MassHealth Provider Online Service Center: Job Aid, Update Accounts
     When "mhughes" clicks "Remove" for "jdoe11" at "PIDSL-1"
     Then the account "jdoe11" has the status "removed"
     And "jdoe11" cannot sign in
+
+  @R13 @R15 @R16
+  Scenario: The Primary User is responsible for managing access: a subordinate asks its Primary User for a service
+    Given "jdoe11" is a subordinate of "PIDSL-1" assigned "Claims Submission and Status"
+    Then "jdoe11" asking to use "Manage Referrals" for "PIDSL-1" is told to contact "mhughes"
+    When "jdoe11" asks for access to "Manage Referrals" for "PIDSL-1"
+    Then "mhughes" is emailed that "jdoe11" asks for access to "Manage Referrals"
+    When "mhughes" approves the access request of "jdoe11"
+    Then the change is accepted
+    And "jdoe11" asking to use "Manage Referrals" for "PIDSL-1" gets "allowed"

@@ -185,3 +185,13 @@ Feature: AHCCCS QM Portal: Help and Support, Master Account Management
     Then the change is accepted
     When "joy" registers with "QM-1" as "Joy Jones" with the email "frontdesk@clinic.example"
     Then the request is refused with "email_taken"
+
+  @R16 @R14 @R5
+  Scenario: A MASTER Account is the administrator for all accounts, maintaining roles for each user: contact your master account holder
+    Given "mara" is the active master account holder of "QM-1"
+    And "mark" is the active master account holder of "QM-1"
+    And "ian" is an active individual account of "QM-1"
+    Then "ian" asking to use "Waitlist" for "QM-1" is told to contact "mara, mark"
+    When "ian" asks for access to "Waitlist" for "QM-1"
+    Then "mara" is emailed that "ian" asks for access to "Waitlist"
+    And "mark" is emailed that "ian" asks for access to "Waitlist"

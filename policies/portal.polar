@@ -271,9 +271,17 @@ unknown_account_action(action, _target, [
 # R16, R18: the actor's standing.
 requirement("known_actor", actor, _action, _resource) if actor.exists = true;
 requirement("active_actor", actor, _action, _resource) if actor.status = "active";
+# R5, R11, R19: what makes the actor's own account active again depends on why it is not: an admin
+# unlocks, approves or enables it; an account awaiting activation is activated with the letter's code.
+remedy("active_actor", actor, _action, _resource, {action: "unlock"}) if actor.status = "locked";
+remedy("active_actor", actor, _action, _resource, {action: "approve"}) if actor.status = "pending_approval";
+remedy("active_actor", actor, _action, _resource, {action: "enable"}) if actor.status = "disabled";
+remedy("active_actor", actor, _action, _resource, {action: "activate"}) if actor.status = "pending_activation";
 requirement("password_current", actor, _action, _resource) if actor.password_current = true;
+remedy("password_current", _actor, _action, _resource, {action: "change_password"});
 # R7: the terms of use bind every action, not only the sign-in that records their acceptance.
 requirement("terms_accepted", actor, _action, _resource) if actor.terms_accepted = true;
+remedy("terms_accepted", _actor, _action, _resource, {action: "accept_terms"});
 
 # R1, R4, R10: the actor's place in the organization.
 requirement("member_of_organization", actor, _action, org) if
@@ -289,6 +297,8 @@ requirement("administers_organization", actor, _action, org) if
 # R13, R14, R16: the function asked for.
 requirement("holds_function", actor, function, org) if
     holds(actor, org, function);
+# R16: a function is held once an administrator grants it ("contact your master account holder").
+remedy("holds_function", _actor, function, _org, {action: "grant", permission: function});
 # known_function (R14) and known_action (R5) have no definition: they are named only by the
 # rules of actions no rule knows, where they always fail, told as permission_unknown / action_unknown.
 requirement("offered", _actor, action, org) if
@@ -337,6 +347,9 @@ requirement("holds_permission", actor, _action, target) if
     is_admin(actor, target.organization) or
     is_support(actor) or
     holds(actor, target.organization, target.permission);
+# R15: a delegate grants a function once it holds it itself.
+remedy("holds_permission", _actor, _action, target, {action: "grant", permission: function}) if
+    function = target.permission and function != nil;
 
 # R5, R21: the account's status, and R3: the last admin.
 requirement("status_allows", _actor, action, target) if
@@ -374,6 +387,24 @@ deny_reason(actor: Account, action: String, resource, code) if
     not requirement(name, actor, action, resource) and
     not untold(name, actor, action, resource) and
     reason(name, code);
+
+# What would allow it: each failing requirement told as CODE, with the change that satisfies it (`remedy`,
+# stated beside the requirement, about the actor's own account in the organization asked about). A
+# requirement with no remedy (self_action, permission_unknown, ...) has none: no change satisfies it.
+# A change states what to do (`action`, and `permission` for a grant), never a name: the service adds
+# the actor's account and the organization asked about. Who may make it is this policy's answer to
+# that change, asked of each candidate (service/domain/remedies.py); only the account's own person
+# makes a self-service change.
+deny_remedy(actor: Account, action: String, resource, code, change) if
+    (rule(action, resource, requirements) or unknown_action(action, resource, requirements)) and
+    name in requirements and
+    not requirement(name, actor, action, resource) and
+    not untold(name, actor, action, resource) and
+    reason(name, code) and
+    remedy(name, actor, action, resource, change);
+
+# R7, R10, R18: a new password, the terms at sign-in, the activation letter's code.
+self_service(change) if change in ["change_password", "accept_terms", "activate"];
 
 untold(name: String, actor: Account, action: String, resource) if
     told_after(name, earlier) and

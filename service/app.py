@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from flask import Flask
 
 from service import console, observe
-from service.api import (accounts, authzen, decisions, enrolment, health, maintenance, metrics, openapi, passwords,
-                         problems, registration, roster, sessions, support, testing)
+from service.api import (access_requests, accounts, authzen, decisions, enrolment, health, maintenance, metrics,
+                         openapi, passwords, problems, registration, roster, sessions, support, testing)
 from service.api.declare import Api
 from service.api.express import ExpressAuthorize
 from service.api.requests import close_session, secure_headers
@@ -54,6 +54,7 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     app.register_api(sessions.bp)
     app.register_api(accounts.bp)
     app.register_api(roster.bp)
+    app.register_api(access_requests.bp)
     app.register_api(passwords.bp)
     app.register_api(maintenance.bp)
     app.register_api(support.bp)

@@ -126,6 +126,8 @@ class PortalProfile(_Strict):
     admin_created_accounts: bool = Field(
         default=False, description="R13: admins create accounts for their staff (masshealth's subordinates)")
     comment_max_length: int = Field(default=200, ge=1)
+    access_request_days: int = Field(default=14, ge=1, le=365,
+                                     description="an open access request expires after this many days")
     session_minutes: int = Field(default=480, ge=1, le=24 * 60)
     console: PortalConsole = PortalConsole()
 

@@ -98,6 +98,7 @@ _HEAD = re.compile(r"\s*(\w+)\s*\(")
 _FIRST_LITERAL = re.compile(r'\w+\s*\(\s*"(\w+)"')
 _ACTION_LIST = re.compile(r"\baction\s+in\s+\[([^\]]*)\]")
 _ACTION_EQUALS = re.compile(r'\baction\s*!?=\s*"(\w+)"')
+_REMEDY_ACTION = re.compile(r'\baction\s*:\s*"(\w+)"')
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,20 @@ def check_policy(files: list[Path]) -> list[str]:
             if action not in catalogs[kind]:
                 problems.append(f'{s.where(at)}: action "{action}" is not an {kind} action of the catalog '
                                 f"(service/catalog.py)")
+    # A remedy (the change that satisfies a requirement) names a defined requirement, and a change that is an
+    # account action of the catalog or one the policy declares self-service.
+    self_served = {name for s in statements if s.head == "self_service" for name, _at in s.literals()}
+    for s in statements:
+        if s.head != "remedy":
+            continue
+        name = s.first_argument()
+        if name not in defined:
+            problems.append(f'{s.where(len(s.text) - len(s.text.lstrip()))}: remedy names "{name}", a requirement '
+                            f"none defines")
+        for match in _REMEDY_ACTION.finditer(s.text):
+            if match.group(1) not in ACCOUNT_ACTIONS and match.group(1) not in self_served:
+                problems.append(f'{s.where(match.start(1))}: remedy change "{match.group(1)}" is neither an account '
+                                f"action of the catalog nor a self_service change")
     return problems
 
 
@@ -337,6 +352,26 @@ class _Engine:
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
         self.sees_membership = lru_cache(maxsize=memo_size)(
             lambda actor, own, link: self.oso.query_rule_once("sees_membership", actor, own, link))
+        self.self_service = lru_cache(maxsize=64)(lambda change: self.oso.query_rule_once("self_service", change))
+        # A change names no account or organization (the caller fills those in), so remedies memoize by shape too.
+        self._remedies = lru_cache(maxsize=memo_size // 16)(self._evaluate_remedies)
+
+    def remedies(self, actor: ActorFacts, action: str, resource) -> tuple[tuple[str, tuple], ...]:
+        """(reason code, change as sorted (key, value) pairs) for each failing, told requirement with a remedy.
+        Asked only when a caller wants remedies, never on the plain decision path."""
+        return self._remedies(_Asked(self._key(actor, action, resource), (actor, action, resource)))
+
+    def _evaluate_remedies(self, asked: _Asked) -> tuple[tuple[str, tuple], ...]:
+        actor, action, resource = asked.facts
+        found = set()
+        for result in self.oso.query_rule("deny_remedy", actor, action, resource, Variable("code"), Variable("change")):
+            code, change = result["bindings"]["code"], result["bindings"]["change"]
+            if isinstance(code, str) and isinstance(change, dict) and isinstance(change.get("action"), str):
+                found.add((code, tuple(sorted(change.items()))))
+            else:  # a remedy clause that leaves its change open: never guessed at
+                log.error("policy remedy with an open change: %r %r", code, change)
+        rank = {code: i for i, code in enumerate(REASON_MESSAGES)}
+        return tuple(sorted(found, key=lambda r: (rank.get(r[0], len(rank)), r)))
 
     def _target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
         """The (status, role) pairs of a target account of `portal` for which the policy's `status_allows` holds."""
@@ -527,6 +562,26 @@ class Policy:
         except OsoError:
             log.exception("policy evaluation failed; no memberships visible")
             return ()
+
+    def remedies(self, actor: ActorFacts, action: str,
+                 resource: OrganizationFacts | AccountFacts) -> list[tuple[str, dict]]:
+        """What would allow a denial: (reason code, change) for each failing requirement some change satisfies,
+        from the policy's `deny_remedy` (a change is a dict: `action`, and `permission` for a grant). Who may make
+        a change is asked of `decide` (service/domain/remedies.py). On an evaluation error, none (fail closed)."""
+        try:
+            return [(code, dict(change)) for code, change in self._engine.remedies(actor, action, resource)]
+        except OsoError:
+            log.exception("policy evaluation failed; no remedies")
+            return []
+
+    def self_service(self, change: str) -> bool:
+        """Whether only the account's own person makes this change (portal.polar's `self_service`): a new
+        password, the terms of use, the activation letter's code. On an evaluation error, false."""
+        try:
+            return bool(self._engine.self_service(change))
+        except OsoError:
+            log.exception("policy evaluation failed; %r is no self-service change", change)
+            return False
 
     def target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
         """The (status, role) pairs of a target account of `portal` that `action` applies to, read from the

@@ -8,7 +8,9 @@ the policy counts as exercised when:
   a requirement                                      some row finds it holding and some row finds it failing;
   a reason (reason(REQUIREMENT, CODE))               some row's denial is told by it;
   a telling order (told_after(REQUIREMENT, EARLIER)) in some row REQUIREMENT fails and is left untold
-                                                     because EARLIER fails.
+                                                     because EARLIER fails;
+  a remedy (remedy(REQUIREMENT, ..., {action: A}))   some row checks a remedy told as REQUIREMENT's code
+                                                     whose change is A (a row's `remedies`).
 
 The report lists, per file, each clause left unexercised with its line, so the author
 knows which table row to add.
@@ -25,7 +27,7 @@ from service.policy_diff import table_questions
 from service.policy_explain import explain
 
 _HEAD = re.compile(r"^(organization_rule|account_rule|unknown_organization_action|unknown_account_action|"
-                   r"requirement|reason|told_after)\(", re.MULTILINE)
+                   r"requirement|reason|told_after|remedy)\(", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ def _clauses(policy_dir: Path) -> list[Clause]:
                        literal.group(1) if literal else None)
             elif kind == "requirement":
                 key = (strings[0],) if strings else ()
+            elif kind == "remedy":  # (requirement, the change's action)
+                change = re.search(r'\baction:\s*"(\w+)"', body)
+                key = (strings[0] if strings else "", change.group(1) if change else "")
             else:
                 key = tuple(strings[:2])
             first = " ".join(body.split())
@@ -122,6 +127,10 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
                 else:
                     fails.add(earlier)
                     gated.add((name, earlier))
+    remedied = _remedied(Path(policy_dir), tables_dir)
+    codes: dict[str, set[str]] = defaultdict(set)
+    for result in oso.query_rule("reason", _var("name"), _var("code")):
+        codes[str(result["bindings"]["name"])].add(str(result["bindings"]["code"]))
     # A requirement named only by unknown-action rules fails by design (no rule knows the action).
     in_rules = {name for c in report.clauses if c.kind in ("organization_rule", "account_rule") for name in c.key[1]}
     for clause in report.clauses:
@@ -146,9 +155,25 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
         elif clause.kind == "told_after":
             if clause.key not in gated:
                 why = "no row where the requirement fails untold because the earlier one fails"
+        elif clause.kind == "remedy":
+            name, change = clause.key
+            if not any((code, change) in remedied for code in codes.get(name, ())):
+                why = "no row checks a remedy with this change for this requirement"
         if why:
             report.uncovered.append((clause, why))
     return report
+
+
+def _remedied(policy_dir: Path, tables_dir: Path | None) -> set[tuple[str, str]]:
+    """(reason code, change action) of every remedy a table row checks."""
+    from service.policy_tables import TableError, load_table, table_files
+
+    try:
+        files = table_files(policy_dir, tables_dir)
+    except TableError:
+        return set()
+    return {(remedy.code, remedy.change.action) for path in files for row in load_table(path).rows
+            for remedy in row.remedies or ()}
 
 
 def _var(name: str):

@@ -46,6 +46,11 @@ Table format (every key not listed here is an error):
         expect: allow              # allow | deny
         # reasons: [permission_not_granted]   # required with deny: exactly these
         #                                     # codes, in any order; with allow only []
+        # remedies:                  # optional, with deny: exactly these remedies, in order
+        #   - {code: permission_not_granted, change: {action: grant, permission: claims}, by: [ann], support: true}
+        #   # change: action, and permission for a grant (the account is the actor, the organization the
+        #   # question's); by: the personas named, delegates then admins of that organization (at most 5);
+        #   # support: whether support staff can make it (service/domain/remedies.py)
 
 Besides the decision, every row (except grant/revoke naming a permission)
 checks that `authorized_actions(actor, resource)` lists the action exactly
@@ -123,6 +128,18 @@ class TargetSpec(_Strict):
     terms_accepted: bool = True
 
 
+class ChangeSpec(_Strict):
+    action: str
+    permission: str | None = None
+
+
+class RemedySpec(_Strict):
+    code: str
+    change: ChangeSpec
+    by: list[str] = []
+    support: bool = False
+
+
 class RowSpec(_Strict):
     name: str
     rule: str = Field(pattern=r"^R\d+(\s*,\s*R\d+)*$")
@@ -133,6 +150,7 @@ class RowSpec(_Strict):
     permission: str | None = None
     expect: Literal["allow", "deny"]
     reasons: list[str] | None = None
+    remedies: list[RemedySpec] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> RowSpec:
@@ -144,6 +162,8 @@ class RowSpec(_Strict):
             raise ValueError("a denied row must list its reasons")
         if self.expect == "allow" and self.reasons:
             raise ValueError("an allowed row has no reasons")
+        if self.expect == "allow" and self.remedies:
+            raise ValueError("an allowed row has no remedies")
         unknown = [r for r in self.reasons or () if r not in REASON_MESSAGES]
         if unknown:
             raise ValueError(f"unknown reason code(s) {unknown}; known: {sorted(REASON_MESSAGES)}")
@@ -310,6 +330,50 @@ def _target(table: TableSpec, name: str, permission: str | None) -> AccountFacts
                         tuple(sorted(links, key=lambda link: link.organization.key)), spec.terms_accepted)
 
 
+def _remedy_of(remedy) -> tuple:
+    """A remedy as the tables compare it: (code, change action, permission, by, support)."""
+    if isinstance(remedy, RemedySpec):
+        return (remedy.code, remedy.change.action, remedy.change.permission, tuple(remedy.by), remedy.support)
+    change = remedy["change"]
+    return (remedy["code"], change["action"], change.get("permission"), tuple(remedy["by"]), remedy["support"])
+
+
+def table_remedies(policy: Policy, table: TableSpec, actor_name: str, action: str, resource) -> list[dict]:
+    """The remedies of a row's question in the table's world, computed as the service computes them
+    (service/domain/remedies.py), the personas being the organization's candidates."""
+    from service.domain.remedies import remedies
+
+    spec = table.personas[actor_name]
+
+    def target_of(org_key: str, change: dict) -> AccountFacts | None:
+        if spec.unknown or org_key not in spec.memberships:
+            return None
+        membership = spec.memberships[org_key] or MembershipSpec()
+        links = tuple(LinkFacts(_organization(table, org), (m or MembershipSpec()).role,
+                                tuple(sorted((m or MembershipSpec()).permissions)))
+                      for org, m in sorted(spec.memberships.items()) if (m or MembershipSpec()).active)
+        status = spec.status if membership.active else "removed"
+        return AccountFacts(actor_name, _organization(table, org_key), membership.role, status,
+                            change.get("permission"), links, spec.terms_accepted)
+
+    def candidates_of(org_key: str):
+        delegate = table.organizations[org_key].delegate_permission
+        ranked = []
+        for name, persona in table.personas.items():
+            if persona.unknown or org_key not in persona.memberships:
+                continue
+            m = persona.memberships[org_key] or MembershipSpec()
+            if not m.active:
+                continue
+            if m.role == "admin":
+                ranked.append((1, name))
+            elif delegate is not None and delegate in m.permissions:
+                ranked.append((0, name))
+        return [_actor(table, name) for _rank, name in sorted(ranked)]
+
+    return remedies(policy, _actor(table, actor_name), action, resource, target_of, candidates_of)
+
+
 # --- Running ------------------------------------------------------------------
 
 def _show(allowed: bool, reasons) -> str:
@@ -338,6 +402,11 @@ def _run_row(policy: Policy, path: Path, index: int, line: int, table: TableSpec
     failures = []
     if decision.allowed != expect_allowed or set(decision.reasons) != expected_reasons:
         failures.append(failure(_show(expect_allowed, expected_reasons), _show(decision.allowed, decision.reasons)))
+    if row.remedies is not None:
+        expected = [_remedy_of(r) for r in row.remedies]
+        actual = [_remedy_of(r) for r in table_remedies(policy, table, row.actor, row.action, resource)]
+        if actual != expected:
+            failures.append(failure(f"remedies {expected}", f"remedies {actual}"))
     if listed_cache is not None and row.permission is None:
         # Rows often share actor and resource; authorized_actions is the slow query.
         key = (actor, resource)

@@ -96,6 +96,17 @@ def test_an_action_outside_the_catalog_is_refused(tmp_path):
     assert problem.startswith(f"{policies / 'portal.polar'}:{line}: ") and '"unlok"' in problem
 
 
+def test_a_remedy_naming_an_unknown_change_or_requirement_is_refused(tmp_path):
+    policies = copy_policies(tmp_path / "policies")
+    (line,) = misspell(policies, "portal.polar", '{action: "unlock"}', '{action: "unlok"}')
+    (other,) = misspell(policies, "portal.polar", 'remedy("password_current"', 'remedy("password_curent"')
+    with pytest.raises(PolicyCheckError) as caught:
+        Policy(policies)
+    first, second = caught.value.problems
+    assert first.startswith(f"{policies / 'portal.polar'}:{line}: ") and '"unlok"' in first
+    assert second.startswith(f"{policies / 'portal.polar'}:{other}: ") and '"password_curent"' in second
+
+
 def test_policy_test_refuses_a_typo_one_line_per_problem_and_no_policy_gap(tmp_path, cli):
     policies = copy_policies(tmp_path / "policies")
     lines = misspell(policies, "portal.polar", '"status_allows"', '"status_allowz"', count=5)

@@ -114,7 +114,7 @@ def rule_clauses() -> list[tuple[str, int]]:
         for i, clause in enumerate(polar_clauses(polar.read_text(encoding="utf-8"))):
             if re.match(r"\s*(allow|deny_reason|rule|organization_rule|account_rule|unknown_action|"
                         r"unknown_organization_action|unknown_account_action|all_hold|untold|"
-                        r"requirement|reason|told_after)\(", clause):
+                        r"requirement|reason|told_after|remedy|deny_remedy)\(", clause):
                 found.append((polar.name, i))
     return found
 
@@ -172,7 +172,8 @@ def test_the_unlock_mutation_is_reported_on_unlock_rows(tmp_path):
     mutate(policy_dir, *MUTATIONS["unlock no longer applies to locked accounts"])
     failures = run_tables(policy_dir, TABLES).failures
     assert failures
-    assert all(" unlock " in str(f) for f in failures), "\n".join(map(str, failures))
+    # Rows asking unlock, and rows whose remedy is an unlock (who may make it changed too).
+    assert all(" unlock " in str(f) or "'unlock'" in str(f) for f in failures), "\n".join(map(str, failures))
 
 
 # --- The runner's messages ---------------------------------------------------------------
@@ -209,6 +210,28 @@ def test_wrong_reasons_fail_even_when_the_decision_is_right(tmp_path):
     assert len(failures) == 1
     assert "expected: deny [not_member]" in str(failures[0])
     assert "actual:   deny [permission_not_granted]" in str(failures[0])
+
+
+def test_wrong_remedies_fail_even_when_the_reasons_are_right(tmp_path):
+    """A row's remedies are compared in order: the change and who may make it (admins of the world's organization)."""
+    def table(by):
+        change = {"action": "grant", "permission": "claims"}
+        t = small_table(remedies=[{"code": "permission_not_granted", "change": change, "by": by, "support": True}])
+        t["personas"]["ann"] = {"memberships": {"P1": {"role": "admin"}}}
+        return t
+
+    assert run_tables(POLICIES, write_table(tmp_path / "right.yaml", table(["ann"]))).ok
+    failures = run_tables(POLICIES, write_table(tmp_path / "wrong.yaml", table([]))).failures
+    assert len(failures) == 1
+    assert "expected: remedies [('permission_not_granted', 'grant', 'claims', (), True)]" in str(failures[0])
+    assert "actual:   remedies [('permission_not_granted', 'grant', 'claims', ('ann',), True)]" in str(failures[0])
+
+
+def test_an_allowed_row_has_no_remedies(tmp_path):
+    table = small_table(actor="cal", action="view", expect="allow", reasons=[],
+                        remedies=[{"code": "x", "change": {"action": "grant"}}])
+    with pytest.raises(TableError, match="no remedies"):
+        load_table(write_table(tmp_path / "t.yaml", table))
 
 
 def test_reasons_compare_as_a_set(tmp_path):

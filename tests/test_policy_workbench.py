@@ -210,3 +210,17 @@ def test_coverage_through_the_cli_passes_and_names_an_unexercised_clause(tmp_pat
     line = next(line for line in out.splitlines() if 'requirement("unheard_of"' in line)
     assert "no row finds it holding" in line
     assert out.splitlines()[-1].startswith("2 clauses not exercised by the ")
+
+
+def test_coverage_counts_remedy_clauses(tmp_path):
+    """A remedy no table row checks is named; the shipped tables check every one."""
+    report = run_coverage(POLICIES)
+    remedies = [c for c in report.clauses if c.kind == "remedy"]
+    assert len(remedies) >= 8 and not [c for c, _ in report.uncovered if c.kind == "remedy"]
+    new = copy_policies(tmp_path / "policies")
+    edit(new, "portal.polar", 'remedy("terms_accepted", _actor, _action, _resource, {action: "accept_terms"});',
+         'remedy("terms_accepted", _actor, _action, _resource, {action: "accept_terms"});\n'
+         'remedy("known_actor", _actor, _action, _resource, {action: "enable"});')
+    report = run_coverage(new, POLICIES / "tests")
+    (missing, why), = [(c, why) for c, why in report.uncovered if c.kind == "remedy"]
+    assert missing.key == ("known_actor", "enable") and "no row checks a remedy" in why

@@ -135,9 +135,10 @@ def evaluation(path: PdpPath):
 
 
 def _evaluate_one(portal: str, body: z.EvaluationRequest):
-    outcome, actor, question = authzen.evaluate(_decider(portal), _ask(body))
+    decider = _decider(portal)
+    outcome, actor, question = authzen.evaluate(decider, _ask(body))
     _observe(portal, [(actor, question, outcome)])
-    return jsonify(authzen.decision_body(outcome))
+    return jsonify(authzen.decision_body(outcome, decider, question))
 
 
 @bp.post(PDP_PATH + "/access/v1/evaluations", operation_id="authzenEvaluations",
@@ -159,7 +160,7 @@ def evaluations(path: PdpPath):
     decider = _decider(portal)
     answers = authzen.evaluate_many(decider, items, body.options.evaluations_semantic)
     _observe(portal, answers)
-    return jsonify(evaluations=[authzen.decision_body(outcome) for _, _, outcome in answers])
+    return jsonify(evaluations=[authzen.decision_body(outcome, decider, question) for _, question, outcome in answers])
 
 
 # --- Search ------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
+from service.api.schemas import Remedy
 from service.domain.authzen import MAX_LIMIT
 
 Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
@@ -54,7 +55,8 @@ class EvaluationRequest(_In):
     subject: Subject
     action: Action
     resource: Resource
-    context: Properties = Field(default_factory=dict, description='grant/revoke: {"permission": ...}')
+    context: Properties = Field(default_factory=dict, description=(
+        'grant/revoke: {"permission": ...}; {"remedies": true}: a denial also answers `context.remedies`'))
 
 
 class EvaluationsOptions(_In):
@@ -112,6 +114,9 @@ class DecisionContext(BaseModel):
     reasons: list[Reason] | None = Field(default=None, description="the /v1/authorize reasons: empty when allowed")
     policy_version: str | None = None
     error: dict[str, Any] | None = Field(default=None, description="an item's error: {status, code, message}")
+    remedies: list[Remedy] | None = Field(default=None, description=(
+        "only when the request's context says `\"remedies\": true`: what would allow a denial and who may make "
+        "the change (as /v1/authorize's `remedies`)"))
 
 
 class Decision(BaseModel):

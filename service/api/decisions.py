@@ -8,6 +8,7 @@ from service.api.declare import Routes
 from service.api.requests import db_session, services
 from service.api.schemas import (AuthorizedActionsRequest, AuthorizedActionsResponse, AuthorizeExplainedResponse,
                                  AuthorizeRequest, BatchRequest, BatchResponse)
+from service.domain import remedies
 from service.domain.decisions import Decider, Prefetch, Question, Resource, profile_of
 from service.domain.errors import DomainError
 from service.policy import Decision
@@ -53,9 +54,12 @@ def answer_of(decision) -> dict:
          scope="authorize", ok=(200, AuthorizeExplainedResponse), problems=(404,), prefetch=_prefetch)
 def authorize(body: AuthorizeRequest):
     question = question_of(body)
-    decision = _decider(body.portal, g.pop("prefetched", None)).decide(body.actor, question)
+    decider = _decider(body.portal, g.pop("prefetched", None))
+    decision = decider.decide(body.actor, question)
     observe.decision(body.portal, body.actor, question, decision)
     answer = answer_of(decision)
+    if body.remedies:
+        answer["remedies"] = remedies.for_decision(decider, question.action, decision)
     if body.explain:  # the same explanation as `portal-authz policy explain --json`
         answer["explanation"] = (None if decision.facts is None else
                                  explain(services().policy, decision.facts[0], question.action,
@@ -87,8 +91,13 @@ def authorize_batch(body: BatchRequest):
     decided = [(q, o) for q, o in zip(questions, outcomes) if isinstance(o, Decision)]
     observe.decisions(body.portal, body.actor, [q for q, _ in decided], [o for _, o in decided])
     version = decider.policy.version
-    return jsonify(results=[answer_of(outcome) if isinstance(outcome, Decision) else check_error(i, outcome, version)
-                            for i, outcome in enumerate(outcomes)])
+    results = [answer_of(outcome) if isinstance(outcome, Decision) else check_error(i, outcome, version)
+               for i, outcome in enumerate(outcomes)]
+    if body.remedies:
+        for question, outcome, result in zip(questions, outcomes, results):
+            result["remedies"] = (remedies.for_decision(decider, question.action, outcome)
+                                  if isinstance(outcome, Decision) else [])
+    return jsonify(results=results)
 
 
 @bp.post("/authorized-actions", operation_id="authorizedActions",

@@ -8,9 +8,9 @@ and application contexts, routing, Werkzeug's request and response objects, the 
 
 Anything else is handed, untouched, to the declared Flask route, which answers it as always: a
 body that is not JSON or does not match the schema, a missing or refused key, `"explain": true`,
-an unknown portal, organization or account, any error. Problems are written in one place only,
-and the lane can never answer differently from the route: `tests/test_express_lane.py` sends the
-same requests to both and compares status, headers and body, and counts that the lane answered.
+`"remedies": true`, an unknown portal, organization or account, any error. Problems are written in
+one place only, and the lane can never answer differently from the route: `tests/test_express_lane.py`
+sends the same requests to both and compares status, headers and body, and counts that the lane answered.
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class ExpressAuthorize:
             return None
         s = self.services
         profile = s.config.portal(ask.portal)
-        if ask.explain or profile is None:
+        if ask.explain or ask.remedies or profile is None:
             return None
         question = question_of(ask)
         prefetch = Prefetch(ask.portal, ask.actor, question.resource)

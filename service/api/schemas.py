@@ -84,6 +84,9 @@ class AuthorizeRequest(_Body):
     explain: bool = Field(default=False, description=(
         "Also answer `explanation`: for each rule of the action, each requirement with its "
         "outcome, the reason code it is told as and the facts it read (as `portal-authz policy explain --json`)"))
+    remedies: bool = Field(default=False, description=(
+        "also answer `remedies`: for each failing requirement some change satisfies, the change and who in "
+        "the organization may make it (docs/remedies.md); computed only when asked"))
 
 
 class Check(_Body):
@@ -96,6 +99,9 @@ class BatchRequest(_Body):
     portal: str = Field(min_length=1, max_length=64)
     actor: str = Field(min_length=1, max_length=100)
     checks: list[Check] = Field(min_length=1, max_length=100)
+    remedies: bool = Field(default=False, description=(
+        "also answer `remedies`: for each failing requirement some change satisfies, the change and who in "
+        "the organization may make it (docs/remedies.md); computed only when asked"))
 
 
 class AuthorizedActionsRequest(_Body):
@@ -107,6 +113,27 @@ class AuthorizedActionsRequest(_Body):
 class Reason(BaseModel):
     code: str
     message: str
+
+
+class RemedyChange(BaseModel):
+    action: str = Field(description="an account action of the API (grant, unlock, approve, enable, ...), or "
+                                    "change_password, accept_terms, activate (made by the account's own person)")
+    account: str = Field(description="the account changed: the actor's own")
+    organization: str | None = Field(default=None, description="where the change is made (absent for a "
+                                                                 "self-service change)")
+    permission: str | None = Field(default=None, description="the function, for a grant")
+
+
+class Remedy(BaseModel):
+    """What would allow a denial: the change that satisfies one failing requirement and who may make it."""
+
+    code: str = Field(description="the reason code of the failing requirement")
+    change: RemedyChange
+    by: list[str] = Field(max_length=5, description=(
+        "usernames of the organization's accounts the policy allows to make the change, delegates then "
+        "admins, at most 5; only accounts of an organization where the actor's membership is its to see; "
+        "empty when nobody in the organization can (then ask support, see `support`)"))
+    support: bool = Field(description="whether portal support staff can make the change")
 
 
 class AuthorizeResponse(BaseModel):
@@ -145,6 +172,7 @@ class Explanation(BaseModel):
 class AuthorizeExplainedResponse(AuthorizeResponse):
     explanation: Explanation | None = Field(
         default=None, description="only with `explain: true`; null if the policy could not be evaluated")
+    remedies: list[Remedy] | None = Field(default=None, description="only with `remedies: true`; empty when allowed")
 
 
 class CheckError(BaseModel):
@@ -155,6 +183,7 @@ class CheckError(BaseModel):
 
 
 class BatchResult(AuthorizeResponse):
+    remedies: list[Remedy] | None = Field(default=None, description="only with `remedies: true`")
     error: CheckError | None = Field(
         None, description="only on a check that names something unknown or impossible: that check's problem, "
                           "answered in its place as a denial (reasons carry its code); the other checks are decided")
@@ -529,3 +558,46 @@ class SweepCounts(BaseModel):
 
 class ClockNow(BaseModel):
     now: str
+
+
+# --- Access requests (scope `manage`) ---------------------------------------------------------
+
+class AccessRequestPath(OrgPath):
+    request_id: int = Field(ge=1, le=2**62, description="the id answered when the request was made")
+
+
+class AccessRequestBody(_Body):
+    permission: str = Field(min_length=1, max_length=100, description="the function asked for (a catalog entry)")
+    note: str | None = Field(default=None, max_length=500, description="why, for whoever decides")
+
+
+class AccessDecisionBody(_Body):
+    model_config = ConfigDict(extra="forbid", openapi_extra={"required": False})
+
+    comment: str | None = Field(default=None, description="at most the portal's comment length (R25)")
+
+
+class AccessRequestCreated(BaseModel):
+    id: int
+    status: Literal["open"]
+
+
+class AccessRequestDeclined(BaseModel):
+    id: int
+    status: Literal["declined"]
+
+
+class AccessRequestView(BaseModel):
+    id: int
+    username: str = Field(description="who asked")
+    organization: str
+    permission: str
+    note: str | None
+    status: Literal["open", "approved", "declined", "expired"]
+    created_at: str
+    expires_at: str
+
+
+class AccessRequestPage(BaseModel):
+    requests: list[AccessRequestView] = Field(description="the open requests the session's actor may decide, "
+                                                          "oldest first")

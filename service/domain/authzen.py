@@ -26,6 +26,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.catalog import Status, Role
+from service.domain import remedies
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
 from service.facts import ActorFacts, OrganizationFacts
@@ -94,11 +95,15 @@ def question_of(ask: Ask) -> tuple[str, Question]:
                                           context_of(ask.context, ask.action_properties))
 
 
-def decision_body(outcome: Decision | DomainError) -> dict:
-    """An AuthZEN Decision: the /v1 reasons and policy version in `context`, or the item's error there."""
+def decision_body(outcome: Decision | DomainError, decider: Decider | None = None,
+                  question: Question | None = None) -> dict:
+    """An AuthZEN Decision: the /v1 reasons and policy version in `context`, or the item's error there; with
+    `"remedies": true` in the question's context, the remedies too (service/domain/remedies.py)."""
     if isinstance(outcome, Decision):
-        return {"decision": outcome.allowed,
-                "context": {"reasons": outcome.reason_objects(), "policy_version": outcome.policy_version}}
+        context = {"reasons": outcome.reason_objects(), "policy_version": outcome.policy_version}
+        if decider is not None and question is not None and question.context.get("remedies") is True:
+            context["remedies"] = remedies.for_decision(decider, question.action, outcome)
+        return {"decision": outcome.allowed, "context": context}
     status = 400 if isinstance(outcome, Invalid) else outcome.status
     error = {"status": status, "code": outcome.code, "message": outcome.detail}
     if outcome.extra.get("errors"):

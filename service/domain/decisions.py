@@ -102,6 +102,21 @@ class Decider:
     def actor(self, username: str) -> ActorFacts:
         return self._actor(self._load({username}, set(), set()), username)
 
+    def actors(self, usernames: Collection[str]) -> dict[str, ActorFacts]:
+        """Several accounts' facts as actors, by the usernames given, read in one statement."""
+        facts = self._load(set(usernames), set(), set())
+        return {username: self._actor(facts, username) for username in usernames}
+
+    def read(self, usernames: set[str], organizations: set[str], targets: set[str]) -> stored.StoredFacts:
+        """Facts for several questions read in one statement, to be asked with `actor_in` and `resource_in`."""
+        return self._load(usernames, organizations, targets)
+
+    def actor_in(self, facts: stored.StoredFacts, username: str) -> ActorFacts:
+        return self._actor(facts, username)
+
+    def resource_in(self, facts: stored.StoredFacts, question: Question) -> OrganizationFacts | AccountFacts:
+        return self._resource(facts, question)
+
     def organization(self, key: str) -> OrganizationFacts:
         return self._organization(self._load(set(), {key}, set()), key)
 

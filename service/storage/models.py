@@ -171,7 +171,11 @@ class Grant(Base):
     """A portal function granted to a membership (R14)."""
 
     __tablename__ = "grants"
-    __table_args__ = (UniqueConstraint("membership_id", "permission"),)
+    __table_args__ = (
+        UniqueConstraint("membership_id", "permission"),
+        # An organization's delegates (its members granted the delegating function, R15), found from the grant.
+        Index("ix_grants_permission_membership", "permission", "membership_id"),
+    )
     id: Mapped[intpk]
     membership_id: Mapped[int] = mapped_column(ForeignKey("memberships.id", ondelete="CASCADE"))
     permission: Mapped[str] = mapped_column(String(100))
@@ -379,3 +383,30 @@ class ServerSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[timestamp]
+
+
+class AccessRequest(Base):
+    """A member's request for a function it lacks, decided by whoever the policy allows to grant it.
+
+    At most one open request per member, organization and function: the partial unique index holds it
+    under parallel requests. An open request past `expires_at` is closed as expired when next read."""
+
+    __tablename__ = "access_requests"
+    __table_args__ = (
+        Index("ux_access_requests_open", "account_id", "organization_id", "permission", unique=True,
+              sqlite_where=literal_column("status = 'open'"), postgresql_where=literal_column("status = 'open'")),
+        Index("ix_access_requests_org_status", "organization_id", "status"),
+    )
+    id: Mapped[intpk]
+    portal_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    permission: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | approved | declined | expired
+    created_at: Mapped[timestamp]
+    expires_at: Mapped[timestamp]
+    decided_at: Mapped[optional_timestamp]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    account: Mapped[Account] = relationship()
+    organization: Mapped[Organization] = relationship()

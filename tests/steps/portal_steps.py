@@ -532,6 +532,42 @@ def authzen_subject_search(story, users, label, org):
     assert {story.username(u) for u in split_list(users)} <= names, found
 
 
+# --- Who to contact: remedies and access requests ------------------------------------------------------------
+
+@then(re_(rf'{q("user")} asking to use {q("label")} for {q("org")} is told to contact {q("admins")}'))
+def told_whom_to_contact(story, user, label, org, admins):
+    """The denial names who in the organization may grant the function (delegates, then admins) and support."""
+    decision = story.authorize(user, function_id(label), {"type": "organization", "id": story.org_key(org)},
+                               remedies=True)
+    assert decision["allowed"] is False, decision
+    assert decision["remedies"] == [{
+        "code": "permission_not_granted",
+        "change": {"action": "grant", "account": story.username(user), "organization": story.org_key(org),
+                   "permission": function_id(label)},
+        "by": [story.username(a) for a in split_list(admins)], "support": True}], decision
+
+
+@when(re_(rf'{q("user")} asks for access to {q("label")} for {q("org")}'))
+def asks_for_access(story, user, label, org):
+    reply = story.expect(story.call("POST", f"/organizations/{story.org_key(org)}/access-requests",
+                                    {"permission": function_id(label)}, token=story.token(user)), 201)
+    assert reply.body["status"] == "open", reply
+    story.person(user).access_request = reply.body["id"]
+
+
+@then(re_(rf'{q("admin")} is emailed that {q("user")} asks for access to {q("label")}'))
+def emailed_access_request(story, admin, user, label):
+    asked = [n["payload"] for n in story.emails_to(admin) if n["template"] == "access_requested"]
+    assert any(p["requester"] == story.username(user) and p["permission"] == function_id(label) for p in asked), asked
+
+
+@when(re_(rf'{q("admin")} approves the access request of {q("user")}'))
+def approves_access_request(story, admin, user):
+    person = story.person(user)
+    story.call("POST", f"/organizations/{story.org_key(person.org)}/access-requests/{person.access_request}/approve",
+               token=story.token(admin))
+
+
 # --- Profile (R21) ------------------------------------------------------------------------------------------
 
 @when(re_(rf'{q("actor")} changes the (?P<field>phone|email) of {q("user")} to {q("value")}(?: at {q("org")})?'))

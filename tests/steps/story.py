@@ -93,6 +93,7 @@ class Person:
     # temporary and, where the set-up said nothing of them, the terms of use are still to be accepted.
     temporary_password: bool = False
     terms_pending: bool = False
+    access_request: int | None = None  # the id of the person's last access request
 
 
 @dataclass
@@ -384,7 +385,7 @@ class Story:
         return self.expect(reply, 200).body
 
     def authorize(self, actor: str, action: str, resource: dict, context: dict | None = None,
-                  first_sign_in: bool = True) -> dict:
+                  first_sign_in: bool = True, remedies: bool = False) -> dict:
         """The decision for `actor`. A person uses the portal's functions after signing in, so one whose
         password someone else chose signs in first (and sets its own) unless `first_sign_in` is False."""
         person = self.people.get(actor)
@@ -393,6 +394,8 @@ class Story:
         body = {"portal": self.portal, "actor": self.username(actor), "action": action, "resource": resource}
         if context:
             body["context"] = context
+        if remedies:
+            body["remedies"] = True
         self.last = self.api.call("POST", "/v1/authorize", body)
         return self.expect(self.last, 200).body
 

@@ -1,0 +1,198 @@
+"""Access requests: a member asks for a function it lacks; whoever the policy allows to grant it decides.
+
+A request is asked only where the policy's answer to the function itself is `permission_not_granted`
+and nothing else (a member, in good standing, without the grant). The accounts the remedy names
+(service/domain/remedies.py: delegates, then admins of the organization the policy allows to grant
+it) are told (outbox, `access_requested`); when it names nobody, the portal's support staff are.
+The requester learns the request's id and status, never who was told.
+
+Deciding is the grant itself: approving runs `administration.set_permissions` with the function added
+(the same decision, audit, R3 and reach rules as `PUT .../permissions`); declining is allowed to
+exactly those who could approve (the same `grant` question), is recorded and tells the requester.
+Listing shows the open requests the session's actor may decide, by the same question.
+
+At most one open request per member, organization and function: a unique partial index holds it
+under parallel requests (the loser is 409 `request_open`). A request open past the portal's
+`access_request_days` is closed as expired when next touched, and that is audited too.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from service.domain import administration, audit, remedies
+from service.domain.administration import Outcome
+from service.domain.decisions import Decider, Question, Resource
+from service.domain.errors import Conflict, Invalid, NotFound
+from service.domain.work import Context
+from service.policy import Decision
+from service.storage.facts import username_key
+from service.storage.models import AccessRequest, Account, Membership, Organization
+
+OPEN, APPROVED, DECLINED, EXPIRED = "open", "approved", "declined", "expired"
+NOTE_MAX = 500
+LISTED_MAX = 500
+
+
+def _decider(ctx: Context) -> Decider:
+    return Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
+
+
+def _organization(ctx: Context, org_key: str) -> Organization:
+    org = ctx.session.scalar(select(Organization).where(Organization.portal_id == ctx.portal,
+                                                        Organization.key == org_key))
+    if org is None:
+        raise NotFound(f"no organization {org_key!r} in portal {ctx.portal!r}")
+    return org
+
+
+def view(request: AccessRequest) -> dict:
+    return {"id": request.id, "username": request.account.username, "organization": request.organization.key,
+            "permission": request.permission, "note": request.note, "status": request.status,
+            "created_at": request.created_at.isoformat(), "expires_at": request.expires_at.isoformat()}
+
+
+def _expire(ctx: Context, stale: list[AccessRequest]) -> None:
+    for request in stale:
+        request.status, request.decided_at = EXPIRED, request.expires_at
+        audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="access_request_expired", outcome="done",
+                     target=request.account.username, organization=request.organization.key,
+                     detail={"id": request.id, "permission": request.permission})
+    ctx.session.flush()
+
+
+def _open_query(ctx: Context, org: Organization):
+    return (select(AccessRequest).where(AccessRequest.organization_id == org.id, AccessRequest.status == OPEN)
+            .order_by(AccessRequest.id))
+
+
+def request_access(ctx: Context, actor: Account, org_key: str, permission: str,
+                   note: str | None) -> tuple[Outcome, AccessRequest | None]:
+    """Open a request for `permission` in the organization, and tell whoever may grant it."""
+    if permission not in ctx.profile.permissions:
+        raise Invalid(f"{permission!r} is not a function of this portal", [{
+            "field": "permission", "code": "unknown_permission",
+            "message": f"one of {', '.join(ctx.profile.permissions)}"}])
+    if note is not None and len(note) > NOTE_MAX:
+        raise Invalid("the note is too long", [{"field": "note", "code": "too_long",
+                                                "message": f"at most {NOTE_MAX} characters"}])
+    org = _organization(ctx, org_key)
+    decider = _decider(ctx)
+    decision = decider.decide(actor.username, Question(permission, Resource("organization", org_key)))
+    if decision.allowed:
+        raise Conflict(f"{actor.username!r} already holds {permission!r} in {org_key!r}", "already_held")
+    if decision.reasons != ("permission_not_granted",):
+        return administration.record_denial(ctx, actor.username, "access_request", actor.username, org_key,
+                                            decision, None), None
+    stale = list(ctx.session.scalars(_open_query(ctx, org).where(
+        AccessRequest.account_id == actor.id, AccessRequest.permission == permission,
+        AccessRequest.expires_at <= ctx.now)))
+    _expire(ctx, stale)
+    request = AccessRequest(portal_id=ctx.portal, account_id=actor.id, organization_id=org.id,
+                            permission=permission, note=note, status=OPEN, created_at=ctx.now,
+                            expires_at=ctx.now + timedelta(days=ctx.profile.access_request_days))
+    try:
+        with ctx.session.begin_nested():  # the unique partial index: one open request, even in a race
+            ctx.session.add(request)
+    except IntegrityError:
+        raise Conflict(f"{actor.username!r} already has an open request for {permission!r} in {org_key!r}",
+                       "request_open") from None
+    (remedy,) = [r for r in remedies.for_decision(decider, permission, decision)
+                 if r["code"] == "permission_not_granted"] or [{"by": [], "support": True}]
+    told = _tell_deciders(ctx, request, actor, org_key, remedy["by"])
+    audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="access_request", outcome="done",
+                 actor=actor.username, client=ctx.client, target=actor.username, organization=org_key,
+                 detail={"id": request.id, "permission": permission, "told": told}, comment=note)
+    return Outcome(Decision(True, (), decision.policy_version), None, org_key), request
+
+
+def _tell_deciders(ctx: Context, request: AccessRequest, actor: Account, org_key: str, by: list[str]) -> list[str]:
+    """Email the accounts the remedy names; when it names nobody, the portal's active support staff."""
+    if by:
+        order = {username_key(u): i for i, u in enumerate(by)}
+        told = sorted(ctx.session.scalars(select(Account).where(
+            Account.portal_id == ctx.portal, Account.username_key.in_(list(order)))),
+            key=lambda a: order[a.username_key])
+    else:
+        told = list(ctx.session.scalars(select(Account).where(
+            Account.portal_id == ctx.portal, Account.is_support.is_(True), Account.status == "active")
+            .order_by(Account.username_key)))
+    for account in told:
+        ctx.notifier.email(ctx.session, ctx.portal, account.email, "access_requested", {
+            "request": request.id, "requester": actor.username, "organization": org_key,
+            "permission": request.permission, "note": request.note,
+            "expires_at": request.expires_at.isoformat()}, ctx.now)
+    return [a.username for a in told]
+
+
+def _grant_question(request: AccessRequest) -> Question:
+    return Question("grant", Resource("account", request.account.username, request.organization.key),
+                    {"permission": request.permission})
+
+
+def list_open(ctx: Context, actor: Account, org_key: str) -> tuple[Decision, list[AccessRequest]]:
+    """The organization's open requests the actor may decide (the policy's `grant` of each), oldest first."""
+    org = _organization(ctx, org_key)
+    refused = administration.not_member_of(ctx, actor, org_key)
+    if refused is not None:
+        return refused, []
+    found = list(ctx.session.scalars(_open_query(ctx, org).limit(LISTED_MAX)))
+    _expire(ctx, [r for r in found if r.expires_at <= ctx.now])
+    found = [r for r in found if r.status == OPEN]
+    decisions = _decider(ctx).decide_many(actor.username, [_grant_question(r) for r in found]) if found else []
+    return Decision(True, (), ctx.policy.version), [r for r, d in zip(found, decisions) if d.allowed]
+
+
+def _open_request(ctx: Context, org_key: str, request_id: int) -> AccessRequest:
+    """The request, locked; 404 when it is not the organization's, 409 `request_closed` when no longer open."""
+    request = ctx.session.scalar(
+        select(AccessRequest).join(Organization, Organization.id == AccessRequest.organization_id)
+        .where(AccessRequest.id == request_id, AccessRequest.portal_id == ctx.portal, Organization.key == org_key)
+        .with_for_update(of=AccessRequest))
+    if request is None:
+        raise NotFound(f"no access request {request_id} in organization {org_key!r}")
+    if request.status == OPEN and request.expires_at <= ctx.now:
+        raise Conflict(f"access request {request_id} has expired", "request_closed")
+    if request.status != OPEN:
+        raise Conflict(f"access request {request_id} is {request.status}", "request_closed")
+    return request
+
+
+def _close(ctx: Context, actor: Account, request: AccessRequest, status: str, comment: str | None) -> None:
+    request.status, request.decided_at, request.decided_by = status, ctx.now, actor.username
+    audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action=f"access_request_{status}", outcome="done",
+                 actor=actor.username, client=ctx.client, target=request.account.username,
+                 organization=request.organization.key, detail={"id": request.id, "permission": request.permission},
+                 comment=comment)
+    ctx.notifier.email(ctx.session, ctx.portal, request.account.email, f"access_request_{status}", {
+        "request": request.id, "organization": request.organization.key, "permission": request.permission,
+        "decided_by": actor.username}, ctx.now)
+    ctx.session.flush()
+
+
+def approve(ctx: Context, actor: Account, org_key: str, request_id: int, comment: str | None) -> Outcome:
+    """The grant itself: the requester's functions with this one added, decided and applied as
+    `PUT .../permissions` is; the request closes only when the grant is made."""
+    request = _open_request(ctx, org_key, request_id)
+    link = ctx.session.scalar(select(Membership).where(Membership.account_id == request.account_id,
+                                                       Membership.organization_id == request.organization_id))
+    held = sorted({g.permission for g in link.grants}) if link is not None else []
+    outcome = administration.set_permissions(ctx, actor, request.account.username, org_key,
+                                             sorted({*held, request.permission}), comment)
+    if outcome.decision.allowed:
+        _close(ctx, actor, request, APPROVED, comment)
+    return outcome
+
+
+def decline(ctx: Context, actor: Account, org_key: str, request_id: int, comment: str | None) -> Outcome:
+    """Recorded and told to the requester; only by those who could approve it (the same `grant` question)."""
+    administration.check_comment(comment, ctx.profile)
+    request = _open_request(ctx, org_key, request_id)
+    decision = _decider(ctx).decide(actor.username, _grant_question(request))
+    if not decision.allowed:
+        return administration.record_denial(ctx, actor.username, "access_request_declined",
+                                            request.account.username, org_key, decision, comment)
+    _close(ctx, actor, request, DECLINED, comment)
+    return Outcome(decision, None, org_key)

@@ -1,0 +1,170 @@
+"""What would allow a denial, and who in the organization may make that change.
+
+The change that satisfies a failing requirement is the policy's (`remedy`, stated beside each
+requirement in portal.polar, collected by `deny_remedy`); who may make it is the policy's answer to
+that change, asked of the organization's candidates: its delegates, then its admins (at most
+MAX_NAMED named), then a support account in good standing (`support`). Nothing here says who may do
+what: it only hands the policy the questions.
+
+Read scoping: a change is always to the asker's own account, in the organization the question is
+about, and only where the asker's membership there is one it may see (`sees_membership`, through
+`Policy.visible_memberships`). The candidates named are that organization's; an asker with no
+visible membership there is named nobody of it (no remedy that needs someone there).
+
+Computed only when asked (`remedies: true`); the plain decision path never comes here.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from functools import cache
+
+from sqlalchemy import bindparam, literal, select, tuple_, union_all
+
+from service.catalog import ACCOUNT_ACTIONS, PERMISSION_ACTIONS, Role, Status
+from service.domain.decisions import Decider, Question, Resource
+from service.domain.errors import Invalid, NotFound
+from service.facts import AccountFacts, ActorFacts, OrganizationFacts
+from service.policy import Decision, Policy
+from service.storage.models import Account, Grant, Membership, Organization
+
+log = logging.getLogger(__name__)
+
+MAX_NAMED = 5
+# Support staff as the policy sees one in good standing: whether "support" can make a change.
+SUPPORT_STAFF = ActorFacts("support staff", True, "active", True, True, (), True)
+CANDIDATE_CHUNK = 25
+
+# (organization key, change) -> the asker's account as it stands there, asked about the change; None if none
+TargetOf = Callable[[str, dict], "AccountFacts | None"]
+# organization key -> its candidates' facts in order: delegates, then admins
+CandidatesOf = Callable[[str], Iterable[ActorFacts]]
+
+
+def organization_of(resource: OrganizationFacts | AccountFacts) -> OrganizationFacts:
+    return resource if isinstance(resource, OrganizationFacts) else resource.organization
+
+
+def remedies(policy: Policy, asker: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts,
+             target_of: TargetOf, candidates_of: CandidatesOf) -> list[dict]:
+    """The remedies of a denial of `action` on `resource` to `asker`, as the API answers them."""
+    org = organization_of(resource)
+    found: list[dict] = []
+    for code, change in policy.remedies(asker, action, resource):
+        kind = change["action"]
+        if policy.self_service(kind):  # only the account's own person: no one else to name, nor support
+            found.append({"code": code, "change": {"action": kind, "account": asker.username},
+                          "by": [asker.username], "support": False})
+            continue
+        if kind not in ACCOUNT_ACTIONS:
+            log.error("policy remedy %r is neither an account action nor self-service; left out", kind)
+            continue
+        target = target_of(org.key, change)
+        if target is None or not _visible(policy, asker, target, org.key):
+            continue
+        by = []
+        for candidate in candidates_of(org.key):
+            if policy.decide(candidate, kind, target).allowed:
+                by.append(candidate.username)
+                if len(by) == MAX_NAMED:
+                    break
+        body = {"action": kind, "account": asker.username, "organization": org.key}
+        if kind in PERMISSION_ACTIONS:
+            body["permission"] = change.get("permission")
+        found.append({"code": code, "change": body, "by": by,
+                      "support": policy.decide(SUPPORT_STAFF, kind, target).allowed})
+    return found
+
+
+def _visible(policy: Policy, asker: ActorFacts, target: AccountFacts, org_key: str) -> bool:
+    """The asker may see the membership the change is made to (the policy's read scoping)."""
+    links = [link for link in target.links if link.organization.key == org_key]
+    return bool(links) and bool(policy.visible_memberships(asker, target.username, links))
+
+
+# --- From stored facts --------------------------------------------------------------------------------
+
+def for_decision(decider: Decider, action: str, decision: Decision) -> list[dict]:
+    """The remedies of a decision the Decider made (none when allowed, or when it was made on no facts).
+
+    The organization's first candidates are read, then their facts with the asker's as an account there in
+    one statement; further candidates (rarely needed) a chunk and a statement at a time."""
+    if decision.allowed or decision.facts is None:
+        return []
+    asker, resource = decision.facts
+    candidates: dict[str, _Candidates] = {}
+
+    def read(org_key: str) -> _Candidates:
+        if org_key not in candidates:
+            candidates[org_key] = _Candidates(decider, asker.username, org_key)
+        return candidates[org_key]
+
+    def target_of(org_key: str, change: dict) -> AccountFacts | None:
+        question = Question(change["action"], Resource("account", asker.username, org_key),
+                            {"permission": change.get("permission")})
+        try:
+            return decider.resource_in(read(org_key).facts, question)
+        except (NotFound, Invalid):
+            return None
+
+    return remedies(decider.policy, asker, action, resource, target_of, lambda org_key: iter(read(org_key)))
+
+
+class _Candidates:
+    """An organization's candidates in order, read as far as asked and kept for the next remedy."""
+
+    def __init__(self, decider: Decider, asker: str, org_key: str):
+        self.decider = decider
+        self.chunks = candidate_usernames(decider, org_key)
+        first = next(self.chunks, [])
+        self.facts = decider.read({asker, *first}, {org_key}, {asker})
+        self.read = [[decider.actor_in(self.facts, username) for username in first]]
+
+    def __iter__(self) -> Iterator[ActorFacts]:
+        index = 0
+        while True:
+            if index < len(self.read):
+                yield from self.read[index]
+                index += 1
+                continue
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return
+            self.read.append(list(self.decider.actors(chunk).values()))
+
+
+def candidate_usernames(decider: Decider, org_key: str) -> Iterator[list[str]]:
+    """The usernames of the organization's active delegates, then its active admins, each in username order, in
+    chunks: one pass over the organization's admins and delegates, read only as far as needed."""
+    dp = decider.profile.delegate_permission
+    statement = _candidates_statement(dp is not None)
+    after: tuple[int, str] = (-1, "")
+    while True:
+        rows = list(decider.session.execute(statement, {"portal": decider.portal, "org": org_key, "dp": dp,
+                                                        "rank": after[0], "key": after[1], "n": CANDIDATE_CHUNK}))
+        if rows:
+            yield [r.username for r in rows]
+        if len(rows) < CANDIDATE_CHUNK:
+            return
+        after = (rows[-1].rank, rows[-1].username_key)
+
+
+@cache
+def _candidates_statement(with_delegates: bool):
+    """Built once: (rank, username key, username) past the keyset (:rank, :key), delegates (0) before admins (1)."""
+    org_id = (select(Organization.id).where(Organization.portal_id == bindparam("portal"),
+                                            Organization.key == bindparam("org")).scalar_subquery())
+
+    def group(rank: int, *conditions):
+        return (select(literal(rank).label("rank"), Account.username_key, Account.username)
+                .join(Membership, Membership.account_id == Account.id)
+                .where(Membership.organization_id == org_id, Membership.status == Status.ACTIVE, *conditions))
+
+    branches = [group(1, Membership.role == Role.ADMIN)]
+    if with_delegates:
+        granted = select(Grant.membership_id).where(Grant.permission == bindparam("dp"))
+        branches.insert(0, group(0, Membership.role == Role.MEMBER, Membership.id.in_(granted)))
+    found = (union_all(*branches) if len(branches) > 1 else branches[0]).subquery()
+    past = tuple_(found.c.rank, found.c.username_key) > tuple_(bindparam("rank"), bindparam("key"))
+    return (select(found).where(past)
+            .order_by(found.c.rank, found.c.username_key).limit(bindparam("n")))
