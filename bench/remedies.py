@@ -11,7 +11,7 @@ at a time on one keep-alive connection, -n requests of each kind:
              (the delegate holding claims, then the admins; at most 5) and support
   unlock     a locked member asks with remedies: unlock, by whoever administers it
 
-Figures: p50 / p99 in ms over HTTP, measured by the client. Target (issue 27): remedies p50 < 10 ms.
+Figures: p50 / p99 in ms over HTTP, measured by the client. Target: remedies p50 < 10 ms.
 
     python bench/remedies.py [--quick] [--accounts 100000] [--others 20000] [-n 300] [--json out.json]
 """

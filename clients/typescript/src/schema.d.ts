@@ -503,6 +503,58 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/portals/{portal}/organizations/{org}/access-requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The open access requests the session's account may decide */
+        get: operations["listAccessRequests"];
+        put?: never;
+        /** Ask for a function the session's account lacks; whoever may grant it is told */
+        post: operations["requestAccess"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portals/{portal}/organizations/{org}/access-requests/{request_id}/approve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Approve: the grant itself (as PUT .../permissions); answers the requester's account */
+        post: operations["approveAccessRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portals/{portal}/organizations/{org}/access-requests/{request_id}/decline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Decline: recorded and told to the requester */
+        post: operations["declineAccessRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/portals/{portal}/accounts/{username}/password": {
         parameters: {
             query?: never;
@@ -806,6 +858,53 @@ export interface components {
              */
             withheld?: string[];
         };
+        /**
+         * Remedy
+         * @description What would allow a denial: the change that satisfies one failing requirement and who may make it.
+         */
+        Remedy: {
+            /**
+             * Code
+             * @description the reason code of the failing requirement
+             */
+            code: string;
+            change: components["schemas"]["RemedyChange"];
+            /**
+             * By
+             * @description usernames of the organization's accounts the policy allows to make the change, delegates then admins, at most 5; only accounts of an organization where the actor's membership is its to see; empty when nobody in the organization can (then ask support, see `support`)
+             */
+            by: string[];
+            /**
+             * Support
+             * @description whether portal support staff can make the change
+             */
+            support: boolean;
+        };
+        /** RemedyChange */
+        RemedyChange: {
+            /**
+             * Action
+             * @description an account action of the API (grant, unlock, approve, enable, ...), or change_password, accept_terms, activate (made by the account's own person)
+             */
+            action: string;
+            /**
+             * Account
+             * @description the account changed: the actor's own
+             */
+            account: string;
+            /**
+             * Organization
+             * @description where the change is made (absent for a self-service change)
+             * @default null
+             */
+            organization?: string | null;
+            /**
+             * Permission
+             * @description the function, for a grant
+             * @default null
+             */
+            permission?: string | null;
+        };
         /** AuthorizeExplainedResponse */
         AuthorizeExplainedResponse: {
             /** Allowed */
@@ -822,6 +921,12 @@ export interface components {
              * @default null
              */
             explanation?: components["schemas"]["Explanation"] | null;
+            /**
+             * Remedies
+             * @description only with `remedies: true`; empty when allowed
+             * @default null
+             */
+            remedies?: components["schemas"]["Remedy"][] | null;
         };
         /** AuthorizeRequest */
         AuthorizeRequest: {
@@ -848,6 +953,12 @@ export interface components {
              * @default false
              */
             explain?: boolean;
+            /**
+             * Remedies
+             * @description also answer `remedies`: for each failing requirement some change satisfies, the change and who in the organization may make it (docs/remedies.md); computed only when asked
+             * @default false
+             */
+            remedies?: boolean;
         };
         /** ResourceRef */
         ResourceRef: {
@@ -879,6 +990,12 @@ export interface components {
             reasons: components["schemas"]["Reason"][];
             /** Policy Version */
             policy_version: string;
+            /**
+             * Remedies
+             * @description only with `remedies: true`
+             * @default null
+             */
+            remedies?: components["schemas"]["Remedy"][] | null;
             /**
              * @description only on a check that names something unknown or impossible: that check's problem, answered in its place as a denial (reasons carry its code); the other checks are decided
              * @default null
@@ -927,6 +1044,12 @@ export interface components {
             actor: string;
             /** Checks */
             checks: components["schemas"]["Check"][];
+            /**
+             * Remedies
+             * @description also answer `remedies`: for each failing requirement some change satisfies, the change and who in the organization may make it (docs/remedies.md); computed only when asked
+             * @default false
+             */
+            remedies?: boolean;
         };
         /** Check */
         Check: {
@@ -989,6 +1112,12 @@ export interface components {
             error?: {
                 [key: string]: unknown;
             } | null;
+            /**
+             * Remedies
+             * @description only when the request's context says `"remedies": true`: what would allow a denial and who may make the change (as /v1/authorize's `remedies`)
+             * @default null
+             */
+            remedies?: components["schemas"]["Remedy"][] | null;
         };
         /** Decision */
         Decision: {
@@ -1055,7 +1184,7 @@ export interface components {
             resource: components["schemas"]["Resource"];
             /**
              * Context
-             * @description grant/revoke: {"permission": ...}
+             * @description grant/revoke: {"permission": ...}; {"remedies": true}: a denial also answers `context.remedies`
              */
             context?: {
                 [key: string]: unknown;
@@ -1765,6 +1894,82 @@ export interface components {
              * @description pass as ?after= for the next page; null on the last page
              */
             next: string | null;
+        };
+        /** AccessRequestCreated */
+        AccessRequestCreated: {
+            /** Id */
+            id: number;
+            /**
+             * Status
+             * @constant
+             */
+            status: "open";
+        };
+        /** AccessRequestBody */
+        AccessRequestBody: {
+            /**
+             * Permission
+             * @description the function asked for (a catalog entry)
+             */
+            permission: string;
+            /**
+             * Note
+             * @description why, for whoever decides
+             * @default null
+             */
+            note?: string | null;
+        };
+        /** AccessRequestView */
+        AccessRequestView: {
+            /** Id */
+            id: number;
+            /**
+             * Username
+             * @description who asked
+             */
+            username: string;
+            /** Organization */
+            organization: string;
+            /** Permission */
+            permission: string;
+            /** Note */
+            note: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "open" | "approved" | "declined" | "expired";
+            /** Created At */
+            created_at: string;
+            /** Expires At */
+            expires_at: string;
+        };
+        /** AccessRequestPage */
+        AccessRequestPage: {
+            /**
+             * Requests
+             * @description the open requests the session's actor may decide, oldest first
+             */
+            requests: components["schemas"]["AccessRequestView"][];
+        };
+        /** AccessDecisionBody */
+        AccessDecisionBody: {
+            /**
+             * Comment
+             * @description at most the portal's comment length (R25)
+             * @default null
+             */
+            comment?: string | null;
+        };
+        /** AccessRequestDeclined */
+        AccessRequestDeclined: {
+            /** Id */
+            id: number;
+            /**
+             * Status
+             * @constant
+             */
+            status: "declined";
         };
         /** PasswordSet */
         PasswordSet: {
@@ -2723,7 +2928,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -2899,7 +3104,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -3148,7 +3353,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -3256,7 +3461,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -3364,7 +3569,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -3477,7 +3682,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -3815,7 +4020,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -3930,7 +4135,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -4043,7 +4248,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -4307,7 +4512,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -4420,7 +4625,419 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is not sent as application/json; code: unsupported_media_type */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAccessRequests: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the session token from signIn (POST .../sessions): the actor of the change */
+                "X-Session-Token": string;
+            };
+            path: {
+                /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
+                portal: string;
+                /** @description the organization key (Provider ID, TIN, PID/SL) */
+                org: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessRequestPage"];
+                };
+            };
+            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unknown portal, organization, account or action; code: not_found */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    requestAccess: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the session token from signIn (POST .../sessions): the actor of the change */
+                "X-Session-Token": string;
+            };
+            path: {
+                /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
+                portal: string;
+                /** @description the organization key (Provider ID, TIN, PID/SL) */
+                org: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AccessRequestBody"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessRequestCreated"];
+                };
+            };
+            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unknown portal, organization, account or action; code: not_found */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is not sent as application/json; code: unsupported_media_type */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    approveAccessRequest: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the session token from signIn (POST .../sessions): the actor of the change */
+                "X-Session-Token": string;
+            };
+            path: {
+                /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
+                portal: string;
+                /** @description the organization key (Provider ID, TIN, PID/SL) */
+                org: string;
+                /** @description the id answered when the request was made */
+                request_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["AccessDecisionBody"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountView"];
+                };
+            };
+            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unknown portal, organization, account or action; code: not_found */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is not sent as application/json; code: unsupported_media_type */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    declineAccessRequest: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the session token from signIn (POST .../sessions): the actor of the change */
+                "X-Session-Token": string;
+            };
+            path: {
+                /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
+                portal: string;
+                /** @description the organization key (Provider ID, TIN, PID/SL) */
+                org: string;
+                /** @description the id answered when the request was made */
+                request_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["AccessDecisionBody"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessRequestDeclined"];
+                };
+            };
+            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unknown portal, organization, account or action; code: not_found */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -4945,7 +5562,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -5041,7 +5658,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -5117,7 +5734,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict */
+            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
