@@ -77,7 +77,8 @@ class Decision:
     `policy_version` is None when the service did not decide (the client denied for it: see `reasons`)."""
 
     SCHEMA: ClassVar[tuple[str, ...]] = ("AuthorizeExplainedResponse", "BatchResult")  # /v1/authorize, a batch's item
-    IGNORED: ClassVar[dict[str, str]] = {"explanation": "answered only to `explain: true`, which this client never sends"}
+    IGNORED: ClassVar[dict[str, str]] = {"explanation": "answered only to `explain: true`, which this client never sends",
+                                         "remedies": "answered only to `remedies: true`, which this client never sends"}
 
     allowed: bool
     reasons: tuple[Reason, ...] = ()
