@@ -142,7 +142,7 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """One connection for reads without an ORM session: the decision's express lane (service/api/express.py).
+        """One connection for reads without an ORM session: the decision endpoints' lean path (service/api/lean.py).
 
         Autocommit on PostgreSQL, as `reads`, but set on the driver's connection for the block and set back
         before the pool has it again: half the cost of an engine whose isolation level SQLAlchemy sets and
