@@ -79,7 +79,8 @@ def _ping_when_idle(engine: Engine) -> None:
 
     Under load connections are checked out again within milliseconds and cost no ping; one that
     was idle (the likeliest to have been closed by a restart or a timeout) is pinged as pre-ping
-    did, and a dead one is replaced by the pool (DisconnectionError makes it connect anew).
+    did, and a dead one is replaced by the pool (DisconnectionError makes it connect anew). The ping is
+    SQLAlchemy's own (private: pinned by tests/test_sqlalchemy_hooks.py).
     """
     @event.listens_for(engine, "checkin")
     def _idle_from(_dbapi_connection, record) -> None:
