@@ -23,7 +23,6 @@ the `service` package of the tree it sits in.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile

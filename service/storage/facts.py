@@ -156,8 +156,7 @@ def load_facts(session: Session | Connection, portal: str, usernames: set[str], 
     if key_id is None:
         return _assemble(FACTS.rows(connection, values))
     if not usernames and not organizations:
-        (key_rows,) = rows_together(connection, (KEY, {"key_id": key_id}))
-        return StoredFacts({}, {}, _key(key_rows))
+        return StoredFacts({}, {}, read_key(connection, key_id))
     key_rows, rows = rows_together(connection, (KEY, {"key_id": key_id}), (FACTS, values))
     return _assemble(rows, _key(key_rows))
 
@@ -236,6 +235,12 @@ KEY = DirectStatement(lambda _values: _key_statement(), (), _key_times)
 
 def _key(rows) -> StoredKey | None:
     return StoredKey(*rows[0]) if rows else None
+
+
+def read_key(session: Session | Connection, key_id: str) -> StoredKey | None:
+    """The client key's row by its id, alone: the key check of a request whose facts are not read with it."""
+    connection = session if isinstance(session, Connection) else session.connection()
+    return _key(KEY.rows(connection, {"key_id": key_id}))
 
 
 # The statement's columns, by position (rows are plain tuples: see service/storage/direct.py).
