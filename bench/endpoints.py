@@ -15,7 +15,8 @@ Each answer is checked (200, the expected body) before anything is timed. The en
 the figure per endpoint is the median round's CPU µs per request (time.process_time: what the process
 spent, the least noisy figure on a shared machine) and its wall µs.
 
-    python bench/endpoints.py [--quick] [-n 500] [--rounds 5] [--backend sqlite|postgres|both] [--json out.json]
+    python bench/endpoints.py [--quick] [-n 500] [--rounds 5] [--backend sqlite|postgres|both] [--only authorize]
+                              [--json out.json]
 
 Run from another tree (`python OTHER_TREE/bench/endpoints.py`) for a before figure: the script imports
 the `service` package of the tree it sits in.
@@ -76,10 +77,11 @@ def caller(app, path: str, body: dict, key: str, expect: bytes):
     return call
 
 
-def run(backend: str, url: str, config, n: int, rounds: int) -> list[dict]:
+def run(backend: str, url: str, config, n: int, rounds: int, only: str | None = None) -> list[dict]:
     database, key = seed(url, config)
     app = create_app(config, database=database, policy=Policy(config.policy_path))
-    calls = [(name, caller(app, path, body, key, expect)) for name, path, body, expect in ENDPOINTS]
+    calls = [(name, caller(app, path, body, key, expect)) for name, path, body, expect in ENDPOINTS
+             if only is None or name == only]
     for _, call in calls:
         for _ in range(200):  # warm: compiled statements, prepared statements, the policy's memo
             call()
@@ -109,6 +111,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--only", choices=[name for name, *_ in ENDPOINTS], default=None, help="one endpoint")
     args = parser.parse_args()
     n, rounds = (100, 2) if args.quick else (args.n, args.rounds)
     m = machine()
@@ -117,12 +120,12 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.backend in ("sqlite", "both"):
-            rows += run("SQLite", f"sqlite:///{tmp}/endpoints.db", config, n, rounds)
+            rows += run("SQLite", f"sqlite:///{tmp}/endpoints.db", config, n, rounds, args.only)
         if args.backend in ("postgres", "both"):
             from tests.fixtures.postgres import start_postgres
 
             with start_postgres() as server:
-                rows += run("PostgreSQL", server.create_database("endpoints"), config, n, rounds)
+                rows += run("PostgreSQL", server.create_database("endpoints"), config, n, rounds, args.only)
     print(f"\nload average at end: {fmt_load(__import__('os').getloadavg())}")
     if args.json:
         args.json.write_bytes(dumps({"machine": m, "rows": rows}))
