@@ -40,24 +40,21 @@ def _kill_other_backends(url: str) -> int:
                                  "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall())
 
 
-def test_a_decision_is_one_round_trip_in_autocommit(ask, database):
+def test_a_decision_is_one_statement_in_autocommit(ask, database):
     """Decisions read fresh rows; the request's reads run in autocommit (no BEGIN/ROLLBACK trips), and the
-    client key's statement and the facts' are sent together in pipeline mode: one round trip per decision."""
-    from psycopg.pq import PipelineStatus
-
+    client key is read in the facts statement: one round trip per decision."""
     assert ask().get_json()["allowed"] is True
     seen = []
 
     def record(conn, _cursor, statement, *_args):
-        driver = conn.connection.dbapi_connection
-        seen.append((driver.autocommit, driver.pgconn.pipeline_status == PipelineStatus.ON, statement.split()[0]))
+        seen.append((conn.connection.dbapi_connection.autocommit, statement.split()[0]))
 
     event.listen(database.engine, "before_cursor_execute", record)
     try:
         assert ask().get_json()["allowed"] is True
     finally:
         event.remove(database.engine, "before_cursor_execute", record)
-    assert seen == [(True, True, "SELECT"), (True, True, "SELECT")]  # the client key's, then the facts', together
+    assert seen == [(True, "SELECT")]  # the client key and every fact in one statement
 
 
 def test_a_pooled_connection_closed_by_the_server_is_retried_once(ask, database):
@@ -104,7 +101,7 @@ def test_the_facts_statement_reads_organizations_by_index_in_a_large_portal(data
     with build("ahw") as world:
         world.organization("TIN-1")
         world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
-    values = {"portal": "ahw", "usernames": ["biller"],
+    values = {"portal": "ahw", "usernames": ["biller"], "key_id": "none",
               "organizations": ["TIN-1"] if question == "organization" else [],
               "targets": ["biller"] if question == "account" else []}
     with database.engine.connect() as connection:

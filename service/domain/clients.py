@@ -25,14 +25,14 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.domain import audit
-from service.storage import facts as stored
 from service.storage.database import retry_once_if_dead
 from service.storage.models import ClientKey
 
@@ -268,6 +268,13 @@ class Verdict:
     refusal: str | None  # None | "malformed" | "unknown" | "revoked" | "expired"
 
 
+@cache
+def _key_statement():
+    """Built once: every request authenticates, and building the statement cost more than running it."""
+    return select(ClientKey.name, ClientKey.scopes, ClientKey.secret_digest, ClientKey.revoked_at,
+                  ClientKey.expires_at, ClientKey.last_used_at).where(ClientKey.key_id == bindparam("key_id"))
+
+
 def check(session: Session | Connection, presented: str, now: datetime, read=None) -> Verdict:
     """The client a key belongs to, or why it is refused. One prepared statement, read fresh every time.
 
@@ -285,9 +292,9 @@ def check(session: Session | Connection, presented: str, now: datetime, read=Non
     - a wrong secret never matches (constant-time digest comparison) and is never cached as good;
     - last_used_at keeps being written at most once a minute per key (note_use reads it from here).
 
-    `read(key_id)`, when given, reads the key's row instead: /v1/authorize reads it together with the
-    decision's facts (one round trip), still fresh on every request. The row needs name, scopes,
-    secret_digest, revoked_at, expires_at, last_used_at (service/storage/facts.py StoredKey).
+    `read(key_id)`, when given, reads the key's row instead of the key statement: the decision
+    endpoint reads it in the same statement as the decision's facts (issue 13), still fresh on
+    every request. The row needs name, scopes, secret_digest, revoked_at, expires_at, last_used_at.
     """
     if not presented.startswith(PREFIX):
         return Verdict(None, "malformed")
@@ -297,7 +304,8 @@ def check(session: Session | Connection, presented: str, now: datetime, read=Non
     # The first statement of every request that carries a key: a pooled connection found dead is retried once.
     if read is None:
         def read(key_id: str):
-            return stored.read_key(session, key_id)
+            connection = session if isinstance(session, Connection) else session.connection()
+            return connection.execute(_key_statement(), {"key_id": key_id}).first()
     row = retry_once_if_dead(session, lambda: read(key_id))
     expected = row.secret_digest if row else _digest("")
     if not hmac.compare_digest(expected, _digest(secret)) or row is None:

@@ -17,7 +17,6 @@ tests/test_sqlalchemy_hooks.py.
 from __future__ import annotations
 
 from collections import OrderedDict
-from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
 from threading import Lock
@@ -96,9 +95,26 @@ class DirectStatement:
 
     def rows(self, connection: Connection, values: dict[str, Any]) -> list[tuple]:
         """The statement's rows for `values` (lists for the expanding parameters), on this connection."""
-        return rows_together(connection, (self, values))[0]
-
-    def _converted(self, dialect: Dialect, rows: list) -> list:
+        dialect = connection.dialect
+        shape = self._shape(dialect, values)
+        parameters = self._parameters(shape, values)
+        dbapi_connection = connection.connection.dbapi_connection
+        cursor = dbapi_connection.cursor()
+        try:
+            if connection._has_events or connection.engine._has_events:
+                connection.dispatch.before_cursor_execute(connection, cursor, shape.sql, parameters, None, False)
+            cursor.execute(shape.sql, parameters)
+            rows = cursor.fetchall()
+        except dialect.loaded_dbapi.Error as exc:
+            # As SQLAlchemy would: a disconnect invalidates the connection and is raised as DBAPIError
+            # with connection_invalidated set (retry_once_if_dead retries on a fresh connection).
+            connection._handle_dbapi_exception(exc, shape.sql, parameters, cursor, None)
+            raise
+        finally:
+            try:
+                cursor.close()
+            except dialect.loaded_dbapi.Error:
+                pass  # the connection is gone (and invalidated above): the error that told it is the one raised
         conversions = self._conversions.get(dialect.name)
         if conversions is None:
             conversions = self._conversions[dialect.name] = tuple(self._convert(dialect).items())
@@ -112,39 +128,3 @@ class DirectStatement:
                     row[index] = convert(row[index])
             converted.append(row)
         return converted
-
-
-def rows_together(connection: Connection, *calls: tuple[DirectStatement, dict[str, Any]]) -> list[list]:
-    """Each statement's rows, the statements sent together: on PostgreSQL in psycopg's pipeline mode, so several
-    cost one round trip (their results come back after one sync); elsewhere one after the other."""
-    dialect = connection.dialect
-    runs = []
-    for statement, values in calls:
-        shape = statement._shape(dialect, values)
-        runs.append((statement, shape.sql, statement._parameters(shape, values)))
-    dbapi_connection = connection.connection.dbapi_connection
-    events = connection._has_events or connection.engine._has_events
-    cursors = [dbapi_connection.cursor() for _ in runs]
-    sql, parameters, cursor = runs[0][1], runs[0][2], cursors[0]
-    try:
-        pipeline = dbapi_connection.pipeline() if len(runs) > 1 and dialect.name == "postgresql" else nullcontext()
-        with pipeline:
-            for cursor, (_, sql, parameters) in zip(cursors, runs):
-                if events:
-                    connection.dispatch.before_cursor_execute(connection, cursor, sql, parameters, None, False)
-                cursor.execute(sql, parameters)
-        results = []
-        for cursor, (_, sql, parameters) in zip(cursors, runs):
-            results.append(cursor.fetchall())
-    except dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy would: a disconnect invalidates the connection and is raised as DBAPIError
-        # with connection_invalidated set (retry_once_if_dead retries on a fresh connection).
-        connection._handle_dbapi_exception(exc, sql, parameters, cursor, None)
-        raise
-    finally:
-        for cursor in cursors:
-            try:
-                cursor.close()
-            except dialect.loaded_dbapi.Error:
-                pass  # the connection is gone (and invalidated above): the error that told it is the one raised
-    return [statement._converted(dialect, rows) for (statement, _, _), rows in zip(runs, results)]

@@ -14,7 +14,7 @@ from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import usernames
 from service.facts import ADMIN
-from service.storage.direct import DirectStatement, rows_together
+from service.storage.direct import DirectStatement
 from service.storage.models import Account, ClientKey, Grant, Membership, Organization, UTCDateTime
 
 
@@ -114,7 +114,7 @@ class StoredOrganization:
 
 @dataclass(frozen=True)
 class StoredKey:
-    """A client key's row (service/domain/clients.py judges it), when read with the facts (load_facts `key_id`)."""
+    """A client key's row (service/domain/clients.py judges it), when read in the facts statement (issue 13)."""
 
     name: str
     scopes: str
@@ -144,33 +144,29 @@ def load_facts(session: Session | Connection, portal: str, usernames: set[str], 
     `usernames` are the accounts to load (actor and targets); `organizations` the organization keys
     asked about; the organizations of every account in `targets` are loaded too, with the head-counts
     R3 needs. Rows come back one per (account, membership, grant). `key_id`: the client key row of
-    that id too, by its own statement sent with the facts' (one round trip on PostgreSQL: see
-    service/storage/direct.py `rows_together`), so the request's key check and its facts cost one wait.
+    that id too (issue 13: the request's key check and its facts in one round trip).
     """
     if not usernames and not organizations and key_id is None:
         return StoredFacts({}, {})
     connection = session if isinstance(session, Connection) else session.connection()
-    values = {
+    rows = FACTS.rows(connection, {
         "portal": portal,
         "usernames": sorted({username_key(u) for u in usernames}),
         "organizations": sorted(organizations),
         "targets": sorted({username_key(u) for u in targets}),
-    }
-    if key_id is None:
-        return _assemble(FACTS.rows(connection, values))
-    if not usernames and not organizations:
-        return StoredFacts({}, {}, read_key(connection, key_id))
-    key_rows, rows = rows_together(connection, (KEY, {"key_id": key_id}), (FACTS, values))
-    return _assemble(rows, _key(key_rows))
+        "key_id": key_id,
+    })
+    return _assemble(rows)
 
 
 def _facts_for(values: dict):
     """The statement for these values: a branch with nothing to look up is left out (service/storage/direct.py)."""
-    return _facts_statement(bool(values["usernames"]), bool(values["organizations"]), bool(values["targets"]))
+    return _facts_statement(bool(values["usernames"]), bool(values["organizations"]), bool(values["targets"]),
+                            values["key_id"] is not None)
 
 
 @cache
-def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool):
+def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, with_key: bool):
     """The branches asked for; built once per combination."""
     portal = bindparam("portal")
     people = (
@@ -188,6 +184,8 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool):
             Grant.permission.label("permission"),
             cast(null(), Integer).label("admins"),
             cast(null(), Boolean).label("has_members"),
+            cast(null(), UTCDateTime).label("expires_at"),
+            cast(null(), UTCDateTime).label("last_used_at"),
             Account.terms_accepted_at.is_not(None).label("terms_accepted"),
         )
         .select_from(Account)
@@ -206,7 +204,8 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool):
             select(
                 literal("o"), null(), null(), null(), cast(null(), Boolean), cast(null(), Boolean), null(),
                 Organization.key, null(), null(), null(),
-                _active_admins(Organization.id), _has_active_members(Organization.id), cast(null(), Boolean),
+                _active_admins(Organization.id), _has_active_members(Organization.id), null(), null(),
+                cast(null(), Boolean),
             )
             .where(Organization.portal_id == portal, which)
         )
@@ -216,40 +215,24 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool):
     # An organization both asked about and a target's is read twice; the rows are equal and kept once.
     asked = places(Organization.key.in_(bindparam("organizations", expanding=True)))
     of_targets = places(Organization.id.in_(of_targets))
+    # The client key: name, scopes and digest in the text columns, its three times in the time columns.
+    key = (
+        select(
+            literal("k"), ClientKey.name, ClientKey.scopes, ClientKey.secret_digest, cast(null(), Boolean),
+            cast(null(), Boolean), ClientKey.revoked_at, null(), null(), null(), null(), null(), null(),
+            ClientKey.expires_at, ClientKey.last_used_at, cast(null(), Boolean),
+        )
+        .where(ClientKey.key_id == bindparam("key_id"))
+    )
     branches = [branch for branch, wanted in ((people, with_people), (asked, with_asked),
-                                              (of_targets, with_targets)) if wanted]
+                                              (of_targets, with_targets), (key, with_key)) if wanted]
     return branches[0] if len(branches) == 1 else union_all(*branches)
-
-
-@cache
-def _key_statement():
-    """The client key's row: the columns service/domain/clients.py judges it by."""
-    return select(ClientKey.name, ClientKey.scopes, ClientKey.secret_digest, ClientKey.revoked_at,
-                  ClientKey.expires_at, ClientKey.last_used_at).where(ClientKey.key_id == bindparam("key_id"))
-
-
-def _key_times(dialect) -> dict:
-    convert = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
-    return {} if convert is None else {column: convert for column in (3, 4, 5)}
-
-
-KEY = DirectStatement(lambda _values: _key_statement(), (), _key_times)
-
-
-def _key(rows) -> StoredKey | None:
-    return StoredKey(*rows[0]) if rows else None
-
-
-def read_key(session: Session | Connection, key_id: str) -> StoredKey | None:
-    """The client key's row by its id, alone: the key check of a request whose facts are not read with it."""
-    connection = session if isinstance(session, Connection) else session.connection()
-    return _key(KEY.rows(connection, {"key_id": key_id}))
 
 
 # The statement's columns, by position (rows are plain tuples: see service/storage/direct.py).
 (KIND, USERNAME_KEY, USERNAME, STATUS, SUPPORT, HAS_PASSWORD, CHANGED_AT, ORGANIZATION, ROLE, LINK_STATUS,
- PERMISSION, ADMINS, HAS_MEMBERS, TERMS_ACCEPTED) = range(14)
-DATETIME_COLUMNS = (CHANGED_AT,)
+ PERMISSION, ADMINS, HAS_MEMBERS, EXPIRES_AT, LAST_USED_AT, TERMS_ACCEPTED) = range(16)
+DATETIME_COLUMNS = (CHANGED_AT, EXPIRES_AT, LAST_USED_AT)
 
 
 def _datetime_conversions(dialect) -> dict:
@@ -261,12 +244,18 @@ def _datetime_conversions(dialect) -> dict:
 FACTS = DirectStatement(_facts_for, ("usernames", "organizations", "targets"), _datetime_conversions)
 
 
-def _assemble(rows, client_key: StoredKey | None = None) -> StoredFacts:
+def _assemble(rows) -> StoredFacts:
     accounts: dict[str, tuple] = {}
     links: dict[str, dict] = {}
     places: dict[str, StoredOrganization] = {}
+    client_key = None
     for row in rows:
-        if row[KIND] == "o":
+        kind = row[KIND]
+        if kind == "k":
+            client_key = StoredKey(row[USERNAME_KEY], row[USERNAME], row[STATUS], row[CHANGED_AT], row[EXPIRES_AT],
+                                   row[LAST_USED_AT])
+            continue
+        if kind == "o":
             places[row[ORGANIZATION]] = StoredOrganization(row[ORGANIZATION], int(row[ADMINS]), bool(row[HAS_MEMBERS]))
             continue
         key = row[USERNAME_KEY]
