@@ -56,8 +56,8 @@ LAYERS = [
     ("  Decider.decide (facts to answer)", ("service/domain/decisions.py", "decide")),
     ("    policy.decide", ("service/policy.py", "decide")),
     ("  observe: decision metrics and log", ("service/observe/http.py", "decided")),
-    ("  observe: request metrics, access log", ("service/observe/http.py", "answered")),
-    ("  JSON answer (json.dumps)", ("json/__init__.py", "dumps")),
+    ("  observe: request metrics, access log", ("service/observe/http.py", "end")),
+    ("  JSON answer (JSONEncoder.encode)", ("json/encoder.py", "encode")),
     ("Flask's dispatch (Flask.wsgi_app): 0", ("flask/app.py", "wsgi_app")),
     ("pool checkout (incl. idle ping)", ("sqlalchemy/pool/base.py", "_checkout")),
 ]
