@@ -146,3 +146,75 @@ def test_authzen_statuses_hold_on_the_lean_path(client, authorize_key, clinic):
         schema = client.post(path, json={"subject": {"type": "account"}}, headers=headers)
         assert (media.status_code, media.get_json()["code"]) == (400, "unsupported_media_type")
         assert (schema.status_code, schema.get_json()["code"]) == (400, "validation_error")
+
+
+def test_every_request_the_express_lane_handed_over_is_answered_as_the_contract_says(client, database, clock, build,
+                                                                                      authorize_key):
+    """What the retired equivalence test sent to both paths, now checked against shared/api-v1.md on the one path."""
+    from service.domain import clients
+    from tests.conftest import make_key
+
+    with build("ahw") as world:
+        world.organization("TIN-1")
+        world.organization("TIN-2")
+        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
+        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
+        world.account("both", memberships={"TIN-1": {}, "TIN-2": {"permissions": ["claims"]}})
+    manage = make_key(database, ("manage",), clock.now())
+    with database.transaction() as session:
+        revoked = clients.create_client(session, "old", ("authorize",), clock.now())
+        clients.revoke(session, "old", clock.now(), actor="test")
+    ok = {"portal": "ahw", "actor": "biller", "action": "claims", "resource": ORG}
+    good = {"Content-Type": "application/json", "Authorization": f"Bearer {authorize_key}"}
+    text = json.dumps(ok).encode()
+
+    def body(**changes):
+        return json.dumps({**ok, **changes}).encode()
+
+    cases = {
+        "no key": (text, {"Content-Type": "application/json"}, 401, "unauthenticated"),
+        "not bearer": (text, {**good, "Authorization": f"Basic {authorize_key}"}, 401, "unauthenticated"),
+        "unknown key": (text, {**good, "Authorization": "Bearer pak_0000_nope"}, 401, "unauthenticated"),
+        "malformed key": (text, {**good, "Authorization": "Bearer nope"}, 401, "unauthenticated"),
+        "revoked key": (text, {**good, "Authorization": f"Bearer {revoked}"}, 401, "unauthenticated"),
+        "manage key": (text, {**good, "Authorization": f"Bearer {manage}"}, 403, "insufficient_scope"),
+        "text/plain": (text, {**good, "Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+        "not json": (b"{portal: ahw}", good, 400, "malformed_json"),
+        "array": (b"[1, 2]", good, 422, "validation_error"),
+        "string": (b'"ahw"', good, 422, "validation_error"),
+        "empty": (b"", good, 400, "malformed_json"),
+        "too deep": (b'{"context": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}", good, 400, "malformed_json"),
+        "too large": (body(context={"pad": "x" * 70000}), good, 413, "payload_too_large"),
+        "extra field": (body(extra=1), good, 422, "validation_error"),
+        "no actor": (json.dumps({k: v for k, v in ok.items() if k != "actor"}).encode(), good, 422,
+                     "validation_error"),
+        "bad action": (body(action="Claims!"), good, 422, "validation_error"),
+        "explain maybe": (body(explain="maybe"), good, 422, "validation_error"),
+        "unknown portal": (body(portal="nowhere"), good, 404, "not_found"),
+        "unknown organization": (body(resource={"type": "organization", "id": "TIN-9"}), good, 404, "not_found"),
+        "unknown account": (body(action="approve", resource={"type": "account", "id": "ghost"}), good, 404,
+                            "not_found"),
+        "several organizations": (body(actor="manager", action="remove", resource={"type": "account", "id": "both"}),
+                                  good, 422, "validation_error"),
+        "grant without permission": (body(actor="manager", action="grant",
+                                          resource={"type": "account", "id": "biller"}), good, 422, "validation_error"),
+        "utf-16": (json.dumps(ok).encode("utf-16"), good, 400, "malformed_json"),
+        "declared utf-16": (json.dumps(ok).encode("utf-16"), {**good, "Content-Type": "application/json; charset=utf-16"},
+                            415, "unsupported_media_type"),
+        "declared latin-1": (text, {**good, "Content-Type": "application/json; charset=iso-8859-1"}, 415,
+                             "unsupported_media_type"),
+        "deep utf-16-le behind an escaped quote": (
+            ('{"a":"\\"","b":' + "[" * 5000 + "]" * 5000 + ',"c":"d"}').encode("utf-16-le"), good, 400,
+            "malformed_json"),
+        "not utf-8": (text.replace(b'"biller"', b'"b\xe9ller"'), good, 400, "malformed_json"),
+        "lone surrogate actor": (text.replace(b'"biller"', b'"b\\ud800"'), good, 422, "validation_error"),
+        "lone surrogate organization": (text.replace(b'"TIN-1"', b'"\\udfff"'), good, 422, "validation_error"),
+    }
+    for name, (data, headers, status, code) in cases.items():
+        answer = client.post("/v1/authorize", data=data, headers={"X-Request-Id": "same-id", **headers})
+        assert (answer.status_code, answer.get_json()["code"]) == (status, code), (name, answer.get_data(True))
+        assert answer.headers["Content-Type"] == "application/problem+json", name
+        assert (answer.headers["X-Request-Id"], answer.headers["Cache-Control"],
+                answer.headers["X-Content-Type-Options"]) == ("same-id", "no-store", "nosniff"), name
+    explained = client.post("/v1/authorize", data=body(explain=True), headers=good).get_json()
+    assert explained["allowed"] is True and explained["explanation"]
