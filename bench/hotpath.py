@@ -10,9 +10,9 @@ built once, so the test client's own cost is not counted):
     (log_statement = all): this counts what the listener cannot see, the pool's pre-ping,
     BEGIN and the ROLLBACK when the session closes;
   - -n requests timed without a profiler (µs per request, the figure to compare), then
-    cProfile over -n more: time per layer by cumulative time (the express lane's validation,
-    connection, key check and facts statement, decision, observe, JSON answer; the Flask route,
-    which should be 0 when the lane answers), and the top functions by own time.
+    cProfile over -n more: time per layer by cumulative time (the lean path's admission,
+    connection, key check and facts statement, decision, observe, JSON answer; Flask's own
+    dispatch, which is 0: a decision endpoint never reaches it), and the top functions by own time.
 
     python bench/hotpath.py [--quick] [-n 2000] [--backend sqlite|postgres|both] [--top 25]
 
@@ -45,8 +45,9 @@ ALLOWED = FAMILIES[0]
 # Layers: (label, (file fragment, function name)) whose cumulative time is the layer's.
 LAYERS = [
     ("whole request (the app's WSGI callable)", ("flask/app.py", "__call__")),
-    ("express lane (service/api/express.py)", ("service/api/express.py", "__call__")),
-    ("  body validation (model_validate_json)", ("pydantic/main.py", "model_validate_json")),
+    ("lean path (service/api/lean.py)", ("service/api/lean.py", "__call__")),
+    ("  admission (service/api/admission.py)", ("service/api/admission.py", "admit")),
+    ("    body: parse and validate", ("service/api/admission.py", "_body")),
     ("  connection open + close (Database.reading)", ("service/storage/database.py", "reading")),
     ("  client key check (clients.check)", ("service/domain/clients.py", "check")),
     ("    facts statement (load_facts)", ("service/storage/facts.py", "load_facts")),
@@ -55,9 +56,9 @@ LAYERS = [
     ("  Decider.decide (facts to answer)", ("service/domain/decisions.py", "decide")),
     ("    policy.decide", ("service/policy.py", "decide")),
     ("  observe: decision metrics and log", ("service/observe/http.py", "decided")),
-    ("  observe: request metrics, access log", ("service/observe/http.py", "answered")),
-    ("  JSON answer (json.dumps)", ("json/__init__.py", "dumps")),
-    ("route (Flask wsgi_app): 0 when the lane answers", ("flask/app.py", "wsgi_app")),
+    ("  observe: request metrics, access log", ("service/observe/http.py", "end")),
+    ("  JSON answer (JSONEncoder.encode)", ("json/encoder.py", "encode")),
+    ("Flask's dispatch (Flask.wsgi_app): 0", ("flask/app.py", "wsgi_app")),
     ("pool checkout (incl. idle ping)", ("sqlalchemy/pool/base.py", "_checkout")),
 ]
 

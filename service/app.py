@@ -10,7 +10,6 @@ from service import console, observe
 from service.api import (access_requests, accounts, authzen, decisions, enrolment, health, maintenance, metrics,
                          openapi, passwords, problems, registration, roster, sessions, support, testing)
 from service.api.declare import Api
-from service.api.express import ExpressAuthorize
 from service.api.requests import close_session, secure_headers
 from service.clock import Clock, SettableClock, SystemClock
 from service.config import DEFAULT_HOST, DEFAULT_PORT, Config, served_base_url
@@ -71,5 +70,4 @@ def create_app(config: Config, *, database: Database | None = None, policy: Poli
     if config.testing.hashing == "cheap":  # config.py allows it only with the settable clock
         hashing.use_cheap_hashing()
         logging.getLogger(__name__).warning("testing.hashing is cheap: passwords are hashed at test cost")
-    app.wsgi_app = ExpressAuthorize(app, app.wsgi_app)  # well-formed decisions skip Flask's machinery
     return app

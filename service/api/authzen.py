@@ -1,9 +1,10 @@
 """OpenID AuthZEN Authorization API 1.0: one PDP per portal profile, beside /v1, so a gateway that speaks
 AuthZEN needs no adapter.
 
-HTTP only: parse, call service.domain.authzen, answer. Errors are problem+json like everywhere else,
-but with the statuses AuthZEN names: a body that is not JSON, malformed or missing a field is 400
-(never 415 or 422), an unknown or missing client key 401, a key without `authorize` 403.
+HTTP only: call service.domain.authzen on the admitted body, answer. Errors are problem+json like
+everywhere else, but with the statuses AuthZEN names (the blueprint's status mapping): a body that is
+not JSON, malformed or missing a field is 400 (never 415 or 422), an unknown or missing client key 401,
+a key without `authorize` 403. Evaluation and evaluations are decision endpoints: the lean path.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from service import observe
 from service.api import authzen_schemas as z
-from service.api.declare import Routes, parse_json, utf8_declared
-from service.api.problems import Problem, problem_response, validation_problem
+from service.api.declare import Routes
+from service.api.lean import Call
+from service.api.problems import Problem, validation_problem
 from service.api.requests import db_session, services
 from service.api.schemas import PortalPath
 from service.config import DEFAULT_HOST, DEFAULT_PORT, served_base_url
@@ -28,9 +30,10 @@ from service.domain.decisions import Decider, profile_of
 from service.domain.errors import DomainError, Invalid
 from service.policy import Decision
 
-bp = Routes("authzen", __name__)
+# AuthZEN: every bad body, and every impossible question, is a Bad Request (the /v1 endpoints say 415 and 422).
+bp = Routes("authzen", __name__, statuses={415: 400, 422: 400})
 PAGE_TOKEN_SECRET = "authzen_page_token_key"  # where the app keeps the database's key once read
-ERRORS = (400, 413)  # AuthZEN: every bad body is a 400 (the view reads it itself); 401/403/404 come with the scope
+ERRORS = (400, 413)  # AuthZEN: every bad body is a 400; 401/403/404 come with the scope
 
 
 class PdpPath(PortalPath):
@@ -46,32 +49,16 @@ ENDPOINTS = {
 }
 
 
-@bp.errorhandler(Invalid)
-def _invalid(exc: Invalid):
-    """An impossible question is a Bad Request in AuthZEN (the /v1 endpoints say 422)."""
-    return problem_response(400, exc.code, exc.title, exc.detail, **exc.extra)
-
-
-def _raw() -> dict:
-    if not request.is_json or not utf8_declared(request):
-        raise Problem(400, "unsupported_media_type", "Unsupported media type",
-                      "send the body as UTF-8 JSON with Content-Type: application/json")
-    data = parse_json(request.get_data(cache=True), 400)
-    if data is None:
-        raise Problem(400, "malformed_json", "Malformed JSON", "the request body is empty or not valid JSON")
-    if not isinstance(data, dict):
-        raise Problem(400, "validation_error", "Invalid request", "the request body must be a JSON object",
-                      errors=[{"field": "(body)", "code": "dict_type", "message": "a JSON object"}])
-    return data
+def _admitted() -> tuple[dict, BaseModel]:
+    """A search's body, as admission read and validated it against the route's model."""
+    return request.admitted_json, request.admitted_body
 
 
 def _validate(model: type[BaseModel], data: dict, prefix: str = ""):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problem = validation_problem(exc, prefix)
-        problem.status = 400
-        raise problem from None
+        raise validation_problem(exc, prefix) from None
 
 
 def _decider(portal: str) -> Decider:
@@ -98,9 +85,6 @@ def _ask(body: z.EvaluationRequest) -> authzen.Ask:
 
 def _observe(portal: str, pairs) -> None:
     """Decision metrics and the decision log, grouped by subject (the observer takes one actor at a time)."""
-    obs = observe.observer()
-    if obs is None:
-        return
     by_actor: dict[str, tuple[list, list]] = {}
     for actor, question, outcome in pairs:
         if question is not None and isinstance(outcome, Decision):
@@ -108,7 +92,7 @@ def _observe(portal: str, pairs) -> None:
             questions.append(question)
             decisions.append(outcome)
     for actor, (questions, decisions) in by_actor.items():
-        obs.decisions("authzen", portal, actor, questions, decisions)
+        observe.decided("authzen", portal, actor, questions, decisions)
 
 
 # --- Discovery ------------------------------------------------------------------------------------
@@ -127,29 +111,26 @@ def metadata(path: PdpPath):
 
 @bp.post(PDP_PATH + "/access/v1/evaluation", operation_id="authzenEvaluation",
          summary="AuthZEN Access Evaluation: the /v1/authorize decision and reasons", scope="authorize",
-         ok=(200, z.Decision), problems=ERRORS, raw_body=z.EvaluationRequest)
-def evaluation(path: PdpPath):
-    portal = path.portal
-    body = _validate(z.EvaluationRequest, _raw())
-    return _evaluate_one(portal, body)
+         ok=(200, z.Decision), problems=ERRORS, raw_body=z.EvaluationRequest, lean=True)
+def evaluation(call: Call, path: PdpPath):
+    return _evaluate_one(call, path.portal, call.admitted.body)
 
 
-def _evaluate_one(portal: str, body: z.EvaluationRequest):
-    decider = _decider(portal)
+def _evaluate_one(call: Call, portal: str, body: z.EvaluationRequest) -> dict:
+    decider = call.decider(portal)
     outcome, actor, question = authzen.evaluate(decider, _ask(body))
     _observe(portal, [(actor, question, outcome)])
-    return jsonify(authzen.decision_body(outcome, decider, question))
+    return authzen.decision_body(outcome, decider, question)
 
 
 @bp.post(PDP_PATH + "/access/v1/evaluations", operation_id="authzenEvaluations",
          summary="AuthZEN Access Evaluations: defaults merged, three semantics, per-item errors", scope="authorize",
-         ok=(200, z.EvaluationsResponse), problems=ERRORS, raw_body=z.EvaluationsRequest)
-def evaluations(path: PdpPath):
+         ok=(200, z.EvaluationsResponse), problems=ERRORS, raw_body=z.EvaluationsRequest, lean=True)
+def evaluations(call: Call, path: PdpPath):
     portal = path.portal
-    raw = _raw()
-    body = _validate(z.EvaluationsRequest, raw)
+    raw, body = call.admitted.json, call.admitted.body
     if not body.evaluations:  # absent or empty: the single Access Evaluation, backwards compatible
-        return _evaluate_one(portal, _validate(z.EvaluationRequest, raw))
+        return _evaluate_one(call, portal, _validate(z.EvaluationRequest, raw))
     defaults = {key: raw[key] for key in ("subject", "action", "resource", "context") if raw.get(key) is not None}
     items: list[authzen.Ask | DomainError] = []
     for index, item in enumerate(body.evaluations):
@@ -157,10 +138,10 @@ def evaluations(path: PdpPath):
             items.append(_ask(_validate(z.EvaluationRequest, {**defaults, **item}, f"evaluations[{index}].")))
         except Problem as problem:
             items.append(Invalid(problem.detail, problem.extra.get("errors", [])))
-    decider = _decider(portal)
+    decider = call.decider(portal)
     answers = authzen.evaluate_many(decider, items, body.options.evaluations_semantic)
     _observe(portal, answers)
-    return jsonify(evaluations=[authzen.decision_body(outcome, decider, question) for _, question, outcome in answers])
+    return {"evaluations": [authzen.decision_body(outcome, decider, question) for _, question, outcome in answers]}
 
 
 # --- Search ------------------------------------------------------------------------------------------------
@@ -237,8 +218,7 @@ def _entity(entity) -> authzen.Entity:
          ok=(200, z.SearchResponse), problems=ERRORS, raw_body=z.SubjectSearchRequest)
 def search_subject(path: PdpPath):
     portal = path.portal
-    raw = _raw()
-    body = _validate(z.SubjectSearchRequest, raw)
+    raw, body = _admitted()
     after, limit = _after(raw, body.page, portal, "search/subject", 1)
     found = authzen.search_subjects(_decider(portal), body.subject.type, body.action.name, _entity(body.resource),
                                     authzen.context_of(body.context, body.action.properties), after, limit)
@@ -251,8 +231,7 @@ def search_subject(path: PdpPath):
          ok=(200, z.SearchResponse), problems=ERRORS, raw_body=z.ResourceSearchRequest)
 def search_resource(path: PdpPath):
     portal = path.portal
-    raw = _raw()
-    body = _validate(z.ResourceSearchRequest, raw)
+    raw, body = _admitted()
     after, limit = _after(raw, body.page, portal, "search/resource", 2 if body.resource.type == "account" else 1)
     found = authzen.search_resources(_decider(portal), _entity(body.subject), body.action.name, body.resource.type,
                                      authzen.context_of(body.context, body.action.properties), after, limit)
@@ -265,8 +244,7 @@ def search_resource(path: PdpPath):
          ok=(200, z.ActionSearchResponse), problems=ERRORS, raw_body=z.ActionSearchRequest)
 def search_action(path: PdpPath):
     portal = path.portal
-    raw = _raw()
-    body = _validate(z.ActionSearchRequest, raw)
+    raw, body = _admitted()
     after, limit = _after(raw, body.page, portal, "search/action", 1)
     actions = authzen.search_actions(_decider(portal), _entity(body.subject), _entity(body.resource))
     start = actions.index(after[0]) + 1 if after and after[0] in actions else 0

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from flask import g, jsonify, request
+from flask import jsonify, request
 
 from service.api.problems import Problem
-from service.api.requests import services
+from service.api.requests import client_name, services
 from service.catalog import Status
 from service.domain import administration, sessions, work
 
@@ -40,7 +40,7 @@ def account_view(account, profile, visible: Collection[str] | None) -> dict:
 
 def transaction(portal: str, work_, **refusals):
     """Run `work_(ctx)` in the domain's unit of work: all of it is committed, or none."""
-    return work.run(services(), portal, getattr(g, "client", None), work_, **refusals)
+    return work.run(services(), portal, client_name(), work_, **refusals)
 
 
 def acting(ctx):

@@ -1,15 +1,13 @@
-"""The decision endpoints (scope `authorize`): fast answers with reasons."""
+"""The decision endpoints (scope `authorize`): fast answers with reasons, on the lean path (service/api/lean.py)."""
 from __future__ import annotations
-
-from flask import g, jsonify
 
 from service import observe
 from service.api.declare import Routes
-from service.api.requests import db_session, services
+from service.api.lean import Call
 from service.api.schemas import (AuthorizedActionsRequest, AuthorizedActionsResponse, AuthorizeExplainedResponse,
                                  AuthorizeRequest, BatchRequest, BatchResponse)
 from service.domain import remedies
-from service.domain.decisions import Decider, Prefetch, Question, Resource, profile_of
+from service.domain.decisions import Prefetch, Question, Resource
 from service.domain.errors import DomainError
 from service.policy import Decision
 from service.policy_explain import explain
@@ -17,13 +15,8 @@ from service.policy_explain import explain
 bp = Routes("decisions", __name__, url_prefix="/v1")
 
 
-def _decider(portal: str, prefetched: Prefetch | None = None) -> Decider:
-    s = services()
-    return Decider(db_session(), profile_of(s.config, portal), s.policy, portal, s.clock.now(), prefetched)
-
-
 def _prefetch(body) -> Prefetch | None:
-    """The facts a /v1/authorize body asks about, read with the client key in one statement (one round trip).
+    """The facts a /v1/authorize body asks about, read with the client key in one statement.
 
     From the body as sent, before validation: anything unexpected means no prefetch (the view then
     reads the facts itself); the Decider uses them only if the validated question needs the same.
@@ -51,20 +44,20 @@ def answer_of(decision) -> dict:
 
 
 @bp.post("/authorize", operation_id="authorize", summary="May this actor take this action on this resource?",
-         scope="authorize", ok=(200, AuthorizeExplainedResponse), problems=(404,), prefetch=_prefetch)
-def authorize(body: AuthorizeRequest):
+         scope="authorize", ok=(200, AuthorizeExplainedResponse), problems=(404,), lean=True, facts=_prefetch)
+def authorize(call: Call, body: AuthorizeRequest):
     question = question_of(body)
-    decider = _decider(body.portal, g.pop("prefetched", None))
+    decider = call.decider(body.portal)
     decision = decider.decide(body.actor, question)
-    observe.decision(body.portal, body.actor, question, decision)
+    observe.decided("authorize", body.portal, body.actor, (question,), (decision,))
     answer = answer_of(decision)
     if body.remedies:
         answer["remedies"] = remedies.for_decision(decider, question.action, decision)
     if body.explain:  # the same explanation as `portal-authz policy explain --json`
         answer["explanation"] = (None if decision.facts is None else
-                                 explain(services().policy, decision.facts[0], question.action,
+                                 explain(decider.policy, decision.facts[0], question.action,
                                          decision.facts[1]).as_json())
-    return jsonify(answer)
+    return answer
 
 
 def check_error(index: int, exc: DomainError, policy_version: str) -> dict:
@@ -82,14 +75,14 @@ def check_error(index: int, exc: DomainError, policy_version: str) -> dict:
          description="One answer per check, in order. A check naming an unknown organization or account, or an "
                      "impossible question, is answered in its place as a denial carrying its problem (`error`, "
                      "and its code as the reason); the others are decided. An unknown portal is a 404 for the whole.",
-         scope="authorize", ok=(200, BatchResponse), problems=(404,))
-def authorize_batch(body: BatchRequest):
+         scope="authorize", ok=(200, BatchResponse), problems=(404,), lean=True)
+def authorize_batch(call: Call, body: BatchRequest):
     """Up to 100 checks for one actor; the facts of all of them are read in one statement."""
     questions = [question_of(check) for check in body.checks]
-    decider = _decider(body.portal)
+    decider = call.decider(body.portal)
     outcomes = list(decider.decide_each([(body.actor, question) for question in questions]))
     decided = [(q, o) for q, o in zip(questions, outcomes) if isinstance(o, Decision)]
-    observe.decisions(body.portal, body.actor, [q for q, _ in decided], [o for _, o in decided])
+    observe.decided("authorize_batch", body.portal, body.actor, [q for q, _ in decided], [o for _, o in decided])
     version = decider.policy.version
     results = [answer_of(outcome) if isinstance(outcome, Decision) else check_error(i, outcome, version)
                for i, outcome in enumerate(outcomes)]
@@ -97,16 +90,17 @@ def authorize_batch(body: BatchRequest):
         for question, outcome, result in zip(questions, outcomes, results):
             result["remedies"] = (remedies.for_decision(decider, question.action, outcome)
                                   if isinstance(outcome, Decision) else [])
-    return jsonify(results=results)
+    return {"results": results}
 
 
 @bp.post("/authorized-actions", operation_id="authorizedActions",
          summary="Every action the actor may take on the resource", scope="authorize",
-         ok=(200, AuthorizedActionsResponse), problems=(404,))
-def authorized_actions(body: AuthorizedActionsRequest):
+         ok=(200, AuthorizedActionsResponse), problems=(404,), lean=True)
+def authorized_actions(call: Call, body: AuthorizedActionsRequest):
     res = body.resource
     resource = Resource(res.type, res.id, res.organization)
-    actions = _decider(body.portal).authorized_actions(body.actor, resource)
-    version = services().policy.version
+    decider = call.decider(body.portal)
+    actions = decider.authorized_actions(body.actor, resource)
+    version = decider.policy.version
     observe.actions(body.portal, body.actor, resource, actions, version)
-    return jsonify(actions=actions, policy_version=version)
+    return {"actions": actions, "policy_version": version}

@@ -9,31 +9,32 @@ A route is one decorator on a `Routes` blueprint; the view's annotations name it
              scope="manage", ok=(201, RegistrationResult), problems=(409,), links=REGISTERED)
     def register(path: PortalPath, body: RegistrationBody): ...
 
-From that one declaration come the Flask rule, the request validation (a schema error is a 422
-problem naming the field), the client-key check with its scope (401/403 before anything is
-parsed), the body checks (415, 400 `malformed_json` for bad or too deeply nested JSON, 413),
-and the operation in `/openapi.json`: parameters, request body, success and problem responses
-with their codes, security with scopes, operationId and links. A route that is not declared
-this way does not exist (tests walk `app.url_map` against the document).
+From that one declaration come the Flask rule, its admission (service/api/admission.py: the
+client-key check with its scope, 401/403 before anything is parsed; the body checks, 415, 400
+`malformed_json` for bad or too deeply nested JSON, 413; the schema, a 422 problem naming the
+field), and the operation in `/openapi.json`: parameters, request body, success and problem
+responses with their codes, security with scopes, operationId and links. A route that is not
+declared this way does not exist (tests walk `app.url_map` against the document).
+
+A route declared `lean=True` (the decision endpoints) is served by service/api/lean.py as its only
+path: its view is `view(call, body=..., path=...)` and returns the answer's JSON value.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
+from functools import wraps
 from typing import Any, Callable, get_type_hints
 
-from flask import Request, g, request
+from flask import Request, request
 from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
 from pydantic import BaseModel, ValidationError
 
 from service.api import schemas
-from service.api.problems import Problem, problem_response, validation_problem
-from service import observe
+from service.api.admission import MAX_JSON_DEPTH, Rules, admit
+from service.api.lean import LeanRoutes
+from service.api.problems import problem_response, validation_problem
 from service.api.requests import db_session, services
-from service.domain import clients
-
-MAX_JSON_DEPTH = 32
 SESSION_HEADER = "X-Session-Token"
 PROBLEM = "application/problem+json"
 REF = "#/components/schemas/"
@@ -76,10 +77,10 @@ class Declared:
     session: str | None  # None, "required" or "optional"
     links: dict = field(default_factory=dict)
     ok: int = 200
-    raw_body: type[BaseModel] | None = None  # documented, but read by the view itself (AuthZEN's 400s)
-    # From the admitted JSON, the facts to read in the client key's statement (one round trip for both) (an object with
-    # `read_key(session, key_id)`, kept in g.prefetched for the view), or None.
-    prefetch: Callable[[Any], Any] | None = None
+    raw_body: type[BaseModel] | None = None  # the body's model when the view reads the JSON object too (AuthZEN)
+    statuses: dict[int, int] = field(default_factory=dict)  # the route's status mapping (AuthZEN: 415, 422 -> 400)
+    lean: bool = False  # served by service/api/lean.py: every decision endpoint
+    rules: Rules = field(default_factory=lambda: Rules(None, None))  # what admission checks (service/api/admission.py)
 
 
 class ApiRequest(Request):
@@ -87,6 +88,8 @@ class ApiRequest(Request):
 
     admitted_json: Any = None
     admitted = False
+    admitted_body: BaseModel | None = None  # the body as admission validated it (routes with a raw_body)
+    client = None  # the calling client (service.domain.clients.Client), once admission admitted its key
 
     def get_json(self, force: bool = False, silent: bool = False, cache: bool = True):
         if self.admitted:
@@ -108,10 +111,14 @@ def _model_schemas(model: type[BaseModel]) -> dict:
 class Routes(APIBlueprint):
     """A blueprint of declared routes (see the module docstring)."""
 
-    def __init__(self, name: str, import_name: str, tag: str | None = None, **kwargs):
-        """`tag`: the OpenAPI tag of its operations, when several blueprints publish under one (default: name)."""
+    def __init__(self, name: str, import_name: str, tag: str | None = None, statuses: dict[int, int] | None = None,
+                 **kwargs):
+        """`tag`: the OpenAPI tag of its operations, when several blueprints publish under one (default: name).
+        `statuses`: the status mapping of every problem its routes answer (AuthZEN: {415: 400, 422: 400})."""
         super().__init__(name, import_name, abp_tags=[Tag(name=tag or name)], **kwargs)
         self.declared: dict[str, Declared] = {}
+        self.lean_views: dict[str, Callable] = {}  # view(call, **arguments) of each lean route (service/api/lean.py)
+        self.statuses = statuses or {}
         self.before_request(self._admit)
 
     # --- declaring ---------------------------------------------------------------------------
@@ -120,7 +127,8 @@ class Routes(APIBlueprint):
                  session: str | None = None, ok: tuple[int, Any] | int = 200, problems: tuple[int, ...] = (),
                  links: dict | None = None, media: str = "application/json", description: str | None = None,
                  body_optional: bool = False, also: dict[int, Any] | None = None,
-                 raw_body: type[BaseModel] | None = None, prefetch: Callable[[Any], Any] | None = None) -> Callable:
+                 raw_body: type[BaseModel] | None = None, lean: bool = False,
+                 facts: Callable[[Any], Any] | None = None) -> Callable:
         status, model = ok if isinstance(ok, tuple) else (ok, None)
         register = getattr(super(), method)
 
@@ -150,8 +158,14 @@ class Routes(APIBlueprint):
             self.components_schemas.update(_model_schemas(schemas.Problem))
             if raw_body is not None:
                 self.components_schemas.update(_model_schemas(raw_body))
-            self.declared[func.__name__] = Declared(scope, body, body_optional, session, links or {}, status,
-                                                    raw_body, prefetch)
+            # Admission validates the body of a lean route and of one the view reads raw; flask-openapi3 the others'.
+            rules = Rules(scope, raw_body or body, body_optional, lean or raw_body is not None, raw_body is not None, facts)
+            declared = Declared(scope, body, body_optional, session, links or {}, status, raw_body,
+                                dict(self.statuses), lean, rules)
+            self.declared[func.__name__] = declared
+            if lean:
+                self.lean_views[func.__name__] = func
+                func = _not_routed(func)
             return register(rule, operation_id=operation_id, summary=summary, description=description,
                             responses=responses, security=security, openapi_extensions=extensions)(func)
 
@@ -191,166 +205,28 @@ class Routes(APIBlueprint):
     def delete(self, rule: str, **declaration):  # type: ignore[override]
         return self._declare("delete", rule, **declaration)
 
-    # --- admitting a request: the key and its scope, then the body's media type, size and depth -------
+    # --- admitting a request Flask routes (service/api/admission.py) -----------------------------------
 
     def _admit(self) -> None:
         endpoint = request.endpoint or ""
         declared = self.declared.get(endpoint.rpartition(".")[2])
         if declared is None:
             return
-        if declared.prefetch is not None and declared.scope and declared.body is not None:
-            # The body first, so its facts are read in the key check's statement; a body
-            # refused here (415, 413, 400, 422) still answers a bad key's 401/403 first, as always.
-            try:
-                admit_body(declared.body, declared.body_optional)
-            except Exception:
-                authenticate(declared.scope)
-                raise
-            authenticate(declared.scope, declared.prefetch(request.admitted_json))
-            return
-        if declared.scope:
-            authenticate(declared.scope)
-        if declared.body is not None:
-            admit_body(declared.body, declared.body_optional)
+        req = request._get_current_object()
+        admitted = admit(declared.rules, req.environ, services(), db_session, lambda: req.get_data(cache=True))
+        req.client = admitted.client
+        if declared.rules.model is not None:
+            req.admitted, req.admitted_json, req.admitted_body = True, admitted.json, admitted.body
 
 
-def authenticate(scope: str, prefetch=None) -> None:
-    """The caller's `Authorization: Bearer <client key>` must be known and carry `scope`.
+def _not_routed(view: Callable) -> Callable:
+    """What Flask's URL map holds for a lean route: its declaration (for the OpenAPI document and the map), never
+    called, because Api.wsgi_app serves every request the rule matches before Flask routes it."""
+    @wraps(view)
+    def not_routed(**_arguments):
+        raise RuntimeError(f"{view.__name__} is served by service/api/lean.py, not through Flask's routing")
 
-    `prefetch` (see Declared.prefetch): the key's row is read in the statement of those facts."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        observe.client_refused("missing")
-        raise Problem(401, "unauthenticated", "Unauthenticated", "send a client key as Authorization: Bearer <key>")
-    s = services()
-    now = s.clock.now()
-    session = db_session()
-    read = None if prefetch is None else (lambda key_id: prefetch.read_key(session, key_id))
-    verdict = clients.check(session, key.strip(), now, read)
-    client = verdict.client
-    if client is None:
-        # A revoked or expired key is refused like an unknown one; the reason is counted in /metrics only.
-        observe.client_refused(verdict.refusal)
-        raise Problem(401, "unauthenticated", "Unauthenticated", "unknown, revoked or expired client key")
-    if scope not in client.scopes.split(","):
-        observe.client_refused("insufficient_scope")
-        raise Problem(403, "insufficient_scope", "Insufficient scope", f"this client key lacks the {scope!r} scope")
-    if clients.use_is_due(client, now):  # last use recorded at most once a minute, never a write per request
-        clients.note_use(s.database, client.key_id, now)
-    g.client = client.name
-    if prefetch is not None:
-        g.prefetched = prefetch
-
-
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(r"[\[\]{}]")
-# A \uD800-\uDFFF escape: only a pair of them (high, then low) stands for a character.
-SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-
-
-def json_depth(text: str) -> int:
-    """How deeply the JSON text nests arrays and objects, read without parsing it (strings skipped).
-
-    Text, not bytes: only decoded text tells a quote inside a string from one that ends it (in UTF-16
-    an escaped quote's bytes read as a backslash escaping a NUL, then a closing quote)."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return 0  # cannot nest deeper than the limit
-    depth = deepest = 0
-    for match in _BRACKET.finditer(_STRING.sub('""', text)):
-        if match.group() in ("[", "{"):
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_JSON_DEPTH:
-                    return deepest
-        else:
-            depth -= 1
-    return deepest
-
-
-def utf8_declared(req) -> bool:
-    """JSON is UTF-8 (RFC 8259 section 8.1): a charset parameter may say so, never anything else."""
-    charset = req.mimetype_params.get("charset")
-    return charset is None or charset.strip().lower() in ("utf-8", "utf8")
-
-
-def parse_json(data: bytes, status: int = 400) -> Any:
-    """The body's JSON value, read as UTF-8 text within the nesting limit; every string well-formed Unicode.
-
-    Raises Problem: 400 `malformed_json` for bytes that are not UTF-8, nesting deeper than
-    MAX_JSON_DEPTH or text that is not JSON; `status` (422, AuthZEN's 400) `validation_error` for a
-    string holding an unpaired surrogate escape (`"\\ud800"`), which no character encoding can carry
-    on to storage, logs or the policy."""
-    try:
-        text = data.decode("utf-8-sig")  # a byte order mark is ignored, as RFC 8259 allows
-    except UnicodeDecodeError:
-        raise Problem(400, "malformed_json", "Malformed JSON", "the request body is not UTF-8 text") from None
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise Problem(400, "malformed_json", "Malformed JSON",
-                      f"the body nests arrays and objects deeper than the limit of {MAX_JSON_DEPTH} levels")
-    try:
-        parsed = json.loads(text)
-    except ValueError:  # JSONDecodeError; a number too long to convert is a ValueError too
-        raise Problem(400, "malformed_json", "Malformed JSON", "the request body is not valid JSON") from None
-    if SURROGATE_ESCAPE.search(text):
-        where = unpaired_surrogate(parsed)
-        if where is not None:
-            raise Problem(status, "validation_error", "Invalid request",
-                          "a string holds an unpaired surrogate escape (\\uD800-\\uDFFF): not a character",
-                          errors=[{"field": where, "code": "invalid_unicode",
-                                   "message": "a surrogate escape must be one of a high-low pair"}])
-    return parsed
-
-
-def unpaired_surrogate(value: Any, where: str = "") -> str | None:
-    """The place of the first string (a value or a key) holding a lone surrogate, or None."""
-    if isinstance(value, str):
-        return None if _encodable(value) else (where or "(body)")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            place = f"{where}.{key}" if where else str(key)
-            if not _encodable(key):
-                return place.encode("utf-8", "backslashreplace").decode()
-            found = unpaired_surrogate(item, place)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = unpaired_surrogate(item, f"{where}.{index}" if where else str(index))
-            if found is not None:
-                return found
-    return None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def admit_body(model: type[BaseModel], optional: bool = False) -> None:
-    """Read the JSON body within its limits, before any parser sees it; the validation follows."""
-    req = request._get_current_object()
-    if optional and not req.content_length and not req.get_data(cache=True):
-        req.admitted, req.admitted_json = True, {}
-        return
-    if not req.is_json or not utf8_declared(req):
-        raise Problem(415, "unsupported_media_type", "Unsupported media type",
-                      "send the body as UTF-8 JSON with Content-Type: application/json")
-    data = req.get_data(cache=True)  # over server.max_body_bytes: 413 before anything is read
-    parsed = parse_json(data, 422)
-    if parsed is None:
-        raise Problem(400, "malformed_json", "Malformed JSON", "the request body is not valid JSON")
-    if not isinstance(parsed, dict):  # flask-openapi3 would parse a JSON string a second time
-        try:
-            model.model_validate(parsed)
-        except ValidationError as exc:
-            raise validation_problem(exc) from None
-    req.admitted, req.admitted_json = True, parsed
+    return not_routed
 
 
 def _validation_error(exc: ValidationError):
@@ -375,6 +251,19 @@ class Api(OpenAPI):
             validation_error_callback=_validation_error, doc_ui=False)
         self.request_class = ApiRequest
         self.declarations: dict[str, Declared] = {}
+        self._lean: LeanRoutes | None = None
+
+    def wsgi_app(self, environ, start_response):
+        """A POST to a lean route (every decision endpoint) is served by its LeanRoute; anything else by Flask."""
+        if environ.get("REQUEST_METHOD") == "POST":
+            lean = self._lean
+            if lean is None:  # compiled at the first request, when every blueprint is registered
+                lean = self._lean = LeanRoutes(self)
+            found = lean.match(environ.get("PATH_INFO", ""))
+            if found is not None:
+                route, arguments = found
+                return route(environ, start_response, arguments)
+        return super().wsgi_app(environ, start_response)
 
     def register_api(self, api: APIBlueprint, **options) -> None:  # type: ignore[override]
         if isinstance(api, Routes):

@@ -1,9 +1,10 @@
 """RFC 9457 problem+json responses for every error, so no client ever sees a traceback."""
 from __future__ import annotations
 
+import json
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -29,10 +30,41 @@ class Problem(Exception):
         self.status, self.code, self.title, self.detail, self.extra = status, code, title, detail, extra
 
 
-def problem_response(status: int, code: str, title: str, detail: str, **extra) -> Response:
+def problem_body(status: int, code: str, title: str, detail: str, **extra) -> bytes:
     body = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail, "code": code}
     body.update({k: v for k, v in extra.items() if v is not None})
-    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    return json.dumps(body).encode()
+
+
+def problem_response(status: int, code: str, title: str, detail: str, **extra) -> Response:
+    return Response(problem_body(status, code, title, detail, **extra), status=status,
+                    mimetype="application/problem+json")
+
+
+def answer_of(exc: BaseException, statuses: dict[int, int] | None = None) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """The problem an error answers with: (status, problem+json body, extra headers), whichever way the request
+    is served. `statuses`: the route's status mapping (AuthZEN: 415 and 422 are 400). Unexpected errors are
+    logged here, with the request's id."""
+    headers: list[tuple[str, str]] = []
+    if isinstance(exc, Problem):
+        status, code, title, detail, extra = exc.status, exc.code, exc.title, exc.detail, exc.extra
+    elif isinstance(exc, DomainError):
+        status, code, title, detail, extra = exc.status, exc.code, exc.title, exc.detail, exc.extra
+    elif isinstance(exc, HTTPException):
+        status = exc.code or 500
+        code, title, detail, extra = HTTP_CODES.get(status, "http_error"), exc.name, exc.description or exc.name, {}
+    elif busy(exc):  # the lock wait ran out: nothing was written, and trying again shortly will do
+        log.warning("database busy: %s", exc.__class__.__name__)
+        status, code, title, extra = 503, "database_busy", "Service busy", {}
+        detail = "the database is busy with other changes; try again shortly"
+        headers.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
+    else:
+        log.error("unhandled error", exc_info=exc)
+        status, code, title, extra = 500, "internal_error", "Internal error", {}
+        detail = "the service failed to answer; the error is logged"
+    if statuses:
+        status = statuses.get(status, status)
+    return status, problem_body(status, code, title, detail, **extra), headers
 
 
 def validation_problem(exc: ValidationError, prefix: str = "") -> Problem:
@@ -46,27 +78,12 @@ def validation_problem(exc: ValidationError, prefix: str = "") -> Problem:
 
 
 def register(app: Flask) -> None:
-    @app.errorhandler(Problem)
-    def _problem(exc: Problem):
-        return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
-
-    @app.errorhandler(DomainError)
-    def _domain(exc: DomainError):
-        return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
-
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):
-        status = exc.code or 500
-        return problem_response(status, HTTP_CODES.get(status, "http_error"), exc.name, exc.description or exc.name)
-
+    """Every error of a route Flask serves, answered by `answer_of` with the route's status mapping."""
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
-        if busy(exc):  # the lock wait ran out: nothing was written, and trying again shortly will do
-            log.warning("database busy: %s", exc.__class__.__name__)
-            response = problem_response(503, "database_busy", "Service busy",
-                                        "the database is busy with other changes; try again shortly")
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
-        log.exception("unhandled error")
-        return problem_response(500, "internal_error", "Internal error",
-                                "the service failed to answer; the error is logged")
+    def _any(exc: Exception):
+        declared = getattr(app, "declarations", {}).get(request.endpoint or "")
+        status, body, headers = answer_of(exc, declared.statuses if declared is not None else None)
+        response = Response(body, status=status, mimetype="application/problem+json")
+        for name, value in headers:
+            response.headers[name] = value
+        return response

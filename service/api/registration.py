@@ -10,7 +10,7 @@ from service.api.declare import Routes
 from service.api.schemas import (ActivationBody, ActivationCodeBody, ActivationCodeQueued, AccountView, ConfirmBody,
                                  OrgPath, PortalPath, RegistrationBody, RegistrationResult)
 from service.domain import administration, registration
-from service.domain.decisions import Decider, Question, Resource
+from service.domain.decisions import Question, Resource
 
 bp = Routes("registration", __name__, url_prefix="/v1/portals/<portal>", tag="accounts")
 
@@ -73,7 +73,7 @@ def reissue_activation_code(path: OrgPath, body: ActivationCodeBody):
 
     def work(ctx):
         actor = acting(ctx)
-        decision = Decider(ctx.session, ctx.profile, ctx.policy, portal, ctx.now).decide(
+        decision = ctx.decider().decide(
             actor.username, Question("issue_activation_code", Resource("organization", org)))
         if not decision.allowed:
             return administration.record_denial(ctx, actor.username, "issue_activation_code", body.username, org,

@@ -1,12 +1,18 @@
 """Per-request plumbing: the injected services, the database session, the answer's headers."""
 from __future__ import annotations
 
-from flask import current_app, g
+from flask import current_app, g, request
 
 
 def services():
     """The injected collaborators (config, database, policy, clock) of this app."""
     return current_app.extensions["portal_authz"]
+
+
+def client_name() -> str | None:
+    """The calling client's name, once admission admitted its key (service/api/admission.py)."""
+    client = getattr(request, "client", None)
+    return client.name if client is not None else None
 
 
 def db_session():

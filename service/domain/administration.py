@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from service.catalog import PATH_ACTIONS, Role, Status
 from service.config import PortalProfile
 from service.domain import audit, orphans, sessions
-from service.domain.decisions import Decider, Question, Resource
+from service.domain.decisions import Question, Resource
 from service.domain.errors import Invalid, NotFound
 from service.domain.work import Context  # noqa: F401 - the context every change takes, named here too
 from service.domain.passwords import draw_ahead, fresh_secret
@@ -121,7 +121,7 @@ def decide(ctx: Context, actor: str, action: str, username: str, organization: s
     """
     ids = lock_reach(ctx, username, organization) if lock else {}
     question = Question(action, Resource("account", username, organization), context or {})
-    decision, facts = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).decide_on(actor, question)
+    decision, facts = ctx.decider().decide_on(actor, question)
     target, link = ctx.session.execute(
         select(Account, Membership).join(Membership, Membership.account_id == Account.id)
         .join(Organization, Organization.id == Membership.organization_id)
@@ -143,7 +143,7 @@ def not_member_of(ctx: Context, actor_account: Account, organization: str) -> De
 
     The policy's own answer to "view the organization" (404 for an unknown organization, as everywhere).
     """
-    decision = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).decide(
+    decision = ctx.decider().decide(
         actor_account.username, Question("view", Resource("organization", organization)))
     if decision.allowed or "not_member" not in decision.reasons:
         return None
@@ -171,7 +171,7 @@ def visible_organizations(ctx: Context, actor: str, account: Account, *, history
 def visible_organizations_of(ctx: Context, actor: str, accounts: Collection[Account], *,
                              history: bool = False) -> dict[str, frozenset[str]]:
     """`visible_organizations` of several accounts (a roster page), by username key, in one facts statement."""
-    decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
+    decider = ctx.decider()
     seen = decider.visible_memberships(actor, [a.username for a in accounts], history=history)
     return {a.username_key: seen.get(a.username_key, frozenset()) for a in accounts}
 
@@ -340,7 +340,7 @@ def set_permissions(ctx: Context, actor_account: Account, username: str, organiz
     # What the link holds, from the facts decided on (a removed link holds nothing: removal drops its grants).
     held = {p for live in decided.facts.links if live.organization.key == org_key for p in live.permissions}
     changes = [("grant", p) for p in wanted if p not in held] + [("revoke", p) for p in sorted(held - set(wanted))]
-    decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
+    decider = ctx.decider()
     reasons: list[str] = []
     version = decided.decision.policy_version
     # With no change, the question is whether the actor manages grants here at all.

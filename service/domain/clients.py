@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -275,7 +276,7 @@ def _key_statement():
                   ClientKey.expires_at, ClientKey.last_used_at).where(ClientKey.key_id == bindparam("key_id"))
 
 
-def check(session: Session, presented: str, now: datetime, read=None) -> Verdict:
+def check(session: Session | Connection, presented: str, now: datetime, read=None) -> Verdict:
     """The client a key belongs to, or why it is refused. One prepared statement, read fresh every time.
 
     Revocation and expiry take effect on the very next request on every worker of every server
@@ -304,7 +305,8 @@ def check(session: Session, presented: str, now: datetime, read=None) -> Verdict
     # The first statement of every request that carries a key: a pooled connection found dead is retried once.
     if read is None:
         def read(key_id: str):
-            return session.connection().execute(_key_statement(), {"key_id": key_id}).first()
+            connection = session if isinstance(session, Connection) else session.connection()
+            return connection.execute(_key_statement(), {"key_id": key_id}).first()
     row = retry_once_if_dead(session, lambda: read(key_id))
     expected = row.secret_digest if row else _digest("")
     if not hmac.compare_digest(expected, _digest(secret)) or row is None:

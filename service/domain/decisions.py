@@ -2,7 +2,8 @@
 
 This module resolves names to stored rows (404 for unknown portals,
 organizations and accounts, a deny with `unknown_actor` for an unknown actor),
-builds the facts, and leaves the decision itself to the policy. Every fact a
+builds the policy's facts from them (here only: storage returns rows), and
+leaves the decision itself to the policy. Every fact a
 request's decisions read is loaded in one statement (`storage.facts.load_facts`),
 a batch's too, so the cost does not grow with the number of queries.
 """
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from service.catalog import PERMISSION_ACTIONS, Status
 from service.config import Config, PortalProfile
 from service.domain.errors import Invalid, NotFound
-from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
+from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import Decision, Policy
 from service.storage import facts as stored
 
@@ -203,13 +204,30 @@ class Decider:
     # --- facts from the loaded rows -------------------------------------------------------------
 
     def _actor(self, facts: stored.StoredFacts, username: str) -> ActorFacts:
-        return stored.stored_actor_facts(facts.account(username), username, self.profile, self.now)
+        account = facts.account(username)
+        if account is None:
+            return ActorFacts.unknown(username)
+        return ActorFacts(
+            username=account.username,
+            exists=True,
+            status=account.status,
+            password_current=stored.password_current_when(account.has_password, account.password_changed_at,
+                                                          self.profile, self.now),
+            support=account.support,
+            memberships=tuple(MembershipFacts(m.organization, m.role, m.status == Status.ACTIVE, m.permissions)
+                              for m in account.memberships),
+            terms_accepted=account.terms_accepted,
+        )
 
     def _organization(self, facts: stored.StoredFacts, key: str) -> OrganizationFacts:
+        """Every row the statement reads is of the portal the request names (`self.portal`)."""
         organization = facts.organizations.get(key)
         if organization is None:
             raise NotFound(f"no organization {key!r} in portal {self.portal!r}")
-        return stored.stored_organization_facts(organization, self.profile, self.portal)
+        profile = self.profile
+        return OrganizationFacts(organization.key, profile.catalog, profile.delegate_permission,
+                                 organization.active_admins, organization.has_active_members,
+                                 profile.links, profile.admin_created_accounts, portal=self.portal)
 
     def _resource(self, facts: stored.StoredFacts, question: Question,
                   need_permission: bool = True) -> OrganizationFacts | AccountFacts:

@@ -30,7 +30,7 @@ from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import audit, sessions
 from service.domain.administration import Context, one_time_code, send_recovery_code
-from service.domain.decisions import Decider, Question, Resource
+from service.domain.decisions import Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
 from service.domain.passwords import draw_ahead, fresh_secret, hash_ahead, hash_secret, verify_secret
 from service.domain.people import check_password
@@ -193,7 +193,7 @@ def _still_allowed(ctx: Context, code: OneTimeCode, account: Account) -> bool:
     delegate lacks, the sender was disabled). The same question, by the same sender, decided again now."""
     question = Question("send_password_recovery", Resource("account", account.username, code.sent_for))
     try:
-        decision = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).decide(code.sent_by, question)
+        decision = ctx.decider().decide(code.sent_by, question)
     except (NotFound, Invalid):  # the organization or the link is gone: nothing left to allow it
         return False
     return decision.allowed

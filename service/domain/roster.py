@@ -8,7 +8,7 @@ from sqlalchemy.orm import selectinload
 
 from service.domain import audit
 from service.domain.administration import Context, Outcome, check_comment, record_denial
-from service.domain.decisions import Decider, Question, Resource
+from service.domain.decisions import Question, Resource
 from service.catalog import ROLES, AccountAction, Role, Status
 from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.domain.errors import Conflict, Invalid, NotFound
@@ -22,7 +22,7 @@ MAX_PAGE = 200
 
 def _decide_on_organization(ctx: Context, actor_account: Account, action: str, org_key: str):
     """The same question /v1/authorize answers, through the same Decider and fact loader."""
-    decider = Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
+    decider = ctx.decider()
     decision, org_facts = decider.decide_on(actor_account.username,
                                             Question(action, Resource("organization", org_key)))
     return decider, org_facts, decision

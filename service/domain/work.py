@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from service.clock import Clock
 from service.config import Config, PortalProfile
 from service.domain import passwords
-from service.domain.decisions import profile_of
+from service.domain.decisions import Decider, profile_of
 from service.domain.notify import Notifier
 from service.policy import Policy
 from service.storage.database import Database, busy
@@ -37,6 +37,11 @@ class Context:
     notifier: Notifier
     now: datetime
     client: str | None
+
+    def decider(self) -> Decider:
+        """The Decider of this unit of work: the same facts and policy /v1/authorize decides on, read in its
+        transaction."""
+        return Decider(self.session, self.profile, self.policy, self.portal, self.now)
 
 
 class Services(Protocol):

@@ -1,7 +1,8 @@
 """Operations: Prometheus metrics, JSON logs with request ids, and the optional decision log.
 
-The app calls `install(app)` once; the decision endpoints call `decision`,
-`decisions` or `actions` once per request; `portal-authz serve` calls
+The app calls `install(app)` once; whichever way a request is served, admission
+calls `client` or `client_refused` and the decision endpoints `decided` or `actions`
+once per request (service/observe/http.py: the request's exchange); `portal-authz serve` calls
 `serving.prepare(config)` before its workers start and passes
 `serving.gunicorn_options(config)` to gunicorn.
 """
@@ -12,7 +13,7 @@ import os
 from flask import Flask, current_app
 
 from service.observe import logs
-from service.observe.http import Observer
+from service.observe.http import Observer, current
 from service.observe.serving import SERVING_ENV
 
 EXTENSION = "portal_authz_observe"
@@ -29,32 +30,29 @@ def install(app: Flask) -> Observer:
     return observer
 
 
-def observer() -> Observer | None:
-    return current_app.extensions.get(EXTENSION)
-
-
-def decision(portal: str, actor: str, question, decision) -> None:
-    """After POST /v1/authorize decided `question` (a service.domain.decisions.Question)."""
-    if (obs := observer()) is not None:
-        obs.decisions("authorize", portal, actor, (question,), (decision,))
-
-
-def decisions(portal: str, actor: str, questions, decisions) -> None:
-    """After POST /v1/authorize/batch decided `questions`, in order."""
-    if (obs := observer()) is not None:
-        obs.decisions("authorize_batch", portal, actor, questions, decisions)
-
-
-def actions(portal: str, actor: str, resource, actions, policy_version: str) -> None:
-    """After POST /v1/authorized-actions listed `actions` on `resource`."""
-    if (obs := observer()) is not None:
-        obs.actions(portal, actor, resource, actions, policy_version)
+def client(name: str) -> None:
+    """The request's client key was admitted: its client's name goes on the access log and decision log lines."""
+    if (exchange := current()) is not None:
+        exchange.client = name
 
 
 def client_refused(reason: str | None) -> None:
     """A request refused for its client key: missing, malformed, unknown, revoked, expired or insufficient_scope."""
-    if (obs := observer()) is not None:
-        obs.metrics.client_refused(reason)
+    if (exchange := current()) is not None:
+        exchange.observer.metrics.client_refused(reason)
+
+
+def decided(endpoint: str, portal: str, actor: str, questions, decisions) -> None:
+    """After a decision endpoint (`authorize`, `authorize_batch`, `authzen`) decided `questions` for `actor`, in
+    order (service.domain.decisions.Question and service.policy.Decision)."""
+    if (exchange := current()) is not None:
+        exchange.observer.decided(exchange, endpoint, portal, actor, questions, decisions)
+
+
+def actions(portal: str, actor: str, resource, actions, policy_version: str) -> None:
+    """After POST /v1/authorized-actions listed `actions` on `resource`."""
+    if (exchange := current()) is not None:
+        exchange.observer.actions(exchange, portal, actor, resource, actions, policy_version)
 
 
 def exposition() -> tuple[bytes, str]:

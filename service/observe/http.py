@@ -1,13 +1,20 @@
 """Per-request observation: the request id, the access log line, request and decision metrics, the decision log.
 
-Kept small because it runs on every decision: two request hooks, a few dict
-lookups and counter increments, and a log line only when the access log is on
-and its logger enabled (nothing is formatted otherwise).
+One API whichever way a request is served: `Observer.begin` when it arrives makes its `Exchange` (request
+id, start, the calling client once admitted) the current one, `Observer.end` when its answer goes out
+counts it and writes the access log line. What happens in between (a refused key, decisions) is told
+through the module functions of service.observe, which find the current exchange in a context variable,
+so neither the domain nor the lean path needs Flask's `g` for it.
+
+Kept small because it runs on every decision: a few attribute reads and counter increments, and a log
+line only when the access log is on and its logger enabled (nothing is formatted otherwise).
 """
 from __future__ import annotations
 
 import logging
 import re
+from contextvars import ContextVar
+from dataclasses import dataclass
 from secrets import token_hex
 from time import perf_counter
 
@@ -34,6 +41,24 @@ def request_id_of(environ: dict) -> str:
     return incoming if incoming and WELL_FORMED_ID.fullmatch(incoming) else new_request_id()
 
 
+@dataclass(slots=True)
+class Exchange:
+    """One request being answered: what its access log line and decision log entries say of it."""
+
+    observer: "Observer"
+    request_id: str
+    start: float
+    client: str | None = None  # the calling client's name, once its key is admitted
+
+
+CURRENT: ContextVar[Exchange | None] = ContextVar("portal_authz_exchange", default=None)
+
+
+def current() -> Exchange | None:
+    """The exchange being answered on this thread, if any."""
+    return CURRENT.get()
+
+
 class Observer:
     """One app's metrics, access log switch and decision log."""
 
@@ -50,74 +75,72 @@ class Observer:
                                         on_error=self.metrics.decision_log_errors.inc)
 
     def hook(self, app: Flask) -> None:
-        # First among the app's before_request hooks, so every later hook and error response has the id.
-        app.before_request_funcs.setdefault(None, []).insert(0, self.before)
-        app.after_request(self.after)
+        """The routes Flask serves: begun first among the app's before_request hooks, so every later hook and
+        error response has the id; ended by an after_request hook."""
+        app.before_request_funcs.setdefault(None, []).insert(0, self._flask_begin)
+        app.after_request(self._flask_end)
+        app.teardown_request(self._flask_forget)
 
-    # ---- request hooks (each resolves Flask's context proxies once: every proxy access costs a lookup)
+    # ---- a request arrives, its answer goes out
 
-    def before(self) -> None:
-        state = g._get_current_object()
-        state.observe_start = perf_counter()
-        state.request_id = request_id_of(request._get_current_object().environ)
+    def begin(self, environ: dict) -> Exchange:
+        """A request arrives: its exchange becomes the current one (see `end`)."""
+        exchange = Exchange(self, request_id_of(environ), perf_counter())
+        CURRENT.set(exchange)
+        return exchange
 
-    def after(self, response):
-        state = g._get_current_object()
-        req = request._get_current_object()
-        request_id = getattr(state, "request_id", None)
-        if request_id is None:  # a response made before our hook ran
-            request_id = state.request_id = new_request_id()
-        response.headers[REQUEST_ID_HEADER] = request_id
-        rule = req.url_rule
-        self.answered(rule.rule if rule is not None else None, req.method, response.status_code, request_id,
-                      req.path, getattr(state, "observe_start", None), getattr(state, "client", None))
-        return response
-
-    def answered(self, route: str | None, method: str, status: int, request_id: str, path: str,
-                 start: float | None, client: str | None) -> None:
-        """A response is going out: count it, and write its access log line if that log is on."""
+    def end(self, exchange: Exchange, route: str | None, method: str, status: int, path: str) -> None:
+        """Its answer is going out: count it, and write its access log line if that log is on."""
+        CURRENT.set(None)
         self.metrics.request(route, method, status)
         if self.access_log and access_log.isEnabledFor(logging.INFO):
             fields = {
-                "request_id": request_id,
+                "request_id": exchange.request_id,
                 "method": method,
                 "route": route,
                 "path": path,  # no query string: searches (?q=) stay out of the log
                 "status": status,
-                "duration_ms": round((perf_counter() - start) * 1000, 3) if start is not None else None,
-                "client": client,  # the calling service's name, once authenticated
+                "duration_ms": round((perf_counter() - exchange.start) * 1000, 3),
+                "client": exchange.client,  # the calling service's name, once authenticated
             }
             # Logger.info without its caller lookup (a stack walk): the record's source is always this hook.
             access_log.handle(access_log.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "request", None, None,
                                                     extra={"fields": fields}))
 
+    def _flask_begin(self) -> None:
+        g.exchange = self.begin(request.environ)
+
+    def _flask_end(self, response):
+        exchange = g.get("exchange")
+        if exchange is None:  # a response made before our hook ran
+            exchange = g.exchange = self.begin({})
+        response.headers[REQUEST_ID_HEADER] = exchange.request_id
+        req = request._get_current_object()
+        rule = req.url_rule
+        self.end(exchange, rule.rule if rule is not None else None, req.method, response.status_code, req.path)
+        return response
+
+    @staticmethod
+    def _flask_forget(_exc=None) -> None:
+        CURRENT.set(None)
+
     # ---- decisions
 
-    def decisions(self, endpoint: str, portal: str, actor: str, questions, decisions) -> None:
-        state = g._get_current_object()
-        self.decided(endpoint, portal, actor, questions, decisions, getattr(state, "observe_start", None),
-                     getattr(state, "request_id", None), getattr(state, "client", None))
-
-    def decided(self, endpoint: str, portal: str, actor: str, questions, decisions, start: float | None,
-                request_id: str | None, client: str | None) -> None:
+    def decided(self, exchange: Exchange, endpoint: str, portal: str, actor: str, questions, decisions) -> None:
         """Decisions answered: their latency, counts and reasons, and the decision log's entries."""
-        if start is not None:
-            self.metrics.decision_latency(endpoint, perf_counter() - start)
+        self.metrics.decision_latency(endpoint, perf_counter() - exchange.start)
         for question, decision in zip(questions, decisions):
             self.metrics.decision(portal, question.action, decision.allowed, decision.reasons)
         log = self.decision_log
         if log.enabled and log.wanted():
-            log.write(log.entries(log.base(endpoint, request_id, client, portal, actor), questions, decisions))
+            log.write(log.entries(log.base(endpoint, exchange.request_id, exchange.client, portal, actor),
+                                  questions, decisions))
 
-    def actions(self, portal: str, actor: str, resource, actions, policy_version: str) -> None:
-        state = g._get_current_object()
-        start = getattr(state, "observe_start", None)
-        if start is not None:
-            self.metrics.decision_latency("authorized_actions", perf_counter() - start)
+    def actions(self, exchange: Exchange, portal: str, actor: str, resource, actions, policy_version: str) -> None:
+        self.metrics.decision_latency("authorized_actions", perf_counter() - exchange.start)
         log = self.decision_log
         if log.enabled and log.wanted():
-            entry = log.base("authorized_actions", getattr(state, "request_id", None), getattr(state, "client", None),
-                             portal, actor)
+            entry = log.base("authorized_actions", exchange.request_id, exchange.client, portal, actor)
             entry.update(policy_version=policy_version,
                          resource={"type": resource.type, "id": resource.id, "organization": resource.organization},
                          actions=list(actions))

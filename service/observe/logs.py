@@ -22,9 +22,10 @@ _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def _request_id() -> str | None:
-    from flask import g, has_request_context
+    from service.observe.http import current  # imported late: http imports this module's ACCESS_LOGGER
 
-    return g.get("request_id") if has_request_context() else None
+    exchange = current()
+    return exchange.request_id if exchange is not None else None
 
 
 _second: tuple[int, str] = (-1, "")

@@ -95,11 +95,6 @@ class Metrics:
         self.pool_size = Gauge("portal_authz_db_pool_size",
                                "Configured database pool size (summed over live workers)",
                                registry=own, multiprocess_mode="livesum")
-        self.express_lane = Counter("portal_authz_authorize_express",
-                                    "POST /v1/authorize requests answered by the express lane, or handed to the "
-                                    "declared route (anything off the well-formed path: problems, refused keys, "
-                                    "explain)", ["outcome"], registry=own)
-        self._express = {True: self.express_lane.labels("answered"), False: self.express_lane.labels("handed_over")}
         self.delivery_attempts = Counter("portal_authz_delivery_attempts",
                                          "Attempts to hand a notification over (an email sent, a letter exported), "
                                          "by the processes that deliver", ["channel"], registry=own)
@@ -153,9 +148,6 @@ class Metrics:
         if child is None:
             child = self._latency_children[endpoint] = self.latency.labels(endpoint)
         child.observe(seconds)
-
-    def express(self, answered: bool) -> None:
-        self._express[answered].inc()
 
     # ---- client keys
 

@@ -79,7 +79,8 @@ def _ping_when_idle(engine: Engine) -> None:
 
     Under load connections are checked out again within milliseconds and cost no ping; one that
     was idle (the likeliest to have been closed by a restart or a timeout) is pinged as pre-ping
-    did, and a dead one is replaced by the pool (DisconnectionError makes it connect anew).
+    did, and a dead one is replaced by the pool (DisconnectionError makes it connect anew). The ping is
+    SQLAlchemy's own (private: pinned by tests/test_sqlalchemy_hooks.py).
     """
     @event.listens_for(engine, "checkin")
     def _idle_from(_dbapi_connection, record) -> None:
@@ -142,7 +143,7 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """One connection for reads without an ORM session: the decision's express lane (service/api/express.py).
+        """One connection for reads without an ORM session: the decision endpoints' lean path (service/api/lean.py).
 
         Autocommit on PostgreSQL, as `reads`, but set on the driver's connection for the block and set back
         before the pool has it again: half the cost of an engine whose isolation level SQLAlchemy sets and

@@ -11,7 +11,9 @@ connection and returns plain tuples, with the result conversions the columns' ty
 What SQLAlchemy did around a statement and still matters is kept: statement events fire (the
 statement-count tests listen), a driver error is translated as SQLAlchemy translates it (so a dead
 pooled connection invalidates the pool and is retried once, `retry_once_if_dead`), and PostgreSQL
-prepares the text after `prepare_threshold` executions on a connection, as before.
+prepares the text after `prepare_threshold` executions on a connection, as before. The two private
+SQLAlchemy hooks this takes (`_has_events`, `_handle_dbapi_exception`) are pinned by
+tests/test_sqlalchemy_hooks.py.
 """
 from __future__ import annotations
 
@@ -110,7 +112,10 @@ class DirectStatement:
             connection._handle_dbapi_exception(exc, shape.sql, parameters, cursor, None)
             raise
         finally:
-            cursor.close()
+            try:
+                cursor.close()
+            except dialect.loaded_dbapi.Error:
+                pass  # the connection is gone (and invalidated above): the error that told it is the one raised
         conversions = self._conversions.get(dialect.name)
         if conversions is None:
             conversions = self._conversions[dialect.name] = tuple(self._convert(dialect).items())

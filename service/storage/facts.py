@@ -1,4 +1,5 @@
-"""Queries that load the facts a decision needs, as immutable values."""
+"""Queries that load the facts a decision needs, as immutable rows (service/domain/decisions.py makes them
+the policy's facts)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import usernames
-from service.facts import ADMIN, ActorFacts, MembershipFacts, OrganizationFacts
+from service.facts import ADMIN
 from service.storage.direct import DirectStatement
 from service.storage.models import Account, ClientKey, Grant, Membership, Organization, UTCDateTime
 
@@ -48,10 +49,12 @@ def find_organization(session: Session, portal: str, key: str) -> Organization |
 
 def password_current(account: Account, profile: PortalProfile, now: datetime) -> bool:
     """R18: a password is current until `expiry_days` after it was set."""
-    return _password_current(account.password_hash is not None, account.password_changed_at, profile, now)
+    return password_current_when(account.password_hash is not None, account.password_changed_at, profile, now)
 
 
-def _password_current(has_password: bool, changed_at: datetime | None, profile: PortalProfile, now: datetime) -> bool:
+def password_current_when(has_password: bool, changed_at: datetime | None, profile: PortalProfile,
+                          now: datetime) -> bool:
+    """R18 on a stored row's columns: whether it has a password, and when that was set."""
     if not has_password or changed_at is None:
         return False
     days = profile.password.expiry_days
@@ -286,29 +289,3 @@ def _assemble(rows) -> StoredFacts:
         organizations=places,
         client_key=client_key,
     )
-
-
-def stored_actor_facts(account: StoredAccount | None, username: str, profile: PortalProfile,
-                       now: datetime) -> ActorFacts:
-    """The actor's facts from the one-statement load."""
-    if account is None:
-        return ActorFacts.unknown(username)
-    return ActorFacts(
-        username=account.username,
-        exists=True,
-        status=account.status,
-        password_current=_password_current(account.has_password, account.password_changed_at, profile, now),
-        support=account.support,
-        memberships=tuple(
-            MembershipFacts(m.organization, m.role, m.status == Status.ACTIVE, m.permissions) for m in account.memberships
-        ),
-        terms_accepted=account.terms_accepted,
-    )
-
-
-def stored_organization_facts(organization: StoredOrganization, profile: PortalProfile,
-                              portal: str) -> OrganizationFacts:
-    """`portal` is the profile id the request names: every row the statement reads is of that portal."""
-    return OrganizationFacts(organization.key, profile.catalog, profile.delegate_permission,
-                             organization.active_admins, organization.has_active_members,
-                             profile.links, profile.admin_created_accounts, portal=portal)
