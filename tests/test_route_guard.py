@@ -23,9 +23,13 @@ SESSION_BODIES = {
     "roster.create_subordinate": {"organization": "ORG1", "username": "newbie", **PERSON},
     "roster.link": {"username": "someone"},
     "roster.list_accounts": None,
+    "access_requests.request_access": {"permission": "claims"},
+    "access_requests.list_access_requests": None,
+    "access_requests.approve": None,
+    "access_requests.decline": None,
 }
 VALUES = {"portal": "ahcccs", "org": "ORG1", "username": "someone", "path_action": "approve",
-          "filename": "x"}
+          "filename": "x", "request_id": "1"}
 
 
 def routes(app):
