@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, bindparam, cast, exists, func, literal, null, select, union_all
+from sqlalchemy import Boolean, Integer, bindparam, case, cast, exists, func, literal, null, select, union_all
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from service.catalog import Status
 from service.config import PortalProfile
+from service import facts
 from service.domain import usernames
 from service.facts import ADMIN, ActorFacts, MembershipFacts, OrganizationFacts
 from service.storage.direct import DirectStatement
@@ -47,15 +48,15 @@ def find_organization(session: Session, portal: str, key: str) -> Organization |
 
 
 def password_current(account: Account, profile: PortalProfile, now: datetime) -> bool:
-    """R18: a password is current until `expiry_days` after it was set."""
-    return _password_current(account.password_hash is not None, account.password_changed_at, profile, now)
+    """R18: whether the account's password is current (service/facts.py states the rule)."""
+    return facts.password_current(account.password_hash is not None, account.password_changed_at,
+                                  profile.password.expiry_days, now)
 
 
-def _password_current(has_password: bool, changed_at: datetime | None, profile: PortalProfile, now: datetime) -> bool:
-    if not has_password or changed_at is None:
-        return False
-    days = profile.password.expiry_days
-    return days is None or now < changed_at + timedelta(days=days)
+def effective_status_column():
+    """`facts.effective_status` as a column of a query over Account and Membership: a removed link reads as
+    removed, whatever the account's own status."""
+    return case((Membership.status == Status.REMOVED, Status.REMOVED.value), else_=Account.status)
 
 
 def _active_admins(organization_id):
@@ -297,7 +298,8 @@ def stored_actor_facts(account: StoredAccount | None, username: str, profile: Po
         username=account.username,
         exists=True,
         status=account.status,
-        password_current=_password_current(account.has_password, account.password_changed_at, profile, now),
+        password_current=facts.password_current(account.has_password, account.password_changed_at,
+                                                profile.password.expiry_days, now),
         support=account.support,
         memberships=tuple(
             MembershipFacts(m.organization, m.role, m.status == Status.ACTIVE, m.permissions) for m in account.memberships
