@@ -546,6 +546,40 @@ class Policy:
             log.exception("policy evaluation failed; treating %r as account-wide", action)
             return True
 
+    # --- Reading the policy itself, for the workbench (explanations, coverage): each answer is Polar's own. ---
+
+    def rules_of(self, action: str, resource: OrganizationFacts | AccountFacts) -> list[tuple[str, tuple[str, ...]]]:
+        """Each rule of the action on the resource, in the policy's order, as (kind, requirement names): kind
+        "rule" (may allow) or "unknown_action" (only explains a denial of an action no rule knows)."""
+        oso = self._engine.oso
+        return [(kind, tuple(str(name) for name in result["bindings"]["requirements"]))
+                for kind in ("rule", "unknown_action")
+                for result in oso.query_rule(kind, action, resource, Variable("requirements"))]
+
+    def requirement_holds(self, name: str, actor: ActorFacts, action: str,
+                          resource: OrganizationFacts | AccountFacts) -> bool:
+        """Whether the requirement `name` holds: portal.polar's `requirement`."""
+        return self._engine.oso.query_rule_once("requirement", name, actor, action, resource)
+
+    def told_as(self, name: str, actor: ActorFacts, action: str,
+                resource: OrganizationFacts | AccountFacts) -> str | None:
+        """The reason code a failing requirement is told as, asked of the telling rules themselves (portal.polar's
+        `untold`, reasons.polar's `reason`); None when it holds, is left untold, or is never told."""
+        oso = self._engine.oso
+        if oso.query_rule_once("requirement", name, actor, action, resource) or \
+                oso.query_rule_once("untold", name, actor, action, resource):
+            return None
+        codes = [str(r["bindings"]["code"]) for r in oso.query_rule("reason", name, Variable("code"))]
+        return codes[0] if codes else None
+
+    def telling_order(self) -> dict[str, tuple[str, ...]]:
+        """reasons.polar's `told_after`: for each requirement, the earlier ones its failure is told only after."""
+        order: dict[str, list[str]] = {}
+        for result in self._engine.oso.query_rule("told_after", Variable("name"), Variable("earlier")):
+            order.setdefault(str(result["bindings"]["name"]), []).append(str(result["bindings"]["earlier"]))
+        return {name: tuple(earlier) for name, earlier in order.items()}
+
     def oso(self) -> Oso:
-        """The engine itself, for the plain path the fast path is tested against."""
+        """The engine itself, for tests and benchmarks that compare the memoized, generated path with plain oso;
+        the service asks only through the methods above."""
         return self._engine.oso

@@ -97,10 +97,7 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
     fails: set[str] = set()
     told: set[tuple[str, str]] = set()
     gated: set[tuple[str, str]] = set()
-    oso = policy.oso()
-    gates: dict[str, list[str]] = defaultdict(list)
-    for result in oso.query_rule("told_after", _var("name"), _var("earlier")):
-        gates[str(result["bindings"]["name"])].append(str(result["bindings"]["earlier"]))
+    gates = policy.telling_order()
     for question in table_questions([Path(policy_dir)], tables_dir):
         report.rows += 1
         e = explain(policy, question.actor, question.action, question.resource, whole=True)
@@ -117,7 +114,7 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
             if ok:
                 continue
             for earlier in gates.get(name, ()):
-                if oso.query_rule_once("requirement", earlier, question.actor, question.action, question.resource):
+                if policy.requirement_holds(earlier, question.actor, question.action, question.resource):
                     holds.add(earlier)
                 else:
                     fails.add(earlier)
@@ -149,10 +146,4 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
         if why:
             report.uncovered.append((clause, why))
     return report
-
-
-def _var(name: str):
-    from oso import Variable
-
-    return Variable(name)
 
