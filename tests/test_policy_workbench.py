@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from service.policy import Policy
-from service.policy_coverage import run_coverage
+from service.workbench.coverage import run_coverage
 from tests.conftest import ROOT
 
 POLICIES = ROOT / "policies"
@@ -217,8 +217,8 @@ def test_coverage_through_the_cli_passes_and_names_an_unexercised_clause(tmp_pat
 def test_every_requirement_the_shipped_rules_name_lists_the_facts_it_reads():
     """READS is display only, but it must not drift from the policy: every requirement a rule of the shipped
     policy names, over every decision-table row, is listed (so none is explained without its facts)."""
-    from service.policy_diff import table_questions
-    from service.policy_explain import READS
+    from service.workbench.diff import table_questions
+    from service.workbench.explain import READS
 
     policy = Policy(POLICIES)
     named = {name for q in table_questions([POLICIES])
@@ -230,7 +230,7 @@ def test_a_permission_not_held_denial_shows_the_grants_that_caused_it():
     """R15: a delegate refused an account's email because the account holds a function the delegate lacks is shown
     both sides' grants (each place with its permissions), not only their roles."""
     from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
-    from service.policy_explain import explain
+    from service.workbench.explain import explain
 
     org = OrganizationFacts("P1", ("claims", "manage_account"), "manage_account", 1, True, portal="ahw")
     delegate = ActorFacts("dee", True, "active", True, False,

@@ -11,7 +11,7 @@ from service.api.schemas import (AuthorizedActionsRequest, AuthorizedActionsResp
 from service.domain.decisions import Decider, Prefetch, Question, Resource, profile_of
 from service.domain.errors import DomainError
 from service.policy import Decision
-from service.policy_explain import explain
+from service.workbench.explain import explain
 
 bp = Routes("decisions", __name__, url_prefix="/v1")
 

@@ -1,6 +1,6 @@
 """Which parts of the policy no decision-table row exercises (issue 15 item 4): `policy test --coverage`.
 
-Every row of the tables is explained (service/policy_explain.py), and each clause of
+Every row of the tables is explained (service/workbench/explain.py), and each clause of
 the policy counts as exercised when:
 
   a rule (organization_rule, account_rule)          some row is allowed by it and some row denied under it;
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.policy import Policy, policy_files
-from service.policy_diff import table_questions
-from service.policy_explain import explain
+from service.workbench.diff import table_questions
+from service.workbench.explain import explain
 
 _HEAD = re.compile(r"^(organization_rule|account_rule|unknown_organization_action|unknown_account_action|"
                    r"requirement|reason|told_after)\(", re.MULTILINE)
