@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, exists, false, or_, select, true
@@ -229,23 +230,24 @@ def _granted(function: str):
 
 
 class _Authority:
-    """portal.polar's standing predicates (is_admin, is_delegate, is_support, holds) over the Actor row."""
+    """portal.polar's standing predicates (is_admin, is_delegate, is_support, holds) over the Actor row, for a
+    portal's catalog and delegating function."""
 
-    def __init__(self, profile):
-        self.profile = profile
+    def __init__(self, catalog: tuple[str, ...], delegate_permission: str | None):
+        self.catalog, self.delegate_permission = catalog, delegate_permission
         self.support = Actor.is_support.is_(True)
 
     def admin(self, organization_id) -> ColumnElement:
         return _actor_link(organization_id, lambda m: m.role == Role.ADMIN)
 
     def delegate(self, organization_id) -> ColumnElement:
-        permission = self.profile.delegate_permission
+        permission = self.delegate_permission
         if permission is None:
             return false()
         return _actor_link(organization_id, lambda m: m.role == Role.MEMBER, _granted(permission))
 
     def holds(self, organization_id, function: str) -> ColumnElement:
-        if function not in self.profile.catalog:
+        if function not in self.catalog:
             return false()
         return _actor_link(organization_id, lambda m: or_(m.role == Role.ADMIN, _granted(function)(m)))
 
@@ -262,13 +264,17 @@ def _standing(profile, now) -> ColumnElement:
     return standing if oldest is None else and_(standing, Actor.password_changed_at > oldest)
 
 
-def _organization_condition(profile, action: str) -> ColumnElement:
-    """The organization rules (R1, R4, R10, R13-R16) on (Actor, Organization)."""
-    who = _Authority(profile)
-    offered = {"create_account": profile.admin_created_accounts, "link_account": profile.links}
-    if not offered.get(action, True):  # R13: only where the portal offers it
+# The conditions are built once per portal setting and question (building one costs more than running it), and
+# reused: a SQL expression is immutable. The actor's standing is not kept, as it reads the clock.
+@lru_cache(maxsize=1024)
+def _organization_condition(catalog: tuple[str, ...], delegate_permission: str | None, offered: bool,
+                            action: str) -> ColumnElement:
+    """The organization rules (R1, R4, R10, R13-R16) on (Actor, Organization); `offered`: whether the portal
+    offers the action when it is one of the roster's (R13)."""
+    who = _Authority(catalog, delegate_permission)
+    if not offered:  # R13: only where the portal offers it
         return false()
-    if action in profile.catalog:  # holds(): admins hold the catalog, members what they were granted
+    if action in catalog:  # holds(): admins hold the catalog, members what they were granted
         return who.holds(Organization.id, action)
     if action == "view":
         return or_(who.support, _actor_link(Organization.id))
@@ -279,10 +285,12 @@ def _organization_condition(profile, action: str) -> ColumnElement:
     return false()
 
 
-def _account_condition(decider: Decider, action: str, permission: str | None) -> ColumnElement:
-    """The account rules (R1, R2, R5, R14, R15, R21) on (Actor, Account, Membership, Organization)."""
-    profile = decider.profile
-    who = _Authority(profile)
+@lru_cache(maxsize=1024)
+def _account_condition(catalog: tuple[str, ...], delegate_permission: str | None, action: str,
+                       permission: str | None, states: frozenset[tuple[str, str]], account_wide: bool) -> ColumnElement:
+    """The account rules (R1, R2, R5, R14, R15, R21) on (Actor, Account, Membership, Organization); `states` and
+    `account_wide` are the policy's answers (`status_allows`, `account_wide`) for the action."""
+    who = _Authority(catalog, delegate_permission)
     if action not in ACCOUNT_ACTIONS:
         return false()
     me = Account.id == Actor.id
@@ -290,17 +298,16 @@ def _account_condition(decider: Decider, action: str, permission: str | None) ->
     if action == "view":
         return or_(me, administers)
     effective = effective_status_column()
-    states = decider.policy.target_states(action, decider.portal)
     status_allows = or_(*(and_(effective == status, Membership.role == role) for status, role in sorted(states))) \
         if states else false()
     may_take: ColumnElement = true()
     if action in ("upgrade", "downgrade"):  # makes_admins (R2)
         may_take = or_(who.support, who.admin(Organization.id))
     if action in PERMISSION_ACTIONS and permission is not None:  # known_permission, holds_permission (R14, R15)
-        may_take = or_(who.support, who.holds(Organization.id, permission)) if permission in profile.catalog \
+        may_take = or_(who.support, who.holds(Organization.id, permission)) if permission in catalog \
             else false()
     allowed = and_(~me, administers, status_allows, may_take)
-    if decider.policy.account_wide(action):
+    if account_wide:
         # R1: an account-wide action needs authority in every organization of the account, so no other active
         # link may sit where the actor has none. (A delegate's capture check, R15, stays with the policy's
         # confirmation of each candidate.)
@@ -316,8 +323,14 @@ def _account_condition(decider: Decider, action: str, permission: str | None) ->
 
 def _may(decider: Decider, action: str, resource_type: str, permission: str | None) -> ColumnElement:
     """The whole relation: the actor in good standing, and the resource's rule."""
-    rule = _organization_condition(decider.profile, action) if resource_type == "organization" \
-        else _account_condition(decider, action, permission)
+    profile, policy = decider.profile, decider.policy
+    catalog, delegate = tuple(profile.catalog), profile.delegate_permission
+    if resource_type == "organization":
+        offered = {"create_account": profile.admin_created_accounts, "link_account": profile.links}.get(action, True)
+        rule = _organization_condition(catalog, delegate, bool(offered), action)
+    else:
+        rule = _account_condition(catalog, delegate, action, permission, policy.target_states(action, decider.portal),
+                                  policy.account_wide(action))
     return and_(Actor.portal_id == decider.portal, _standing(decider.profile, decider.now), rule)
 
 
