@@ -33,35 +33,25 @@ from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, 
 
 log = logging.getLogger(__name__)
 
-# Human-readable explanations of the reason codes the policy produces.
-REASON_MESSAGES = {
-    "unknown_actor": "The actor is not an account of this portal.",
-    "actor_inactive": "The actor's account is not active.",
-    "password_expired": "The actor's password has expired and must be changed.",
-    "terms_not_accepted": "The actor has not accepted the terms of use (they are accepted at sign-in).",
-    "not_member": "The actor is not a member of the organization.",
-    "not_admin": "Only an admin of the organization may do this.",
-    "permission_not_granted": "The actor has not been granted this function for the organization.",
-    "permission_unknown": "The function is not in this portal's catalog.",
-    "action_unknown": "No such action on an account.",
-    "permission_not_held": ("A delegated manager cannot grant a function it does not hold itself, "
-                            "nor take over an account that holds one."),
-    "self_action": "An account cannot do this to itself.",
-    "target_status": "The account's status does not allow this action.",
-    "target_terms_not_accepted": "The account has not accepted the terms of use yet; it becomes an admin only after.",
-    "last_admin": "The organization would be left with active members and no active admin.",
-    "cannot_make_admin": "Only an admin can make or unmake admins.",
-    "support_only": "Only portal support staff may do this.",
-    "account_elsewhere": ("The account also belongs to an organization where the actor has no authority; "
-                          "only this organization's link to it may be changed here."),
-    "not_offered": "This portal does not offer this (its documents do not describe it).",
+# The service's own reason codes, told when the policy cannot answer; every other code and its message is the
+# policy's (reasons.polar `message`), read when it loads.
+SERVICE_MESSAGES = {
     "policy_error": "The policy could not be evaluated; denied to fail closed.",
     "policy_gap": "No rule allows this and the policy gave no reason.",
 }
+# The messages of each policy text loaded in this process, by policy version (a hash of the text, so a version's
+# messages never change): a decision carries only its version, and its reasons are worded by that text.
+_MESSAGES: dict[str, dict[str, str]] = {}
+
+
+def messages_of(version: str) -> dict[str, str]:
+    """The reason codes of the policy of that version and their messages, in the order a denial lists them."""
+    return {**_MESSAGES.get(version, {}), **SERVICE_MESSAGES}
+
 
 # The action lists come from the one catalog (service/catalog.py); re-exported for the modules that read them here.
 __all__ = ["ACCOUNT_ACTIONS", "ORGANIZATION_ACTIONS", "Decision", "Policy", "PolicyCheckError", "PolicyLoadError",
-           "REASON_MESSAGES", "check_policy"]
+           "SERVICE_MESSAGES", "check_policy", "messages_of"]
 
 
 class PolicyLoadError(Exception):
@@ -183,6 +173,7 @@ def check_policy(files: list[Path]) -> list[str]:
     statements = [s for path in files for s in _statements(path)]
     defined = {s.first_argument() for s in statements if s.head == "requirement"} - {None}
     told = {s.first_argument() for s in statements if s.head in ("reason", "never_told")} - {None}
+    worded = {s.first_argument() for s in statements if s.head == "message"} - {None}
     named: list[tuple[str, _Statement, int, bool]] = []  # (requirement, statement, offset, in a known rule)
     for s in statements:
         if s.head in _RULES or s.head in _UNKNOWN_RULES:
@@ -206,9 +197,9 @@ def check_policy(files: list[Path]) -> list[str]:
                 if name not in known_names:
                     problems.append(f'{s.where(at)}: {s.head} names "{name}", a requirement no rule names and '
                                     f"none defines")
-            if s.head == "reason" and len(literals) >= 2 and literals[1][0] not in REASON_MESSAGES:
-                problems.append(f'{s.where(literals[1][1])}: reason code "{literals[1][0]}" is not one the service '
-                                f"knows (REASON_MESSAGES in service/policy.py)")
+            if s.head == "reason" and len(literals) >= 2 and literals[1][0] not in worded:
+                problems.append(f'{s.where(literals[1][1])}: reason code "{literals[1][0]}" has no message: give it '
+                                f'message("{literals[1][0]}", TEXT) in reasons.polar')
         kind = _ACTION_PREDICATES.get(s.head)
         if kind is None:
             continue
@@ -239,7 +230,8 @@ class Decision:
     facts: tuple | None = field(default=None, compare=False, repr=False)
 
     def reason_objects(self) -> list[dict[str, str]]:
-        return [{"code": code, "message": REASON_MESSAGES.get(code, code)} for code in self.reasons]
+        messages = messages_of(self.policy_version)
+        return [{"code": code, "message": messages.get(code, code)} for code in self.reasons]
 
 
 def policy_files(policy_dir: Path) -> list[Path]:
@@ -335,6 +327,11 @@ class _Engine:
         self._actions = lru_cache(maxsize=memo_size)(self._evaluate_actions)
         self.target_states = lru_cache(maxsize=256)(self._target_states)
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
+        # reasons.polar's messages, in the order a denial lists its reasons (the order of the message lines).
+        self.messages = {str(r["bindings"]["code"]): str(r["bindings"]["text"])
+                         for r in oso.query_rule("message", Variable("code"), Variable("text"))}
+        self.rank = {code: i for i, code in enumerate([*self.messages, *SERVICE_MESSAGES])}
+        _MESSAGES[version] = self.messages
         self.sees_membership = lru_cache(maxsize=memo_size)(
             lambda actor, own, link: self.oso.query_rule_once("sees_membership", actor, own, link))
 
@@ -364,7 +361,7 @@ class _Engine:
         actor, action, resource = asked.facts
         if self.oso.query_rule_once(self.allow_rule, actor, action, resource):
             return True, ()
-        reasons = _reasons(self.oso, self.deny_rule, actor, action, resource)
+        reasons = _reasons(self.oso, self.deny_rule, actor, action, resource, self.rank)
         if not reasons:
             log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
             reasons = ("policy_gap",)
@@ -391,13 +388,12 @@ class _Engine:
         return tuple(a for a in order if a in allowed)
 
 
-def _reasons(oso: Oso, rule: str, actor, action, resource) -> tuple[str, ...]:
+def _reasons(oso: Oso, rule: str, actor, action, resource, rank: dict[str, int]) -> tuple[str, ...]:
     found = {
         result["bindings"]["code"]
         for result in oso.query_rule(rule, actor, action, resource, Variable("code"))
     }
-    # A stable order (the order of REASON_MESSAGES) so answers compare equal across runs.
-    rank = {code: i for i, code in enumerate(REASON_MESSAGES)}
+    # A stable order (the order of reasons.polar's messages) so answers compare equal across runs.
     return tuple(sorted(found, key=lambda code: (rank.get(code, len(rank)), code)))
 
 
@@ -433,6 +429,11 @@ class Policy:
     @property
     def version(self) -> str:
         return self._engine.version
+
+    @property
+    def messages(self) -> dict[str, str]:
+        """Every reason code this policy and the service tell, with its message, in the order a denial lists them."""
+        return messages_of(self._engine.version)
 
     @property
     def generated(self) -> bool:
