@@ -5,14 +5,16 @@ an action is an action name of /v1/authorize, a resource is an organization (`id
 account (`id` = username, `properties.organization` = the organization key when it belongs to
 several). Every decision is the Decider's: the same facts, the same policy, the same reasons.
 
-Search answers come from the database, not from evaluating every entity: a SQL filter written to
-follow the policy's rules (who is linked to what, with which role and grants; the target statuses
-read from the policy's own `status_allows`) selects candidates in key order, and each candidate of a
-page is then confirmed by the policy, the facts of a whole page read in one statement. So a search
+Search answers come from the database, not from evaluating every entity: one SQL filter (`_may`, the
+relation "this actor may take this action on this resource" over rows, shared by both searches) follows
+the policy's rules (who is linked to what, with which role and grants; the target statuses and the reach
+read from the policy's own `status_allows` and `account_wide`) and selects candidates in key order, and
+each candidate of a page is then confirmed by the policy, the facts of a whole page read in one statement. So a search
 result is always a decision `true` (the spec's "SHOULD"), and a page is filled even when the filter
 lets through a candidate the policy refuses (only the last-admin rule, R3, is left to that check).
 tests/test_authzen_search.py checks on SQLite and PostgreSQL that each search equals evaluating every
-candidate one by one, and that the filter alone already agrees.
+candidate one by one, that the filter alone already agrees, and that a widened copy of the policy is
+noticed where the filter restates it.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
 from service.facts import AccountFacts, OrganizationFacts, oldest_current_password
 from service.catalog import (
-    ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, PERMISSION_ACTIONS, RESOURCE_TYPES, ROSTER_ACTIONS, SUPPORT_ONLY_ACTIONS,
+    ACCOUNT_ACTIONS, PERMISSION_ACTIONS, RESOURCE_TYPES, ROSTER_ACTIONS, SUPPORT_ONLY_ACTIONS,
 )
 from service.policy import Decision
 from service.storage.facts import effective_status_column, username_key
@@ -39,7 +41,6 @@ from service.storage.models import Account, Grant, Membership, Organization
 
 SUBJECT_TYPE = "account"
 SEMANTICS = ("execute_all", "deny_on_first_deny", "permit_on_first_permit")
-ORGANIZATION_OWN_ACTIONS = ORGANIZATION_ACTIONS
 SUPPORT_ONLY = SUPPORT_ONLY_ACTIONS
 MANAGING = ROSTER_ACTIONS
 DEFAULT_LIMIT = 50
