@@ -45,8 +45,9 @@ _MESSAGES: dict[str, dict[str, str]] = {}
 
 
 def messages_of(version: str) -> dict[str, str]:
-    """The reason codes of the policy of that version and their messages, in the order a denial lists them."""
-    return {**_MESSAGES.get(version, {}), **SERVICE_MESSAGES}
+    """The reason codes of the policy of that version and the service's, with their messages, in the order a
+    denial lists them (the service's own last)."""
+    return _MESSAGES.get(version, SERVICE_MESSAGES)
 
 
 # The action lists come from the one catalog (service/catalog.py); re-exported for the modules that read them here.
@@ -331,7 +332,7 @@ class _Engine:
         self.messages = {str(r["bindings"]["code"]): str(r["bindings"]["text"])
                          for r in oso.query_rule("message", Variable("code"), Variable("text"))}
         self.rank = {code: i for i, code in enumerate([*self.messages, *SERVICE_MESSAGES])}
-        _MESSAGES[version] = self.messages
+        _MESSAGES[version] = {**self.messages, **SERVICE_MESSAGES}
         self.sees_membership = lru_cache(maxsize=memo_size)(
             lambda actor, own, link: self.oso.query_rule_once("sees_membership", actor, own, link))
 
