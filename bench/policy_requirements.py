@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
 from service.policy import Policy  # noqa: E402
-from service.policy_diff import table_questions  # noqa: E402
+from service.workbench.diff import table_questions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

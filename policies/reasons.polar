@@ -88,3 +88,26 @@ reason("known_permission", "permission_unknown");
 reason("holds_permission", "permission_not_held");
 told_after("holds_permission", "delegate");
 told_after("holds_permission", "known_permission");
+
+# --- What each code says, in the order a denial lists its reasons --------------------
+# message(CODE, TEXT): every code a reason names has one (the policy is refused at load otherwise); a
+# denial lists its codes in the order of these lines. The service adds its own two, policy_error and
+# policy_gap (service/policy.py).
+message("unknown_actor", "The actor is not an account of this portal.");
+message("actor_inactive", "The actor's account is not active.");
+message("password_expired", "The actor's password has expired and must be changed.");
+message("terms_not_accepted", "The actor has not accepted the terms of use (they are accepted at sign-in).");
+message("not_member", "The actor is not a member of the organization.");
+message("not_admin", "Only an admin of the organization may do this.");
+message("permission_not_granted", "The actor has not been granted this function for the organization.");
+message("permission_unknown", "The function is not in this portal's catalog.");
+message("action_unknown", "No such action on an account.");
+message("permission_not_held", "A delegated manager cannot grant a function it does not hold itself, nor take over an account that holds one.");
+message("self_action", "An account cannot do this to itself.");
+message("target_status", "The account's status does not allow this action.");
+message("target_terms_not_accepted", "The account has not accepted the terms of use yet; it becomes an admin only after.");
+message("last_admin", "The organization would be left with active members and no active admin.");
+message("cannot_make_admin", "Only an admin can make or unmake admins.");
+message("support_only", "Only portal support staff may do this.");
+message("account_elsewhere", "The account also belongs to an organization where the actor has no authority; only this organization's link to it may be changed here.");
+message("not_offered", "This portal does not offer this (its documents do not describe it).");

@@ -429,7 +429,7 @@ def cmd_policy_explain(args) -> None:
     """One decision, and for each rule of the action each requirement with its outcome and the facts it read."""
     import json
 
-    from service.policy_explain import explain
+    from service.workbench.explain import explain
 
     policy, decision = _decide(args)
     if decision.facts is None:  # the policy could not be evaluated: the decision alone
@@ -447,8 +447,8 @@ def cmd_policy_diff(args) -> None:
     import json
 
     from service.policy import PolicyLoadError
-    from service.policy_diff import profiles_of, run_diff
-    from service.policy_tables import TableError
+    from service.workbench.diff import profiles_of, run_diff
+    from service.workbench.tables import TableError
 
     config = _config(args)
     base = Path(args.base_dir)
@@ -474,8 +474,8 @@ def cmd_policy_diff(args) -> None:
 
 def _policy_coverage(config, tables) -> None:
     from service.policy import PolicyLoadError
-    from service.policy_coverage import run_coverage
-    from service.policy_tables import TableError
+    from service.workbench.coverage import run_coverage
+    from service.workbench.tables import TableError
 
     try:
         report = run_coverage(config.policy_path, tables)
@@ -490,7 +490,7 @@ def _policy_coverage(config, tables) -> None:
 
 def cmd_policy_test(args) -> None:
     from service.policy import PolicyLoadError
-    from service.policy_tables import TableError, run_tables
+    from service.workbench.tables import TableError, run_tables
 
     config = _config(args)
     tables = Path(args.path) if args.path else None

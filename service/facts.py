@@ -7,11 +7,44 @@ queries the database from inside the engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from service.catalog import Role
+from service.catalog import Role, Status
 
 ADMIN = Role.ADMIN.value
 MEMBER = Role.MEMBER.value
+
+# --- Facts computed from stored values, each in one place -------------------------------------------
+
+
+def oldest_current_password(expiry_days: int | None, now: datetime) -> datetime | None:
+    """R18: a password changed after this moment is current (None: passwords never expire). The one statement of
+    the rule: the facts loader, a sign-in, the password's expiry shown to its owner and the database filters of
+    AuthZEN search all compare with it."""
+    return None if expiry_days is None else now - timedelta(days=expiry_days)
+
+
+def password_current(has_password: bool, changed_at: datetime | None, expiry_days: int | None,
+                     now: datetime) -> bool:
+    """R18: whether a password is current: set, and changed after `oldest_current_password`."""
+    if not has_password or changed_at is None:
+        return False
+    oldest = oldest_current_password(expiry_days, now)
+    return oldest is None or changed_at > oldest
+
+
+def password_expires_at(changed_at: datetime | None, expiry_days: int | None) -> datetime | None:
+    """R18: the first moment the password is no longer current (None: it never expires, or was never set)."""
+    if expiry_days is None or changed_at is None:
+        return None
+    return changed_at + timedelta(days=expiry_days)
+
+
+def effective_status(account_status: str, link_status: str) -> str:
+    """An account's status as it stands in one organization: a removed link reads as removed, whatever the
+    account's own status (storage/facts.py states the same for a query, and a test holds the two together)."""
+    return Status.REMOVED.value if link_status == Status.REMOVED else account_status
+
 
 # The metadata that marks a field carrying a name: a username or an organization key. Names
 # are what two questions of the same shape differ in, so the policy memoizes on the facts with

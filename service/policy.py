@@ -33,35 +33,26 @@ from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, 
 
 log = logging.getLogger(__name__)
 
-# Human-readable explanations of the reason codes the policy produces.
-REASON_MESSAGES = {
-    "unknown_actor": "The actor is not an account of this portal.",
-    "actor_inactive": "The actor's account is not active.",
-    "password_expired": "The actor's password has expired and must be changed.",
-    "terms_not_accepted": "The actor has not accepted the terms of use (they are accepted at sign-in).",
-    "not_member": "The actor is not a member of the organization.",
-    "not_admin": "Only an admin of the organization may do this.",
-    "permission_not_granted": "The actor has not been granted this function for the organization.",
-    "permission_unknown": "The function is not in this portal's catalog.",
-    "action_unknown": "No such action on an account.",
-    "permission_not_held": ("A delegated manager cannot grant a function it does not hold itself, "
-                            "nor take over an account that holds one."),
-    "self_action": "An account cannot do this to itself.",
-    "target_status": "The account's status does not allow this action.",
-    "target_terms_not_accepted": "The account has not accepted the terms of use yet; it becomes an admin only after.",
-    "last_admin": "The organization would be left with active members and no active admin.",
-    "cannot_make_admin": "Only an admin can make or unmake admins.",
-    "support_only": "Only portal support staff may do this.",
-    "account_elsewhere": ("The account also belongs to an organization where the actor has no authority; "
-                          "only this organization's link to it may be changed here."),
-    "not_offered": "This portal does not offer this (its documents do not describe it).",
+# The service's own reason codes, told when the policy cannot answer; every other code and its message is the
+# policy's (reasons.polar `message`), read when it loads.
+SERVICE_MESSAGES = {
     "policy_error": "The policy could not be evaluated; denied to fail closed.",
     "policy_gap": "No rule allows this and the policy gave no reason.",
 }
+# The messages of each policy text loaded in this process, by policy version (a hash of the text, so a version's
+# messages never change): a decision carries only its version, and its reasons are worded by that text.
+_MESSAGES: dict[str, dict[str, str]] = {}
+
+
+def messages_of(version: str) -> dict[str, str]:
+    """The reason codes of the policy of that version and the service's, with their messages, in the order a
+    denial lists them (the service's own last)."""
+    return _MESSAGES.get(version, SERVICE_MESSAGES)
+
 
 # The action lists come from the one catalog (service/catalog.py); re-exported for the modules that read them here.
 __all__ = ["ACCOUNT_ACTIONS", "ORGANIZATION_ACTIONS", "Decision", "Policy", "PolicyCheckError", "PolicyLoadError",
-           "REASON_MESSAGES", "check_policy"]
+           "SERVICE_MESSAGES", "check_policy", "messages_of"]
 
 
 class PolicyLoadError(Exception):
@@ -184,6 +175,7 @@ def check_policy(files: list[Path]) -> list[str]:
     statements = [s for path in files for s in _statements(path)]
     defined = {s.first_argument() for s in statements if s.head == "requirement"} - {None}
     told = {s.first_argument() for s in statements if s.head in ("reason", "never_told")} - {None}
+    worded = {s.first_argument() for s in statements if s.head == "message"} - {None}
     named: list[tuple[str, _Statement, int, bool]] = []  # (requirement, statement, offset, in a known rule)
     for s in statements:
         if s.head in _RULES or s.head in _UNKNOWN_RULES:
@@ -207,9 +199,9 @@ def check_policy(files: list[Path]) -> list[str]:
                 if name not in known_names:
                     problems.append(f'{s.where(at)}: {s.head} names "{name}", a requirement no rule names and '
                                     f"none defines")
-            if s.head == "reason" and len(literals) >= 2 and literals[1][0] not in REASON_MESSAGES:
-                problems.append(f'{s.where(literals[1][1])}: reason code "{literals[1][0]}" is not one the service '
-                                f"knows (REASON_MESSAGES in service/policy.py)")
+            if s.head == "reason" and len(literals) >= 2 and literals[1][0] not in worded:
+                problems.append(f'{s.where(literals[1][1])}: reason code "{literals[1][0]}" has no message: give it '
+                                f'message("{literals[1][0]}", TEXT) in reasons.polar')
         kind = _ACTION_PREDICATES.get(s.head)
         if kind is None:
             continue
@@ -254,7 +246,8 @@ class Decision:
     facts: tuple | None = field(default=None, compare=False, repr=False)
 
     def reason_objects(self) -> list[dict[str, str]]:
-        return [{"code": code, "message": REASON_MESSAGES.get(code, code)} for code in self.reasons]
+        messages = messages_of(self.policy_version)
+        return [{"code": code, "message": messages.get(code, code)} for code in self.reasons]
 
 
 def policy_files(policy_dir: Path) -> list[Path]:
@@ -350,6 +343,11 @@ class _Engine:
         self._actions = lru_cache(maxsize=memo_size)(self._evaluate_actions)
         self.target_states = lru_cache(maxsize=256)(self._target_states)
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
+        # reasons.polar's messages, in the order a denial lists its reasons (the order of the message lines).
+        self.messages = {str(r["bindings"]["code"]): str(r["bindings"]["text"])
+                         for r in oso.query_rule("message", Variable("code"), Variable("text"))}
+        self.rank = {code: i for i, code in enumerate([*self.messages, *SERVICE_MESSAGES])}
+        _MESSAGES[version] = {**self.messages, **SERVICE_MESSAGES}
         self.sees_membership = lru_cache(maxsize=memo_size)(
             lambda actor, own, link: self.oso.query_rule_once("sees_membership", actor, own, link))
         self.self_service = lru_cache(maxsize=64)(lambda change: self.oso.query_rule_once("self_service", change))
@@ -370,8 +368,7 @@ class _Engine:
                 found.add((code, tuple(sorted(change.items()))))
             else:  # a remedy clause that leaves its change open: never guessed at
                 log.error("policy remedy with an open change: %r %r", code, change)
-        rank = {code: i for i, code in enumerate(REASON_MESSAGES)}
-        return tuple(sorted(found, key=lambda r: (rank.get(r[0], len(rank)), r)))
+        return tuple(sorted(found, key=lambda r: (self.rank.get(r[0], len(self.rank)), r)))
 
     def _target_states(self, action: str, portal: str) -> frozenset[tuple[str, str]]:
         """The (status, role) pairs of a target account of `portal` for which the policy's `status_allows` holds."""
@@ -399,7 +396,7 @@ class _Engine:
         actor, action, resource = asked.facts
         if self.oso.query_rule_once(self.allow_rule, actor, action, resource):
             return True, ()
-        reasons = _reasons(self.oso, self.deny_rule, actor, action, resource)
+        reasons = _reasons(self.oso, self.deny_rule, actor, action, resource, self.rank)
         if not reasons:
             log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
             reasons = ("policy_gap",)
@@ -426,13 +423,12 @@ class _Engine:
         return tuple(a for a in order if a in allowed)
 
 
-def _reasons(oso: Oso, rule: str, actor, action, resource) -> tuple[str, ...]:
+def _reasons(oso: Oso, rule: str, actor, action, resource, rank: dict[str, int]) -> tuple[str, ...]:
     found = {
         result["bindings"]["code"]
         for result in oso.query_rule(rule, actor, action, resource, Variable("code"))
     }
-    # A stable order (the order of REASON_MESSAGES) so answers compare equal across runs.
-    rank = {code: i for i, code in enumerate(REASON_MESSAGES)}
+    # A stable order (the order of reasons.polar's messages) so answers compare equal across runs.
     return tuple(sorted(found, key=lambda code: (rank.get(code, len(rank)), code)))
 
 
@@ -468,6 +464,11 @@ class Policy:
     @property
     def version(self) -> str:
         return self._engine.version
+
+    @property
+    def messages(self) -> dict[str, str]:
+        """Every reason code this policy and the service tell, with its message, in the order a denial lists them."""
+        return messages_of(self._engine.version)
 
     @property
     def generated(self) -> bool:
@@ -601,6 +602,47 @@ class Policy:
             log.exception("policy evaluation failed; treating %r as account-wide", action)
             return True
 
+    # --- Reading the policy itself, for the workbench (explanations, coverage): each answer is Polar's own. ---
+
+    def rules_of(self, action: str, resource: OrganizationFacts | AccountFacts) -> list[tuple[str, tuple[str, ...]]]:
+        """Each rule of the action on the resource, in the policy's order, as (kind, requirement names): kind
+        "rule" (may allow) or "unknown_action" (only explains a denial of an action no rule knows)."""
+        oso = self._engine.oso
+        return [(kind, tuple(str(name) for name in result["bindings"]["requirements"]))
+                for kind in ("rule", "unknown_action")
+                for result in oso.query_rule(kind, action, resource, Variable("requirements"))]
+
+    def requirement_holds(self, name: str, actor: ActorFacts, action: str,
+                          resource: OrganizationFacts | AccountFacts) -> bool:
+        """Whether the requirement `name` holds: portal.polar's `requirement`."""
+        return self._engine.oso.query_rule_once("requirement", name, actor, action, resource)
+
+    def told_as(self, name: str, actor: ActorFacts, action: str,
+                resource: OrganizationFacts | AccountFacts) -> str | None:
+        """The reason code a failing requirement is told as, asked of the telling rules themselves (portal.polar's
+        `untold`, reasons.polar's `reason`); None when it holds, is left untold, or is never told."""
+        oso = self._engine.oso
+        if oso.query_rule_once("requirement", name, actor, action, resource) or \
+                oso.query_rule_once("untold", name, actor, action, resource):
+            return None
+        codes = [str(r["bindings"]["code"]) for r in oso.query_rule("reason", name, Variable("code"))]
+        return codes[0] if codes else None
+
+    def reason_codes(self) -> dict[str, set[str]]:
+        """reasons.polar's `reason`: for each requirement, the codes its failure is told as."""
+        codes: dict[str, set[str]] = {}
+        for result in self._engine.oso.query_rule("reason", Variable("name"), Variable("code")):
+            codes.setdefault(str(result["bindings"]["name"]), set()).add(str(result["bindings"]["code"]))
+        return codes
+
+    def telling_order(self) -> dict[str, tuple[str, ...]]:
+        """reasons.polar's `told_after`: for each requirement, the earlier ones its failure is told only after."""
+        order: dict[str, list[str]] = {}
+        for result in self._engine.oso.query_rule("told_after", Variable("name"), Variable("earlier")):
+            order.setdefault(str(result["bindings"]["name"]), []).append(str(result["bindings"]["earlier"]))
+        return {name: tuple(earlier) for name, earlier in order.items()}
+
     def oso(self) -> Oso:
-        """The engine itself, for the plain path the fast path is tested against."""
+        """The engine itself, for tests and benchmarks that compare the memoized, generated path with plain oso;
+        the service asks only through the methods above."""
         return self._engine.oso

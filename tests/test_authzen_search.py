@@ -7,9 +7,8 @@ person, organizations and accounts, are read page by page (two results a page, s
 exercised) and compared with the set a one-by-one evaluation of every candidate allows. It also counts
 the candidates the SQL filter let through and the policy refused: only the last-admin rule (R3) and a
 delegate's capture check (R15) may be (that is what the filter leaves to the policy, which
-confirms every candidate of a page), so the filter is shown to follow the policy otherwise; the resource
-search's filter follows the reach of account-wide actions too, the subject search's not yet.
-Run on SQLite and on PostgreSQL.
+confirms every candidate of a page), so the filter is shown to follow the policy otherwise, the reach of
+account-wide actions included, in both searches (they read one filter). Run on SQLite and on PostgreSQL.
 """
 from __future__ import annotations
 
@@ -22,6 +21,8 @@ from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
 from service.policy import ACCOUNT_ACTIONS, Decision, ORGANIZATION_ACTIONS
 from tests.fixtures.generated import NOW, ORGS, action_of, figures, mutate, property_settings, store, worlds
+from tests.fixtures.policies import widened_policy
+from tests.fixtures.world import World
 
 FUNCTIONS = ("fn0", "fn1", "fn2", "fn3", "bake_bread")
 R3_ACTIONS = {"remove", "disable", "downgrade"}
@@ -29,12 +30,7 @@ R3_ACTIONS = {"remove", "disable", "downgrade"}
 # left to the policy's confirmation of each candidate; the reach itself is in the SQL filter.
 CAPTURE_ACTIONS = {"update_email", "send_password_recovery", "send_registration_email"}
 LEFT_TO_THE_POLICY = R3_ACTIONS | CAPTURE_ACTIONS
-# The subject search's filter names the candidates for one (account, organization) link and does not yet
-# follow the reach of account-wide actions into the account's other organizations: the policy's
-# confirmation of each candidate does (the answers stay exact; a page may be shorter).
-ACCOUNT_WIDE = {"approve", "enable", "disable", "unlock", "send_password_recovery", "send_registration_email",
-                "update_profile", "update_email"}
-LEFT_TO_THE_POLICY_IN_SUBJECT_SEARCH = LEFT_TO_THE_POLICY | ACCOUNT_WIDE
+# Both searches read one filter (service/domain/authzen.py `_may`), which follows the reach of account-wide actions.
 COMPARED = {"worlds": 0, "searches": 0, "found": 0, "rejected_by_policy": 0}
 
 
@@ -117,7 +113,7 @@ def _check(database, config, policy, case):
                 expected = [name for name in sorted(people)
                             if _allowed(decider, name, Question(action, asked, context))]
                 assert [r["id"] for r in found] == expected, (action, resource)
-                assert rejected == 0 or action in LEFT_TO_THE_POLICY_IN_SUBJECT_SEARCH, (action, resource, rejected)
+                assert rejected == 0 or action in LEFT_TO_THE_POLICY, (action, resource, rejected)
                 COMPARED["searches"] += 1
                 COMPARED["found"] += len(found)
                 COMPARED["rejected_by_policy"] += rejected
@@ -145,7 +141,7 @@ def test_search_equals_evaluating_every_candidate_on_postgres(pg_database, confi
 def test_the_account_filter_itself_follows_the_reach_of_account_wide_actions(database, config, policy, clock, build):
     """R1: a candidate linked into an organization where the actor has no authority is not selected for an
     account-wide action (the policy would refuse it), while a one-link action on it still is."""
-    from sqlalchemy import select
+    from sqlalchemy import select, true
 
     from service.storage.models import Account, Membership, Organization
 
@@ -155,17 +151,135 @@ def test_the_account_filter_itself_follows_the_reach_of_account_wide_actions(dat
         world.account("twofold", memberships={"TIN-1": {}, "TIN-2": {}})
     with database.sessions() as session:
         decider = Decider(session, config.portal("ahw"), policy, "ahw", clock.now())
-        actor = decider.actor("kim")
 
         def selected(action, permission=None):
-            condition = authzen._targets_filter(decider, actor, action, permission)
+            condition = authzen._may(decider, action, "account", permission)
             return sorted(session.scalars(
                 select(Account.username).select_from(Membership)
                 .join(Account, Account.id == Membership.account_id)
                 .join(Organization, Organization.id == Membership.organization_id)
-                .where(Organization.key == "TIN-1", condition)))
+                .join(authzen.Actor, true())
+                .where(Organization.key == "TIN-1", authzen.Actor.username_key == "kim", condition)))
 
         assert selected("disable") == ["solo"]
         assert selected("update_email") == ["solo"]
         assert selected("grant", "claims") == ["solo", "twofold"]  # one link: TIN-1's, kim's to manage
         assert selected("remove") == ["solo", "twofold"]
+
+
+# --- The filter follows the policy: a grid over a fixed world, and widened copies of the policy ------------------
+#
+# Search selects candidates with a SQL filter and confirms each with the policy, so a result is never wrong; but a
+# policy that allows more than the filter selects makes search miss answers. The grid below compares every search
+# with one-by-one decisions, for the shipped policy (no miss) and for copies widened in each place the filter
+# restates (a miss found): a change to portal.polar that widens authority fails this test until search follows.
+
+GRID_PORTAL = "masshealth"  # delegates (R15), links and admin-created accounts (R13): every rule has a say
+GRID_ORGS = ("O1", "O2")
+
+
+def _grid_world(database, config):
+    profile = config.portal(GRID_PORTAL)
+    delegate, fn0, fn1 = profile.delegate_permission, profile.catalog[0], profile.catalog[1]
+    people = {
+        "ann": {"memberships": {"O1": {"role": "admin"}, "O2": {"permissions": [fn0]}}},
+        "bob": {"memberships": {"O1": {"permissions": [delegate, fn0, fn1]}}},
+        "cy": {"memberships": {"O1": {"permissions": [fn1]}, "O2": {}}},
+        "dee": {"status": "locked", "memberships": {"O1": {}}},
+        "eve": {"support": True, "memberships": {}},
+        "fay": {"memberships": {"O2": {"role": "admin"}, "O1": {"status": "removed"}}},
+        "gus": {"status": "pending_approval", "memberships": {"O1": {"permissions": [fn0]}}},
+        "hal": {"status": "disabled", "memberships": {"O2": {"role": "admin"}}},
+        "ivy": {"memberships": {"O2": {"permissions": [delegate]}}},
+    }
+    with database.transaction() as session:
+        world = World(session, GRID_PORTAL, NOW)
+        for key in GRID_ORGS:
+            world.organization(key)
+        for name, spec in people.items():
+            world.account(name, status=spec.get("status", "active"), support=spec.get("support", False),
+                          memberships=spec["memberships"])
+    links = [(name, org) for name, spec in sorted(people.items()) for org in sorted(spec["memberships"])]
+    return sorted(people), links, profile
+
+
+def _misses(database, config, policy, world, actions=None) -> list[tuple]:
+    """Every (search, subject or resource, action) whose answer differs from what the policy allows each candidate
+    (its authorized actions: every action at once, one question per subject, resource and permission asked).
+    `actions`: those searched (every one by default; a function as `fnN`)."""
+    people, links, profile = world
+    actions = [action_of(profile, a) for a in actions] if actions is not None \
+        else [*ACCOUNT_ACTIONS, *ORGANIZATION_ACTIONS, *profile.catalog[:2]]
+    contexts = [{}]
+    if {"grant", "revoke"} & set(actions):
+        contexts += [{"permission": profile.catalog[0]}, {"permission": "teleport"}]
+    resources = [Resource("organization", key) for key in GRID_ORGS] + [
+        Resource("account", name, org) for name, org in links]
+    misses = []
+    with database.sessions() as session:
+        decider = Decider(session, profile, policy, GRID_PORTAL, NOW)
+        allowed = set()
+        for subject in people:
+            actor = decider.actor(subject)
+            for resource, context in ((r, c) for r in resources for c in contexts if r.type == "account" or not c):
+                facts = decider.resource(Question("grant", resource, context), need_permission=False)
+                allowed |= {(subject, resource, action, context.get("permission"))
+                            for action in policy.authorized_actions(actor, facts)}
+        for action in actions:
+            for context in contexts[1:] if action in ("grant", "revoke") else contexts[:1]:
+                permission = context.get("permission")
+                for subject in people:
+                    entity = authzen.Entity("account", subject)
+                    for kind in ("organization", "account"):
+                        found = authzen.search_resources(decider, entity, action, kind, context, None, 50).results
+                        got = [authzen.resource_of(authzen.Entity(kind, r["id"], r.get("properties", {})))
+                               for r in found]
+                        if got != [r for r in resources if r.type == kind and (subject, r, action, permission) in allowed]:
+                            misses.append(("resources", subject, action, kind, permission))
+                for resource in resources:
+                    entity = authzen.Entity(resource.type, resource.id,
+                                            {"organization": resource.organization} if resource.organization else {})
+                    found = authzen.search_subjects(decider, "account", action, entity, context, None, 50).results
+                    if [r["id"] for r in found] != [p for p in people if (p, resource, action, permission) in allowed]:
+                        misses.append(("subjects", resource, action, permission))
+    return misses
+
+
+def test_search_misses_nothing_the_shipped_policy_allows(any_database, config, policy):
+    assert _misses(any_database, config, policy, _grid_world(any_database, config)) == []
+
+
+# Each widening, and the actions whose searches it changes (searched alone, to keep the test quick).
+WIDENINGS = {
+    "members administer the members of their organization": (
+        'administers(actor: Account, target: TargetAccount) if\n'
+        '    membership(actor, target.organization, _) and target.role = "member";', ["view", "remove", "comment"]),
+    "members hold every function of the catalog": (
+        'holds(actor: Account, org: Organization, function: String) if\n'
+        '    membership(actor, org, _) and function in org.catalog;', ["fn0", "fn1", "grant"]),
+    "delegates make admins": (
+        'requirement("makes_admins", actor, _action, target) if is_delegate(actor, target.organization);',
+        ["upgrade"]),
+    "admins designate admins": (
+        'organization_rule("designate_admin", _org, ["known_actor", "active_actor", "password_current",\n'
+        '    "terms_accepted", "administers_organization"]);', ["designate_admin"]),
+    "a disabled account may be unlocked": (
+        'status_allows("unlock", target: TargetAccount) if target.status = "disabled";', ["unlock"]),
+}
+# What the filter reads from the policy itself (`status_allows`), search follows without an edit; the others
+# it restates, so the grid must notice them.
+FOLLOWED = {"a disabled account may be unlocked"}
+
+
+@pytest.mark.parametrize("widening", sorted(WIDENINGS))
+def test_a_widened_policy_is_caught_unless_search_follows_it(tmp_path, database, config, policy, widening):
+    clause, actions = WIDENINGS[widening]
+    widened = widened_policy(tmp_path / "widened", clause)
+    world = _grid_world(database, config)
+    # The shipped policy: nothing missed on these actions; the widened one allows more on them.
+    assert _misses(database, config, policy, world, actions) == []
+    misses = _misses(database, config, widened, world, actions)
+    if widening in FOLLOWED:
+        assert misses == []
+    else:
+        assert misses, f"the grid did not notice that {widening}"

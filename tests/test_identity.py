@@ -357,3 +357,22 @@ def test_migration_0008_backfills_keys_and_skeletons_and_flags_look_alikes(tmp_p
     assert stored["mh.py"] == ("mh.py", usernames.skeleton("mh.py"))
     assert stored["mh.pу"] == ("mh.pу", None)  # the younger twin: flagged, not renamed
     database.dispose()
+
+
+def test_designating_an_existing_member_follows_the_policys_upgrade(database, config, clock, build, tmp_path):
+    """Which statuses an existing member is made an admin in is the policy's `status_allows("upgrade")`, not a
+    second list: a policy that lets a locked member be upgraded lets support designate it too."""
+    from service.domain import organizations
+    from tests.fixtures.policies import widened_policy
+
+    widened = widened_policy(tmp_path / "widened", 'status_allows("upgrade", target: TargetAccount) if\n'
+                                                   '    target.status = "locked" and target.role = "member";')
+    with build("ahw") as world:
+        world.account("kim", memberships={"TIN-1": {"role": "admin"}})
+        world.account("uma", status="locked", memberships={"TIN-1": {}})
+    with database.transaction() as session:
+        account = organizations.designate_admin(
+            session, config.portal("ahw"), "ahw", "TIN-1", username="uma", first_name=None, last_name=None,
+            email=None, phone=None, password=None, now=clock.now(), client="test", policy=widened,
+            existing_account=True)
+        assert [m.role for m in account.memberships] == ["admin"]

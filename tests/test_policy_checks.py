@@ -149,3 +149,28 @@ def test_policy_diff_compares_with_a_base_that_predates_the_checks(tmp_path, cli
     code, out, err = cli("--config", str(config_for(tmp_path, POLICIES)), "policy", "diff", str(base), str(POLICIES),
                          "--no-space")
     assert code == 0 and err == "", err
+
+
+def test_reason_messages_and_their_order_are_the_policys(tmp_path):
+    """reasons.polar words each reason code (`message`) and its lines are the order a denial lists its codes: moving
+    a line reorders the reasons, rewording one changes what is told, and a code with no message is refused."""
+    from service.facts import ActorFacts, OrganizationFacts
+
+    policies = copy_policies(tmp_path / "policies")
+    inactive = ActorFacts("ann", True, "disabled", True, False, (), terms_accepted=True)
+    org = OrganizationFacts("O1", ("claims",), None, 1, True, portal="ahw")
+    shipped = Policy(policies).decide(inactive, "view", org)
+    assert shipped.reasons == ("actor_inactive", "not_member")
+    path = policies / "reasons.polar"
+    text = path.read_text(encoding="utf-8")
+    line = next(ln for ln in text.splitlines() if ln.startswith('message("actor_inactive"'))
+    text = text.replace(line + "\n", "") + line.replace("is not active.", "is switched off.") + "\n"
+    path.write_text(text, encoding="utf-8")
+    moved = Policy(policies).decide(inactive, "view", org)
+    assert moved.reasons == ("not_member", "actor_inactive")
+    assert moved.reason_objects()[1] == {"code": "actor_inactive", "message": "The actor's account is switched off."}
+    path.write_text(text.replace(line.replace("is not active.", "is switched off."), ""), encoding="utf-8")
+    with pytest.raises(PolicyCheckError) as caught:
+        Policy(policies)
+    (problem,) = caught.value.problems
+    assert '"actor_inactive" has no message' in problem

@@ -3,12 +3,12 @@ memo keyed by shape) and asks one engine when both folders hold the same text.""
 from __future__ import annotations
 
 from service.catalog import AccountAction
-from service.policy_diff import profiles_of, run_diff
+from service.workbench.diff import profiles_of, run_diff
 
 
 def test_the_diff_counts_shapes_and_asks_one_engine_for_the_same_text(config, monkeypatch):
     loaded = []
-    import service.policy_diff as diff
+    import service.workbench.diff as diff
 
     class Counting(diff.Policy):
         def __init__(self, *args, **kwargs):

@@ -14,8 +14,8 @@ import yaml
 
 from service.domain.decisions import Decider, Question, Resource
 from service.policy import Policy
-from service.policy_diff import profiles_of, run_diff, space_questions
-from service.policy_tables import run_tables
+from service.workbench.diff import profiles_of, run_diff, space_questions
+from service.workbench.tables import run_tables
 from tests.conftest import ROOT
 from tests.fixtures.world import World
 
@@ -105,8 +105,8 @@ def test_a_logged_decision_is_replayed_in_its_portal():
     """The decision log records the organization's portal with the facts; an entry recorded before it did
     is replayed in the entry's portal."""
     from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
-    from service.policy_diff import facts_from_json
-    from service.policy_explain import facts_json
+    from service.workbench.diff import facts_from_json
+    from service.workbench.explain import facts_json
 
     org = OrganizationFacts("W1", ("claims",), None, 1, True, portal="ahw")
     target = AccountFacts("pat", org, "member", "pending_approval", None, (LinkFacts(org, "member"),))

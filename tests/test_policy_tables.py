@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, PolicyCheckError, PolicyLoadError
-from service.policy_tables import TableError, first_failure, load_table, run_tables, table_files
+from service.workbench.tables import TableError, first_failure, load_table, run_tables, table_files
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"

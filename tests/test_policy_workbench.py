@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from service.policy import Policy
-from service.policy_coverage import run_coverage
+from service.workbench.coverage import run_coverage
 from tests.conftest import ROOT
 
 POLICIES = ROOT / "policies"
@@ -224,3 +224,36 @@ def test_coverage_counts_remedy_clauses(tmp_path):
     report = run_coverage(new, POLICIES / "tests")
     (missing, why), = [(c, why) for c, why in report.uncovered if c.kind == "remedy"]
     assert missing.key == ("known_actor", "enable") and "no row checks a remedy" in why
+
+
+# --- what an explanation shows is the policy's --------------------------------------------------
+
+def test_every_requirement_the_shipped_rules_name_lists_the_facts_it_reads():
+    """READS is display only, but it must not drift from the policy: every requirement a rule of the shipped
+    policy names, over every decision-table row, is listed (so none is explained without its facts)."""
+    from service.workbench.diff import table_questions
+    from service.workbench.explain import READS
+
+    policy = Policy(POLICIES)
+    named = {name for q in table_questions([POLICIES])
+             for _kind, names in policy.rules_of(q.action, q.resource) for name in names}
+    assert named and named - set(READS) == set()
+
+
+def test_a_permission_not_held_denial_shows_the_grants_that_caused_it():
+    """R15: a delegate refused an account's email because the account holds a function the delegate lacks is shown
+    both sides' grants (each place with its permissions), not only their roles."""
+    from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+    from service.workbench.explain import explain
+
+    org = OrganizationFacts("P1", ("claims", "manage_account"), "manage_account", 1, True, portal="ahw")
+    delegate = ActorFacts("dee", True, "active", True, False,
+                          (MembershipFacts("P1", "member", True, ("manage_account",)),), terms_accepted=True)
+    target = AccountFacts("tom", org, "member", "active", links=(LinkFacts(org, "member", ("claims",)),),
+                          terms_accepted=True)
+    explanation = explain(Policy(POLICIES), delegate, "update_email", target, whole=True)
+    assert explanation.decision.reasons == ("permission_not_held",)
+    (no_capture,) = [r for rule in explanation.rules for r in rule.requirements if r.name == "no_capture"]
+    assert no_capture.told_as == "permission_not_held"
+    assert no_capture.reads["target.links"] == {"P1": {"role": "member", "permissions": ["claims"]}}
+    assert no_capture.reads["actor.memberships"] == {"P1": {"role": "member", "permissions": ["manage_account"]}}

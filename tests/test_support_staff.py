@@ -177,3 +177,24 @@ def test_support_staff_of_another_portal_are_not_listed_or_touched(staff, client
     assert client.get("/v1/portals/ahw/support-staff", headers=headers).get_json() == {"support_staff": []}
     assert client.post("/v1/portals/ahw/support-staff/help.desk/disable", headers=headers).status_code == 404
     assert client.get("/v1/portals/mars/support-staff", headers=headers).status_code == 404
+
+
+def test_which_statuses_a_support_change_applies_to_is_the_policys(database, clock, build, tmp_path):
+    """The statuses a support account is disabled, enabled or removed from are read from the policy's
+    `status_allows` (no second lifecycle table): a policy whose `enable` applied to a removed account would let
+    the operators enable a removed support account too."""
+    from service.domain import support
+    from service.policy import Policy
+    from tests.conftest import ROOT
+    from tests.fixtures.policies import widened_policy
+
+    shipped = Policy(ROOT / "policies")
+    assert support.starts_from(shipped, "ahw", "disable") == {"active", "locked", "unverified"}
+    assert support.starts_from(shipped, "ahw", "enable") == {"disabled", "locked", "pending_approval"}
+    widened = widened_policy(tmp_path / "widened",
+                             'status_allows("enable", target: TargetAccount) if target.status = "removed";')
+    with build("ahw") as world:
+        world.account("sam", support=True, status="removed")
+    with database.transaction() as session:
+        account = support.change(session, "ahw", "sam", "enable", now=clock.now(), client="ops", policy=widened)
+        assert account.status == "active"

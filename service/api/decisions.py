@@ -10,7 +10,7 @@ from service.domain import remedies
 from service.domain.decisions import Prefetch, Question, Resource
 from service.domain.errors import DomainError
 from service.policy import Decision
-from service.policy_explain import explain
+from service.workbench.explain import explain
 
 bp = Routes("decisions", __name__, url_prefix="/v1")
 

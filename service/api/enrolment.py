@@ -45,7 +45,7 @@ def designate_admin(path: OrgPath, body: AdminBody):
 
     def work(ctx):
         account = organizations.designate_admin(
-            ctx.session, ctx.profile, ctx.portal, org, now=ctx.now, client=ctx.client,
+            ctx.session, ctx.profile, ctx.portal, org, now=ctx.now, client=ctx.client, policy=ctx.policy,
             **body.model_dump(include={"username", "first_name", "last_name", "email", "phone", "password",
                                        "accepted_terms", "existing_account"}))
         return {"username": account.username, "organization": org, "role": "admin", "status": account.status}

@@ -84,7 +84,8 @@ def _change(portal: str, username: str, operation: str):
                      client=ctx.client, target=username, reasons=[refused.code])
 
     return transaction(portal, lambda ctx: _view(support.change(ctx.session, portal, username, operation,
-                                                                now=ctx.now, client=ctx.client)),
+                                                                now=ctx.now, client=ctx.client,
+                                                                policy=ctx.policy)),
                        refused=(Conflict,), record_refusal=record)
 
 

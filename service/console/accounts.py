@@ -69,7 +69,7 @@ def user_list():
         decision, rows, following = roster.list_accounts(ctx, me, organization, q=q, status=status, manageable=True,
                                                          limit=PAGE_SIZE, after=after)
         if not decision.allowed:
-            return {"denied": reason_words(decision.reasons), "organization": organization}
+            return {"denied": reason_words(decision), "organization": organization}
         # The organization's own actions (New Subordinate, Link Subordinate) ride in the same pass.
         *each, offered = _decider(ctx).authorized_actions_each(
             me.username, [*(Resource("account", a.username, organization) for a in rows),
@@ -137,7 +137,7 @@ def account(username: str):
         me = person(ctx)
         decision, decided = _read(ctx, me, username, asked)
         if decided is None:
-            return {"denied": reason_words(decision.reasons)}
+            return {"denied": reason_words(decision)}
         target, organization = decided.target, decided.organization
         decider = _decider(ctx)
         resource = Resource("account", target.username, organization)
@@ -183,7 +183,7 @@ def _back(username: str, organization: str | None):
 def _outcome(outcome, label: str, username: str, organization: str | None, after=None):
     """A change's answer: the Confirmation, or the policy's reasons in plain words."""
     if not outcome.decision.allowed:
-        for line in reason_words(outcome.decision.reasons):
+        for line in reason_words(outcome.decision):
             flash(line, "error")
         return _back(username, organization)
     flash(f"{label}: done for {username}.", "confirmation")

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from service.api.requests import services
 from service.console import labels
 from service.domain import sessions, work
-from service.policy import REASON_MESSAGES
 
 bp = Blueprint("console", __name__, url_prefix="/console/<portal>", template_folder="templates")
 
@@ -81,8 +80,9 @@ def signed_in(view):
     return guarded
 
 
-def reason_words(reasons) -> list[str]:
-    return [REASON_MESSAGES.get(code, code) for code in reasons]
+def reason_words(decision) -> list[str]:
+    """Each reason of a denial in plain words, as the policy that decided states them (reasons.polar)."""
+    return [reason["message"] for reason in decision.reason_objects()]
 
 
 def error_words(exc: Exception) -> list[str]:

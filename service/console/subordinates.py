@@ -60,7 +60,7 @@ def new_subordinate(organization: str):
             abort(404)
         return _again(organization, values, permissions, error_words(exc))
     if not outcome.decision.allowed:
-        return _again(organization, values, permissions, reason_words(outcome.decision.reasons))
+        return _again(organization, values, permissions, reason_words(outcome.decision))
     flash(f"New Subordinate: {body.username} is created. Give them their temporary password; they choose their "
           f"own at their first sign-in.", "confirmation")
     return redirect(url_for("console.account", username=body.username, organization=organization))
@@ -97,6 +97,6 @@ def link_subordinate(organization: str):
                     errors=error_words(exc) if not isinstance(exc, NotFound) else ["There is no such account."])
     if not outcome.decision.allowed:
         return page("link_subordinate.html", 403, organization=organization, username=username,
-                    errors=reason_words(outcome.decision.reasons))
+                    errors=reason_words(outcome.decision))
     flash(f"Link Subordinate: {body.username} now acts for {organization}.", "confirmation")
     return redirect(url_for("console.account", username=body.username, organization=organization))

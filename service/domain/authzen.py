@@ -5,42 +5,43 @@ an action is an action name of /v1/authorize, a resource is an organization (`id
 account (`id` = username, `properties.organization` = the organization key when it belongs to
 several). Every decision is the Decider's: the same facts, the same policy, the same reasons.
 
-Search answers come from the database, not from evaluating every entity: a SQL filter written to
-follow the policy's rules (who is linked to what, with which role and grants; the target statuses
-read from the policy's own `status_allows`) selects candidates in key order, and each candidate of a
-page is then confirmed by the policy, the facts of a whole page read in one statement. So a search
+Search answers come from the database, not from evaluating every entity: one SQL filter (`_may`, the
+relation "this actor may take this action on this resource" over rows, shared by both searches) follows
+the policy's rules (who is linked to what, with which role and grants; the target statuses and the reach
+read from the policy's own `status_allows` and `account_wide`) and selects candidates in key order, and
+each candidate of a page is then confirmed by the policy, the facts of a whole page read in one statement. So a search
 result is always a decision `true` (the spec's "SHOULD"), and a page is filled even when the filter
 lets through a candidate the policy refuses (only the last-admin rule, R3, is left to that check).
 tests/test_authzen_search.py checks on SQLite and PostgreSQL that each search equals evaluating every
-candidate one by one, and that the filter alone already agrees.
+candidate one by one, that the filter alone already agrees, and that a widened copy of the policy is
+noticed where the filter restates it.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, case, exists, false, or_, select, true
+from sqlalchemy import and_, exists, false, or_, select, true
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from service.catalog import Status, Role
+from service.catalog import Role, Status
 from service.domain import remedies
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
-from service.facts import ActorFacts, OrganizationFacts
+from service.facts import AccountFacts, OrganizationFacts, oldest_current_password
 from service.catalog import (
-    ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, PERMISSION_ACTIONS, RESOURCE_TYPES, ROSTER_ACTIONS, SUPPORT_ONLY_ACTIONS,
+    ACCOUNT_ACTIONS, PERMISSION_ACTIONS, RESOURCE_TYPES, ROSTER_ACTIONS, SUPPORT_ONLY_ACTIONS,
 )
 from service.policy import Decision
-from service.storage.facts import username_key
+from service.storage.facts import effective_status_column, username_key
 from service.storage.secrets import shared_secret
 from service.storage.models import Account, Grant, Membership, Organization
 
 SUBJECT_TYPE = "account"
 SEMANTICS = ("execute_all", "deny_on_first_deny", "permit_on_first_permit")
-ORGANIZATION_OWN_ACTIONS = ORGANIZATION_ACTIONS
 SUPPORT_ONLY = SUPPORT_ONLY_ACTIONS
 MANAGING = ROSTER_ACTIONS
 DEFAULT_LIMIT = 50
@@ -211,79 +212,132 @@ def _allowed(decider: Decider, asks: list[tuple[str, Question]]) -> list[bool]:
     return [isinstance(o, Decision) and o.allowed for o in decider.decide_each(asks)]
 
 
-def _in_good_standing(actor: ActorFacts) -> bool:
-    # Mirrors the standing requirements of portal.polar (known_actor, active_actor, password_current,
-    # terms_accepted; R7, R16); the policy confirms every result anyway.
-    return actor.exists and actor.status == Status.ACTIVE and actor.password_current and actor.terms_accepted
+# --- The one filter: who may take an action on what, as a condition on rows ----------------------------
+#
+# One relation, stated once for both searches: the ACTOR (an aliased Account row) may take `action` on the
+# resource (an Organization row, or the target's Account, its Membership and that Organization). The resource
+# search pins the actor to the subject and selects resources; the subject search pins the resource and selects
+# actors. It follows portal.polar's rules (R1, R2, R4, R5, R7, R13-R16, R18, R21) and reads what the policy can
+# tell it of itself (the target states of `status_allows`, the reach of `account_wide`); the policy confirms
+# every candidate anyway, and tests/test_authzen_search.py fails when the policy allows what it does not select.
+
+Actor = aliased(Account, name="actor")
 
 
-def _actor_organizations(actor: ActorFacts, delegate_permission: str | None) -> tuple[set, set, set, list]:
-    active = [m for m in actor.memberships if m.active]
-    admin = {m.organization for m in active if m.role == Role.ADMIN}
-    delegate = {m.organization for m in active
-                if m.role == Role.MEMBER and delegate_permission is not None and delegate_permission in m.permissions}
-    return {m.organization for m in active}, admin, delegate, active
+def _actor_link(organization_id, *conditions) -> ColumnElement:
+    """The actor's active membership of the organization (`membership` in portal.polar), under `conditions`."""
+    mine = aliased(Membership, name="mine")
+    return exists().where(mine.account_id == Actor.id, mine.organization_id == organization_id,
+                          mine.status == Status.ACTIVE, *[c(mine) for c in conditions])
 
 
-def _organizations_filter(actor: ActorFacts, action: str, profile) -> ColumnElement:
-    """portal.polar's organization rules (R1, R4, R13-R16) as a condition on Organization.key."""
-    catalog, delegate_permission = profile.catalog, profile.delegate_permission
-    offered = {"create_account": profile.admin_created_accounts, "link_account": profile.links}
-    if not _in_good_standing(actor) or not offered.get(action, True):  # R13: only where the portal offers it
+def _granted(function: str):
+    return lambda m: exists().where(Grant.membership_id == m.id, Grant.permission == function)
+
+
+class _Authority:
+    """portal.polar's standing predicates (is_admin, is_delegate, is_support, holds) over the Actor row, for a
+    portal's catalog and delegating function."""
+
+    def __init__(self, catalog: tuple[str, ...], delegate_permission: str | None):
+        self.catalog, self.delegate_permission = catalog, delegate_permission
+        self.support = Actor.is_support.is_(True)
+
+    def admin(self, organization_id) -> ColumnElement:
+        return _actor_link(organization_id, lambda m: m.role == Role.ADMIN)
+
+    def delegate(self, organization_id) -> ColumnElement:
+        permission = self.delegate_permission
+        if permission is None:
+            return false()
+        return _actor_link(organization_id, lambda m: m.role == Role.MEMBER, _granted(permission))
+
+    def holds(self, organization_id, function: str) -> ColumnElement:
+        if function not in self.catalog:
+            return false()
+        return _actor_link(organization_id, lambda m: or_(m.role == Role.ADMIN, _granted(function)(m)))
+
+    def administers(self, organization_id, role) -> ColumnElement:
+        """R1, R15: support staff everyone, admins everyone there, delegates the members there."""
+        return or_(self.support, self.admin(organization_id), and_(self.delegate(organization_id), role == Role.MEMBER))
+
+
+def _standing(profile, now) -> ColumnElement:
+    """R7, R16, R18: known_actor, active_actor, password_current, terms_accepted, on the Actor row."""
+    standing = and_(Actor.status == Status.ACTIVE, Actor.password_hash.is_not(None),
+                    Actor.terms_accepted_at.is_not(None))
+    oldest = oldest_current_password(profile.password.expiry_days, now)
+    return standing if oldest is None else and_(standing, Actor.password_changed_at > oldest)
+
+
+# The conditions are built once per portal setting and question (building one costs more than running it), and
+# reused: a SQL expression is immutable. The actor's standing is not kept, as it reads the clock.
+@lru_cache(maxsize=1024)
+def _organization_condition(catalog: tuple[str, ...], delegate_permission: str | None, offered: bool,
+                            action: str) -> ColumnElement:
+    """The organization rules (R1, R4, R10, R13-R16) on (Actor, Organization); `offered`: whether the portal
+    offers the action when it is one of the roster's (R13)."""
+    who = _Authority(catalog, delegate_permission)
+    if not offered:  # R13: only where the portal offers it
         return false()
-    member, admin, delegate, active = _actor_organizations(actor, delegate_permission)
     if action in catalog:  # holds(): admins hold the catalog, members what they were granted
-        return Organization.key.in_(admin | {m.organization for m in active if action in m.permissions})
-    if actor.support and action in ORGANIZATION_OWN_ACTIONS:
-        return true()
+        return who.holds(Organization.id, action)
     if action == "view":
-        return Organization.key.in_(member)
+        return or_(who.support, _actor_link(Organization.id))
     if action in MANAGING:
-        return Organization.key.in_(admin | delegate)
+        return or_(who.support, who.admin(Organization.id), who.delegate(Organization.id))
+    if action in SUPPORT_ONLY:
+        return who.support
     return false()
 
 
-def _targets_filter(decider: Decider, actor: ActorFacts, action: str, permission: str | None) -> ColumnElement:
-    """portal.polar's account rules (R1, R2, R5, R14, R15, R21) as a condition on (Account, Membership, Organization)."""
-    profile = decider.profile
-    if not _in_good_standing(actor) or action not in ACCOUNT_ACTIONS:
+@lru_cache(maxsize=1024)
+def _account_condition(catalog: tuple[str, ...], delegate_permission: str | None, action: str,
+                       permission: str | None, states: frozenset[tuple[str, str]], account_wide: bool) -> ColumnElement:
+    """The account rules (R1, R2, R5, R14, R15, R21) on (Actor, Account, Membership, Organization); `states` and
+    `account_wide` are the policy's answers (`status_allows`, `account_wide`) for the action."""
+    who = _Authority(catalog, delegate_permission)
+    if action not in ACCOUNT_ACTIONS:
         return false()
-    _, admin, delegate, active = _actor_organizations(actor, profile.delegate_permission)
-    me = Account.username_key == username_key(actor.username)
-    administers = true() if actor.support else or_(
-        Organization.key.in_(admin), and_(Organization.key.in_(delegate), Membership.role == Role.MEMBER))
+    me = Account.id == Actor.id
+    administers = who.administers(Organization.id, Membership.role)
     if action == "view":
         return or_(me, administers)
-    effective = _effective_status()
-    states = decider.policy.target_states(action, decider.portal)
+    effective = effective_status_column()
     status_allows = or_(*(and_(effective == status, Membership.role == role) for status, role in sorted(states))) \
         if states else false()
     may_take: ColumnElement = true()
-    if action in ("upgrade", "downgrade") and not actor.support:
-        may_take = Organization.key.in_(admin)
-    if action in PERMISSION_ACTIONS and permission is not None:
-        if permission not in profile.catalog:
-            may_take = false()
-        elif not actor.support:
-            may_take = Organization.key.in_(admin | {m.organization for m in active if permission in m.permissions})
+    if action in ("upgrade", "downgrade"):  # makes_admins (R2)
+        may_take = or_(who.support, who.admin(Organization.id))
+    if action in PERMISSION_ACTIONS and permission is not None:  # known_permission, holds_permission (R14, R15)
+        may_take = or_(who.support, who.holds(Organization.id, permission)) if permission in catalog \
+            else false()
     allowed = and_(~me, administers, status_allows, may_take)
-    if decider.policy.account_wide(action) and not actor.support:
-        # R1: an account-wide action needs authority in every organization of the account, so no
-        # other active link may sit where the actor has none. (A delegate's capture check, R15, stays with
-        # the policy's confirmation of each candidate.)
-        other = aliased(Membership)
-        elsewhere = aliased(Organization)
-        allowed = and_(allowed, ~exists().where(
-            other.account_id == Account.id, other.status == Status.ACTIVE, elsewhere.id == other.organization_id,
-            ~or_(elsewhere.key.in_(admin), and_(elsewhere.key.in_(delegate), other.role == Role.MEMBER))))
+    if account_wide:
+        # R1: an account-wide action needs authority in every organization of the account, so no other active
+        # link may sit where the actor has none. (A delegate's capture check, R15, stays with the policy's
+        # confirmation of each candidate.)
+        other = aliased(Membership, name="other")
+        allowed = and_(allowed, or_(who.support, ~exists().where(
+            other.account_id == Account.id, other.status == Status.ACTIVE,
+            ~or_(who.admin(other.organization_id),
+                 and_(who.delegate(other.organization_id), other.role == Role.MEMBER)))))
     if action == "update_profile":
         allowed = or_(allowed, and_(me, effective != Status.REMOVED))
     return allowed
 
 
-def _effective_status():
-    """A removed link reads as removed, whatever the account's own status (as the Decider reads it)."""
-    return case((Membership.status == Status.REMOVED, "removed"), else_=Account.status)
+def _may(decider: Decider, action: str, resource_type: str, permission: str | None) -> ColumnElement:
+    """The whole relation: the actor in good standing, and the resource's rule."""
+    profile, policy = decider.profile, decider.policy
+    catalog, delegate = tuple(profile.catalog), profile.delegate_permission
+    if resource_type == "organization":
+        offered = {"create_account": profile.admin_created_accounts, "link_account": profile.links}.get(action, True)
+        rule = _organization_condition(catalog, delegate, bool(offered), action)
+    else:
+        rule = _account_condition(catalog, delegate, action, permission, policy.target_states(action, decider.portal),
+                                  policy.account_wide(action))
+    return and_(Actor.portal_id == decider.portal, _standing(decider.profile, decider.now), rule)
 
 
 def search_resources(decider: Decider, subject: Entity, action: str, resource_type: str, context: dict,
@@ -292,32 +346,31 @@ def search_resources(decider: Decider, subject: Entity, action: str, resource_ty
     permission = _permission(action, context)
     if subject.type != SUBJECT_TYPE or resource_type not in RESOURCE_TYPES:
         return SearchPage([], None)
-    actor = decider.actor(subject.id or "")
+    username = subject.id or ""
     session, portal = decider.session, decider.portal
+    condition = and_(Actor.username_key == username_key(username), _may(decider, action, resource_type, permission))
 
     if resource_type == "organization":
-        condition = _organizations_filter(actor, action, decider.profile)
-
         def fetch(cursor, n):
-            query = select(Organization.key).where(Organization.portal_id == portal, condition)
+            query = (select(Organization.key).select_from(Actor).join(Organization, true())
+                     .where(Organization.portal_id == portal, condition))
             if cursor:
                 query = query.where(Organization.key > cursor[0])
             return list(session.execute(query.order_by(Organization.key).limit(n)))
 
         def confirm(rows):
-            return _allowed(decider, [(actor.username, Question(action, Resource("organization", r.key), context))
+            return _allowed(decider, [(username, Question(action, Resource("organization", r.key), context))
                                       for r in rows])
 
         page, next_key, rejected = _paged(fetch, confirm, lambda r: [r.key], after, limit)
         return SearchPage([{"type": "organization", "id": r.key} for r in page], next_key, rejected)
-
-    condition = _targets_filter(decider, actor, action, permission)
 
     def fetch(cursor, n):
         query = (select(Account.username_key, Account.username, Organization.key.label("organization"))
                  .select_from(Membership)
                  .join(Account, Account.id == Membership.account_id)
                  .join(Organization, Organization.id == Membership.organization_id)
+                 .join(Actor, true())
                  .where(Account.portal_id == portal, Organization.portal_id == portal, condition))
         if cursor:
             query = query.where(or_(Account.username_key > cursor[0],
@@ -327,9 +380,9 @@ def search_resources(decider: Decider, subject: Entity, action: str, resource_ty
     def confirm(rows):
         # A result names an account's membership of an organization (a removed one too, as decisions take it):
         # the subject's decision, and only what the policy's read scoping (`sees_membership`) lets it see.
-        seen = decider.visible_memberships(actor.username, {r.username for r in rows}, history=True)
-        allowed = _allowed(decider, [(actor.username, Question(action, Resource("account", r.username, r.organization),
-                                                               context)) for r in rows])
+        seen = decider.visible_memberships(username, {r.username for r in rows}, history=True)
+        allowed = _allowed(decider, [(username, Question(action, Resource("account", r.username, r.organization),
+                                                         context)) for r in rows])
         return [ok and r.organization in seen.get(r.username_key, ()) for r, ok in zip(rows, allowed)]
 
     page, next_key, rejected = _paged(fetch, confirm, lambda r: [r.username_key, r.organization], after, limit)
@@ -348,67 +401,22 @@ def search_subjects(decider: Decider, subject_type: str, action: str, resource: 
         target = decider.resource(Question(action, asked, context), need_permission=False)
     except NotFound:
         return SearchPage([], None)
-    profile, portal, session = decider.profile, decider.portal, decider.session
+    session, portal = decider.session, decider.portal
+    # The resource decided on, pinned: the organization, or the target's membership of it (a removed one too).
     org_key = target.key if isinstance(target, OrganizationFacts) else target.organization.key
-    org_id = select(Organization.id).where(Organization.portal_id == portal, Organization.key == org_key) \
-        .scalar_subquery()
-
-    def link(*conditions):
-        return exists().where(Membership.account_id == Account.id, Membership.organization_id == org_id,
-                              Membership.status == Status.ACTIVE, *conditions)
-
-    def granted(function):
-        return exists().where(Grant.membership_id == Membership.id, Grant.permission == function)
-
-    support = Account.is_support.is_(True)
-    admin = link(Membership.role == Role.ADMIN)
-    dp = profile.delegate_permission
-    delegate = link(Membership.role == Role.MEMBER, granted(dp)) if dp else false()
-
-    def holds(function):
-        return link(or_(Membership.role == Role.ADMIN, granted(function)))
-
-    if isinstance(target, OrganizationFacts):
-        if action in profile.catalog:
-            condition = holds(action)
-        elif action == "view":
-            condition = or_(support, link())
-        elif action in MANAGING:
-            offered = {"create_account": profile.admin_created_accounts, "link_account": profile.links}[action]
-            condition = or_(support, admin, delegate) if offered else false()  # R13: where the portal offers it
-        elif action in SUPPORT_ONLY:
-            condition = support
-        else:
-            condition = false()
-    elif action not in ACCOUNT_ACTIONS:
-        condition = false()
-    else:
-        me = Account.username_key == username_key(target.username)
-        administers = or_(support, admin, delegate) if target.role == Role.MEMBER else or_(support, admin)
-        if action == "view":
-            condition = or_(me, administers)
-        else:
-            may_take = true()
-            if action in ("upgrade", "downgrade"):
-                may_take = or_(support, admin)
-            if action in PERMISSION_ACTIONS and permission is not None:
-                may_take = or_(support, holds(permission)) if permission in profile.catalog else false()
-            applies = (target.status, target.role) in decider.policy.target_states(action, decider.portal)
-            condition = and_(~me, administers, may_take) if applies else false()
-            if action == "update_profile" and target.status != Status.REMOVED:
-                condition = or_(condition, me)
-    # R7, R16, R18: only accounts in good standing act at all.
-    standing = and_(Account.status == Status.ACTIVE, Account.password_hash.is_not(None),
-                    Account.terms_accepted_at.is_not(None))
-    days = profile.password.expiry_days
-    if days is not None:
-        standing = and_(standing, Account.password_changed_at > decider.now - timedelta(days=days))
+    rows = select(Actor.username_key, Actor.username).select_from(Actor).join(Organization, true())
+    pinned = and_(Organization.portal_id == portal, Organization.key == org_key)
+    if isinstance(target, AccountFacts):
+        rows = (rows.join(Membership, Membership.organization_id == Organization.id)
+                .join(Account, Account.id == Membership.account_id))
+        pinned = and_(pinned, Account.portal_id == portal, Account.username_key == username_key(target.username))
+    condition = and_(pinned, _may(decider, action, asked.type, permission))
 
     def fetch(cursor, n):
-        query = select(Account.username_key, Account.username).where(Account.portal_id == portal, standing, condition)
+        query = rows.where(condition)
         if cursor:
-            query = query.where(Account.username_key > cursor[0])
-        return list(session.execute(query.order_by(Account.username_key).limit(n)))
+            query = query.where(Actor.username_key > cursor[0])
+        return list(session.execute(query.order_by(Actor.username_key).limit(n)))
 
     def confirm(rows):
         return _allowed(decider, [(r.username, Question(action, asked, context)) for r in rows])

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from service.catalog import PERMISSION_ACTIONS, Status
 from service.config import Config, PortalProfile
 from service.domain.errors import Invalid, NotFound
-from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts, effective_status
 from service.policy import Decision, Policy
 from service.storage import facts as stored
 
@@ -245,8 +245,7 @@ class Decider:
                 raise Invalid(f"{question.action} needs the permission it is about",
                               [{"field": "context.permission", "code": "required",
                                 "message": f"{question.action} needs context.permission (a catalog entry)"}])
-        # A removed link reads as removed, whatever the account's own status.
-        status = Status.REMOVED if membership.status == Status.REMOVED else account.status
+        status = effective_status(account.status, membership.status)
         # Every active link: an account-wide change reaches each of them (R1).
         links = tuple(LinkFacts(self._organization(facts, m.organization), m.role, m.permissions)
                       for m in account.memberships if m.status != Status.REMOVED)

@@ -13,6 +13,7 @@ from service.config import PortalProfile
 from service.domain import audit
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.people import new_account
+from service.policy import Policy
 from service.storage.facts import find_account, find_organization
 from service.storage.models import Account, Address, Membership, Organization
 
@@ -119,8 +120,8 @@ def create_support_staff(session: Session, profile: PortalProfile, portal: str, 
 
 def designate_admin(session: Session, profile: PortalProfile, portal: str, org_key: str, *, username: str,
                     first_name: str | None, last_name: str | None, email: str | None, phone: str | None,
-                    password: str | None, now: datetime, client: str | None, existing_account: bool = False,
-                    accepted_terms: bool | None = None) -> Account:
+                    password: str | None, now: datetime, client: str | None, policy: Policy,
+                    existing_account: bool = False, accepted_terms: bool | None = None) -> Account:
     """R4, R12: the payer-verified first admin, or a support-designated admin.
 
     A new account is created with the given details; its password was chosen by someone else, so it
@@ -132,7 +133,7 @@ def designate_admin(session: Session, profile: PortalProfile, portal: str, org_k
     org = get_organization(session, portal, org_key)
     session.refresh(org, with_for_update=True)
     if existing_account:
-        account = _upgrade_existing(session, org, portal, username=username, first_name=first_name,
+        account = _upgrade_existing(session, org, portal, policy, username=username, first_name=first_name,
                                     last_name=last_name, email=email, phone=phone, password=password,
                                     accepted_terms=accepted_terms)
         audit.record(session, portal=portal, now=now, action="designate_admin", outcome="done", client=client,
@@ -160,9 +161,10 @@ def designate_admin(session: Session, profile: PortalProfile, portal: str, org_k
     return account
 
 
-def _upgrade_existing(session: Session, org: Organization, portal: str, *, username: str, accepted_terms,
-                      **details) -> Account:
-    """`existing_account: true`: only an active member of this very organization becomes its admin."""
+def _upgrade_existing(session: Session, org: Organization, portal: str, policy: Policy, *, username: str,
+                      accepted_terms, **details) -> Account:
+    """`existing_account: true`: only a member of this very organization becomes its admin, and only in a status
+    the policy's `upgrade` applies to (its `status_allows`, as for the admins' own upgrade, R2)."""
     sent = sorted(f for f, v in details.items() if v is not None)
     if accepted_terms is not None:
         sent.append("accepted_terms")
@@ -180,11 +182,11 @@ def _upgrade_existing(session: Session, org: Organization, portal: str, *, usern
                        "the organization can be made its admin", "not_in_organization")
     if link.role == Role.ADMIN:
         raise Conflict(f"{account.username!r} is already an admin of {org.key!r}", "already_admin")
-    if account.status != Status.ACTIVE:
-        # As the admins' own `upgrade` (R2): only an active account becomes an admin; a locked, disabled or
-        # pending one is unlocked, enabled or approved first (found by the invariant search).
-        raise Conflict(f"{account.username!r} is {account.status}; only an active member can be made an admin",
-                       "target_status")
+    if (account.status, link.role) not in policy.target_states("upgrade", portal):
+        # A locked, disabled or pending account is unlocked, enabled or approved first (found by the invariant
+        # search).
+        raise Conflict(f"{account.username!r} is {account.status}; the policy does not make an admin of an "
+                       f"account in that status", "target_status")
     link.role = Role.ADMIN
     session.flush()
     return account

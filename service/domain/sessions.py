@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from service import facts
 from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import audit, orphans
@@ -71,10 +72,7 @@ def _digest(token: str) -> str:
 
 
 def password_expires_at(account: Account, profile: PortalProfile) -> datetime | None:
-    days = profile.password.expiry_days
-    if days is None or account.password_changed_at is None:
-        return None
-    return account.password_changed_at + timedelta(days=days)
+    return facts.password_expires_at(account.password_changed_at, profile.password.expiry_days)
 
 
 def sign_in(session: Session, profile: PortalProfile, portal: str, username: str, password: str,

@@ -6,9 +6,11 @@ calling client's name. A support account is also created only with that name
 recorded as its creator (`Account.created_by_client`, see
 service.domain.organizations.create_support_staff).
 
-- disable: active or locked -> disabled; its sessions end at once.
-- enable: disabled or locked -> active; the inactivity clock restarts (as an
-  Account Manager's enable does, R23) and failed sign-ins are forgotten.
+- disable: -> disabled, from where an admin's disable applies (active,
+  locked, unverified); its sessions end at once.
+- enable: -> active, from where an admin's enable or unlock applies (disabled,
+  locked, pending_approval); the inactivity clock restarts (as an Account Manager's enable does,
+  R23) and failed sign-ins are forgotten.
 - remove: any status -> removed (a soft delete kept for the audit trail, the
   username stays taken, as the inactivity sweep leaves it); sessions end at once.
   The last support account of a portal may be removed: support is optional.
@@ -33,16 +35,22 @@ from service.catalog import Status
 from service.domain import audit
 from service.domain.errors import Conflict, NotFound
 from service.domain.sessions import clear_failures, end_all
+from service.policy import Policy
 from service.storage.facts import username_key
 from service.storage.models import Account
 
-TRANSITIONS = {
-    # operation: (statuses it starts from, status it leaves)
-    "disable": ((Status.ACTIVE, Status.LOCKED), "disabled"),
-    "enable": ((Status.DISABLED, Status.LOCKED), "active"),
-    "remove": ((Status.ACTIVE, Status.LOCKED, Status.DISABLED, Status.PENDING_ACTIVATION, Status.PENDING_APPROVAL, Status.UNVERIFIED),
-               "removed"),
-}
+# operation: the status it leaves. Which statuses it starts from is the policy's (portal.polar `status_allows`):
+# those of the admin action of the same name, and for `enable` those of `unlock` too (enabling a support account
+# also forgets its failed sign-ins).
+LEAVES = {"disable": Status.DISABLED.value, "enable": Status.ACTIVE.value, "remove": Status.REMOVED.value}
+STARTS_AS = {"disable": ("disable",), "enable": ("enable", "unlock"), "remove": ("remove",)}
+
+
+def starts_from(policy: Policy, portal: str, operation: str) -> frozenset[str]:
+    """The statuses `operation` applies to a support account in: a status the policy lets the matching admin
+    action apply to an account in (in either role: a support account has no organization)."""
+    return frozenset(status for action in STARTS_AS[operation]
+                     for status, _role in policy.target_states(action, portal))
 
 
 def view(account: Account) -> dict:
@@ -72,17 +80,17 @@ def _locked_support_account(session: Session, portal: str, username: str) -> Acc
     return account
 
 
-def change(session: Session, portal: str, username: str, operation: str, *, now: datetime,
-           client: str) -> Account:
+def change(session: Session, portal: str, username: str, operation: str, *, now: datetime, client: str,
+           policy: Policy) -> Account:
     """Apply `operation` (disable, enable, remove) to a support account, audited with the calling client."""
-    starts_from, to_status = TRANSITIONS[operation]
+    to_status = LEAVES[operation]
     account = _locked_support_account(session, portal, username)
     before = account.status
     if before == to_status:
         audit.record(session, portal=portal, now=now, action=f"support_{operation}", outcome="unchanged",
                      client=client, target=account.username, detail={"status": before})
         return account
-    if before not in starts_from:  # only a removed account: support accounts are created active
+    if before not in starts_from(policy, portal, operation):  # a removed account: support accounts start active
         raise Conflict(f"support account {account.username!r} is {before}; it cannot be {operation}d",
                        "account_removed")
     account.status = to_status

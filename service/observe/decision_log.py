@@ -26,7 +26,7 @@ import weakref
 from pathlib import Path
 
 from service.config import DecisionLog as Settings
-from service.policy_explain import facts_json
+from service.workbench.explain import facts_json
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, bindparam, cast, exists, func, literal, null, select, union_all
+from sqlalchemy import Boolean, Integer, bindparam, case, cast, exists, func, literal, null, select, union_all
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from service.catalog import Status
 from service.config import PortalProfile
+from service import facts
 from service.domain import usernames
 from service.facts import ADMIN
 from service.storage.direct import DirectStatement
@@ -48,17 +49,20 @@ def find_organization(session: Session, portal: str, key: str) -> Organization |
 
 
 def password_current(account: Account, profile: PortalProfile, now: datetime) -> bool:
-    """R18: a password is current until `expiry_days` after it was set."""
+    """R18: whether the account's password is current (service/facts.py states the rule)."""
     return password_current_when(account.password_hash is not None, account.password_changed_at, profile, now)
 
 
 def password_current_when(has_password: bool, changed_at: datetime | None, profile: PortalProfile,
                           now: datetime) -> bool:
     """R18 on a stored row's columns: whether it has a password, and when that was set."""
-    if not has_password or changed_at is None:
-        return False
-    days = profile.password.expiry_days
-    return days is None or now < changed_at + timedelta(days=days)
+    return facts.password_current(has_password, changed_at, profile.password.expiry_days, now)
+
+
+def effective_status_column():
+    """`facts.effective_status` as a column of a query over Account and Membership: a removed link reads as
+    removed, whatever the account's own status."""
+    return case((Membership.status == Status.REMOVED, Status.REMOVED.value), else_=Account.status)
 
 
 def _active_admins(organization_id):

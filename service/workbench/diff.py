@@ -34,7 +34,7 @@ from service.canonical import shape_key
 from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS
 from service.policy import Decision, Policy
-from service.policy_explain import explain
+from service.workbench.explain import explain
 
 UNKNOWN_ACTION = "frobnicate"  # an action no rule knows: the fail-closed answer must not change either
 UNKNOWN_FUNCTION = "teleport"  # a function no catalog holds
@@ -121,7 +121,7 @@ def _show(decision: Decision) -> str:
 
 def table_questions(folders: Iterable[Path], tables_path: Path | None = None) -> Iterator[Question]:
     """Every row of the tables of each policy folder (or of `tables_path`: a table file or folder)."""
-    from service.policy_tables import _actor, _organization, _target, load_table, table_files, TableError
+    from service.workbench.tables import _actor, _organization, _target, load_table, table_files, TableError
 
     seen: set[str] = set()
     for folder in folders:
@@ -153,7 +153,7 @@ def _org_from(data: dict, portal: str) -> OrganizationFacts:
 
 
 def facts_from_json(data: dict, portal: str = "") -> tuple[ActorFacts, OrganizationFacts | AccountFacts]:
-    """The inverse of policy_explain.facts_json: the facts a logged decision was made on. `portal` is the log
+    """The inverse of explain.facts_json: the facts a logged decision was made on. `portal` is the log
     entry's portal, for facts recorded before organizations carried theirs."""
     a = data["actor"]
     actor = ActorFacts(a["username"], a["exists"], a["status"], a["credentials_current"], a["support"],

@@ -1,6 +1,6 @@
 """Which parts of the policy no decision-table row exercises: `policy test --coverage`.
 
-Every row of the tables is explained (service/policy_explain.py), and each clause of
+Every row of the tables is explained (service/workbench/explain.py), and each clause of
 the policy counts as exercised when:
 
   a rule (organization_rule, account_rule)          some row is allowed by it and some row denied under it;
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.policy import Policy, policy_files
-from service.policy_diff import table_questions
-from service.policy_explain import explain
+from service.workbench.diff import table_questions
+from service.workbench.explain import explain
 
 _HEAD = re.compile(r"^(organization_rule|account_rule|unknown_organization_action|unknown_account_action|"
                    r"requirement|reason|told_after|remedy)\(", re.MULTILINE)
@@ -102,10 +102,7 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
     fails: set[str] = set()
     told: set[tuple[str, str]] = set()
     gated: set[tuple[str, str]] = set()
-    oso = policy.oso()
-    gates: dict[str, list[str]] = defaultdict(list)
-    for result in oso.query_rule("told_after", _var("name"), _var("earlier")):
-        gates[str(result["bindings"]["name"])].append(str(result["bindings"]["earlier"]))
+    gates = policy.telling_order()
     for question in table_questions([Path(policy_dir)], tables_dir):
         report.rows += 1
         e = explain(policy, question.actor, question.action, question.resource, whole=True)
@@ -122,15 +119,13 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
             if ok:
                 continue
             for earlier in gates.get(name, ()):
-                if oso.query_rule_once("requirement", earlier, question.actor, question.action, question.resource):
+                if policy.requirement_holds(earlier, question.actor, question.action, question.resource):
                     holds.add(earlier)
                 else:
                     fails.add(earlier)
                     gated.add((name, earlier))
     remedied = _remedied(Path(policy_dir), tables_dir)
-    codes: dict[str, set[str]] = defaultdict(set)
-    for result in oso.query_rule("reason", _var("name"), _var("code")):
-        codes[str(result["bindings"]["name"])].add(str(result["bindings"]["code"]))
+    codes = policy.reason_codes()
     # A requirement named only by unknown-action rules fails by design (no rule knows the action).
     in_rules = {name for c in report.clauses if c.kind in ("organization_rule", "account_rule") for name in c.key[1]}
     for clause in report.clauses:
@@ -166,7 +161,7 @@ def run_coverage(policy_dir: Path, tables_dir: Path | None = None) -> CoverageRe
 
 def _remedied(policy_dir: Path, tables_dir: Path | None) -> set[tuple[str, str]]:
     """(reason code, change action) of every remedy a table row checks."""
-    from service.policy_tables import TableError, load_table, table_files
+    from service.workbench.tables import TableError, load_table, table_files
 
     try:
         files = table_files(policy_dir, tables_dir)
@@ -174,10 +169,3 @@ def _remedied(policy_dir: Path, tables_dir: Path | None) -> set[tuple[str, str]]
         return set()
     return {(remedy.code, remedy.change.action) for path in files for row in load_table(path).rows
             for remedy in row.remedies or ()}
-
-
-def _var(name: str):
-    from oso import Variable
-
-    return Variable(name)
-

@@ -7,8 +7,9 @@ explanation asks the same engine the same questions one requirement at a time:
 for each rule of the action, each requirement, whether it holds, the code it is
 told as (if it fails and is told), and the facts it reads.
 
-This module only reads the loaded policy (through `Policy.oso()`); the decision
-itself is still `Policy.decide`, and the explanation carries it unchanged.
+This module only reads the loaded policy, through `Policy` (its rules, each requirement, and how a failure is
+told, by the telling rules of Polar itself); the decision itself is still `Policy.decide`, and the explanation
+carries it unchanged.
 
 An explanation shows only what the actor may read, by the same read scoping as
 every read of an account (portal.polar's `sees_membership`): the target's other
@@ -22,14 +23,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from oso import Variable
-
 from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.policy import Decision, Policy
 
 # The facts each shipped requirement reads, shown beside it. Display only: the
 # requirement's meaning is its definition in portal.polar; a requirement not
 # listed here is still explained, with the decision's facts shown once above it.
+# tests/test_policy_workbench.py holds it to the policy: every requirement a
+# shipped rule names is listed, and changing a fact it does not list never
+# changes whether it holds.
 READS: dict[str, tuple[str, ...]] = {
     "known_actor": ("actor.exists",),
     "active_actor": ("actor.status",),
@@ -151,7 +153,9 @@ def fact_view(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> 
         "actor.membership": (None if membership is None else
                              {"role": membership.role, "active": membership.active,
                               "permissions": list(membership.permissions)}),
-        "actor.memberships": {m.organization: m.role for m in actor.memberships if m.active},
+        # Each place with its grants: a permission_not_held denial (no_capture) turns on them.
+        "actor.memberships": {m.organization: {"role": m.role, "permissions": list(m.permissions)}
+                              for m in actor.memberships if m.active},
         "organization.key": org.key, "organization.portal": org.portal, "organization.catalog": list(org.catalog),
         "organization.delegate_permission": org.delegate_permission,
         "organization.active_admins": org.active_admins,
@@ -163,7 +167,8 @@ def fact_view(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> 
         view.update({
             "target.username": resource.username, "target.role": resource.role, "target.status": resource.status,
             "target.permission": resource.permission, "target.terms_accepted": resource.terms_accepted,
-            "target.links": {link.organization.key: link.role for link in resource.links},
+            "target.links": {link.organization.key: {"role": link.role, "permissions": list(link.permissions)}
+                             for link in resource.links},
         })
     return view
 
@@ -176,13 +181,6 @@ def facts_json(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) ->
     # credentials' currency.
     actor_json["credentials_current"] = actor_json.pop("password_current")
     return {"actor": actor_json, "resource_kind": kind, "resource": asdict(resource)}
-
-
-def _requirements(oso, predicate: str, action: str, resource) -> list[list[str]]:
-    found = []
-    for result in oso.query_rule(predicate, action, resource, Variable("requirements")):
-        found.append([str(name) for name in result["bindings"]["requirements"]])
-    return found
 
 
 # The facts of the resource an actor may not read unless it sees the membership (or organization) asked about.
@@ -212,36 +210,28 @@ def explain(policy: Policy, actor: ActorFacts, action: str, resource: Organizati
     actor may read the facts it turns on (the decision itself is made on all of them). `whole`: every fact,
     for the policy author's tools over made-up facts (decision tables, `policy diff`), never for a person's."""
     decision = policy.decide(actor, action, resource)
-    oso = policy.oso()
     shown, withheld = (resource, frozenset()) if whole else _scoped(policy, actor, resource)
     view = {key: value for key, value in fact_view(actor, shown).items() if key not in withheld - {"target.links"}}
     holds_cache: dict[str, bool] = {}
 
     def holds(name: str) -> bool:
         if name not in holds_cache:
-            holds_cache[name] = oso.query_rule_once("requirement", name, actor, action, resource)
+            holds_cache[name] = policy.requirement_holds(name, actor, action, resource)
         return holds_cache[name]
 
     def told_as(name: str) -> str | None:
-        if holds(name):
-            return None
-        for result in oso.query_rule("told_after", name, Variable("earlier")):
-            if not holds(str(result["bindings"]["earlier"])):
-                return None
-        codes = [str(r["bindings"]["code"]) for r in oso.query_rule("reason", name, Variable("code"))]
-        return codes[0] if codes else None
+        return None if holds(name) else policy.told_as(name, actor, action, resource)
 
     def shown_holds(name: str) -> bool | None:
         return None if withheld & set(READS.get(name, (name,))) else holds(name)
 
     rules = []
-    for kind in ("rule", "unknown_action"):
-        for names in _requirements(oso, kind, action, resource):
-            outcomes = tuple(
-                RequirementOutcome(name, shown_holds(name), told_as(name),
-                                   {key: view.get(key) for key in READS.get(name, ()) if key in view})
-                for name in names)
-            rules.append(RuleOutcome(kind, outcomes, all(holds(name) for name in names)))
+    for kind, names in policy.rules_of(action, resource):
+        outcomes = tuple(
+            RequirementOutcome(name, shown_holds(name), told_as(name),
+                               {key: view.get(key) for key in READS.get(name, ()) if key in view})
+            for name in names)
+        rules.append(RuleOutcome(kind, outcomes, all(holds(name) for name in names)))
     facts = facts_json(actor, shown)
     for key in withheld - {"target.links"}:  # "target.status" is resource.status; "organization.x" its organization's
         kind, name = key.split(".")
