@@ -87,17 +87,6 @@ def shape_key(*facts) -> tuple:
     return tuple([shapes[f.__class__](f, names) if f.__class__ in shapes else f for f in facts])
 
 
-def renaming(*facts) -> dict:
-    """The names of one question, each mapped to its order of first appearance: what `shape_key`
-    replaces them with."""
-    names: dict = {}
-    shapes = _KEY_FUNCTIONS
-    for f in facts:
-        if f.__class__ in shapes:
-            shapes[f.__class__](f, names)
-    return names
-
-
 def prepare(classes) -> None:
     """Compile the shape functions of the fact classes handed to the policy."""
     for cls in classes:

@@ -27,7 +27,7 @@ from oso import Oso, Variable
 from polar.exceptions import OsoError
 from polar.ffi import PolarSource as Source
 
-from service import canonical, policy_generate, reads
+from service import canonical, policy_generate
 from service.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS, ROLES
 from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 
@@ -270,8 +270,6 @@ POLAR_CLASSES = {
     "Link": LinkFacts,
 }
 canonical.prepare(POLAR_CLASSES.values())
-# The fact classes as an evaluation's reads are recorded through (service/reads.py).
-READ_FIELDS = reads.Fields(POLAR_CLASSES.values())
 
 
 GENERATED = "<generated from the rule lists>"
@@ -284,8 +282,6 @@ def _build(files: list[Path], texts: list[str] | None = None, generated: str | N
     oso = Oso()
     for name, cls in POLAR_CLASSES.items():
         oso.register_class(cls, name=name)
-        # The reading wrapper of a fact is handed to Polar as the fact's own class (service/reads.py).
-        oso.host.types[READ_FIELDS.wrappers[cls]] = oso.host.types[cls]
     if texts is None:
         oso.load_files([str(p) for p in files])
     else:
@@ -337,8 +333,6 @@ class _Engine:
         self.allow_rule, self.deny_rule = ("generated_allow", "generated_deny") if generated else ("allow", "deny_reason")
         self._answer = lru_cache(maxsize=memo_size)(self._evaluate)
         self._actions = lru_cache(maxsize=memo_size)(self._evaluate_actions)
-        # Behind the memo, answers by what their evaluations read (service/reads.py); none without a memo.
-        self.reads = reads.ReadTree(READ_FIELDS, memo_size) if memo_size else None
         self.target_states = lru_cache(maxsize=256)(self._target_states)
         self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
         self.sees_membership = lru_cache(maxsize=memo_size)(
@@ -366,38 +360,27 @@ class _Engine:
         """How many answers the memo holds (decisions and action lists)."""
         return self._answer.cache_info().currsize + self._actions.cache_info().currsize
 
-    def _read(self, key: tuple, evaluate, actor, *rest):
-        """`evaluate(actor, *rest)`, or the answer of an earlier evaluation of `key` that read the same facts."""
-        tree = self.reads
-        if tree is None:
-            return evaluate(actor, *rest)
-        names = canonical.renaming(actor, rest[-1]) if self.by_shape else None
-        roots = (actor, rest[-1])
-        key = (*key, actor.__class__, rest[-1].__class__)  # every read below is of a field these classes have
-        answer = tree.find(key, roots, names)
-        if answer is not reads.MISS:
-            return answer
-        reader = tree.reader(names)
-        answer = evaluate(reader.wrap(actor, (0,)), *rest[:-1], reader.wrap(rest[-1], (1,)))
-        tree.keep(key, reader, answer)
-        return answer
-
     def _evaluate(self, asked: _Asked) -> tuple[bool, tuple[str, ...]]:
         actor, action, resource = asked.facts
-        allowed, reasons = self._read(("decide", action), self._decide, actor, action, resource)
-        if not allowed and not reasons:
-            log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
-            reasons = ("policy_gap",)
-        return allowed, reasons
-
-    def _decide(self, actor, action, resource) -> tuple[bool, tuple[str, ...]]:
         if self.oso.query_rule_once(self.allow_rule, actor, action, resource):
             return True, ()
-        return False, _reasons(self.oso, self.deny_rule, actor, action, resource)
+        reasons = _reasons(self.oso, self.deny_rule, actor, action, resource)
+        if not reasons:
+            log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
+            reasons = ("policy_gap",)
+        return False, reasons
 
     def _evaluate_actions(self, asked: _Asked) -> tuple[str, ...]:
         actor, resource = asked.facts
-        allowed = self._read(("actions",), self._allowed_actions, actor, resource)
+        if self.generated:  # one query: every action some generated clause allows
+            allowed = set()
+            for result in self.oso.query_rule(self.allow_rule, actor, Variable("action"), resource):
+                action = result["bindings"]["action"]
+                if not isinstance(action, str):  # a clause allowing any action: no rule list says that
+                    raise OsoError(f"generated_allow left the action open: {action!r}")
+                allowed.add(action)
+        else:
+            allowed = self.oso.authorized_actions(actor, resource)
         if isinstance(resource, OrganizationFacts):
             order = [*resource.catalog, *ORGANIZATION_ACTIONS]
         else:
@@ -406,17 +389,6 @@ class _Engine:
         if unlisted:  # tests/test_catalog.py keeps this from happening; never drop one silently
             log.error("policy allows actions the catalog lacks (service/catalog.py): %s", sorted(unlisted))
         return tuple(a for a in order if a in allowed)
-
-    def _allowed_actions(self, actor, resource) -> frozenset[str]:
-        if self.generated:  # one query: every action some generated clause allows
-            allowed = set()
-            for result in self.oso.query_rule(self.allow_rule, actor, Variable("action"), resource):
-                action = result["bindings"]["action"]
-                if not isinstance(action, str):  # a clause allowing any action: no rule list says that
-                    raise OsoError(f"generated_allow left the action open: {action!r}")
-                allowed.add(action)
-            return frozenset(allowed)
-        return frozenset(self.oso.authorized_actions(actor, resource))
 
 
 def _reasons(oso: Oso, rule: str, actor, action, resource) -> tuple[str, ...]:
