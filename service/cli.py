@@ -462,7 +462,7 @@ def cmd_policy_diff(args) -> None:
         _die(f"--profile: unknown portal profile(s) {sorted(set(args.profile) - {p.name for p in profiles})}")
     try:
         report = run_diff(base, new, log_path=log_path, profiles=[] if args.no_space else profiles,
-                          space_actions=args.action)
+                          space_actions=args.action, jobs=args.jobs)
     except PolicyLoadError as exc:  # the compile error in one line: where and what, no traceback
         _die(policy_problem(exc), 2)
     except TableError as exc:
@@ -703,6 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     pdiff.add_argument("--action", action="append", default=None,
                        help="generate the space's questions about this action only (repeatable; the tables and "
                             "the log are asked in full)")
+    pdiff.add_argument("--jobs", type=_int_between(1, 256, "jobs"), default=None,
+                       help="worker processes sharing a large diff (default one per CPU; the report is the same)")
     pdiff.set_defaults(func=cmd_policy_diff)
     preload = policy_sub.add_parser("reload", parents=[common],
                                     help="check policies/*.polar, then make every worker of the server load it")

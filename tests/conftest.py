@@ -1,10 +1,10 @@
 """Shared fixtures: the shipped config, a fresh SQLite database per test, the app and a client key."""
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-
-import os
 
 import pytest
 from hypothesis import settings
@@ -53,9 +53,27 @@ def prepared_database(url: str, config) -> Database:
     return database
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory, config) -> Path:
+    """One SQLite file migrated to head with the shipped portals, for the session: a test's database is a
+    copy of it (a millisecond) instead of a migration of its own (about 0.3 s, paid by hundreds of tests).
+    The write-ahead log is folded into the file first, so the file alone is the whole database."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    database = prepared_database(f"sqlite:///{path}", config)
+    database.forget_overwritten()
+    database.dispose()
+    return path
+
+
+def copied_database(template: Path, path: Path) -> Database:
+    """A fresh database at `path`: a copy of the migrated template (its mode, 0600, comes with it)."""
+    shutil.copy(template, path)
+    return Database(f"sqlite:///{path}")
+
+
 @pytest.fixture
-def database(tmp_path, config):
-    database = prepared_database(f"sqlite:///{tmp_path / 'test.db'}", config)
+def database(tmp_path, sqlite_template):
+    database = copied_database(sqlite_template, tmp_path / "test.db")
     yield database
     database.dispose()
 

@@ -105,17 +105,21 @@ class Snapshot:
 
 
 def snapshot(database) -> Snapshot:
+    """The whole state the checks compare, in five statements (taken before and after every step)."""
     with database.sessions() as session:
-        accounts = {a.username: {**{f: getattr(a, f) for f in ACCOUNT_FIELDS}, "support": a.is_support,
-                                 "password_hash": a.password_hash}
-                    for a in session.scalars(select(Account))}
+        accounts = {row.username: {**{f: getattr(row, f) for f in ACCOUNT_FIELDS}, "support": row.is_support,
+                                   "password_hash": row.password_hash}
+                    for row in session.execute(select(Account.username, Account.is_support, Account.password_hash,
+                                                      *(getattr(Account, f) for f in ACCOUNT_FIELDS)))}
+        granted: dict[int, set[str]] = {}
+        for membership_id, permission in session.execute(select(Grant.membership_id, Grant.permission)):
+            granted.setdefault(membership_id, set()).add(permission)
         links = {}
-        for username, org, link in session.execute(
-                select(Account.username, Organization.key, Membership)
+        for username, org, link_id, role, status in session.execute(
+                select(Account.username, Organization.key, Membership.id, Membership.role, Membership.status)
                 .join(Membership, Membership.account_id == Account.id)
                 .join(Organization, Organization.id == Membership.organization_id)):
-            permissions = set(session.scalars(select(Grant.permission).where(Grant.membership_id == link.id)))
-            links[(username, org)] = {"role": link.role, "status": link.status, "permissions": permissions}
+            links[(username, org)] = {"role": role, "status": status, "permissions": granted.get(link_id, set())}
         audit = session.scalar(select(func.count()).select_from(AuditRecord))
         notices = [(n.recipient, n.payload.get("organization")) for n in session.scalars(
             select(Notification).where(Notification.template == "organization_without_admin"))]

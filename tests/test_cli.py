@@ -137,6 +137,7 @@ BAD_ARGUMENTS = {
     "reload port": (("policy", "reload", "--port", "0"), "port must be 1-65535"),
     "workers": (("serve", "--workers", "0"), "workers must be 1-256"),
     "threads": (("serve", "--threads", "-3"), "threads must be 1-1024"),
+    "diff jobs": (("policy", "diff", "policies", "--jobs", "0"), "jobs must be 1-256"),
     "host": (("serve", "--host", "a b"), "without spaces"),
     "interval negative": (("deliver", "--interval", "-1"), "seconds must be more than 0"),
     "interval not finite": (("deliver", "--interval", "nan"), "seconds must be more than 0"),

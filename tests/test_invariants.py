@@ -18,7 +18,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from service.domain import passwords
 from service.policy import Policy
 from service.storage.database import Database
-from tests.conftest import prepared_database
+from tests.conftest import copied_database
 from tests.fixtures import world
 from tests.invariants import PortalMachine, Violation
 
@@ -35,33 +35,26 @@ def cheap_argon2(monkeypatch):
 
 
 @pytest.fixture
-def sqlite_databases(tmp_path, config):
-    """Each sequence gets a copy of one migrated database file."""
-    template = tmp_path / "template.db"
-    prepared_database(f"sqlite:///{template}", config).dispose()
-
+def sqlite_databases(tmp_path, sqlite_template):
+    """Each sequence gets a copy of the session's migrated database file."""
     def make():
-        copy = tmp_path / f"run-{uuid.uuid4().hex[:8]}.db"
-        shutil.copy(template, copy)
-        return Database(f"sqlite:///{copy}")
+        return copied_database(sqlite_template, tmp_path / f"run-{uuid.uuid4().hex[:8]}.db")
 
     return make
 
 
 @pytest.fixture
-def postgres_databases(postgres_server, config):
-    """Each sequence gets a database copied from one migrated template (CREATE DATABASE ... TEMPLATE)."""
-    template = f"tmpl_{uuid.uuid4().hex[:12]}"
-    prepared_database(postgres_server.create_database(template), config).dispose()
+def postgres_databases(postgres_server, pg_template):
+    """Each sequence gets a database copied from the session's migrated template (CREATE DATABASE ... TEMPLATE)."""
     made = []
 
     def make():
         name = f"run_{uuid.uuid4().hex[:12]}"
         made.append(name)
-        return Database(postgres_server.create_database(name, template=template))
+        return Database(postgres_server.create_database(name, template=pg_template))
 
     yield make
-    for name in [*made, template]:
+    for name in made:
         postgres_server.drop_database(name)
 
 

@@ -27,3 +27,23 @@ def test_the_diff_counts_shapes_and_asks_one_engine_for_the_same_text(config, mo
     assert len(loaded) == 2
     assert loaded[0]._engine.memo_size() == report.shapes
     assert loaded[1]._engine.memo_size() == 0
+
+
+def test_workers_sharing_a_diff_give_the_same_report(config, tmp_path, monkeypatch):
+    """A diff shared among worker processes lists the same changes, in the same order, as one process."""
+    import shutil
+
+    import service.workbench.diff as diff
+
+    new = tmp_path / "new"
+    shutil.copytree(config.policy_path, new)
+    portal = new / "portal.polar"
+    portal.write_text(portal.read_text().replace(
+        'status_allows("unlock", target: TargetAccount) if target.status = "locked";',
+        'status_allows("unlock", target: TargetAccount) if target.status in ["locked", "disabled"];'))
+    monkeypatch.setattr(diff, "PARALLEL_FROM", 100)  # the tables alone are then shared
+    alone = run_diff(config.policy_path, new, jobs=1)
+    shared = run_diff(config.policy_path, new, jobs=2)
+    assert alone.changes and alone.evaluated >= 200
+    assert shared.as_json()["changes"] == alone.as_json()["changes"]
+    assert (shared.evaluated, shared.shapes, shared.summary) == (alone.evaluated, alone.shapes, alone.summary)

@@ -23,6 +23,7 @@ A policy that does not load is a `PolicyLoadError` (the CLI exits 2 with it on o
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -343,18 +344,62 @@ def _group(base: Policy, new: Policy, question: Question) -> str:
     return "reason codes changed"
 
 
-def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
-             profiles: Iterable[SpaceProfile] = (), space_actions: Iterable[str] | None = None) -> DiffReport:
-    """Ask both policies every question; PolicyLoadError when either does not load.
+# Below this many questions a diff is answered in this process: starting workers would cost more.
+PARALLEL_FROM = 5000
 
-    `space_actions` limits the generated space (never the tables or the log) to these actions.
-    """
-    only = set(space_actions) if space_actions else None
-    started = time.perf_counter()
+
+def default_jobs() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _load(base_dir: Path, new_dir: Path) -> tuple[Policy, Policy]:
     base = Policy(Path(base_dir), check=False)  # the policy before the change is compared with, not served
     new = Policy(Path(new_dir))
     if new.version == base.version:
         new = base  # the same text: one engine, each question evaluated once
+    return base, new
+
+
+def _compare(base: Policy, new: Policy, questions: Iterable[tuple[int, Question]]) -> list[tuple]:
+    """(index, base answer, new answer, group) of each question whose answer changed."""
+    changed = []
+    for index, question in questions:
+        before = base.decide(question.actor, question.action, question.resource)
+        after = new.decide(question.actor, question.action, question.resource)
+        if before.allowed != after.allowed or before.reasons != after.reasons:
+            changed.append((index, (before.allowed, before.reasons), (after.allowed, after.reasons),
+                            _group(base, new, question)))
+    return changed
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(base_dir: str, new_dir: str) -> None:
+    _WORKER["policies"] = _load(Path(base_dir), Path(new_dir))
+
+
+def _work(part: list[tuple[int, Question]]) -> list[tuple]:
+    return _compare(*_WORKER["policies"], part)
+
+
+def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
+             profiles: Iterable[SpaceProfile] = (), space_actions: Iterable[str] | None = None,
+             jobs: int | None = None) -> DiffReport:
+    """Ask both policies every question; PolicyLoadError when either does not load.
+
+    `space_actions` limits the generated space (never the tables or the log) to these actions. A large
+    diff is shared among `jobs` worker processes (default: one per CPU), each with both policies loaded
+    and its own memo: each takes consecutive questions (a profile's questions stay together, so a worker
+    answers the questions of one shape from its memo); the report is the same whatever their number.
+    """
+    only = set(space_actions) if space_actions else None
+    started = time.perf_counter()
+    base, new = _load(base_dir, new_dir)
     report = DiffReport(base_version=base.version, new_version=new.version)
     shapes: set[tuple] = set()
 
@@ -367,14 +412,27 @@ def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
                 if only is None or question.action in only:
                     yield question
 
-    for question in questions():
+    asked = list(enumerate(questions()))
+    for _index, question in asked:
         report.evaluated += 1
         report.by_source[question.source] += 1
         shapes.add(shape_key(question.actor, question.action, question.resource))
-        before = base.decide(question.actor, question.action, question.resource)
-        after = new.decide(question.actor, question.action, question.resource)
-        if before.allowed != after.allowed or before.reasons != after.reasons:
-            report.changes.append(Change(question, before, after, _group(base, new, question)))
+    jobs = min(jobs or default_jobs(), max(1, len(asked) // (PARALLEL_FROM // 2)))
+    if jobs <= 1 or len(asked) < PARALLEL_FROM:
+        changed = _compare(base, new, asked)
+    else:
+        import multiprocessing
+
+        size = -(-len(asked) // jobs)
+        parts = [asked[i:i + size] for i in range(0, len(asked), size)]
+        # Spawned, not forked: the caller may run threads (a test runner's), which a fork would copy mid-step.
+        with multiprocessing.get_context("spawn").Pool(len(parts), _start_worker,
+                                                       (str(base_dir), str(new_dir))) as pool:
+            changed = [c for part in pool.map(_work, parts) for c in part]
+    by_index = dict(asked)
+    for index, before, after, group in sorted(changed, key=lambda c: c[0]):
+        report.changes.append(Change(by_index[index], Decision(*before, base.version),
+                                     Decision(*after, new.version), group))
     report.shapes = len(shapes)
     report.seconds = time.perf_counter() - started
     return report
