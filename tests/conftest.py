@@ -18,7 +18,10 @@ from service.policy import Policy
 from service.storage.database import Database
 from tests.fixtures.world import World
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.http", "tests.fixtures.smtp", "tests.fixtures.clients"]
+# The browser is one session fixture of the process (tests.fixtures.browser): two Playwright instances in one
+# process refuse to start, so no module imports the fixture itself.
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.http", "tests.fixtures.smtp", "tests.fixtures.clients",
+                  "tests.fixtures.browser"]
 
 # CI explores the same generated cases every run, so a landing never hangs on a lucky draw;
 # local runs keep exploring new ones (and Hypothesis remembers failures in .hypothesis/).

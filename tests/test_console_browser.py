@@ -13,7 +13,7 @@ import pytest
 
 from service.catalog import PATH_ACTIONS
 from service.domain import passwords
-from tests.fixtures.browser import axe_source, axe_violations, chromium, live  # noqa: F401 - fixtures
+from tests.fixtures.browser import axe_violations
 from tests.fixtures.servers import ROOT
 from tests.fixtures.world import PASSWORD, World
 

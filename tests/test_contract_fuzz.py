@@ -124,7 +124,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path):
 
 # --- Explicit hostile bodies: cases a generator finds rarely, sent to every operation that takes a body ---------
 
-PATH_VALUES = {"portal": "ahcccs", "org": "DEMO-0001", "username": "demo.member", "path_action": "disable"}
+PATH_VALUES = {"portal": "ahcccs", "org": "DEMO-0001", "username": "demo.member", "path_action": "disable",
+               "request_id": "1"}
 DEEP = 5000
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import exists, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.catalog import Status, Role
@@ -23,13 +25,14 @@ DEMO_MEMBER = "demo.member"
 
 
 def sync_portals(session: Session, config: Config) -> None:
-    """Every configured portal has a row; rows are never deleted (accounts may still point at them)."""
+    """Every configured portal has a row; rows are never deleted (accounts may still point at them).
+
+    One upsert a portal: replicas and `portal-authz migrate` started together each mirror the portals after
+    the schema's lock is released, and a read-then-insert would let two of them insert the same row."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     for portal_id, profile in config.portals.items():
-        row = session.get(Portal, portal_id)
-        if row is None:
-            session.add(Portal(id=portal_id, name=profile.name))
-        else:
-            row.name = profile.name
+        statement = insert(Portal).values(id=portal_id, name=profile.name)
+        session.execute(statement.on_conflict_do_update(index_elements=[Portal.id], set_={"name": profile.name}))
     session.flush()
 
 

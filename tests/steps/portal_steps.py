@@ -12,7 +12,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from tests.steps.client import Api, InProcess, Live, live_target
-from tests.steps.console_story import axe_source, chromium, console_api, console_story  # noqa: F401 - @console
+from tests.steps.console_story import console_api, console_story  # noqa: F401 - @console
 from tests.steps.story import (
     BUTTONS,
     PASSWORD,
