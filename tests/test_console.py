@@ -470,9 +470,9 @@ def practice(any_database, config, policy, clock):
     return app
 
 
-def _authorize(app, actor, action, remedies=False):
+def _authorize(app, actor, action, remedies=False, organization="TIN-1"):
     return app.test_client().post("/v1/authorize", json={
-        "portal": "ahw", "actor": actor, "action": action, "resource": {"type": "organization", "id": "TIN-1"},
+        "portal": "ahw", "actor": actor, "action": action, "resource": {"type": "organization", "id": organization},
         "remedies": remedies}, headers={"Authorization": f"Bearer {app.key}"}).get_json()
 
 
@@ -595,3 +595,17 @@ def test_access_request_forms_without_their_csrf_token_are_refused_and_change_no
                                            "csrf_token": "not-the-token"})
         assert answer.status_code == 400
     assert _requests(practice.database) == [("jhuang", "claims", "open")]
+
+
+def test_where_nobody_in_the_organization_can_grant_it_the_request_goes_to_support_unnamed(practice, clock):
+    with practice.database.transaction() as session:
+        world = World(session, "ahw", clock.now())
+        world.account("gone", status="disabled", memberships={"TIN-7": {"role": "admin"}})
+        world.account("alone", memberships={"TIN-7": {}})
+        world.account("helpdesk", support=True)
+    (remedy,) = _authorize(practice, "alone", "claims", remedies=True, organization="TIN-7")["remedies"]
+    assert (remedy["by"], remedy["support"]) == ([], True)
+    person = browser(practice)
+    person.sign_in("alone")
+    page = _follow(person, person.post("organizations/TIN-7/request-access", {"permission": "claims"}, "home"))
+    assert "it is sent to support staff" in page and "helpdesk" not in page and "gone" not in page
