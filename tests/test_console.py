@@ -449,3 +449,163 @@ def test_forgot_your_password_leads_to_recovery_by_the_security_answers(app, bui
 def test_recovery_says_plainly_where_a_portal_offers_none(app):
     page = browser(app, "ahw").get("recover").get_data(as_text=True)
     assert "does not offer self-service password recovery" in page and "Security Answer" not in page
+
+
+# Access requests at the console: the member's Request Access, the decider's Access Requests page.
+
+FORM_PERMISSIONS = re.compile(r'name="permission" value="([a-z_]+)"')
+
+
+@pytest.fixture
+def practice(any_database, config, policy, clock):
+    """TIN-1 (ahw) on SQLite and PostgreSQL: the Account Manager, two plain members, one holding claims."""
+    app = create_app(config, database=any_database, policy=policy, clock=clock)
+    with any_database.transaction() as session:
+        world = World(session, "ahw", clock.now())
+        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
+        world.account("jhuang", memberships={"TIN-1": {}})
+        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
+    app.key = make_key(any_database, ("authorize",), clock.now())
+    app.database = any_database
+    return app
+
+
+def _authorize(app, actor, action, remedies=False, organization="TIN-1"):
+    return app.test_client().post("/v1/authorize", json={
+        "portal": "ahw", "actor": actor, "action": action, "resource": {"type": "organization", "id": organization},
+        "remedies": remedies}, headers={"Authorization": f"Bearer {app.key}"}).get_json()
+
+
+def _follow(person, answer):
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    return person.client.get(answer.headers["Location"]).get_data(as_text=True)
+
+
+def _requests(database):
+    from service.storage.models import AccessRequest
+
+    with database.sessions() as session:
+        return [(r.account.username, r.permission, r.status) for r in
+                session.scalars(select(AccessRequest).order_by(AccessRequest.id))]
+
+
+def _request_id(database):
+    from service.storage.models import AccessRequest
+
+    with database.sessions() as session:
+        return str(session.scalars(select(AccessRequest.id)).one())
+
+
+def test_request_access_is_offered_for_what_the_member_lacks_and_names_whom_the_remedy_names(practice):
+    person = browser(practice)
+    person.sign_in("biller")
+    home = person.get("home").get_data(as_text=True)
+    # Offered exactly where /v1/authorize's only objection is that the function was not granted.
+    expected = {p for p in practice.extensions["portal_authz"].config.portal("ahw").catalog
+                if [r["code"] for r in _authorize(practice, "biller", p)["reasons"]] == ["permission_not_granted"]}
+    assert "claims" not in expected and set(FORM_PERMISSIONS.findall(home)) == expected
+    page = _follow(person, person.post("organizations/TIN-1/request-access",
+                                       {"permission": "eligibility", "note": "I check coverage"}, "home"))
+    (remedy,) = _authorize(practice, "biller", "eligibility", remedies=True)["remedies"]
+    assert remedy["by"] == ["manager"]
+    assert "your request for Eligibility in TIN-1 is sent" in page and "Sent to: manager." in page
+    assert "open until" in page and "eligibility" not in FORM_PERMISSIONS.findall(page)
+    assert _requests(practice.database) == [("biller", "eligibility", "open")]
+    # Refusals in plain words: a request already open, a function already held; nothing more is stored.
+    again = _follow(person, person.post("organizations/TIN-1/request-access", {"permission": "eligibility"}, "home"))
+    assert "You have already asked for this function; that request is still open." in again
+    held = _follow(person, person.post("organizations/TIN-1/request-access", {"permission": "claims"}, "home"))
+    assert "You already have this function." in held
+    assert _requests(practice.database) == [("biller", "eligibility", "open")]
+
+
+def test_the_admin_approves_a_request_at_the_console_and_the_member_is_then_allowed(practice):
+    member = browser(practice)
+    member.sign_in("jhuang")
+    member.post("organizations/TIN-1/request-access", {"permission": "claims"}, "home")
+    assert _authorize(practice, "jhuang", "claims")["allowed"] is False
+    # A member who may not decide it sees the page, without it and without any Approve.
+    peer = browser(practice)
+    peer.sign_in("biller")
+    assert "Access Requests" not in peer.get("home").get_data(as_text=True)
+    listing = peer.get("organizations/TIN-1/access-requests").get_data(as_text=True)
+    assert "jhuang" not in listing and 'value="approve"' not in listing
+    manager = browser(practice)
+    manager.sign_in("manager")
+    assert "/console/ahw/organizations/TIN-1/access-requests" in manager.get("home").get_data(as_text=True)
+    listing = manager.get("organizations/TIN-1/access-requests").get_data(as_text=True)
+    assert "jhuang" in listing and 'value="approve"' in listing and 'value="decline"' in listing
+    (request_id,) = re.findall(r'name="request" value="(\d+)"', listing)
+    page = _follow(manager, manager.post("organizations/TIN-1/access-requests",
+                                         {"request": request_id, "action": "approve", "comment": "ok"},
+                                         "organizations/TIN-1/access-requests"))
+    assert f"Approve: done for request {request_id}." in page and "No open requests for you to decide." in page
+    assert _authorize(practice, "jhuang", "claims")["allowed"] is True
+    assert _requests(practice.database) == [("jhuang", "claims", "approved")]
+    with practice.database.sessions() as session:
+        grant = session.scalars(select(AuditRecord).where(AuditRecord.action == "set_permissions")).one()
+        assert (grant.actor, grant.target, grant.client, grant.comment) == ("manager", "jhuang", "console", "ok")
+    # Once decided it is closed: a second press is refused in plain words.
+    again = _follow(manager, manager.post("organizations/TIN-1/access-requests",
+                                          {"request": request_id, "action": "decline"},
+                                          "organizations/TIN-1/access-requests"))
+    assert "This request is no longer open" in again
+
+
+def test_the_admin_declines_a_request_and_a_member_may_neither_approve_nor_decline_it(practice):
+    member = browser(practice)
+    member.sign_in("jhuang")
+    member.post("organizations/TIN-1/request-access", {"permission": "claims"}, "home")
+    request_id = _request_id(practice.database)
+    peer = browser(practice)
+    peer.sign_in("biller")
+    for how in ("approve", "decline"):
+        page = _follow(peer, peer.post("organizations/TIN-1/access-requests", {"request": request_id, "action": how},
+                                       "home"))
+        assert "Confirmation" not in page and "Only an admin of the organization may do this." in page
+    assert _requests(practice.database) == [("jhuang", "claims", "open")]
+    manager = browser(practice)
+    manager.sign_in("manager")
+    page = _follow(manager, manager.post("organizations/TIN-1/access-requests",
+                                         {"request": request_id, "action": "decline"}, "home"))
+    assert f"Decline: done for request {request_id}." in page
+    assert _requests(practice.database) == [("jhuang", "claims", "declined")]
+    assert _authorize(practice, "jhuang", "claims")["allowed"] is False
+    with practice.database.sessions() as session:
+        records = session.scalars(select(AuditRecord).where(AuditRecord.action == "access_request_declined")
+                                  .order_by(AuditRecord.id)).all()
+        # The member's refused decline is recorded as a denial, as every denial is; the manager's is done.
+        assert [(r.actor, r.target, r.outcome, r.client) for r in records][-1] == (
+            "manager", "jhuang", "done", "console")
+        assert {(r.actor, r.outcome) for r in records[:-1]} == {("biller", "denied")}
+
+
+def test_access_request_forms_without_their_csrf_token_are_refused_and_change_nothing(practice):
+    member = browser(practice)
+    member.sign_in("jhuang")
+    answer = member.client.post(member.url("organizations/TIN-1/request-access"), data={"permission": "claims"})
+    assert answer.status_code == 400 and "The form could not be verified" in answer.get_data(as_text=True)
+    assert _requests(practice.database) == []
+    member.post("organizations/TIN-1/request-access", {"permission": "claims"}, "home")
+    manager = browser(practice)
+    manager.sign_in("manager")
+    for how in ("approve", "decline"):
+        answer = manager.client.post(manager.url("organizations/TIN-1/access-requests"),
+                                     data={"request": _request_id(practice.database), "action": how,
+                                           "csrf_token": "not-the-token"})
+        assert answer.status_code == 400
+    assert _requests(practice.database) == [("jhuang", "claims", "open")]
+
+
+def test_where_nobody_in_the_organization_can_grant_it_the_request_goes_to_support_unnamed(practice, clock):
+    with practice.database.transaction() as session:
+        world = World(session, "ahw", clock.now())
+        world.account("gone", status="disabled", memberships={"TIN-7": {"role": "admin"}})
+        world.account("alone", memberships={"TIN-7": {}})
+        world.account("helpdesk", support=True)
+    (remedy,) = _authorize(practice, "alone", "claims", remedies=True, organization="TIN-7")["remedies"]
+    assert (remedy["by"], remedy["support"]) == ([], True)
+    person = browser(practice)
+    person.sign_in("alone")
+    page = _follow(person, person.post("organizations/TIN-7/request-access", {"permission": "claims"}, "home"))
+    assert "it is sent to support staff" in page and "helpdesk" not in page and "gone" not in page

@@ -73,7 +73,7 @@ def install(app: Flask) -> None:
     app.register_blueprint(assets)
 
 
-from service.console import accounts, signin, subordinates  # noqa: E402,F401 - their routes join the blueprint
+from service.console import access, accounts, signin, subordinates  # noqa: E402,F401 - their routes join the blueprint
 from service.console.common import bp, error_words, page  # noqa: E402
 
 

@@ -14,7 +14,7 @@ from service.api.schemas import PasswordChangeBody, ProfileBody
 from service.catalog import PATH_ACTIONS, Status
 from service.console.common import bp, error_words, flash_errors, form_optional, form_text, page, person, \
     reason_words, run, signed_in, token
-from service.domain import administration, recovery, roster, sessions
+from service.domain import access_requests, administration, recovery, roster, sessions
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
 
@@ -37,8 +37,14 @@ def home():
         me = person(ctx)
         organizations = [(m.organization.key, m.organization.name, m.role) for m in _live(me)]
         admin_of = [key for key, _, _ in organizations if roster.sees_others(ctx, me, key)]
+        # Request Access: the functions the person may ask for in each organization (the domain's answer).
+        askable = []
+        for key, _, _ in organizations:
+            functions, mine = access_requests.requestable(ctx, me, key)
+            if functions:
+                askable.append((key, [(p, mine.get(p)) for p in functions]))
         return {"me": me.username, "name": f"{me.first_name} {me.last_name}", "organizations": organizations,
-                "admin_of": admin_of}
+                "admin_of": admin_of, "askable": askable}
 
     return page("home.html", **run(work))
 

@@ -45,6 +45,13 @@ FIELD_WORDS = {
     "temporary_password": "Temporary Password", "organization": "Organization",
 }
 
+# A refusal of an access request, in plain words, by its problem code (the domain's detail otherwise).
+REFUSAL_WORDS = {
+    "already_held": "You already have this function.",
+    "request_open": "You have already asked for this function; that request is still open.",
+    "request_closed": "This request is no longer open: it has been decided, or it has expired.",
+}
+
 
 def field_name(where: str) -> str:
     return FIELD_WORDS.get(where.split(".")[0], where)

@@ -68,6 +68,34 @@ def _open_query(ctx: Context, org: Organization):
             .order_by(AccessRequest.id))
 
 
+def _askable(decision: Decision) -> bool:
+    """A function may be asked for where the policy's only objection is that it was not granted."""
+    return not decision.allowed and decision.reasons == ("permission_not_granted",)
+
+
+def requestable(ctx: Context, actor: Account, org_key: str) -> tuple[list[str], dict[str, AccessRequest]]:
+    """The functions the actor may ask for in the organization (those `request_access` would accept: the
+    policy's answer to each is `permission_not_granted` alone), in catalog order, and the actor's requests
+    still open there by function."""
+    org = _organization(ctx, org_key)
+    catalog = list(ctx.profile.catalog)
+    resource = Resource("organization", org_key)
+    decisions = _decider(ctx).decide_many(actor.username, [Question(p, resource) for p in catalog])
+    mine = ctx.session.scalars(_open_query(ctx, org).where(AccessRequest.account_id == actor.id,
+                                                          AccessRequest.expires_at > ctx.now))
+    return [p for p, d in zip(catalog, decisions) if _askable(d)], {r.permission: r for r in mine}
+
+
+def remedy_of(ctx: Context, actor: Account, org_key: str, permission: str) -> dict | None:
+    """The remedy of the actor's denial of `permission` there, exactly as `POST /v1/authorize` with
+    `"remedies": true` answers it to them (read-scoped): whom a request for it tells, as far as the
+    requester may learn it (the accounts named, or only that support staff are)."""
+    decider = _decider(ctx)
+    decision = decider.decide(actor.username, Question(permission, Resource("organization", org_key)))
+    found = [r for r in remedies.for_decision(decider, permission, decision) if r["code"] == "permission_not_granted"]
+    return found[0] if found else None
+
+
 def request_access(ctx: Context, actor: Account, org_key: str, permission: str,
                    note: str | None) -> tuple[Outcome, AccessRequest | None]:
     """Open a request for `permission` in the organization, and tell whoever may grant it."""
@@ -83,7 +111,7 @@ def request_access(ctx: Context, actor: Account, org_key: str, permission: str,
     decision = decider.decide(actor.username, Question(permission, Resource("organization", org_key)))
     if decision.allowed:
         raise Conflict(f"{actor.username!r} already holds {permission!r} in {org_key!r}", "already_held")
-    if decision.reasons != ("permission_not_granted",):
+    if not _askable(decision):
         return administration.record_denial(ctx, actor.username, "access_request", actor.username, org_key,
                                             decision, None), None
     stale = list(ctx.session.scalars(_open_query(ctx, org).where(
