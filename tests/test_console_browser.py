@@ -34,10 +34,10 @@ def _cheap():
 
 
 @pytest.fixture
-def people(live):
+def people(console_live):
     """Write people into the live server's database: `people("ahw", lambda world: ...)`."""
     def write(portal: str, build) -> None:
-        with live.database.transaction() as session:
+        with console_live.database.transaction() as session:
             build(World(session, portal, datetime.now(timezone.utc)))
     return write
 
@@ -45,8 +45,8 @@ def people(live):
 class Screen:
     """One person's browser tab: every page it reaches is checked with axe-core and for script dialogs."""
 
-    def __init__(self, page, live, axe_source, portal):
-        self.page, self.live, self.axe, self.portal = page, live, axe_source, portal
+    def __init__(self, page, console_live, axe_source, portal):
+        self.page, self.console_live, self.axe, self.portal = page, console_live, axe_source, portal
         self.dialogs: list[str] = []
         self.csp_reports: list[str] = []
         page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
@@ -54,7 +54,7 @@ class Screen:
                 if "Content Security Policy" in message.text else None)
 
     def open(self, path: str = ""):
-        self.page.goto(f"{self.live.base}/console/{self.portal}/{path}")
+        self.page.goto(f"{self.console_live.base}/console/{self.portal}/{path}")
         return self.checked()
 
     def checked(self):
@@ -98,20 +98,20 @@ class Screen:
 
 
 @pytest.fixture
-def screen(chromium, live, axe_source):
+def screen(chromium, console_live, axe_source):
     contexts = []
 
     def open_screen(portal: str) -> Screen:
         context = chromium.new_context(viewport={"width": 1100, "height": 900})
         contexts.append(context)
-        return Screen(context.new_page(), live, axe_source, portal)
+        return Screen(context.new_page(), console_live, axe_source, portal)
 
     yield open_screen
     for context in contexts:
         context.close()
 
 
-def test_the_ahcccs_master_approves_and_upgrades(people, screen, live):
+def test_the_ahcccs_master_approves_and_upgrades(people, screen, console_live):
     people("ahcccs", lambda w: (
         w.account("mara", memberships={"P-100": {"role": "admin"}}),
         w.account("pat", status="pending_approval", memberships={"P-100": {}}),
@@ -121,10 +121,10 @@ def test_the_ahcccs_master_approves_and_upgrades(people, screen, live):
     me.photograph()
     me.page.get_by_label("Active Users").select_option("pat")
     me.press("Select")
-    assert me.shown_actions() == live.authorized_actions(
+    assert me.shown_actions() == console_live.authorized_actions(
         "ahcccs", "mara", {"type": "account", "id": "pat", "organization": "P-100"}) & set(PATH_ACTIONS)
     assert not me.button("Upgrade to Master Account").count()  # pending: the policy offers no upgrade yet
-    before = live.authorize("ahcccs", "pat", "upgrade", {"type": "account", "id": "ian", "organization": "P-100"})
+    before = console_live.authorize("ahcccs", "pat", "upgrade", {"type": "account", "id": "ian", "organization": "P-100"})
     assert not before["allowed"]
 
     me.press("Approve User")
@@ -136,13 +136,13 @@ def test_the_ahcccs_master_approves_and_upgrades(people, screen, live):
     me.follow("Close")
 
     # The service agrees with the screen: pat is a master now, and acts as one.
-    after = live.authorize("ahcccs", "pat", "upgrade", {"type": "account", "id": "ian", "organization": "P-100"})
+    after = console_live.authorize("ahcccs", "pat", "upgrade", {"type": "account", "id": "ian", "organization": "P-100"})
     assert after["allowed"], after
-    assert me.shown_actions() == live.authorized_actions(
+    assert me.shown_actions() == console_live.authorized_actions(
         "ahcccs", "mara", {"type": "account", "id": "pat", "organization": "P-100"}) & set(PATH_ACTIONS)
 
 
-def test_the_arkansas_account_manager_verifies_enables_grants_claims_and_comments(people, screen, live):
+def test_the_arkansas_account_manager_verifies_enables_grants_claims_and_comments(people, screen, console_live):
     people("ahw", lambda w: (
         w.account("kmcweeney", memberships={"TIN-1": {"role": "admin"}}),
         w.account("jehuang2", status="pending_approval", memberships={"TIN-1": {}}),
@@ -176,16 +176,16 @@ def test_the_arkansas_account_manager_verifies_enables_grants_claims_and_comment
     assert me.dialogs == [] and me.page.evaluate("() => document.querySelectorAll('main script').length") == 0
 
     # The service agrees: Claims is held, and the status the screen shows still stops its use.
-    answer = live.authorize("ahw", "jehuang2", "claims", {"type": "organization", "id": "TIN-1"})
+    answer = console_live.authorize("ahw", "jehuang2", "claims", {"type": "organization", "id": "TIN-1"})
     assert not answer["allowed"] and [r["code"] for r in answer["reasons"]] == ["actor_inactive"]
-    revoke = live.authorize("ahw", "kmcweeney", "revoke", {"type": "account", "id": "jehuang2", "organization": "TIN-1"},
+    revoke = console_live.authorize("ahw", "kmcweeney", "revoke", {"type": "account", "id": "jehuang2", "organization": "TIN-1"},
                             permission="claims")
     assert revoke["allowed"]
-    assert me.shown_actions() == live.authorized_actions(
+    assert me.shown_actions() == console_live.authorized_actions(
         "ahw", "kmcweeney", {"type": "account", "id": "jehuang2", "organization": "TIN-1"}) & set(PATH_ACTIONS)
 
 
-def test_the_masshealth_primary_user_creates_assigns_resets_and_removes_a_subordinate(people, screen, live):
+def test_the_masshealth_primary_user_creates_assigns_resets_and_removes_a_subordinate(people, screen, console_live):
     people("masshealth", lambda w: w.account("mhughes", memberships={"1134135759-A": {"role": "admin"}}))
     me = screen("masshealth").sign_in("mhughes")
     me.follow(re.compile(r"^Manage Subordinate Accounts"), exact=False)
@@ -208,7 +208,7 @@ def test_the_masshealth_primary_user_creates_assigns_resets_and_removes_a_subord
     assert "Submit: done for jdoe11" in me.confirmation()
     assigned = page.get_by_role("group", name="Assigned Services")
     assert assigned.get_by_label("Claims Submission and Status").is_checked()
-    held = live.authorize("masshealth", "mhughes", "revoke",
+    held = console_live.authorize("masshealth", "mhughes", "revoke",
                           {"type": "account", "id": "jdoe11", "organization": "1134135759-A"},
                           permission="claims_submission_and_status")
     assert held["allowed"], held
@@ -221,23 +221,23 @@ def test_the_masshealth_primary_user_creates_assigns_resets_and_removes_a_subord
     me.press("Remove")
     assert "Remove: done for jdoe11" in me.confirmation()
     assert page.get_by_role("heading", level=1).inner_text() == "Subordinates Search"
-    gone = live.authorize("masshealth", "jdoe11", "claims_submission_and_status",
+    gone = console_live.authorize("masshealth", "jdoe11", "claims_submission_and_status",
                           {"type": "organization", "id": "1134135759-A"})
     assert not gone["allowed"]
 
 
-def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(people, screen, live):
+def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(people, screen, console_live):
     people("qm", lambda w: (w.account("qmaster", memberships={"QM-1": {"role": "admin"}}),
                             w.account("qind", status="pending_approval", memberships={"QM-1": {}})))
     me = screen("qm").sign_in("qmaster")
-    url = f"{live.base}/console/qm/accounts/qind"
+    url = f"{console_live.base}/console/qm/accounts/qind"
     for form in ({"action": "approve", "organization": "QM-1"},
                  {"action": "approve", "organization": "QM-1", "csrf_token": "forged"}):
         answer = me.page.request.post(url, form=form)  # the signed-in tab's own cookie goes with it
         assert answer.status == 400, answer.status
     me.open("accounts/qind?organization=QM-1")
     assert me.page.locator("#account-status").inner_text() == "Pending Approval"
-    assert live.authorize("qm", "qind", "view", {"type": "organization", "id": "QM-1"})["reasons"][0]["code"] \
+    assert console_live.authorize("qm", "qind", "view", {"type": "organization", "id": "QM-1"})["reasons"][0]["code"] \
         == "actor_inactive"
 
 

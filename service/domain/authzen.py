@@ -227,8 +227,11 @@ Actor = aliased(Account, name="actor")
 def _actor_link(organization_id, *conditions) -> ColumnElement:
     """The actor's active membership of the organization (`membership` in portal.polar), under `conditions`."""
     mine = aliased(Membership, name="mine")
+    # Correlated to every enclosing level, not only the nearest: inside the reach check (an `exists` over the
+    # account's other links) the Actor row is two levels up, and a subquery left to auto-correlate would read
+    # "some account is admin there" instead of "the actor is".
     return exists().where(mine.account_id == Actor.id, mine.organization_id == organization_id,
-                          mine.status == Status.ACTIVE, *[c(mine) for c in conditions])
+                          mine.status == Status.ACTIVE, *[c(mine) for c in conditions]).correlate_except(mine)
 
 
 def _granted(function: str):
