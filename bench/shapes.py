@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
 from bench._common import ROOT, machine, print_machine  # noqa: E402
-from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts  # noqa: E402
+from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts  # noqa: E402
 from service.policy import Policy  # noqa: E402
 
 CATALOG = ("claims", "eligibility", "prior_auth", "manage_accounts")

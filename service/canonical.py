@@ -2,7 +2,7 @@
 
 Whether a member may submit claims turns on the member's standing, role and grants and on the
 organization's catalog, not on what the member or the organization is called. The shipped policy
-reads usernames and organization keys (the fields service/facts.py marks with `name_field()`) only
+reads usernames and organization keys (the fields service/kernel/facts.py marks with `name_field()`) only
 to ask whether two of them are equal: is this the actor's own account, is this membership in that
 organization. So every question that differs from another only by a one-to-one renaming of its
 names gets the same answer, and the policy memoizes answers by `shape_key`: the facts with each
@@ -24,7 +24,7 @@ import types
 import typing
 from dataclasses import dataclass, fields, is_dataclass
 
-from service.facts import NAME
+from service.kernel.facts import NAME
 from service.polar_text import Token, clauses, matching, split_args, tokens
 
 # --- The shape of a question -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from service.catalog import ORGANIZATION_ACTIONS
+from service.kernel.catalog import ORGANIZATION_ACTIONS
 
 DATABASE_URL_ENV = "PORTAL_AUTHZ_DATABASE_URL"
 CONFIG_ENV = "PORTAL_AUTHZ_CONFIG"

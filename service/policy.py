@@ -28,8 +28,8 @@ from polar.exceptions import OsoError
 from polar.ffi import PolarSource as Source
 
 from service import canonical, policy_generate
-from service.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS, ROLES
-from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.kernel.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS, ROLES
+from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,8 @@ def messages_of(version: str) -> dict[str, str]:
     return _MESSAGES.get(version, SERVICE_MESSAGES)
 
 
-# The action lists come from the one catalog (service/catalog.py); re-exported for the modules that read them here.
-__all__ = ["ACCOUNT_ACTIONS", "ORGANIZATION_ACTIONS", "Decision", "Policy", "PolicyCheckError", "PolicyLoadError",
-           "SERVICE_MESSAGES", "check_policy", "messages_of"]
+__all__ = ["Decision", "Policy", "PolicyCheckError", "PolicyLoadError", "SERVICE_MESSAGES", "check_policy",
+           "messages_of"]
 
 
 class PolicyLoadError(Exception):
@@ -218,7 +217,7 @@ def check_policy(files: list[Path]) -> list[str]:
                 continue
             if action not in catalogs[kind]:
                 problems.append(f'{s.where(at)}: action "{action}" is not an {kind} action of the catalog '
-                                f"(service/catalog.py)")
+                                f"(service/kernel/catalog.py)")
     # A remedy (the change that satisfies a requirement) names a defined requirement, and a change that is an
     # account action of the catalog or one the policy declares self-service.
     self_served = {name for s in statements if s.head == "self_service" for name, _at in s.literals()}
@@ -419,7 +418,7 @@ class _Engine:
             order = list(ACCOUNT_ACTIONS)
         unlisted = set(allowed) - set(order)
         if unlisted:  # tests/test_catalog.py keeps this from happening; never drop one silently
-            log.error("policy allows actions the catalog lacks (service/catalog.py): %s", sorted(unlisted))
+            log.error("policy allows actions the catalog lacks (service/kernel/catalog.py): %s", sorted(unlisted))
         return tuple(a for a in order if a in allowed)
 
 

@@ -336,7 +336,7 @@ def test_authorized_actions(ask):
 
 def test_authorized_actions_agree_with_authorize(ask):
     """Every action listed is allowed by /v1/authorize and every other one is denied."""
-    from service.policy import ACCOUNT_ACTIONS
+    from service.kernel.catalog import ACCOUNT_ACTIONS
 
     for actor in ("manager", "delegate", "biller", "stranger", "support"):
         listed = set(ask(actor, None, account("biller"), path="/v1/authorized-actions").get_json()["actions"])

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from service.domain import authzen
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
-from service.policy import ACCOUNT_ACTIONS, Decision, ORGANIZATION_ACTIONS
+from service.kernel.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
+from service.policy import Decision
 from tests.fixtures.generated import NOW, ORGS, action_of, figures, mutate, property_settings, store, worlds
 from tests.fixtures.policies import widened_policy
 from tests.fixtures.world import World

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from oso import Variable
 
 from service import canonical
-from service.facts import NAME, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.kernel.facts import NAME, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import POLAR_CLASSES, Policy
 from tests.fixtures.fact_strategies import CATALOG, ORGS, SETTINGS, USERS, actors, questions
 

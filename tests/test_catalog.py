@@ -1,4 +1,4 @@
-"""One action catalog (service/catalog.py), tied to what the loaded Polar decides.
+"""One action catalog (service/kernel/catalog.py), tied to what the loaded Polar decides.
 
 The test walks a grid of facts (support staff, admins, delegates and members; targets in every status
 and role; a function named or not) through the loaded policy's `authorized_actions`, and compares the
@@ -11,9 +11,9 @@ from itertools import product
 import pytest
 from oso import Variable
 
-from service import catalog
-from service.catalog import AccountAction, OrganizationAction, Role, Status
-from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.kernel import catalog
+from service.kernel.catalog import AccountAction, OrganizationAction, Role, Status
+from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import _build, policy_files
 
 FUNCTIONS = ("claims", "eligibility")

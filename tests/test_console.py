@@ -190,7 +190,7 @@ def test_the_account_page_offers_exactly_the_policys_actions(app, ahw, client, a
     person.sign_in("manager")
     page = person.get(f"accounts/{username}").get_data(as_text=True)
     allowed = _actions(client, authorize_key, "manager", username)
-    from service.catalog import PATH_ACTIONS
+    from service.kernel.catalog import PATH_ACTIONS
 
     shown = _buttons(page)
     assert shown - {"permissions"} == allowed & set(PATH_ACTIONS)

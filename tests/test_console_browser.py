@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from service.catalog import PATH_ACTIONS
 from service.domain import passwords
+from service.kernel.catalog import PATH_ACTIONS
 from tests.fixtures.browser import axe_violations
 from tests.fixtures.servers import ROOT
 from tests.fixtures.world import PASSWORD, World

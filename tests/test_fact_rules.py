@@ -1,4 +1,4 @@
-"""Facts computed from stored values are each stated once (service/facts.py): a link's effective status and R18's
+"""Facts computed from stored values are each stated once (service/kernel/facts.py): a link's effective status and R18's
 password expiry. Where a query must compute one in SQL, the query's form is held to the Python one here, on
 SQLite and PostgreSQL."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from service import facts
-from service.catalog import ACCOUNT_STATUSES
+from service.kernel import facts
+from service.kernel.catalog import ACCOUNT_STATUSES
 from service.storage.facts import effective_status_column
 from service.storage.models import Account, Membership
 from tests.conftest import START

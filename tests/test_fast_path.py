@@ -18,7 +18,8 @@ from oso import Variable
 
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
-from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, Policy, _build, policy_files
+from service.kernel.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
+from service.policy import Policy, _build, policy_files
 from service.storage import facts as stored
 from tests.fixtures import reference_facts as reference
 from tests.fixtures.generated import NOW, ORGS, STATUSES, action_of, mutate, store, worlds

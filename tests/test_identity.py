@@ -333,7 +333,7 @@ def test_migration_0008_backfills_keys_and_skeletons_and_flags_look_alikes(tmp_p
     from alembic import command
     from sqlalchemy import insert
 
-    from service.domain import usernames
+    from service.kernel import usernames
     from service.storage.database import Database, alembic_config
 
     database = Database(f"sqlite:///{tmp_path / 'old.db'}")

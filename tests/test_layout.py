@@ -1,5 +1,6 @@
 """The layout docs/design.md states is the code's: every import of a service module is one its "Imports"
-table allows, the domain never imports Flask, and only the modules named here talk to oso."""
+table allows, the kernel is at the bottom with storage and the policy right above it, the domain never
+imports Flask, and only the modules named here talk to oso."""
 from __future__ import annotations
 
 import ast
@@ -89,11 +90,59 @@ def test_every_import_between_parts_is_one_the_design_page_lists():
 
 
 def test_the_import_check_finds_an_import_the_table_does_not_list():
-    tree = ast.parse("from service.api.declare import Api\nfrom service.domain import usernames\n")
+    tree = ast.parse("from service.api.declare import Api\nfrom service.kernel import usernames\n")
     allowed = documented_imports()
     problems = undocumented_imports({"service/storage/example.py": tree}, allowed)
     assert problems == ["service/storage/example.py imports service/api/declare.py, "
                         "which docs/design.md does not let `storage` import"]
+
+
+# The policy and the modules only it uses to read and answer the policy text.
+POLICY_LAYER = re.compile(r"service/(policy|canonical|policy_generate|polar_text|polar_compile\w*)\.py")
+
+
+def layering_breaches(trees: dict[str, ast.Module]) -> list[str]:
+    """Imports that break the layering, whatever the table says: the kernel imports nothing of the service
+    outside itself; storage imports only the kernel; the policy only the kernel and its own modules."""
+    rules = [
+        ("service/kernel/", "the kernel imports nothing of the service outside itself",
+         lambda target: target.startswith("service/kernel/")),
+        ("service/storage/", "storage imports only the kernel",
+         lambda target: target.startswith(("service/kernel/", "service/storage/"))),
+        (POLICY_LAYER, "the policy imports only the kernel",
+         lambda target: target.startswith("service/kernel/") or POLICY_LAYER.fullmatch(target) is not None),
+    ]
+    problems = []
+    for path, tree in trees.items():
+        for where, rule, allowed in rules:
+            inside = path.startswith(where) if isinstance(where, str) else where.fullmatch(path) is not None
+            if inside:
+                problems += [f"{path} imports {target}: {rule}" for target in sorted(imported(tree))
+                             if target != "service/__init__.py" and not allowed(target)]
+    return problems
+
+
+def test_the_kernel_is_at_the_bottom_and_storage_and_the_policy_import_only_it():
+    trees = modules()
+    assert any(path.startswith("service/kernel/") for path in trees)
+    assert layering_breaches(trees) == []
+    allowed = documented_imports()
+    assert allowed["kernel"] == set() and allowed["storage"] == {"kernel"}, "docs/design.md states the layering"
+
+
+def test_the_layering_check_finds_the_domain_imported_from_below():
+    trees = {
+        "service/kernel/example.py": ast.parse("from service.storage.models import Account\n"),
+        "service/storage/example.py": ast.parse("from service.domain import audit\nfrom service.kernel import facts\n"),
+        "service/policy.py": ast.parse("def f():\n    from service.domain.errors import Invalid\n"),
+        "service/domain/example.py": ast.parse("from service.storage.models import Account\n"),
+    }
+    assert layering_breaches(trees) == [
+        "service/kernel/example.py imports service/storage/models.py: "
+        "the kernel imports nothing of the service outside itself",
+        "service/storage/example.py imports service/domain/audit.py: storage imports only the kernel",
+        "service/policy.py imports service/domain/errors.py: the policy imports only the kernel",
+    ]
 
 
 def test_the_domain_never_imports_flask():

@@ -154,7 +154,7 @@ def test_policy_diff_compares_with_a_base_that_predates_the_checks(tmp_path, cli
 def test_reason_messages_and_their_order_are_the_policys(tmp_path):
     """reasons.polar words each reason code (`message`) and its lines are the order a denial lists its codes: moving
     a line reorders the reasons, rewording one changes what is told, and a code with no message is refused."""
-    from service.facts import ActorFacts, OrganizationFacts
+    from service.kernel.facts import ActorFacts, OrganizationFacts
 
     policies = copy_policies(tmp_path / "policies")
     inactive = ActorFacts("ann", True, "disabled", True, False, (), terms_accepted=True)

@@ -2,7 +2,7 @@
 memo keyed by shape) and asks one engine when both folders hold the same text."""
 from __future__ import annotations
 
-from service.catalog import AccountAction
+from service.kernel.catalog import AccountAction
 from service.workbench.diff import profiles_of, run_diff
 
 

@@ -104,7 +104,7 @@ def test_a_portal_scoped_rule_shows_in_policy_diff_for_that_portal_only(tmp_path
 def test_a_logged_decision_is_replayed_in_its_portal():
     """The decision log records the organization's portal with the facts; an entry recorded before it did
     is replayed in the entry's portal."""
-    from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
+    from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
     from service.workbench.diff import facts_from_json
     from service.workbench.explain import facts_json
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.facts import AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
-from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
+from service.kernel.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
+from service.kernel.facts import AccountFacts, ActorFacts, MembershipFacts, OrganizationFacts
 
 CATALOG = ("claims", "eligibility", "manage_account")
 STATUSES = ("active", "locked", "disabled", "pending_approval", "unverified", "removed")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.policy import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS, PolicyCheckError, PolicyLoadError
+from service.kernel.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
+from service.policy import PolicyCheckError, PolicyLoadError
 from service.workbench.tables import TableError, first_failure, load_table, run_tables, table_files
 
 ROOT = Path(__file__).resolve().parents[1]

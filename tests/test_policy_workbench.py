@@ -243,7 +243,7 @@ def test_every_requirement_the_shipped_rules_name_lists_the_facts_it_reads():
 def test_a_permission_not_held_denial_shows_the_grants_that_caused_it():
     """R15: a delegate refused an account's email because the account holds a function the delegate lacks is shown
     both sides' grants (each place with its permissions), not only their roles."""
-    from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+    from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
     from service.workbench.explain import explain
 
     org = OrganizationFacts("P1", ("claims", "manage_account"), "manage_account", 1, True, portal="ahw")

@@ -11,10 +11,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from service.facts import ActorFacts, MembershipFacts
-from service.storage import facts
 from service.domain.decisions import Decider, Question, Resource
+from service.kernel.facts import ActorFacts, MembershipFacts
 from service.policy import Policy
+from service.storage import facts
 from service.storage.database import alembic_config
 from service.storage.models import Account, Base, Grant, Membership, Organization, Portal
 from tests.fixtures.world import World
@@ -82,7 +82,7 @@ def test_migration_0010_recomputes_both_skeletons_and_leaves_a_later_look_alike_
     from alembic import command
     from sqlalchemy import update
 
-    from service.domain import usernames
+    from service.kernel import usernames
 
     with any_database.transaction() as session:
         w = world(session)

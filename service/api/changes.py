@@ -12,8 +12,8 @@ from flask import jsonify, request
 
 from service.api.problems import Problem
 from service.api.requests import client_name, services
-from service.catalog import Status
 from service.domain import administration, sessions, work
+from service.kernel.catalog import Status
 
 CHANGE = (403, 404, 409, 422)
 

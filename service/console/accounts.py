@@ -11,12 +11,12 @@ from flask import abort, flash, g, redirect, request, url_for
 from pydantic import ValidationError
 
 from service.api.schemas import PasswordChangeBody, ProfileBody
-from service.catalog import PATH_ACTIONS, Status
 from service.console.common import bp, error_words, flash_errors, form_optional, form_text, page, person, \
     reason_words, run, signed_in, token
 from service.domain import access_requests, administration, recovery, roster, sessions
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
+from service.kernel.catalog import PATH_ACTIONS, Status
 
 PAGE_SIZE = 25
 STATUS_FILTERS = ("pending_approval", "unverified", "active", "locked", "disabled")

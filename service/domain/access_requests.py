@@ -27,8 +27,8 @@ from service.domain.administration import Outcome
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.work import Context
+from service.kernel.usernames import username_key
 from service.policy import Decision
-from service.storage.facts import username_key
 from service.storage.models import AccessRequest, Account, Membership, Organization
 
 OPEN, APPROVED, DECLINED, EXPIRED = "open", "approved", "declined", "expired"

@@ -16,16 +16,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from service.catalog import PATH_ACTIONS, Role, Status
 from service.config import PortalProfile
 from service.domain import audit, orphans, sessions
 from service.domain.decisions import Question, Resource
 from service.domain.errors import Invalid, NotFound
-from service.domain.work import Context  # noqa: F401 - the context every change takes, named here too
 from service.domain.passwords import draw_ahead, fresh_secret
+from service.domain.work import Context  # noqa: F401 - the context every change takes, named here too
+from service.kernel.catalog import PATH_ACTIONS, Role, Status
+from service.kernel.facts import AccountFacts
+from service.kernel.usernames import username_key
 from service.policy import Decision
-from service.facts import AccountFacts
-from service.storage.facts import find_account, reread_account, username_key
+from service.storage.facts import find_account, reread_account
 from service.storage.models import Account, Comment, Grant, Membership, OneTimeCode, Organization
 
 ACTIONS = PATH_ACTIONS  # the admin actions of POST .../accounts/{username}/{action}

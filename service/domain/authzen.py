@@ -27,18 +27,18 @@ from sqlalchemy import and_, exists, false, or_, select, true
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from service.catalog import Role, Status
 from service.domain import remedies
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
-from service.facts import AccountFacts, OrganizationFacts, oldest_current_password
-from service.catalog import (
-    ACCOUNT_ACTIONS, PERMISSION_ACTIONS, RESOURCE_TYPES, ROSTER_ACTIONS, SUPPORT_ONLY_ACTIONS,
+from service.kernel.catalog import (
+    ACCOUNT_ACTIONS, PERMISSION_ACTIONS, RESOURCE_TYPES, ROSTER_ACTIONS, SUPPORT_ONLY_ACTIONS, Role, Status,
 )
+from service.kernel.facts import AccountFacts, OrganizationFacts, oldest_current_password
+from service.kernel.usernames import username_key
 from service.policy import Decision
-from service.storage.facts import effective_status_column, username_key
-from service.storage.secrets import shared_secret
+from service.storage.facts import effective_status_column
 from service.storage.models import Account, Grant, Membership, Organization
+from service.storage.secrets import shared_secret
 
 SUBJECT_TYPE = "account"
 SEMANTICS = ("execute_all", "deny_on_first_deny", "permit_on_first_permit")

@@ -15,10 +15,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from service.catalog import PERMISSION_ACTIONS, Status
 from service.config import Config, PortalProfile
 from service.domain.errors import Invalid, NotFound
-from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts, effective_status
+from service.kernel.catalog import PERMISSION_ACTIONS, Status
+from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts, effective_status, \
+    password_current
 from service.policy import Decision, Policy
 from service.storage import facts as stored
 
@@ -211,8 +212,8 @@ class Decider:
             username=account.username,
             exists=True,
             status=account.status,
-            password_current=stored.password_current_when(account.has_password, account.password_changed_at,
-                                                          self.profile, self.now),
+            password_current=password_current(account.has_password, account.password_changed_at,
+                                              self.profile.password.expiry_days, self.now),
             support=account.support,
             memberships=tuple(MembershipFacts(m.organization, m.role, m.status == Status.ACTIVE, m.permissions)
                               for m in account.memberships),

@@ -8,11 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.catalog import Status, Role
 from service.config import PortalProfile
 from service.domain import audit
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.people import new_account
+from service.kernel.catalog import Status, Role
 from service.policy import Policy
 from service.storage.facts import find_account, find_organization
 from service.storage.models import Account, Address, Membership, Organization

@@ -16,10 +16,10 @@ from datetime import datetime
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from service.catalog import Status
 from service.domain import audit
-from service.facts import ADMIN
 from service.domain.notify import Notifier, OutboxNotifier
+from service.kernel.catalog import Status
+from service.kernel.facts import ADMIN
 from service.storage.models import Account, Membership, Organization
 
 TEMPLATE = "organization_without_admin"

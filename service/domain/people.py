@@ -7,18 +7,28 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.catalog import Status
 from service.config import PortalProfile
-from service.domain import usernames
 from service.domain.errors import Conflict, Invalid
 from service.domain.password_rules import broken_rules
 from service.domain.passwords import hash_secret
-from service.storage.facts import username_key
+from service.kernel import usernames
+from service.kernel.catalog import Status
 from service.storage.models import Account
 
 
 class PasswordPolicyError(Invalid):
     code, title = "password_policy", "Password does not meet the portal's rules"
+
+
+def check_new_username(username: str) -> str:
+    """The normalised name for a new account, or 422 with `errors[].code` `invalid_username`."""
+    hidden = usernames.invisible_characters(username)
+    if hidden or not usernames.normalise(username):
+        what = ("invisible or format characters " + ", ".join(dict.fromkeys(hidden))) if hidden else "nothing"
+        raise Invalid(f"the username holds {what}; use visible characters only",
+                      [{"field": "username", "code": "invalid_username",
+                        "message": "visible characters only: no spaces, zero-width or format characters"}])
+    return usernames.normalise(username)
 
 
 def check_password(password: str, username: str, profile: PortalProfile, previous: tuple[str, ...] = ()) -> None:
@@ -32,7 +42,7 @@ def check_unique(session: Session, portal: str, username: str, email: str, first
     UTS #39 skeletons of the name as typed and folded); an email may repeat only with the same first and last name."""
     both = list(usernames.skeleton_columns(username).values())
     if session.scalar(select(Account.id).where(Account.portal_id == portal,
-                                               or_(Account.username_key == username_key(username),
+                                               or_(Account.username_key == usernames.username_key(username),
                                                    Account.username_skeleton.in_(both),
                                                    Account.username_skeleton_typed.in_(both)))
                       .limit(1)):
@@ -67,12 +77,12 @@ def new_account(session: Session, profile: PortalProfile, portal: str, *, userna
     `terms_accepted`: False when the account has not accepted the terms of use itself (R7); it then
     accepts them at its first sign-in.
     """
-    username = usernames.check_new(username)
+    username = check_new_username(username)
     check_unique(session, portal, username, email, first_name, last_name)
     if password is not None and not password_is_temporary:
         check_password(password, username, profile)
     temporary = password_is_temporary or set_by_other
-    account = Account(portal_id=portal, username=username, username_key=username_key(username),
+    account = Account(portal_id=portal, username=username, username_key=usernames.username_key(username),
                       **usernames.skeleton_columns(username),
                       first_name=first_name, last_name=last_name, email=email, email_key=email.casefold(),
                       phone=phone, password_hash=hash_secret(password) if password else None,

@@ -26,7 +26,6 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import audit, sessions
 from service.domain.administration import Context, one_time_code, send_recovery_code
@@ -35,7 +34,9 @@ from service.domain.errors import DomainError, Invalid, NotFound
 from service.domain.passwords import draw_ahead, fresh_secret, hash_ahead, hash_secret, verify_secret
 from service.domain.people import check_password
 from service.domain.registration import CodeProblem
-from service.storage.facts import find_account, username_key
+from service.kernel.catalog import Status
+from service.kernel.usernames import username_key
+from service.storage.facts import find_account
 from service.storage.models import Account, FailedRecovery, OneTimeCode, PasswordHistory, SecurityAnswer
 
 # Statuses whose owner may recover the password; recovery is also how a locked account unlocks (R19).

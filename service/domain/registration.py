@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.catalog import Status, Role
 from service.config import PortalProfile
 from service.domain import audit
 from service.domain.errors import DomainError, Invalid, NotFound
@@ -16,6 +15,7 @@ from service.domain.organizations import admins_of, get_organization
 from service.domain.passwords import draw_ahead, fresh_secret, hash_ahead, hash_secret, verify_secret
 from service.domain.people import check_password, new_account
 from service.domain.setup import generate_password
+from service.kernel.catalog import Status, Role
 from service.storage.facts import find_account
 from service.storage.models import Account, Membership, OneTimeCode, Organization, SecurityAnswer
 

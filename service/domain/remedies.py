@@ -21,10 +21,10 @@ from functools import cache
 
 from sqlalchemy import bindparam, literal, select, tuple_, union_all
 
-from service.catalog import ACCOUNT_ACTIONS, PERMISSION_ACTIONS, Role, Status
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Invalid, NotFound
-from service.facts import AccountFacts, ActorFacts, OrganizationFacts
+from service.kernel.catalog import ACCOUNT_ACTIONS, PERMISSION_ACTIONS, Role, Status
+from service.kernel.facts import AccountFacts, ActorFacts, OrganizationFacts
 from service.policy import Decision, Policy
 from service.storage.models import Account, Grant, Membership, Organization
 

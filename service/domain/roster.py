@@ -9,12 +9,13 @@ from sqlalchemy.orm import selectinload
 from service.domain import audit
 from service.domain.administration import Context, Outcome, check_comment, record_denial
 from service.domain.decisions import Question, Resource
-from service.catalog import ROLES, AccountAction, Role, Status
-from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.people import new_account
+from service.kernel.catalog import ROLES, AccountAction, Role, Status
+from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
+from service.kernel.usernames import username_key
 from service.policy import Decision
-from service.storage.facts import find_account, username_key
+from service.storage.facts import find_account
 from service.storage.models import Account, Comment, Grant, Membership, Organization
 
 MAX_PAGE = 200

@@ -31,12 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.catalog import Role, Status
 from service.config import Config
-from service.domain import audit, clients, usernames
+from service.domain import audit, clients
 from service.domain.errors import DomainError
 from service.domain.passwords import hash_secret
-from service.storage.facts import username_key
+from service.domain.people import check_new_username
+from service.kernel import usernames
+from service.kernel.catalog import Role, Status
 from service.storage.models import Account, Address, ClientKey, Grant, Membership, Organization
 
 
@@ -156,10 +157,10 @@ def seed(session: Session, config: Config, document: SeedDocument, now: datetime
         portal = _portal(config, document, spec.portal, where)
         profile = config.portals[portal]
         try:
-            username = usernames.check_new(spec.username)
+            username = check_new_username(spec.username)
         except DomainError as exc:
             raise SeedError(f"{where}: {exc}") from None
-        key = username_key(username)
+        key = usernames.username_key(username)
         if (portal, key) in seen or session.scalar(select(Account.id).where(
                 Account.portal_id == portal, Account.username_key == key)) is not None:
             raise SeedError(f"{where}: username already exists in portal {portal!r}")

@@ -29,13 +29,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from service import facts
-from service.catalog import Status
 from service.config import PortalProfile
 from service.domain import audit, orphans
 from service.domain.errors import DomainError
 from service.domain.passwords import verify_secret
-from service.storage.facts import find_account, password_current, username_key
+from service.kernel import facts
+from service.kernel.catalog import Status
+from service.kernel.usernames import username_key
+from service.storage.facts import find_account
 from service.storage.models import Account, FailedRecovery, FailedSignIn, SessionToken
 
 REFUSED_STATUS = {
@@ -84,7 +85,8 @@ def sign_in(session: Session, profile: PortalProfile, portal: str, username: str
     with `accepted_terms: true`; without it the sign-in is 401 `terms_not_accepted`.
     """
     account = authenticate(session, profile, portal, username, password, now)
-    if not password_current(account, profile, now):
+    if not facts.password_current(account.password_hash is not None, account.password_changed_at,
+                                  profile.password.expiry_days, now):
         raise SignInRefused("password_expired", "the password has expired or was set by someone else; "
                                                 "set your own with PUT .../password")
     if account.terms_accepted_at is None:

@@ -11,12 +11,11 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.catalog import Status, Role
 from service.config import Config
 from service.domain import clients
 from service.domain.passwords import hash_secret
-from service.domain import usernames
-from service.storage.facts import username_key
+from service.kernel import usernames
+from service.kernel.catalog import Status, Role
 from service.storage.models import Account, ClientKey, Grant, Membership, Organization, Portal
 
 DEMO_ORGANIZATION = "DEMO-0001"
@@ -64,7 +63,7 @@ def is_empty(session: Session) -> bool:
 
 def _account(portal: str, username: str, first: str, last: str, password: str, now: datetime) -> Account:
     email = f"{username}@example.org"
-    return Account(portal_id=portal, username=username, username_key=username_key(username),
+    return Account(portal_id=portal, username=username, username_key=usernames.username_key(username),
                    **usernames.skeleton_columns(username),
                    first_name=first, last_name=last, email=email, email_key=email.casefold(),
                    phone="602-555-0100", password_hash=hash_secret(password), password_changed_at=now,

@@ -31,12 +31,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.catalog import Status
 from service.domain import audit
 from service.domain.errors import Conflict, NotFound
 from service.domain.sessions import clear_failures, end_all
+from service.kernel.catalog import Status
+from service.kernel.usernames import username_key
 from service.policy import Policy
-from service.storage.facts import username_key
 from service.storage.models import Account
 
 # operation: the status it leaves. Which statuses it starts from is the policy's (portal.polar `status_allows`):

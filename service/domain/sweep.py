@@ -77,10 +77,10 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import GenericFunction
 
-from service.catalog import Status, Role
 from service.config import Config, PortalProfile
 from service.domain import orphans
 from service.domain.errors import NotFound
+from service.kernel.catalog import Status, Role
 from service.storage.models import (Account, AuditRecord, Grant, Membership, Notification, SessionToken, SweepRun,
                                     UTCDateTime)
 

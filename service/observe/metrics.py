@@ -47,7 +47,7 @@ def _ensure_multiprocess_values() -> None:
 
 def known_actions(config: Config) -> frozenset[str]:
     """Every action a decision can be about: the portals' catalogs and the policy's fixed actions."""
-    from service.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
+    from service.kernel.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
 
     actions = set(ORGANIZATION_ACTIONS) | set(ACCOUNT_ACTIONS)
     for profile in config.portals.values():

@@ -10,18 +10,11 @@ from sqlalchemy import Boolean, Integer, bindparam, case, cast, exists, func, li
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from service.catalog import Status
-from service.config import PortalProfile
-from service import facts
-from service.domain import usernames
-from service.facts import ADMIN
+from service.kernel.catalog import Status
+from service.kernel.facts import ADMIN
+from service.kernel.usernames import username_key
 from service.storage.direct import DirectStatement
 from service.storage.models import Account, ClientKey, Grant, Membership, Organization, UTCDateTime
-
-
-def username_key(username: str) -> str:
-    """R6: the lookup key of a username: NFKC, then case-folded (service/domain/usernames.py)."""
-    return usernames.key(username)
 
 
 def find_account(session: Session, portal: str, username: str) -> Account | None:
@@ -46,17 +39,6 @@ def reread_account(session: Session, account: Account) -> Account:
 
 def find_organization(session: Session, portal: str, key: str) -> Organization | None:
     return session.scalar(select(Organization).where(Organization.portal_id == portal, Organization.key == key))
-
-
-def password_current(account: Account, profile: PortalProfile, now: datetime) -> bool:
-    """R18: whether the account's password is current (service/facts.py states the rule)."""
-    return password_current_when(account.password_hash is not None, account.password_changed_at, profile, now)
-
-
-def password_current_when(has_password: bool, changed_at: datetime | None, profile: PortalProfile,
-                          now: datetime) -> bool:
-    """R18 on a stored row's columns: whether it has a password, and when that was set."""
-    return facts.password_current(has_password, changed_at, profile.password.expiry_days, now)
 
 
 def effective_status_column():

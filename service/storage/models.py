@@ -103,7 +103,7 @@ class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (
         UniqueConstraint("portal_id", "username_key"),
-        # No two accounts of a portal look alike (UTS #39 skeleton; service/domain/usernames.py).
+        # No two accounts of a portal look alike (UTS #39 skeleton; service/kernel/usernames.py).
         Index("ux_accounts_portal_skeleton", "portal_id", "username_skeleton", unique=True),
         Index("ux_accounts_portal_skeleton_typed", "portal_id", "username_skeleton_typed", unique=True),
         Index("ix_accounts_portal_email", "portal_id", "email_key"),

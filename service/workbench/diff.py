@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from service.canonical import shape_key
-from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
-from service.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS
+from service.kernel.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS
+from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import Decision, Policy
 from service.workbench.explain import explain
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from service.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
+from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.policy import Decision, Policy
 
 # The facts each shipped requirement reads, shown beside it. Display only: the

@@ -65,8 +65,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from service.catalog import PERMISSION_ACTIONS
-from service.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.kernel.catalog import PERMISSION_ACTIONS
+from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import Policy
 
 GRANT_ACTIONS = PERMISSION_ACTIONS

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from service.catalog import PATH_ACTIONS
+from service.kernel.catalog import PATH_ACTIONS
 from tests.fixtures.browser import axe_violations
 from tests.steps.client import Api, Live, Reply
 from tests.steps.story import Story

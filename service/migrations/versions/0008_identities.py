@@ -1,7 +1,7 @@
 """identities: usernames' confusable skeletons (unique per portal), NFKC keys, masters' correspondence address
 
 So that no two accounts of a portal look alike (R6): backfills every account's lookup key (NFKC, then
-case-folded) and its UTS #39 skeleton (service/domain/usernames.py). Where an older account already holds a key or a
+case-folded) and its UTS #39 skeleton (service/kernel/usernames.py). Where an older account already holds a key or a
 skeleton, the later one keeps its old key or gets no skeleton (NULL: the unique index allows it)
 and the migration logs a warning naming both, for support staff to resolve: a migration never
 renames or removes an account.
@@ -33,7 +33,7 @@ def upgrade() -> None:
 
 
 def _backfill(connection) -> None:
-    from service.domain import usernames
+    from service.kernel import usernames
 
     accounts = sa.table('accounts', sa.column('id', sa.Integer), sa.column('portal_id', sa.String),
                         sa.column('username', sa.String), sa.column('username_key', sa.String),
@@ -43,7 +43,7 @@ def _backfill(connection) -> None:
     keys = {(r.portal_id, r.username_key): r.username for r in rows}
     skeletons: dict[tuple[str, str], str] = {}
     for row in rows:
-        key, skeleton = usernames.key(row.username), usernames.skeleton(row.username)
+        key, skeleton = usernames.username_key(row.username), usernames.skeleton(row.username)
         if key != row.username_key:
             if (row.portal_id, key) in keys:
                 log.warning("account %r (portal %s) keeps its old key: %r has the key %r", row.username,

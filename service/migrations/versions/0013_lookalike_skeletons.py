@@ -2,7 +2,7 @@
 
 The skeleton of the lookup key alone missed `IoIa.boIt` beside `lola.bolt` (case folding turns a
 capital I into i, not the l it looks like), `l0la.b0lt` (ICU maps 0 to a capital O) and `jsmi̇th` (a
-combining dot above i). Every account's two skeletons are recomputed (service/domain/usernames.py:
+combining dot above i). Every account's two skeletons are recomputed (service/kernel/usernames.py:
 `skeleton`, now without case and marks, and the new `typed_skeleton`), each unique per portal. As in
 0008, where an older account already holds a skeleton the later one gets none (NULL: the unique
 indexes allow it) and the migration logs a warning naming both for support staff to resolve: a
@@ -29,7 +29,7 @@ ACCOUNTS = sa.table('accounts', sa.column('id', sa.Integer), sa.column('portal_i
 
 
 def upgrade() -> None:
-    from service.domain import usernames
+    from service.kernel import usernames
 
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index('ux_accounts_portal_skeleton')
@@ -61,7 +61,7 @@ def downgrade() -> None:
     """Back to 0008's single skeleton of the lookup key, as ICU gives it (case and marks kept)."""
     import icu
 
-    from service.domain import usernames
+    from service.kernel import usernames
 
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index('ux_accounts_portal_skeleton_typed')
@@ -74,7 +74,7 @@ def downgrade() -> None:
                         sa.column('username', sa.String), sa.column('username_skeleton', sa.String))
     for row in connection.execute(sa.select(accounts.c.id, accounts.c.portal_id, accounts.c.username)
                                   .order_by(accounts.c.id)).all():
-        skeleton = checker.getSkeleton(0, usernames.key(row.username))
+        skeleton = checker.getSkeleton(0, usernames.username_key(row.username))
         skeleton = None if (row.portal_id, skeleton) in seen else skeleton
         seen.add((row.portal_id, skeleton))
         connection.execute(sa.update(accounts).where(accounts.c.id == row.id).values(username_skeleton=skeleton))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from service.catalog import Role, Status
+from service.kernel.catalog import Role, Status
 
 ADMIN = Role.ADMIN.value
 MEMBER = Role.MEMBER.value

@@ -14,7 +14,8 @@ it looks like; a new name is refused when either of its skeletons is either of a
 account's. Skeletons are compared without case (ICU maps `0` to `O`) and without combining marks
 (`jsmi̇th`, an i with a dot above, is `jsmith`). A new name may not hold invisible
 or format characters (zero-width space, joiners, bidi controls, unassigned code points,
-whitespace): those are refused with 422 `validation_error` (`errors[].code`: `invalid_username`).
+whitespace): the domain refuses those with 422 `validation_error` (`errors[].code`: `invalid_username`,
+service/domain/people.py's `check_new_username`).
 
 The skeleton depends on ICU's confusables data: upgrading pyicu-wheels to a release with a
 newer ICU calls for recomputing the stored skeletons (migrations 0008 and 0013 show how).
@@ -23,8 +24,6 @@ from __future__ import annotations
 
 import unicodedata
 from functools import cache
-
-from service.domain.errors import Invalid
 
 # Categories refused in a new username: controls, format characters (ZWSP, ZWJ, bidi marks), surrogates,
 # private use, unassigned, and every kind of space or separator.
@@ -39,7 +38,7 @@ def normalise(username: str) -> str:
     return unicodedata.normalize("NFKC", username.strip())
 
 
-def key(username: str) -> str:
+def username_key(username: str) -> str:
     """The lookup key: NFKC, then case-folded (and NFKC again: case folding can denormalise)."""
     return unicodedata.normalize("NFKC", normalise(username).casefold())
 
@@ -53,7 +52,7 @@ def _checker():
 
 def skeleton(username: str) -> str:
     """UTS #39 skeleton of the lookup key (the folded form): `mh.py` and `ＭＨ.ＰＹ` share it."""
-    return _comparable(_checker().getSkeleton(0, key(username)))
+    return _comparable(_checker().getSkeleton(0, username_key(username)))
 
 
 def typed_skeleton(username: str) -> str:
@@ -79,14 +78,3 @@ def invisible_characters(username: str) -> list[str]:
     return [f"U+{ord(c):04X}" for c in normalise(username)
             if unicodedata.category(c) in REFUSED_CATEGORIES or ord(c) in INVISIBLE]
 
-
-def check_new(username: str) -> str:
-    """The normalised name for a new account, or 422 with `errors[].code` `invalid_username`."""
-    hidden = invisible_characters(username)
-    if hidden or not normalise(username):
-        what = ("invisible or format characters " + ", ".join(dict.fromkeys(hidden))) if hidden else "nothing"
-        problem = Invalid(f"the username holds {what}; use visible characters only",
-                          [{"field": "username", "code": "invalid_username",
-                            "message": "visible characters only: no spaces, zero-width or format characters"}])
-        raise problem
-    return normalise(username)
