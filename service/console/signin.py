@@ -76,27 +76,43 @@ def sign_out():
     return redirect(url_for("console.sign_in_form"))
 
 
-@bp.get("/activate")
-def activation_form():
-    return page("activate.html", username=request.args.get("username", ""))
+# The forms a letter, a refusal or the step before links to with the username filled in (the query's
+# `username`), by endpoint: each shown by one view.
+USERNAME_FORMS = {"activation_form": ("/activate", "activate.html"), "password_form": ("/password", "password.html"),
+                  "recovery_confirm_form": ("/recover/confirm", "recover_confirm.html")}
+
+
+def _username_form(template: str):
+    return lambda: page(template, username=request.args.get("username", ""))
+
+
+for _endpoint, (_rule, _template) in USERNAME_FORMS.items():
+    bp.get(_rule, endpoint=_endpoint)(_username_form(_template))
+
+
+def _submitted(template: str, username: str, act, done: str):
+    """`act()` validates the form and runs its unit of work, answering where to go next. Refused, the form is
+    shown again (422) with the username kept and the refusal in words; done, `done` is flashed on the way."""
+    try:
+        where = act()
+    except (ValidationError, DomainError) as exc:
+        return page(template, 422, username=username, errors=error_words(exc))
+    flash(done, "info")
+    return redirect(where)
 
 
 @bp.post("/activate")
 def activate():
     fields = {k: form_text(k) for k in ("username", "code", "temporary_password", "new_password")}
-    try:
+
+    def act():
         body = ActivationBody(**fields)
         run(lambda ctx: registration.activate(ctx.session, ctx.profile, ctx.portal, now=ctx.now, **body.model_dump()),
             ahead=lambda ctx: registration.activate_ahead(ctx, **body.model_dump()))
-    except (ValidationError, DomainError) as exc:
-        return page("activate.html", 422, username=fields["username"], errors=error_words(exc))
-    flash("Your account is activated. Sign in with your new password.", "info")
-    return redirect(url_for("console.sign_in_form"))
+        return url_for("console.sign_in_form")
 
-
-@bp.get("/password")
-def password_form():
-    return page("password.html", username=request.args.get("username", ""))
+    return _submitted("activate.html", fields["username"], act,
+                      "Your account is activated. Sign in with your new password.")
 
 
 @bp.post("/password")
@@ -137,31 +153,27 @@ def request_recovery():
     """R20: the same answer whatever the answers were (no account is revealed by it)."""
     username = form_text("username")
     answers = [form_text(f"answer{i}") for i in range(1, g.profile.recovery.security_questions + 1)]
-    try:
+
+    def act():
         body = RecoveryBody(username=username, answers=answers)
         run(lambda ctx: recovery.request_recovery(ctx, body.username, body.answers),
             ahead=lambda ctx: recovery.request_recovery_ahead(ctx, body.username, body.answers))
-    except (ValidationError, DomainError) as exc:
-        return page("recover.html", 422, username=username, errors=error_words(exc))
-    flash("If the answers match your account's security answers, an email with a security code is on its way.",
-          "info")
-    return redirect(url_for("console.recovery_confirm_form", username=body.username))
+        return url_for("console.recovery_confirm_form", username=body.username)
 
-
-@bp.get("/recover/confirm")
-def recovery_confirm_form():
-    return page("recover_confirm.html", username=request.args.get("username", ""))
+    return _submitted("recover.html", username, act,
+                      "If the answers match your account's security answers, an email with a security code is on "
+                      "its way.")
 
 
 @bp.post("/recover/confirm")
 def confirm_recovery():
     username = form_text("username")
-    try:
+
+    def act():
         body = RecoveryConfirmBody(username=username, code=form_text("code"), new_password=form_text("new_password"))
         run(lambda ctx: recovery.confirm_recovery(ctx, body.username, body.code, body.new_password),
             ahead=lambda ctx: recovery.confirm_recovery_ahead(ctx, body.username, body.code, body.new_password))
-    except (ValidationError, DomainError) as exc:
-        return page("recover_confirm.html", 422, username=username, errors=error_words(exc))
-    flash("Your password is changed. Sign in with your new password.", "info")
-    return redirect(url_for("console.sign_in_form"))
+        return url_for("console.sign_in_form")
+
+    return _submitted("recover_confirm.html", username, act, "Your password is changed. Sign in with your new password.")
 
