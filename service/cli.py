@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from service.config import CONFIG_ENV, DEFAULT_HOST, DEFAULT_PORT, Config, ConfigError, load_config
@@ -188,11 +189,27 @@ def os_user() -> str:
         return f"uid:{os.geteuid()}"
 
 
-def _clients_clock(config: Config, database):
+def _server_clock(config: Config, database):
     """The server's clock: expiry and grace are measured on it (settable only in testing)."""
     from service.clock import SettableClock, SystemClock
 
     return SettableClock(database) if config.testing.clock == "settable" else SystemClock()
+
+
+@contextmanager
+def _clients_work(config: Config, refused: tuple = (), prefix: str = "", write: bool = True):
+    """One unit of work of a command on client keys (or the seed, which writes them): the database prepared, a
+    transaction (a read with `write=False`) and the server clock's now; the database closed after, and a refusal
+    of `refused` printed after `prefix`, exit status 1."""
+    database = prepare_database(config)
+    try:
+        now = _server_clock(config, database).now()
+        with (database.transaction() if write else database.sessions()) as session:
+            yield session, now
+    except refused as exc:
+        _die(f"{prefix}{exc}", 1)
+    finally:
+        database.dispose()
 
 
 def _duration(text: str | None, option: str, allow_zero: bool = False):
@@ -306,16 +323,8 @@ def cmd_clients_add(args) -> None:
     except (clients.UnknownScope, clients.BadName) as exc:
         _die(str(exc))
     expires_in = _duration(args.expires, "--expires")
-    config = _config(args)
-    database = prepare_database(config)
-    now = _clients_clock(config, database).now()
-    try:
-        with database.transaction() as session:
-            key = clients.add_client(session, args.name, scopes, now, actor=os_user(), expires_in=expires_in)
-    except clients.ClientExists as exc:
-        _die(str(exc), 1)
-    finally:
-        database.dispose()
+    with _clients_work(_config(args), refused=(clients.ClientExists,)) as (session, now):
+        key = clients.add_client(session, args.name, scopes, now, actor=os_user(), expires_in=expires_in)
     print(key)
     until = f", expires {(now + expires_in).isoformat(timespec='seconds')}" if expires_in else ""
     print(f"client {args.name!r} with scopes {','.join(scopes)}{until}; the key is shown only once", file=sys.stderr)
@@ -326,14 +335,8 @@ def cmd_clients_list(args) -> None:
 
     from service.domain import clients
 
-    config = _config(args)
-    database = prepare_database(config)
-    try:
-        now = _clients_clock(config, database).now()
-        with database.sessions() as session:
-            keys = clients.list_keys(session, now)
-    finally:
-        database.dispose()
+    with _clients_work(_config(args), write=False) as (session, now):
+        keys = clients.list_keys(session, now)
     if args.json:
         print(json.dumps([k.as_json() for k in keys], indent=2))
         return
@@ -349,16 +352,8 @@ def cmd_clients_list(args) -> None:
 def cmd_clients_revoke(args) -> None:
     from service.domain import clients
 
-    config = _config(args)
-    database = prepare_database(config)
-    try:
-        now = _clients_clock(config, database).now()
-        with database.transaction() as session:
-            revoked = clients.revoke(session, args.name, now, actor=os_user(), key_id=args.key_id)
-    except clients.NoSuchClient as exc:
-        _die(str(exc), 1)
-    finally:
-        database.dispose()
+    with _clients_work(_config(args), refused=(clients.NoSuchClient,)) as (session, now):
+        revoked = clients.revoke(session, args.name, now, actor=os_user(), key_id=args.key_id)
     if revoked:
         print(f"revoked {len(revoked)} key(s) of client {args.name!r}: {', '.join(revoked)}; "
               "refused from the next request on")
@@ -373,16 +368,8 @@ def cmd_clients_rotate(args) -> None:
 
     grace = _duration(args.grace, "--grace", allow_zero=True) or timedelta(0)
     expires_in = _duration(args.expires, "--expires")
-    config = _config(args)
-    database = prepare_database(config)
-    try:
-        now = _clients_clock(config, database).now()
-        with database.transaction() as session:
-            rotated = clients.rotate(session, args.name, now, actor=os_user(), grace=grace, expires_in=expires_in)
-    except clients.NoSuchClient as exc:
-        _die(str(exc), 1)
-    finally:
-        database.dispose()
+    with _clients_work(_config(args), refused=(clients.NoSuchClient,)) as (session, now):
+        rotated = clients.rotate(session, args.name, now, actor=os_user(), grace=grace, expires_in=expires_in)
     print(rotated.key)
     old = ", ".join(rotated.old_key_ids)
     when = "now" if grace <= timedelta(0) else rotated.old_until.isoformat(timespec="seconds")
@@ -512,15 +499,13 @@ def cmd_policy_test(args) -> None:
 
 def cmd_sweep(args) -> None:
     """R22/R23: the inactivity sweep now, with the same clock the server uses; prints counts per portal."""
-    from service.clock import SettableClock, SystemClock
     from service.domain.sweep import sweep
 
     config = _config(args)
     if args.portal is not None and config.portal(args.portal) is None:
         _die(f"unknown portal {args.portal!r}; configured portals: {', '.join(sorted(config.portals))}")
     database = prepare_database(config)
-    clock = SettableClock(database) if config.testing.clock == "settable" else SystemClock()
-    result = sweep(database, config, clock.now(), portal=args.portal, client="cli")
+    result = sweep(database, config, _server_clock(config, database).now(), portal=args.portal, client="cli")
     for portal, part in result.portals.items():
         print(portal + ": " + " ".join(f"{name}={count}" for name, count in part.counts().items()))
     database.dispose()
@@ -560,7 +545,6 @@ def cmd_seed(args) -> None:
 
     import yaml
 
-    from service.clock import SystemClock
     from service.domain import passwords
     from service.domain.seed import SeedError, parse, seed
     from service.domain.setup import is_empty
@@ -578,18 +562,11 @@ def cmd_seed(args) -> None:
     config = _config(args)
     if config.testing.hashing == "cheap":  # the server this seeds hashes at test cost too (config.py allows it)
         passwords.use_cheap_hashing()
-    database = prepare_database(config)
-    try:
-        now = _clients_clock(config, database).now()
-        with database.transaction() as session:
-            if not args.force and not is_empty(session):
-                _die("seed: the database already holds organizations or client keys; nothing written "
-                     "(--force adds to them)", 1)
-            result = seed(session, config, document, now, actor=os_user())
-    except SeedError as exc:
-        _die(f"seed: {args.file}: {exc}", 1)
-    finally:
-        database.dispose()
+    with _clients_work(config, refused=(SeedError,), prefix=f"seed: {args.file}: ") as (session, now):
+        if not args.force and not is_empty(session):
+            _die("seed: the database already holds organizations or client keys; nothing written "
+                 "(--force adds to them)", 1)
+        result = seed(session, config, document, now, actor=os_user())
     print(json.dumps(result.as_json()))
     print(f"seeded {result.organizations} organization(s), {result.accounts} account(s), {result.grants} grant(s), "
           f"{len(result.client_keys)} client key(s); the keys are shown only once", file=sys.stderr)

@@ -31,6 +31,12 @@ PERMISSION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 RESERVED_ORGANIZATION_ACTIONS = frozenset(ORGANIZATION_ACTIONS)
 
 
+def _snake_case(name: str, what: str) -> None:
+    """A permission's name and a portal's id are snake_case: the policy, the URLs and the metrics' labels carry them."""
+    if not PERMISSION_NAME.match(name):
+        raise ValueError(f"{what} {name!r} must be snake_case (a-z, 0-9, _)")
+
+
 class ConfigError(Exception):
     """The configuration file cannot be used; the message says where and why."""
 
@@ -135,8 +141,7 @@ class PortalProfile(_Strict):
     @classmethod
     def _permission_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not PERMISSION_NAME.match(name):
-                raise ValueError(f"permission name {name!r} must be snake_case (a-z, 0-9, _)")
+            _snake_case(name, "permission name")
             if name in RESERVED_ORGANIZATION_ACTIONS:
                 raise ValueError(f"permission name {name!r} is reserved for an organization action")
         return value
@@ -314,8 +319,7 @@ class Config(_Strict):
     @classmethod
     def _portal_ids(cls, value: dict[str, PortalProfile]) -> dict[str, PortalProfile]:
         for portal_id in value:
-            if not PERMISSION_NAME.match(portal_id):
-                raise ValueError(f"portal id {portal_id!r} must be snake_case (a-z, 0-9, _)")
+            _snake_case(portal_id, "portal id")
         return value
 
     @model_validator(mode="after")

@@ -39,36 +39,30 @@ def tokens(text: str) -> list[Token]:
 
 
 def clauses(tokens: list[Token]) -> list[list[Token]]:
-    clauses, current, depth = [], [], 0
-    for tok in tokens:
-        current.append(tok)
-        if tok.kind == "op" and tok.text in "([{":
-            depth += 1
-        elif tok.kind == "op" and tok.text in ")]}":
-            depth -= 1
-        elif tok.text == ";" and depth == 0:
-            clauses.append(current)
-            current = []
-    if current:
-        clauses.append(current)
-    return clauses
+    """The rules of a policy text: its tokens cut after each `;` outside brackets (the `;` kept)."""
+    return _cut(tokens, ";", keep=True)
 
 
 def split_args(tokens: list[Token]) -> list[list[Token]]:
-    args, current, depth = [], [], 0
+    """A call's or a rule head's arguments: the tokens cut at each `,` outside brackets (the `,` dropped)."""
+    return _cut(tokens, ",", keep=False)
+
+
+def _cut(tokens: list[Token], separator: str, keep: bool) -> list[list[Token]]:
+    parts, current, depth = [], [], 0
     for tok in tokens:
         if tok.kind == "op" and tok.text in "([{":
             depth += 1
         elif tok.kind == "op" and tok.text in ")]}":
             depth -= 1
-        if tok.text == "," and depth == 0:
-            args.append(current)
+        if tok.text == separator and depth == 0:
+            parts.append(current + [tok] if keep else current)
             current = []
         else:
             current.append(tok)
     if current:
-        args.append(current)
-    return args
+        parts.append(current)
+    return parts
 
 
 def matching(tokens: list[Token], open_index: int) -> int | None:

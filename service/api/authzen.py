@@ -213,30 +213,30 @@ def _entity(entity) -> authzen.Entity:
     return authzen.Entity(entity.type, entity.id, entity.properties)
 
 
+def _searched(raw: dict, body, portal: str, endpoint: str, width: int, search, *asked):
+    """One page of a subject or resource search: `search(decider, *asked, context, after, limit)` from where the
+    request's page token says (a key of `width` strings), and the token of the next page."""
+    after, limit = _after(raw, body.page, portal, endpoint, width)
+    found = search(_decider(portal), *asked, authzen.context_of(body.context, body.action.properties), after, limit)
+    return jsonify(page=_page(raw, found.next_key, len(found.results), portal, endpoint), results=found.results)
+
+
 @bp.post(PDP_PATH + "/access/v1/search/subject", operation_id="authzenSearchSubject",
          summary="AuthZEN Subject Search: the accounts that may take an action on a resource", scope="authorize",
          ok=(200, z.SearchResponse), problems=ERRORS, raw_body=z.SubjectSearchRequest)
 def search_subject(path: PdpPath):
-    portal = path.portal
     raw, body = _admitted()
-    after, limit = _after(raw, body.page, portal, "search/subject", 1)
-    found = authzen.search_subjects(_decider(portal), body.subject.type, body.action.name, _entity(body.resource),
-                                    authzen.context_of(body.context, body.action.properties), after, limit)
-    return jsonify(page=_page(raw, found.next_key, len(found.results), portal, "search/subject"),
-                   results=found.results)
+    return _searched(raw, body, path.portal, "search/subject", 1, authzen.search_subjects, body.subject.type,
+                     body.action.name, _entity(body.resource))
 
 
 @bp.post(PDP_PATH + "/access/v1/search/resource", operation_id="authzenSearchResource",
          summary="AuthZEN Resource Search: what a subject may take an action on", scope="authorize",
          ok=(200, z.SearchResponse), problems=ERRORS, raw_body=z.ResourceSearchRequest)
 def search_resource(path: PdpPath):
-    portal = path.portal
     raw, body = _admitted()
-    after, limit = _after(raw, body.page, portal, "search/resource", 2 if body.resource.type == "account" else 1)
-    found = authzen.search_resources(_decider(portal), _entity(body.subject), body.action.name, body.resource.type,
-                                     authzen.context_of(body.context, body.action.properties), after, limit)
-    return jsonify(page=_page(raw, found.next_key, len(found.results), portal, "search/resource"),
-                   results=found.results)
+    return _searched(raw, body, path.portal, "search/resource", 2 if body.resource.type == "account" else 1,
+                     authzen.search_resources, _entity(body.subject), body.action.name, body.resource.type)
 
 
 @bp.post(PDP_PATH + "/access/v1/search/action", operation_id="authzenSearchAction",

@@ -5,7 +5,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-
+# The API's limits on a required text, one each: a name (a username, an organization key, a person's name, an
+# address's parts), a line (an organization's name, an address line, a security answer), a secret (a password)
+# and a one-time code. The console's forms state the same (service/console/templates/console/_forms.html).
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+Line = Annotated[str, Field(min_length=1, max_length=200)]
+Secret = Annotated[str, Field(min_length=1, max_length=256)]
+Code = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class _Body(BaseModel):
@@ -76,7 +82,7 @@ class ResourceRef(_Body):
 
 
 class AuthorizeRequest(_Body):
-    portal: str = Field(min_length=1, max_length=64)
+    portal: Code
     actor: str = Field(min_length=1, max_length=100, description="the acting account's username")
     action: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     resource: ResourceRef
@@ -96,8 +102,8 @@ class Check(_Body):
 
 
 class BatchRequest(_Body):
-    portal: str = Field(min_length=1, max_length=64)
-    actor: str = Field(min_length=1, max_length=100)
+    portal: Code
+    actor: Name
     checks: list[Check] = Field(min_length=1, max_length=100)
     remedies: bool = Field(default=False, description=(
         "also answer `remedies`: for each failing requirement some change satisfies, the change and who in "
@@ -105,8 +111,8 @@ class BatchRequest(_Body):
 
 
 class AuthorizedActionsRequest(_Body):
-    portal: str = Field(min_length=1, max_length=64)
-    actor: str = Field(min_length=1, max_length=100)
+    portal: Code
+    actor: Name
     resource: ResourceRef
 
 
@@ -235,16 +241,16 @@ class ClockRequest(_Body):
 # --- Enrolment (scope `enroll`) ---------------------------------------------------------------
 
 class AddressBody(_Body):
-    id: str = Field(min_length=1, max_length=100)
-    line1: str = Field(min_length=1, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
+    id: Name
+    line1: Line
+    city: Name
     state: str = Field(min_length=1, max_length=50)
     zip: str = Field(min_length=1, max_length=20)
 
 
 class OrganizationBody(_Body):
-    key: str = Field(min_length=1, max_length=100)
-    name: str = Field(min_length=1, max_length=200)
+    key: Name
+    name: Line
     addresses: list[AddressBody] = Field(default_factory=list, max_length=50)
     business_type: str | None = Field(default=None, max_length=50)
     region: str | None = Field(default=None, max_length=100)
@@ -269,16 +275,16 @@ class OrganizationView(BaseModel):
 
 
 class SupportStaffBody(_Body):
-    username: str = Field(min_length=1, max_length=100)
-    first_name: str = Field(min_length=1, max_length=100)
-    last_name: str = Field(min_length=1, max_length=100)
+    username: Name
+    first_name: Name
+    last_name: Name
     email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
-    password: str = Field(min_length=1, max_length=256)
+    password: Secret
 
 
 class SecurityQuestion(_Body):
-    question: str = Field(min_length=1, max_length=200)
-    answer: str = Field(min_length=1, max_length=200)
+    question: Line
+    answer: Line
 
 
 class ContractRegistrationFields(_Body):
@@ -314,7 +320,7 @@ class ContractRegistrationFields(_Body):
 
 
 class AdminBody(ContractRegistrationFields):
-    username: str = Field(min_length=1, max_length=100)
+    username: Name
     first_name: str | None = Field(default=None, min_length=1, max_length=100)
     last_name: str | None = Field(default=None, min_length=1, max_length=100)
     email: str | None = Field(default=None, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
@@ -349,13 +355,13 @@ Email = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
 
 
 class RegistrationBody(_Body):
-    organization: str = Field(min_length=1, max_length=100)
+    organization: Name
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
-    first_name: str = Field(min_length=1, max_length=100)
-    last_name: str = Field(min_length=1, max_length=100)
+    first_name: Name
+    last_name: Name
     email: str = Email
     phone: str | None = Field(default=None, max_length=40)
-    password: str = Field(min_length=1, max_length=256)
+    password: Secret
     security_questions: list[SecurityQuestion] = Field(default_factory=list, max_length=5)
     accepted_terms: bool | None = Field(default=None, description="must be true (R7)")
     address_id: str | None = Field(default=None, max_length=100)
@@ -372,20 +378,20 @@ class RegistrationResult(BaseModel):
 
 
 class ActivationBody(_Body):
-    username: str = Field(min_length=1, max_length=100)
-    code: str = Field(min_length=1, max_length=64)
-    temporary_password: str = Field(min_length=1, max_length=256)
-    new_password: str = Field(min_length=1, max_length=256)
+    username: Name
+    code: Code
+    temporary_password: Secret
+    new_password: Secret
 
 
 class ConfirmBody(_Body):
-    username: str = Field(min_length=1, max_length=100)
-    code: str = Field(min_length=1, max_length=64)
+    username: Name
+    code: Code
 
 
 class SignInBody(_Body):
-    username: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=1, max_length=256)
+    username: Name
+    password: Secret
     accepted_terms: bool | None = Field(
         default=None, description="required (true) only for an account that has not yet accepted the terms of "
                                   "use (R7): an admin set up without them, a masshealth subordinate; otherwise "
@@ -449,16 +455,16 @@ class CommentView(BaseModel):
 
 
 class ActivationCodeBody(_Body):
-    username: str = Field(min_length=1, max_length=100)
+    username: Name
 
 
 class SubordinateBody(ContractRegistrationFields):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
-    first_name: str = Field(min_length=1, max_length=100)
-    last_name: str = Field(min_length=1, max_length=100)
+    first_name: Name
+    last_name: Name
     email: str = Email
     phone: str | None = Field(default=None, max_length=40)
-    password: str = Field(min_length=1, max_length=256)
+    password: Secret
     permissions: list[str] = Field(default_factory=list, max_length=100)
     comment: str | None = None
 
@@ -470,7 +476,7 @@ class ActivationCodeQueued(BaseModel):
 
 
 class LinkBody(_Body):
-    username: str = Field(min_length=1, max_length=100)
+    username: Name
     comment: str | None = None
 
 
@@ -517,20 +523,20 @@ class OutboxPage(BaseModel):
 class PasswordChangeBody(_Body):
     current_password: str = Field(min_length=1, max_length=256,
                                   description="proves who is asking; a wrong one counts as a failed sign-in (R19)")
-    new_password: str = Field(min_length=1, max_length=256)
+    new_password: Secret
 
 
 class RecoveryBody(_Body):
-    username: str = Field(min_length=1, max_length=100)
-    answers: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+    username: Name
+    answers: list[Line] = Field(
         min_length=1, max_length=5,
                                description="the security answers in the order they were chosen at registration")
 
 
 class RecoveryConfirmBody(_Body):
-    username: str = Field(min_length=1, max_length=100)
-    code: str = Field(min_length=1, max_length=64)
-    new_password: str = Field(min_length=1, max_length=256)
+    username: Name
+    code: Code
+    new_password: Secret
 
 
 class RecoveryAccepted(BaseModel):

@@ -24,7 +24,7 @@ before anything is written; a problem is a `SeedError` naming the entry.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -107,8 +107,7 @@ class Seeded:
     client_keys: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
-        return {"organizations": self.organizations, "accounts": self.accounts, "memberships": self.memberships,
-                "grants": self.grants, "client_keys": self.client_keys}
+        return asdict(self)
 
 
 def parse(data: object) -> SeedDocument:

@@ -67,7 +67,7 @@ serialization failure and the portal is swept again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta, timezone
 from time import perf_counter
 
@@ -120,14 +120,13 @@ class SweepResult:
     portals: dict[str, SweepResult] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
-        return {"warned": self.warned, "locked": self.locked, "disabled": self.disabled, "deleted": self.deleted}
+        """Every count, by name (each field but the per-portal parts)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "portals"}
 
     def add(self, portal: str, part: SweepResult) -> None:
         self.portals[portal] = part
-        self.warned += part.warned
-        self.locked += part.locked
-        self.disabled += part.disabled
-        self.deleted += part.deleted
+        for name, count in part.counts().items():
+            setattr(self, name, getattr(self, name) + count)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ class UTCDateTime(TypeDecorator):
 
 timestamp = Annotated[datetime, mapped_column(UTCDateTime(), nullable=False)]
 optional_timestamp = Annotated[datetime | None, mapped_column(UTCDateTime(), nullable=True)]
+# A row of one account's, removed with it (its sessions, codes, answers, comments, failures, history, requests).
+account_owned = Annotated[int, mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))]
 
 
 class Base(DeclarativeBase):
@@ -154,7 +156,7 @@ class Membership(Base):
         Index("ix_memberships_org_status", "organization_id", "status"),  # removed links of a roster
     )
     id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[account_owned]
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="active")
@@ -278,7 +280,7 @@ class SessionToken(Base):
     __tablename__ = "session_tokens"
     id: Mapped[intpk]
     token_digest: Mapped[str] = mapped_column(String(64), unique=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[account_owned]
     created_at: Mapped[timestamp]
     expires_at: Mapped[timestamp]
     ended_at: Mapped[optional_timestamp]
@@ -290,7 +292,7 @@ class OneTimeCode(Base):
     __tablename__ = "one_time_codes"
     __table_args__ = (Index("ix_codes_account_purpose", "account_id", "purpose"),)
     id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[account_owned]
     purpose: Mapped[str] = mapped_column(String(16))  # "activation" | "registration" | "recovery"
     code_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[timestamp]
@@ -308,7 +310,7 @@ class SecurityAnswer(Base):
     __tablename__ = "security_answers"
     __table_args__ = (UniqueConstraint("account_id", "position"),)
     id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[account_owned]
     position: Mapped[int] = mapped_column(Integer)
     question: Mapped[str] = mapped_column(String(200))
     answer_hash: Mapped[str] = mapped_column(String(200))
@@ -320,7 +322,7 @@ class Comment(Base):
     __tablename__ = "comments"
     __table_args__ = (Index("ix_comments_account", "account_id", "id"),)
     id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[account_owned]
     organization: Mapped[str | None] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(100))
@@ -345,7 +347,7 @@ class FailedSignIn(Base):
     __tablename__ = "failed_sign_ins"
     __table_args__ = (Index("ix_failed_sign_ins_account_time", "account_id", "occurred_at"),)
     id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[account_owned]
     occurred_at: Mapped[timestamp]
 
 
@@ -355,7 +357,7 @@ class PasswordHistory(Base):
     __tablename__ = "password_history"
     __table_args__ = (Index("ix_password_history_account", "account_id", "id"),)
     id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[account_owned]
     password_hash: Mapped[str] = mapped_column(String(200))
     set_at: Mapped[optional_timestamp]
     retired_at: Mapped[timestamp]
@@ -371,7 +373,7 @@ class FailedRecovery(Base):
     __tablename__ = "failed_recoveries"
     __table_args__ = (Index("ix_failed_recoveries_account_time", "account_id", "occurred_at"),)
     id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[account_owned]
     occurred_at: Mapped[timestamp]
 
 
@@ -399,7 +401,7 @@ class AccessRequest(Base):
     )
     id: Mapped[intpk]
     portal_id: Mapped[str] = mapped_column(String(64))
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[account_owned]
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     permission: Mapped[str] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)
