@@ -4,6 +4,7 @@ Nothing here asserts a time: the scripts print figures and where they were taken
 """
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -17,9 +18,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
+from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +135,132 @@ def print_machine(title: str, m: dict, extra: str = "") -> None:
           f"platform: {m['platform']}\nload average at start: {fmt_load(m['loadavg_at_start'])} "
           f"(1/5/15 min; above ~0.5 on this machine, other work skews every figure)" + (f"\n{extra}" if extra else ""),
           flush=True)
+
+
+# --- a benchmark's frame: its options, its start, its databases, its end --------------------------
+
+BACKENDS = ("sqlite", "postgres", "both")
+
+
+def arguments(doc: str, quick: str, *, backend: str | None = None) -> argparse.ArgumentParser:
+    """The options every benchmark takes, in the same words: --quick (`quick` says what it shrinks), --json,
+    and --backend (default `backend`) for one that runs on SQLite and PostgreSQL. The script adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    if backend is not None:
+        parser.add_argument("--backend", choices=BACKENDS, default=backend)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
+    return parser
+
+
+def sized(args: argparse.Namespace, **sizes: tuple) -> argparse.Namespace:
+    """Each option left unset takes its (quick, full) size: `sized(args, n=(10, 50))`."""
+    for name, (quick, full) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    return args
+
+
+def organization_options(parser: argparse.ArgumentParser, sizes: dict, settle: bool = False) -> None:
+    """The options of a benchmark over one large organization (bench/roster.py, console.py, remedies.py):
+    --accounts in it, --others elsewhere in the portal, -n requests per kind; `sizes` their (quick, full)
+    sizes, for `sized`. `settle`: --no-settle, for one that settles the heap as a serving worker does."""
+    parser.add_argument("--accounts", type=int, default=None,
+                        help=f"accounts in the big organization ({sizes['accounts'][1]:,})")
+    parser.add_argument("--others", type=int, default=None,
+                        help=f"accounts in other organizations ({sizes['others'][1]:,})")
+    parser.add_argument("-n", type=int, default=None, help=f"requests per kind (default {sizes['n'][1]})")
+    if settle:
+        parser.add_argument("--no-settle", action="store_true",
+                            help="leave the startup heap to the garbage collector (a serving worker freezes it)")
+
+
+def begin(title: str, extra: str = "") -> dict:
+    """A run's start: SIGTERM unwinds like Ctrl-C, and the machine the figures come from is printed first."""
+    exit_on_sigterm()
+    m = machine()
+    print_machine(title, m, extra)
+    return m
+
+
+@dataclass
+class Backend:
+    """One database kind of a run: SQLite files in `folder`, or the run's throw-away PostgreSQL server."""
+
+    name: str
+    folder: Path
+    server: object | None = None  # tests/fixtures/postgres.py's server; None for SQLite
+
+    def database(self, name: str = "bench") -> str:
+        """The URL of a new, empty database of this kind."""
+        return f"sqlite:///{self.folder / f'{name}.db'}" if self.server is None else self.server.create_database(name)
+
+
+def backends(choice: str, tmp: Path, stack: ExitStack) -> Iterator[Backend]:
+    """SQLite, then PostgreSQL, as --backend chose; each with its own folder under `tmp`. The PostgreSQL
+    server starts only when its turn comes and stops with `stack`."""
+    for name, wanted in (("SQLite", "sqlite"), ("PostgreSQL", "postgres")):
+        if choice not in (wanted, "both"):
+            continue
+        folder = tmp / wanted
+        folder.mkdir()
+        server = None
+        if wanted == "postgres":
+            from tests.fixtures.postgres import start_postgres
+
+            server = stack.enter_context(start_postgres())
+        yield Backend(name, folder, server)
+
+
+def finish(m: dict, json_path: Path | None, figures: dict, started: float | None = None) -> None:
+    """A run's end: the load then (beside the load at the start), and the figures as JSON when asked."""
+    took = "" if started is None else f"; the run took {time.monotonic() - started:.0f} s"
+    print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}{took}",
+          flush=True)
+    if json_path:
+        json_path.write_text(json.dumps({"machine": m, **figures}, indent=2, default=str))
+        print(f"figures written to {json_path}")
+
+
+# --- a seeded database, and the app called as a WSGI server calls it ------------------------------
+
+def seed_world(url: str, config, portal: str, build: Callable, client: str = "bench"):
+    """A migrated database with config.yaml's portals, the people `build(world)` makes with a
+    tests/fixtures/world.py World of `portal`, and a client key of scope `authorize`: (database, key)."""
+    from service.domain import clients
+    from service.domain.setup import sync_portals
+    from service.storage.database import Database
+    from tests.fixtures.world import World
+
+    database = Database(url)
+    database.upgrade_schema()
+    now = datetime.now(timezone.utc)
+    with database.transaction() as session:
+        sync_portals(session, config)
+        build(World(session, portal, now))
+        key = clients.create_client(session, client, ("authorize",), now)
+    return database, key
+
+
+def wsgi_caller(app, path: str, body: dict, key: str, expect: bytes) -> Callable[[], None]:
+    """A function that POSTs `body` to `path` the way a WSGI server calls the app: the environ built once (a test
+    client builds one per request, and that would be measured with the app), and the answer checked (200,
+    `expect` in the body) every time."""
+    from werkzeug.test import EnvironBuilder
+
+    base = EnvironBuilder(path=path, method="POST", json=body,
+                          headers={"Authorization": f"Bearer {key}"}).get_environ()
+    data = base["wsgi.input"].read()
+
+    def call():
+        environ = dict(base)
+        environ["wsgi.input"] = BytesIO(data)
+        status = []
+        answer = b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
+        if status != ["200 OK"] or expect not in answer:
+            raise SystemExit(f"bench: {path}: {status} {answer[:300]!r}")
+
+    return call
 
 
 # --- a real `portal-authz serve` -------------------------------------------------------------------

@@ -14,27 +14,21 @@ more than /v1 callers).
 """
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import (ROOT, describe_serving, dumps, exit_on_sigterm, fmt_load, free_port,  # noqa: E402
-                           machine, ms_summary, print_machine, start_server, stop_server, table, wait_ready,
-                           write_config)
+from bench._common import (ROOT, arguments, begin, describe_serving, dumps, finish, free_port,  # noqa: E402
+                           ms_summary, seed_world, start_server, stop_server, table, wait_ready, write_config)
 from service.app import create_app  # noqa: E402
 from service.config import load_config  # noqa: E402
-from service.domain import clients  # noqa: E402
-from service.domain.setup import sync_portals  # noqa: E402
 from service.policy import Policy  # noqa: E402
 from service.storage.database import Database  # noqa: E402
-from tests.fixtures.world import World  # noqa: E402
 
 PORTAL, ORG = "ahcccs", "BENCH-0001"
 
@@ -56,17 +50,14 @@ BATCH10 = {"subject": {"type": "account", "id": "bench.member"}, "resource": {"t
            "evaluations": [{"action": {"name": a}} for a in ["claims", "eligibility"] * 5]}
 
 
+def people(world) -> None:
+    world.organization(ORG)
+    world.account("bench.admin", memberships={ORG: {"role": "admin"}})
+    world.account("bench.member", memberships={ORG: {"permissions": ["claims"]}})
+
+
 def seed(url: str, config) -> str:
-    database = Database(url)
-    database.upgrade_schema()
-    now = datetime.now(timezone.utc)
-    with database.transaction() as session:
-        sync_portals(session, config)
-        world = World(session, PORTAL, now)
-        world.organization(ORG)
-        world.account("bench.admin", memberships={ORG: {"role": "admin"}})
-        world.account("bench.member", memberships={ORG: {"permissions": ["claims"]}})
-        key = clients.create_client(session, "bench-authzen", ("authorize",), now)
+    database, key = seed_world(url, config, PORTAL, people, client="bench-authzen")
     database.dispose()
     return key
 
@@ -164,19 +155,15 @@ def over_http(url: str, key: str, config_path: Path, tmp: Path, n: int, rounds: 
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small counts: checks the script works")
+    parser = arguments(__doc__, "small counts: checks the script works")
     parser.add_argument("-n", type=int, default=3000, help="requests per endpoint and layer")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--no-http", action="store_true")
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    exit_on_sigterm()
     n = 200 if args.quick else args.n
-    m = machine()
-    print_machine("bench/authzen.py: AuthZEN evaluation beside /v1/authorize", m)
+    m = begin("bench/authzen.py: AuthZEN evaluation beside /v1/authorize")
     config = load_config(ROOT / "config.yaml")
-    results: dict = {"machine": m, "n": n}
+    results: dict = {"n": n}
     with tempfile.TemporaryDirectory(prefix="bench-authzen-") as name:
         tmp = Path(name)
         url = f"sqlite:///{tmp / 'bench.db'}"
@@ -184,9 +171,7 @@ def main(argv=None) -> None:
         results["in_process"] = in_process(url, key, config, n, args.rounds)
         if not args.no_http:
             results["http"] = over_http(url, key, write_config(tmp), tmp, n, args.rounds)
-    print(f"load average at end: {fmt_load(__import__('os').getloadavg())}", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str))
+    finish(m, args.json, results)
 
 
 if __name__ == "__main__":

@@ -22,30 +22,23 @@ for the same check (they must agree).
 """
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
-import os
 import sys
 import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import (ROOT, describe_serving, dumps, exit_on_sigterm, fmt_load, free_port,  # noqa: E402
-                           machine, ms_summary, print_machine, start_server, stop_server, table, wait_ready,
+from bench._common import (ROOT, arguments, backends, begin, describe_serving, dumps, finish,  # noqa: E402
+                           free_port, ms_summary, seed_world, sized, start_server, stop_server, table, wait_ready,
                            write_config)
 from service.app import create_app  # noqa: E402
 from service.config import load_config  # noqa: E402
-from service.domain import clients  # noqa: E402
-from service.domain.setup import sync_portals  # noqa: E402
 from service.policy import Policy  # noqa: E402
 from service.storage.database import Database  # noqa: E402
-from tests.fixtures.world import World  # noqa: E402
 
 PORTAL, ORG, OTHER_ORG = "ahcccs", "BATCH-0001", "BATCH-0002"
 STATUSES = ("active", "active", "active", "locked", "disabled", "pending_approval", "active", "pending_activation")
@@ -54,26 +47,22 @@ ACCOUNT_ACTIONS = ("view", "approve", "enable", "disable", "remove", "upgrade", 
 TARGETS = 40
 
 
+def people(world) -> None:
+    world.organization(ORG)
+    world.organization(OTHER_ORG)
+    world.account("batch.admin", memberships={ORG: {"role": "admin"}})
+    world.account("batch.admin2", memberships={ORG: {"role": "admin"}})
+    world.account("batch.member", memberships={ORG: {"permissions": ["claims", "eligibility"]}})
+    world.account("other.admin", memberships={OTHER_ORG: {"role": "admin"}})
+    for i in range(TARGETS):
+        grants = [["claims"], [], ["claims", "prior_authorizations"]][i % 3]
+        role = "admin" if i % 10 == 9 else "member"
+        world.account(f"batch.user{i:02d}", status=STATUSES[i % len(STATUSES)],
+                      memberships={ORG: {"role": role, "permissions": grants}})
+
+
 def seed(url: str, config) -> tuple[Database, str]:
-    database = Database(url)
-    database.upgrade_schema()
-    now = datetime.now(timezone.utc)
-    with database.transaction() as session:
-        sync_portals(session, config)
-        world = World(session, PORTAL, now)
-        world.organization(ORG)
-        world.organization(OTHER_ORG)
-        world.account("batch.admin", memberships={ORG: {"role": "admin"}})
-        world.account("batch.admin2", memberships={ORG: {"role": "admin"}})
-        world.account("batch.member", memberships={ORG: {"permissions": ["claims", "eligibility"]}})
-        world.account("other.admin", memberships={OTHER_ORG: {"role": "admin"}})
-        for i in range(TARGETS):
-            grants = [["claims"], [], ["claims", "prior_authorizations"]][i % 3]
-            role = "admin" if i % 10 == 9 else "member"
-            world.account(f"batch.user{i:02d}", status=STATUSES[i % len(STATUSES)],
-                          memberships={ORG: {"role": role, "permissions": grants}})
-        key = clients.create_client(session, "bench", ("authorize",), now)
-    return database, key
+    return seed_world(url, config, PORTAL, people)
 
 
 def checks(catalog: tuple[str, ...]) -> list[dict]:
@@ -196,33 +185,17 @@ def run_backend(name: str, url: str, tmp: Path, config, policy: Policy, args) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="n=20 (a smoke run)")
+    parser = arguments(__doc__, "n=20 (a smoke run)", backend="both")
     parser.add_argument("-n", type=int, default=None, help="batches timed per actor and layer (default 300)")
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--no-http", action="store_true", help="skip the real server")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    exit_on_sigterm()
-    args.n = args.n or (20 if args.quick else 300)
-    m = machine()
-    print_machine("POST /v1/authorize/batch, 100 checks", m, f"n={args.n} batches per actor and layer")
+    args = sized(parser.parse_args(argv), n=(20, 300))
+    m = begin("POST /v1/authorize/batch, 100 checks", f"n={args.n} batches per actor and layer")
     config = load_config(ROOT / "config.yaml")
     policy = Policy(config.policy_path)
     results = []
     with tempfile.TemporaryDirectory(prefix="portal-authz-batch-") as tmp_name, ExitStack() as stack:
-        tmp = Path(tmp_name)
-        if args.backend in ("sqlite", "both"):
-            (tmp / "sqlite").mkdir()
-            results.append(run_backend("SQLite", f"sqlite:///{tmp / 'sqlite' / 'bench.db'}", tmp / "sqlite",
-                                       config, policy, args))
-        if args.backend in ("postgres", "both"):
-            from tests.fixtures.postgres import start_postgres
-
-            server = stack.enter_context(start_postgres())
-            (tmp / "postgres").mkdir()
-            results.append(run_backend("PostgreSQL", server.create_database("bench"), tmp / "postgres", config,
-                                       policy, args))
+        for backend in backends(args.backend, Path(tmp_name), stack):
+            results.append(run_backend(backend.name, backend.database(), backend.folder, config, policy, args))
     rows = []
     for r in results:
         for part in r["in_process"]:
@@ -242,10 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  (HTTP: portal-authz serve as shipped: {serving}; one keep-alive connection)")
     print("  (the same batch is repeated: any memo of decisions or facts in the service is warm, as for a "
           "caller asking the same page again)")
-    print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": m, "results": results}, indent=2))
-        print(f"figures written to {args.json}")
+    finish(m, args.json, {"results": results})
 
 
 if __name__ == "__main__":

@@ -25,23 +25,16 @@ Target: the user list under 100 ms p99 server time on PostgreSQL.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import re
 import sys
-import tempfile
-import time
-from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import ROOT, exit_on_sigterm, fmt_load, machine, ms_summary, print_machine, table  # noqa: E402
-from bench.roster import BIG, LAST, NOW, PORTAL, Statements, cursors, person, seed  # noqa: E402
+from bench._common import finish, ms_summary, table  # noqa: E402
+from bench.roster import BIG, LAST, NOW, PORTAL, Statements, cursors, measured, person, seed  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.clock import FixedClock  # noqa: E402
-from service.config import load_config  # noqa: E402
 from service.policy import Policy  # noqa: E402
 from service.server import settle_heap  # noqa: E402
 from tests.fixtures.world import PASSWORD  # noqa: E402
@@ -93,21 +86,16 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
         for kind, make in kinds.items():
             lat, cpu, sql, counted = [], [], [], 0
             misses = 0  # action lists the policy's memo had to compute (a row shape seen for the first time)
-            for k in range(-3, n):  # three warm-up requests
-                path = make(max(k, 0))
-                statements.current = []
-                missed = policy._engine._actions.cache_info().misses
-                c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
-                response = client.get(path, headers=api_headers if path.startswith("/v1/") else None)
-                elapsed, used = time.perf_counter_ns() - t0, time.thread_time_ns() - c0
-                if response.status_code != 200:
-                    raise SystemExit(f"bench: GET {path} answered {response.status_code}: "
-                                     f"{response.get_data(True)[:500]}")
-                if k < 0:
-                    continue
+
+            def send(i, make=make):
+                path = make(i)
+                return client.get(path, headers=api_headers if path.startswith("/v1/") else None), f"GET {path}"
+
+            computed = policy._engine._actions.cache_info
+            for _, elapsed, used, missed in statements.timed(n, send, lambda: computed().misses):
                 lat.append(elapsed)
                 cpu.append(used)
-                misses += policy._engine._actions.cache_info().misses - missed
+                misses += missed
                 sql.append(sum(s[0] for s in statements.current))
                 counted = len(statements.current)
             summary, used = ms_summary(lat), ms_summary(cpu)
@@ -126,35 +114,8 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5,000 accounts, 10 requests each (a smoke run)")
-    parser.add_argument("--accounts", type=int, default=None, help="accounts in the big organization (100,000)")
-    parser.add_argument("--others", type=int, default=None, help="accounts in other organizations (50,000)")
-    parser.add_argument("-n", type=int, default=None, help="requests per kind (default 50)")
-    parser.add_argument("--backend", choices=("postgres", "sqlite", "both"), default="postgres")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--no-settle", action="store_true",
-                        help="leave the startup heap to the garbage collector (a serving worker freezes it)")
-    args = parser.parse_args(argv)
-    exit_on_sigterm()
-    args.accounts = args.accounts or (5_000 if args.quick else 100_000)
-    args.others = args.others if args.others is not None else (2_000 if args.quick else 50_000)
-    args.n = args.n or (10 if args.quick else 50)
-    m = machine()
-    print_machine("the console's user list of a large organization", m,
-                  f"{args.n} requests per kind after 3 warm-up requests, in-process (Flask test client); "
-                  f"target: user list p99 <= {TARGET_MS:g} ms on PostgreSQL")
-    config = load_config(ROOT / "config.yaml")
-    policy = Policy(config.policy_path)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="portal-authz-console-") as tmp, ExitStack() as stack:
-        if args.backend in ("sqlite", "both"):
-            results.append(run_backend("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", config, policy, args))
-        if args.backend in ("postgres", "both"):
-            from tests.fixtures.postgres import start_postgres
-
-            server = stack.enter_context(start_postgres())
-            results.append(run_backend("PostgreSQL", server.create_database("bench"), config, policy, args))
+    m, args, results = measured(argv, __doc__, "the console's user list of a large organization",
+                                f"user list p99 <= {TARGET_MS:g} ms on PostgreSQL", run_backend, "postgres")
     rows = []
     for r in results:
         for row in r["rows"]:
@@ -168,10 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     print("  (CPU: this process's thread's own CPU time for the request, which other work on the machine does not"
           " inflate; the database server's is not in it. SQL p50: the statements' wall time in a median request. new shapes: rows\n"
           "   whose facts' shape the policy's memo had not seen, each an oso query, in the kind's measured requests.)")
-    print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": m, "results": results}, indent=2, default=str))
-        print(f"figures written to {args.json}")
+    finish(m, args.json, {"results": results})
 
 
 if __name__ == "__main__":

@@ -21,15 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-# The shared helpers, also imported from here by other scripts (bench/servers.py).
-from bench._common import (CONCURRENCY, ROOT, WRK_SCRIPT, describe_serving, drive, fmt_load,  # noqa: E402,F401
-                           free_port, machine, measure, post_script, run_wrk, start_server, stats, stop_server,
-                           table, wait_ready, write_config)
+from bench._common import (CONCURRENCY, ROOT, arguments, describe_serving, drive, fmt_load,  # noqa: E402
+                           free_port, machine, measure, post_script, run_wrk, seed_world, sized, start_server,
+                           stop_server, table, wait_ready, write_config)
 from service.app import create_app  # noqa: E402
 from service.config import load_config  # noqa: E402
-from service.domain import clients  # noqa: E402
 from service.domain.decisions import Decider, Question, Resource, profile_of  # noqa: E402
-from service.domain.setup import sync_portals  # noqa: E402
 from service.policy import Policy  # noqa: E402
 from service.storage.database import Database  # noqa: E402
 from tests.fixtures.world import World  # noqa: E402
@@ -75,25 +72,23 @@ FAMILIES = (
 
 # --- seeded database -----------------------------------------------------------------------------
 
+def personas(world: World) -> None:
+    """The benchmark personas: an admin, a member and another member of BENCH-0001 (ahcccs), and an admin, a
+    delegate (manage_account) and a user of TIN-0001 (ahw)."""
+    world.organization("BENCH-0001")
+    world.account("bench.admin", memberships={"BENCH-0001": {"role": "admin"}})
+    world.account("bench.member", memberships={"BENCH-0001": {"permissions": ["claims"]}})
+    world.account("bench.other", memberships={"BENCH-0001": {"permissions": ["claims"]}})
+    ahw = World(world.session, "ahw", world.now)
+    ahw.organization("TIN-0001")
+    ahw.account("ahw.admin", memberships={"TIN-0001": {"role": "admin"}})
+    ahw.account("ahw.delegate", memberships={"TIN-0001": {"permissions": ["manage_account", "claims"]}})
+    ahw.account("ahw.user", memberships={"TIN-0001": {"permissions": []}})
+
+
 def seed(url: str, config) -> tuple[Database, str]:
     """Schema as tests/conftest.py prepares it, the benchmark personas, and an `authorize` client key."""
-    database = Database(url)
-    database.upgrade_schema()
-    now = datetime.now(timezone.utc)
-    with database.transaction() as session:
-        sync_portals(session, config)
-        world = World(session, "ahcccs", now)
-        world.organization("BENCH-0001")
-        world.account("bench.admin", memberships={"BENCH-0001": {"role": "admin"}})
-        world.account("bench.member", memberships={"BENCH-0001": {"permissions": ["claims"]}})
-        world.account("bench.other", memberships={"BENCH-0001": {"permissions": ["claims"]}})
-        ahw = World(session, "ahw", now)
-        ahw.organization("TIN-0001")
-        ahw.account("ahw.admin", memberships={"TIN-0001": {"role": "admin"}})
-        ahw.account("ahw.delegate", memberships={"TIN-0001": {"permissions": ["manage_account", "claims"]}})
-        ahw.account("ahw.user", memberships={"TIN-0001": {"permissions": []}})
-        key = clients.create_client(session, "bench", ("authorize",), now)
-    return database, key
+    return seed_world(url, config, "ahcccs", personas)
 
 
 def new_decider(session, config, policy: Policy, portal: str) -> Decider:
@@ -248,17 +243,12 @@ def report(figures: dict) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small N and 2 s per HTTP level (smoke run)")
+    parser = arguments(__doc__, "small N and 2 s per HTTP level (smoke run)")
     parser.add_argument("--no-http", action="store_true", help="skip the real-server section")
     parser.add_argument("-n", type=int, default=None, help="iterations per in-process family (default 2000)")
     parser.add_argument("--db-n", type=int, default=None, help="iterations per database family (default 500)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per HTTP level (default 5)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
-    args = parser.parse_args(argv)
-    args.n = args.n or (200 if args.quick else 2000)
-    args.db_n = args.db_n or (50 if args.quick else 500)
-    args.seconds = args.seconds or (2.0 if args.quick else 5.0)
+    args = sized(parser.parse_args(argv), n=(200, 2000), db_n=(50, 500), seconds=(2.0, 5.0))
     args.warmup = max(20, args.n // 10)
     return args
 

@@ -23,19 +23,16 @@ the `service` package of the tree it sits in.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 import time
-from io import BytesIO
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from werkzeug.test import EnvironBuilder  # noqa: E402
-
-from bench._common import ROOT, dumps, fmt_load, machine, print_machine  # noqa: E402
+from bench._common import ROOT, arguments, backends, begin, finish, wsgi_caller  # noqa: E402
 from bench.decisions import seed  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.config import load_config  # noqa: E402
@@ -61,26 +58,10 @@ ENDPOINTS = (
 )
 
 
-def caller(app, path: str, body: dict, key: str, expect: bytes):
-    base = EnvironBuilder(path=path, method="POST", json=body,
-                          headers={"Authorization": f"Bearer {key}"}).get_environ()
-    data = base["wsgi.input"].read()
-
-    def call():
-        environ = dict(base)
-        environ["wsgi.input"] = BytesIO(data)
-        status = []
-        answer = b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
-        if status != ["200 OK"] or expect not in answer:
-            raise SystemExit(f"bench: {path}: {status} {answer[:300]!r}")
-
-    return call
-
-
 def run(backend: str, url: str, config, n: int, rounds: int, only: str | None = None) -> list[dict]:
     database, key = seed(url, config)
     app = create_app(config, database=database, policy=Policy(config.policy_path))
-    calls = [(name, caller(app, path, body, key, expect)) for name, path, body, expect in ENDPOINTS
+    calls = [(name, wsgi_caller(app, path, body, key, expect)) for name, path, body, expect in ENDPOINTS
              if only is None or name == only]
     for _, call in calls:
         for _ in range(200):  # warm: compiled statements, prepared statements, the policy's memo
@@ -104,31 +85,20 @@ def run(backend: str, url: str, config, n: int, rounds: int, only: str | None = 
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments(__doc__, "-n 100, 2 rounds (a smoke run)", backend="both")
     parser.add_argument("-n", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--only", choices=[name for name, *_ in ENDPOINTS], default=None, help="one endpoint")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     n, rounds = (100, 2) if args.quick else (args.n, args.rounds)
-    m = machine()
-    print_machine("bench/endpoints.py: every decision endpoint, in process", m)
+    m = begin("bench/endpoints.py: every decision endpoint, in process")
     config = load_config(ROOT / "config.yaml")
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.backend in ("sqlite", "both"):
-            rows += run("SQLite", f"sqlite:///{tmp}/endpoints.db", config, n, rounds, args.only)
-        if args.backend in ("postgres", "both"):
-            from tests.fixtures.postgres import start_postgres
-
-            with start_postgres() as server:
-                rows += run("PostgreSQL", server.create_database("endpoints"), config, n, rounds, args.only)
-    print(f"\nload average at end: {fmt_load(__import__('os').getloadavg())}")
-    if args.json:
-        args.json.write_bytes(dumps({"machine": m, "rows": rows}))
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        for backend in backends(args.backend, Path(tmp), stack):
+            rows += run(backend.name, backend.database("endpoints"), config, n, rounds, args.only)
+    finish(m, args.json, {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -14,27 +14,25 @@ built once, so the test client's own cost is not counted):
     connection, key check and facts statement, decision, observe, JSON answer; Flask's own
     dispatch, which is 0: a decision endpoint never reaches it), and the top functions by own time.
 
-    python bench/hotpath.py [--quick] [-n 2000] [--backend sqlite|postgres|both] [--top 25]
+    python bench/hotpath.py [--quick] [-n 2000] [--backend sqlite|postgres|both] [--top 25] [--json out.json]
 
 About 30 s (quick: 10 s). On a shared machine the absolute times are noisy; the counts are exact.
 """
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
 import sys
 import tempfile
 import time
-from io import BytesIO
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
 from sqlalchemy import event  # noqa: E402
-from werkzeug.test import EnvironBuilder  # noqa: E402
 
-from bench._common import ROOT, fmt_load, machine, print_machine  # noqa: E402
+from bench._common import ROOT, arguments, backends, begin, finish, wsgi_caller  # noqa: E402
 from bench.decisions import FAMILIES, seed  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.config import load_config  # noqa: E402
@@ -84,20 +82,7 @@ def pg_messages(log_path: Path, start: int) -> list[str]:
 def run(backend: str, url: str, config, n: int, top: int, server=None) -> dict:
     database, key = seed(url, config)
     app = create_app(config, database=database, policy=Policy(config.policy_path))
-    # The environ a WSGI server hands the app, built once (Flask's test client builds one per request,
-    # and that would be measured with the app).
-    base = EnvironBuilder(path=ALLOWED.path, method="POST", json=ALLOWED.body(),
-                          headers={"Authorization": f"Bearer {key}"}).get_environ()
-    data = base["wsgi.input"].read()
-
-    def call():
-        environ = dict(base)
-        environ["wsgi.input"] = BytesIO(data)
-        status = []
-        answer = b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
-        if status != ["200 OK"] or b'"allowed":true' not in answer:
-            raise SystemExit(f"bench: {status} {answer[:300]!r}")
-
+    call = wsgi_caller(app, ALLOWED.path, ALLOWED.body(), key, b'"allowed":true')
     for _ in range(200):  # warm: compiled statements, prepared statements, the policy's memo
         call()
 
@@ -157,27 +142,20 @@ def run(backend: str, url: str, config, n: int, top: int, server=None) -> dict:
             "plain_us": plain}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments(__doc__, "-n 300 (a smoke run)", backend="both")
     parser.add_argument("-n", type=int, default=2000)
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--top", type=int, default=25)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     n = 300 if args.quick else args.n
-    m = machine()
-    print_machine("bench/hotpath.py: one POST /v1/authorize, profiled", m)
+    m = begin("bench/hotpath.py: one POST /v1/authorize, profiled")
     config = load_config(ROOT / "config.yaml")
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.backend in ("sqlite", "both"):
-            run("SQLite", f"sqlite:///{tmp}/profile.db", config, n, args.top)
-        if args.backend in ("postgres", "both"):
-            from tests.fixtures.postgres import start_postgres
-
-            with start_postgres() as server:
-                run("PostgreSQL", server.create_database("profile"),
-                    config, n, args.top, server)
-    print(f"\nload average at end: {fmt_load(__import__('os').getloadavg())}")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        for backend in backends(args.backend, Path(tmp), stack):
+            results[backend.name] = run(backend.name, backend.database("profile"), config, n, args.top,
+                                        backend.server)
+    finish(m, args.json, {"n": n, "results": results})
 
 
 if __name__ == "__main__":

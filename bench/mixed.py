@@ -33,9 +33,7 @@ errors) each met or not.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import random
 import sys
 import tempfile
@@ -49,10 +47,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import (ROOT, bulk_load, dumps, ensure_wrk, exit_on_sigterm, fmt_load, free_port,  # noqa: E402
-                           machine, print_machine, request, run_wrk, start_server, stop_server, table,
-                           wait_ready, write_config, wrk_version)
-from bench.peers import STANDING, cerbos_resource_policy, cerbos_rule  # noqa: E402
+from bench._common import (ROOT, arguments, backends, begin, bulk_load, dumps, ensure_wrk, finish,  # noqa: E402
+                           free_port, request, run_wrk, sized, start_server, stop_server, table, wait_ready,
+                           write_config, wrk_version)
+from bench.peers import STANDING, cerbos_options, cerbos_resource_policy, cerbos_rule  # noqa: E402
 
 PORTAL = "ahcccs"
 PER_ORG = 100
@@ -422,8 +420,7 @@ def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: small counts, figures meaningless")
+    parser = arguments(__doc__, "a smoke run: small counts, figures meaningless", backend="both")
     parser.add_argument("--accounts", type=int, default=None, help="accounts in the portal (default 50,000)")
     parser.add_argument("--questions", type=int, default=None, help="prepared questions (default 100,000)")
     parser.add_argument("--sample", type=int, default=None, help="questions both sides must agree on (1,000)")
@@ -432,19 +429,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds of wrk before the timed run (default 2: a server just started; 60 or more: "
                              "one that has run a while, its workers' memos warm)")
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--no-cerbos", action="store_true", help="skip the peer (and the agreement check)")
-    parser.add_argument("--cerbos", default=None, help="a cerbos binary to use instead of the npm package")
-    parser.add_argument("--quiet-logs", action="store_true",
-                        help="portal-authz at log level warning without its access log (default: as shipped)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
-    args = parser.parse_args(argv)
-    exit_on_sigterm()
+    cerbos_options(parser)
+    args = sized(parser.parse_args(argv), accounts=(2_000, 50_000), questions=(5_000, 100_000),
+                 sample=(200, 1_000), seconds=(3.0, 15.0))
     started = time.monotonic()
-    args.accounts = args.accounts or (2_000 if args.quick else 50_000)
-    args.questions = args.questions or (5_000 if args.quick else 100_000)
-    args.sample = min(args.sample or (200 if args.quick else 1_000), args.questions)
-    args.seconds = args.seconds or (3.0 if args.quick else 15.0)
+    args.sample = min(args.sample, args.questions)
 
     from bench.peers import cerbos_version, check_cerbos, ensure_cerbos, start_cerbos
     from service.config import load_config
@@ -454,7 +443,6 @@ def main(argv: list[str] | None = None) -> None:
     catalog = tuple(config.portals[PORTAL].catalog)
     if set(catalog) != set(CATALOG):
         raise SystemExit(f"bench: the {PORTAL} catalog is {catalog}; this workload draws from {CATALOG}")
-    m = machine()
     ensure_wrk()
     binary = None if args.no_cerbos else ensure_cerbos(args.cerbos)
     population = people(args.accounts)
@@ -462,15 +450,15 @@ def main(argv: list[str] | None = None) -> None:
     mix = mix_of(population, asked)
     sample = sample_of(asked, args.sample)
     memo = Policy.MEMO_SIZE
-    print_machine("the mixed workload: POST /v1/authorize about many people, beside Cerbos (wrk on loopback)", m,
-                  f"{wrk_version()}; cerbos {cerbos_version(binary) if binary else 'not run'}; {args.seconds:g} s "
-                  f"per side at {args.connections} connections (after {args.warmup:g} s of warm-up); wrk shares the cores\n"
-                  f"portal: {mix['accounts']:,} accounts in {mix['organizations']:,} organizations of {PER_ORG} "
-                  f"({mix['admins']:,} admins); statuses {mix['statuses']}; {mix['expired_passwords']:,} passwords "
-                  f"expired; {mix['removed_links']:,} links removed\n"
-                  f"questions: {mix['questions']:,} prepared, {mix['distinct']:,} distinct (a worker's memo holds "
-                  f"{memo:,}: {'more' if mix['distinct'] > memo else 'NOT more'}); {mix['member_questions']:,} "
-                  f"functions, admin actions {dict(sorted(mix['admin_questions'].items()))}")
+    m = begin("the mixed workload: POST /v1/authorize about many people, beside Cerbos (wrk on loopback)",
+              f"{wrk_version()}; cerbos {cerbos_version(binary) if binary else 'not run'}; {args.seconds:g} s "
+              f"per side at {args.connections} connections (after {args.warmup:g} s of warm-up); wrk shares the cores\n"
+              f"portal: {mix['accounts']:,} accounts in {mix['organizations']:,} organizations of {PER_ORG} "
+              f"({mix['admins']:,} admins); statuses {mix['statuses']}; {mix['expired_passwords']:,} passwords "
+              f"expired; {mix['removed_links']:,} links removed\n"
+              f"questions: {mix['questions']:,} prepared, {mix['distinct']:,} distinct (a worker's memo holds "
+              f"{memo:,}: {'more' if mix['distinct'] > memo else 'NOT more'}); {mix['member_questions']:,} "
+              f"functions, admin actions {dict(sorted(mix['admin_questions'].items()))}")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="portal-authz-mixed-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
@@ -485,17 +473,9 @@ def main(argv: list[str] | None = None) -> None:
                                      {"Content-Type": "application/json"}, cerbos_allowed)
             print(f"Cerbos {cerbos_version(binary)} ({binary}): log level warn, audit and telemetry off; the sample "
                   f"asked", flush=True)
-        if args.backend in ("sqlite", "both"):
-            (tmp / "sqlite").mkdir()
-            rows.append(bench_portal(tmp / "sqlite", "SQLite", f"sqlite:///{tmp / 'sqlite' / 'mixed.db'}", config,
-                                     population, asked, sample, cerbos_answers, args))
-        if args.backend in ("postgres", "both"):
-            from tests.fixtures.postgres import start_postgres
-
-            server = stack.enter_context(start_postgres())
-            (tmp / "postgres").mkdir()
-            rows.append(bench_portal(tmp / "postgres", "PostgreSQL", server.create_database("mixed"), config,
-                                     population, asked, sample, cerbos_answers, args))
+        for backend in backends(args.backend, tmp, stack):
+            rows.append(bench_portal(backend.folder, backend.name, backend.database("mixed"), config, population,
+                                     asked, sample, cerbos_answers, args))
         if cerbos:
             bodies = tmp / "bodies-cerbos.jsonl"
             bodies.write_bytes(b"\n".join(dumps(cerbos_body(q)) for q in asked) + b"\n")
@@ -522,12 +502,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"portal-authz ({r['side']}) no errors: {'NOT met' if errors else 'met'} "
               f"(non-2xx {r['non_2xx']}{', ' + r['socket_errors'] if r['socket_errors'] else ''})")
         print(f"  sample: {r['sample']}")
-    print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}; "
-          f"the run took {time.monotonic() - started:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": m, "mix": mix, "rows": rows, "args": vars(args)}, indent=2,
-                                        default=str))
-        print(f"figures written to {args.json}")
+    finish(m, args.json, {"mix": mix, "rows": rows, "args": vars(args)}, started)
 
 
 if __name__ == "__main__":

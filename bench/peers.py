@@ -50,10 +50,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import (CONCURRENCY, ROOT, describe_serving, drive, dumps, ensure_wrk,  # noqa: E402
-                           exit_on_sigterm, fmt_load, free_port, group_processes, machine, post_script,
-                           print_machine, request, run_wrk, start_server, stop_server, table, wait_ready,
-                           wrk_version, write_config)
+from bench._common import (CONCURRENCY, ROOT, arguments, backends, begin, describe_serving, drive,  # noqa: E402
+                           dumps, ensure_wrk, finish, free_port, group_processes, post_script, request, run_wrk,
+                           sized, start_server, stop_server, table, wait_ready, wrk_version, write_config)
 from bench.decisions import FAMILIES  # noqa: E402
 from service.config import load_config  # noqa: E402
 
@@ -330,55 +329,42 @@ def summary(rows: list[dict]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 s per level (a smoke run, figures meaningless)")
-    parser.add_argument("--seconds", type=float, default=None, help="seconds per wrk level (default 10)")
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+def cerbos_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark beside Cerbos (this one and bench/mixed.py)."""
     parser.add_argument("--no-cerbos", action="store_true", help="skip the peer")
     parser.add_argument("--cerbos", default=None, help="a cerbos binary to use instead of the npm package")
     parser.add_argument("--quiet-logs", action="store_true",
                         help="portal-authz at log level warning without its access log (default: as shipped)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments(__doc__, "1 s per level (a smoke run, figures meaningless)", backend="both")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per wrk level (default 10)")
+    cerbos_options(parser)
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another code tree (e.g. `git worktree add /tmp/base main`) measured right after this "
                              "one on each backend, with its own database, for a before/after in one run")
-    args = parser.parse_args(argv)
+    args = sized(parser.parse_args(argv), seconds=(1.0, 10.0))
     started = time.monotonic()
-    exit_on_sigterm()
-    seconds = args.seconds or (1.0 if args.quick else 10.0)
-
-    m = machine()
+    seconds = args.seconds
     ensure_wrk()
     binary = None if args.no_cerbos else ensure_cerbos(args.cerbos)
-    print_machine("portal-authz vs Cerbos over HTTP (wrk on loopback)", m,
-                  f"{wrk_version()}; cerbos {cerbos_version(binary) if binary else 'not run'}; "
-                  f"{seconds:g} s per level, connections {', '.join(map(str, CONCURRENCY))}; "
-                  "wrk shares the cores with the server")
+    m = begin("portal-authz vs Cerbos over HTTP (wrk on loopback)",
+              f"{wrk_version()}; cerbos {cerbos_version(binary) if binary else 'not run'}; "
+              f"{seconds:g} s per level, connections {', '.join(map(str, CONCURRENCY))}; "
+              "wrk shares the cores with the server")
     config = load_config(ROOT / "config.yaml")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="portal-authz-peers-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
-        if args.backend in ("sqlite", "both"):
-            sqlite_dir = tmp / "sqlite"
-            sqlite_dir.mkdir()
-            rows += bench_portal(sqlite_dir, "SQLite", f"sqlite:///{sqlite_dir / 'bench.db'}", config, seconds,
+        for backend in backends(args.backend, tmp, stack):
+            if backend.server is not None:
+                print(f"PostgreSQL: throw-away server from {backend.server.bin_dir} (fsync and synchronous_commit "
+                      "off)", flush=True)
+            rows += bench_portal(backend.folder, backend.name, backend.database(), config, seconds,
                                  args.quiet_logs)
             if args.baseline:
-                rows += bench_portal(sqlite_dir, "SQLite", f"sqlite:///{sqlite_dir / 'baseline.db'}", config,
-                                     seconds, args.quiet_logs, args.baseline.resolve(), " baseline")
-        if args.backend in ("postgres", "both"):
-            from tests.fixtures.postgres import start_postgres
-
-            server = stack.enter_context(start_postgres())
-            pg_dir = tmp / "postgres"
-            pg_dir.mkdir()
-            url = server.create_database("bench")
-            print(f"PostgreSQL: throw-away server from {server.bin_dir} (fsync and synchronous_commit off)",
-                  flush=True)
-            rows += bench_portal(pg_dir, "PostgreSQL", url, config, seconds, args.quiet_logs)
-            if args.baseline:
-                rows += bench_portal(pg_dir, "PostgreSQL", server.create_database("baseline"), config, seconds,
+                rows += bench_portal(backend.folder, backend.name, backend.database("baseline"), config, seconds,
                                      args.quiet_logs, args.baseline.resolve(), " baseline")
         if binary:
             rows += bench_cerbos(tmp, binary, config, seconds)
@@ -388,11 +374,7 @@ def main(argv: list[str] | None = None) -> None:
             r["socket_errors"] or "-"] for r in rows])
     print()
     print("\n".join(summary(rows)))
-    print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}; "
-          f"the run took {time.monotonic() - started:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": m, "seconds": seconds, "rows": rows}, indent=2))
-        print(f"figures written to {args.json}")
+    finish(m, args.json, {"seconds": seconds, "rows": rows}, started)
 
 
 if __name__ == "__main__":

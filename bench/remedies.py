@@ -17,7 +17,6 @@ Figures: p50 / p99 in ms over HTTP, measured by the client. Target: remedies p50
 """
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import sys
@@ -31,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable with
 from sqlalchemy import select  # noqa: E402
 
 from bench import roster  # noqa: E402
-from bench._common import (ROOT, bulk_load, exit_on_sigterm, free_port, machine, ms_summary,  # noqa: E402
-                           print_machine, start_server, stop_server, table, wait_ready, write_config)
+from bench._common import (ROOT, arguments, backends, begin, bulk_load, finish, free_port, ms_summary,  # noqa: E402
+                           organization_options, sized, start_server, stop_server, table, wait_ready,
+                           write_config)
 from service.config import load_config  # noqa: E402
 from service.domain import clients  # noqa: E402
 from service.domain.setup import sync_portals  # noqa: E402
@@ -42,6 +42,8 @@ from tests.fixtures.world import World  # noqa: E402
 
 PORTAL = "ahw"
 TARGET_MS = 10.0
+# (quick, full) sizes: accounts in the big organization, accounts elsewhere, requests per kind.
+SIZES = {"accounts": (5_000, 100_000), "others": (1_000, 20_000), "n": (50, 300)}
 
 
 def seed(url: str, config, big: int, others: int) -> tuple[str, float]:
@@ -84,21 +86,12 @@ def timed(conn: http.client.HTTPConnection, body: bytes, headers: dict, n: int, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5,000 accounts, 50 requests each (a smoke run)")
-    parser.add_argument("--accounts", type=int, default=None, help="accounts in the big organization (100,000)")
-    parser.add_argument("--others", type=int, default=None, help="accounts in other organizations (20,000)")
-    parser.add_argument("-n", type=int, default=None, help="requests per kind (default 300)")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    exit_on_sigterm()
-    args.accounts = args.accounts or (5_000 if args.quick else 100_000)
-    args.others = args.others if args.others is not None else (1_000 if args.quick else 20_000)
-    args.n = args.n or (50 if args.quick else 300)
-    m = machine()
-    print_machine("a denial with remedies in a large organization", m,
-                  f"{args.n} requests per kind after 20 warm-up, one keep-alive connection to `serve` on "
-                  f"127.0.0.1, PostgreSQL; target: remedies p50 < {TARGET_MS:g} ms")
+    parser = arguments(__doc__, "5,000 accounts, 50 requests each (a smoke run)")
+    organization_options(parser, SIZES)
+    args = sized(parser.parse_args(argv), **SIZES)
+    m = begin("a denial with remedies in a large organization",
+              f"{args.n} requests per kind after 20 warm-up, one keep-alive connection to `serve` on "
+              f"127.0.0.1, PostgreSQL; target: remedies p50 < {TARGET_MS:g} ms")
     config = load_config(ROOT / "config.yaml")
     headers = {"Content-Type": "application/json"}
     kinds = {
@@ -108,10 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     rows, results = [], {}
     with tempfile.TemporaryDirectory(prefix="portal-authz-remedies-") as tmp, ExitStack() as stack:
-        from tests.fixtures.postgres import start_postgres
-
-        server = stack.enter_context(start_postgres())
-        url = server.create_database("bench")
+        (postgres,) = backends("postgres", Path(tmp), stack)
+        url = postgres.database()
         key, loaded = seed(url, config, args.accounts, args.others)
         print(f"loaded {args.accounts + args.others:,} accounts in {loaded:.1f} s")
         port, log = free_port(), Path(tmp) / "serve.log"
@@ -132,9 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append([kind, summary["n"], summary["p50_ms"], summary["p99_ms"], ok, named or "-"])
     table(f"POST /v1/authorize, a denial in an organization of {args.accounts:,} accounts (PostgreSQL, over HTTP)",
           ["request", "n", "p50 ms", "p99 ms", "p50 < 10 ms", "remedies"], rows)
-    if args.json:
-        args.json.write_text(json.dumps({"machine": m, "accounts": args.accounts, "others": args.others,
-                                         "results": results}, indent=2, default=str))
+    finish(m, args.json, {"accounts": args.accounts, "others": args.others, "results": results})
 
 
 if __name__ == "__main__":

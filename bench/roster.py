@@ -29,9 +29,6 @@ Target: at most 50 ms per listing page on PostgreSQL (a page a person waits for)
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 import tempfile
 import time
@@ -43,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable with
 
 from sqlalchemy import event, select, text  # noqa: E402
 
-from bench._common import (ROOT, bulk_load, exit_on_sigterm, fmt_load, machine, ms_summary,  # noqa: E402
-                           print_machine, table)
+from bench._common import (ROOT, arguments, backends, begin, bulk_load, finish, ms_summary,  # noqa: E402
+                           organization_options, sized, table)
 from service.app import create_app  # noqa: E402
 from service.clock import FixedClock  # noqa: E402
 from service.config import load_config  # noqa: E402
@@ -59,6 +56,8 @@ from tests.fixtures.world import PASSWORD, World  # noqa: E402
 PORTAL, BIG = "ahcccs", "BIG-0001"
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 TARGET_MS = 50.0
+# (quick, full) sizes: accounts in the big organization, accounts elsewhere, requests per kind.
+SIZES = {"accounts": (5_000, 100_000), "others": (2_000, 50_000), "n": (10, 50)}
 PER_ORG = 100
 FAKE_HASH = "$argon2id$v=19$m=65536,t=3,p=4$bench$not-a-real-hash"
 FIRST = ("maria", "james", "linda", "robert", "patricia", "john", "jennifer", "michael", "elizabeth", "david",
@@ -176,6 +175,19 @@ class Statements:
         event.remove(self.engine, "before_cursor_execute", self._before)
         event.remove(self.engine, "after_cursor_execute", self._after)
 
+    def timed(self, n: int, send, counter=lambda: 0):
+        """`send(i)` three times to warm up, then n times timed; for each timed one (response, wall ns, this thread's
+        CPU ns, how much `counter()` grew), its statements in `current`. An answer other than 200 stops the run."""
+        for k in range(-3, n):
+            self.current = []
+            before, c0, t0 = counter(), time.thread_time_ns(), time.perf_counter_ns()
+            response, asked = send(max(k, 0))
+            elapsed, used = time.perf_counter_ns() - t0, time.thread_time_ns() - c0
+            if response.status_code != 200:
+                raise SystemExit(f"bench: {asked} answered {response.status_code}: {response.get_data(True)[:500]}")
+            if k >= 0:
+                yield response, elapsed, used, counter() - before
+
 
 def explain(database: Database, statement: str, parameters) -> str:
     prefix = "EXPLAIN QUERY PLAN " if database.is_sqlite else "EXPLAIN (ANALYZE, BUFFERS) "
@@ -260,17 +272,11 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
     try:
         for kind, make in kinds.items():
             lat, sql, slowest, listed = [], [], (0, "", None), 0
-            for k in range(-3, n):  # three warm-up requests
-                method, path, body = make(max(k, 0))
-                statements.current = []
-                t0 = time.perf_counter_ns()
-                response = client.open(path, method=method, json=body, headers=headers)
-                elapsed = time.perf_counter_ns() - t0
-                if response.status_code != 200:
-                    raise SystemExit(f"bench: {method} {path} answered {response.status_code}: "
-                                     f"{response.get_data(True)[:500]}")
-                if k < 0:
-                    continue
+            def send(i, make=make):
+                method, path, body = make(i)
+                return client.open(path, method=method, json=body, headers=headers), f"{method} {path}"
+
+            for response, elapsed, _, _ in statements.timed(n, send):
                 lat.append(elapsed)
                 sql.append(sum(s[0] for s in statements.current))
                 payload = response.get_json()
@@ -296,37 +302,27 @@ def run_backend(name: str, url: str, config, policy: Policy, args) -> dict:
     return {"backend": name, "load_s": loaded, "rows": rows}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5,000 accounts, 10 requests each (a smoke run)")
-    parser.add_argument("--accounts", type=int, default=None, help="accounts in the big organization (100,000)")
-    parser.add_argument("--others", type=int, default=None, help="accounts in other organizations (50,000)")
-    parser.add_argument("-n", type=int, default=None, help="requests per kind (default 50)")
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--explain", action="store_true", help="print each kind's slowest statement and its plan")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--no-settle", action="store_true",
-                        help="leave the startup heap to the garbage collector (a serving worker freezes it)")
-    args = parser.parse_args(argv)
-    exit_on_sigterm()
-    args.accounts = args.accounts or (5_000 if args.quick else 100_000)
-    args.others = args.others if args.others is not None else (2_000 if args.quick else 50_000)
-    args.n = args.n or (10 if args.quick else 50)
-    m = machine()
-    print_machine("one page of a large organization's roster", m,
-                  f"{args.n} requests per kind after 3 warm-up requests, in-process (Flask test client); "
-                  f"target: listing pages <= {TARGET_MS:g} ms on PostgreSQL")
+def measured(argv, doc: str, title: str, target: str, run, backend: str, explain: bool = False):
+    """The frame of a benchmark of one large organization's pages served in process (this one, bench/console.py):
+    its options, the machine, and `run(name, url, config, policy, args)` on each backend; (machine, args, results)."""
+    parser = arguments(doc, "5,000 accounts, 10 requests each (a smoke run)", backend=backend)
+    organization_options(parser, SIZES, settle=True)
+    if explain:
+        parser.add_argument("--explain", action="store_true", help="print each kind's slowest statement and its plan")
+    args = sized(parser.parse_args(argv), **SIZES)
+    m = begin(title, f"{args.n} requests per kind after 3 warm-up requests, in-process (Flask test client); "
+                     f"target: {target}")
     config = load_config(ROOT / "config.yaml")
     policy = Policy(config.policy_path)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="portal-authz-roster-") as tmp, ExitStack() as stack:
-        if args.backend in ("sqlite", "both"):
-            results.append(run_backend("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", config, policy, args))
-        if args.backend in ("postgres", "both"):
-            from tests.fixtures.postgres import start_postgres
+    with tempfile.TemporaryDirectory(prefix="portal-authz-bench-") as tmp, ExitStack() as stack:
+        results = [run(backend.name, backend.database(), config, policy, args)
+                   for backend in backends(args.backend, Path(tmp), stack)]
+    return m, args, results
 
-            server = stack.enter_context(start_postgres())
-            results.append(run_backend("PostgreSQL", server.create_database("bench"), config, policy, args))
+
+def main(argv: list[str] | None = None) -> None:
+    m, args, results = measured(argv, __doc__, "one page of a large organization's roster",
+                                f"listing pages <= {TARGET_MS:g} ms on PostgreSQL", run_backend, "both", explain=True)
     rows = []
     for r in results:
         for row in r["rows"]:
@@ -341,10 +337,7 @@ def main(argv: list[str] | None = None) -> None:
            f"p50<={TARGET_MS:g}", f"p99<={TARGET_MS:g}"], rows)
     print("  (SQL p50: the statements' own time in a median request; the rest is Python: session, decision,"
           " ORM loading and JSON. slowest stmt: the slowest single statement of any request of that kind.)")
-    print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": m, "results": results}, indent=2, default=str))
-        print(f"figures written to {args.json}")
+    finish(m, args.json, {"results": results})
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from bench.decisions import (FAMILIES, WRK_SCRIPT, drive, free_port, machine, seed, start_server,  # noqa: E402
-                             stop_server, table, wait_ready, write_config)
+from bench._common import (WRK_SCRIPT, drive, free_port, machine, start_server, stop_server, table,  # noqa: E402
+                           wait_ready, write_config)
+from bench.decisions import FAMILIES, seed  # noqa: E402
 from service.config import load_config  # noqa: E402
 
 CORES = os.cpu_count() or 1
