@@ -640,13 +640,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an expiry for the new key (default: the life the rotated key was given, if any)")
     rotate.set_defaults(func=cmd_clients_rotate)
 
-    check = sub.add_parser("check", parents=[common], help="print one decision and its reasons")
-    check.add_argument("--portal", required=True)
-    check.add_argument("--actor", required=True)
-    check.add_argument("--action", required=True)
-    check.add_argument("--resource", required=True, help="organization:<key> or account:<username>")
-    check.add_argument("--organization", default=None, help="for an account in several organizations")
-    check.add_argument("--permission", default=None, help="for grant/revoke")
+    # The question `check` and `policy explain` ask, as /v1/authorize takes it.
+    question = argparse.ArgumentParser(add_help=False)
+    question.add_argument("--portal", required=True)
+    question.add_argument("--actor", required=True)
+    question.add_argument("--action", required=True)
+    question.add_argument("--resource", required=True, help="organization:<key> or account:<username>")
+    question.add_argument("--organization", default=None, help="for an account in several organizations")
+    question.add_argument("--permission", default=None, help="for grant/revoke")
+
+    check = sub.add_parser("check", parents=[common, question], help="print one decision and its reasons")
     check.set_defaults(func=cmd_check)
 
     policy = sub.add_parser("policy", parents=[common], help="policy tools")
@@ -656,14 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     ptest.add_argument("--coverage", action="store_true",
                        help="then list the rules, requirements and reasons no row exercises, per file (exit 1 if any)")
     ptest.set_defaults(func=cmd_policy_test)
-    pexplain = policy_sub.add_parser("explain", parents=[common],
+    pexplain = policy_sub.add_parser("explain", parents=[common, question],
                                      help="one decision, each rule's requirements with outcome and facts read")
-    pexplain.add_argument("--portal", required=True)
-    pexplain.add_argument("--actor", required=True)
-    pexplain.add_argument("--action", required=True)
-    pexplain.add_argument("--resource", required=True, help="organization:<key> or account:<username>")
-    pexplain.add_argument("--organization", default=None, help="for an account in several organizations")
-    pexplain.add_argument("--permission", default=None, help="for grant/revoke")
     pexplain.add_argument("--json", action="store_true", help="the explanation as JSON")
     pexplain.set_defaults(func=cmd_policy_explain)
     pdiff = policy_sub.add_parser(

@@ -354,14 +354,23 @@ class AdminDesignated(BaseModel):
 Email = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
 
 
-class RegistrationBody(_Body):
-    organization: Name
+class NewPerson(_Body):
+    """The person a new account is for, as self-registration and a Primary User's subordinate both ask."""
+
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
     first_name: Name
     last_name: Name
     email: str = Email
     phone: str | None = Field(default=None, max_length=40)
     password: Secret
+
+
+class _RegistrationOrganization(_Body):
+    organization: Name
+
+
+# Pydantic takes the last base's fields first: `organization` stays the body's first field (its errors first).
+class RegistrationBody(NewPerson, _RegistrationOrganization):
     security_questions: list[SecurityQuestion] = Field(default_factory=list, max_length=5)
     accepted_terms: bool | None = Field(default=None, description="must be true (R7)")
     address_id: str | None = Field(default=None, max_length=100)
@@ -458,13 +467,7 @@ class ActivationCodeBody(_Body):
     username: Name
 
 
-class SubordinateBody(ContractRegistrationFields):
-    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
-    first_name: Name
-    last_name: Name
-    email: str = Email
-    phone: str | None = Field(default=None, max_length=40)
-    password: Secret
+class SubordinateBody(NewPerson, ContractRegistrationFields):
     permissions: list[str] = Field(default_factory=list, max_length=100)
     comment: str | None = None
 
