@@ -319,7 +319,7 @@ def test_one_pass_over_a_page_answers_what_one_question_per_row_answers(any_data
 
 def test_the_services_offered_to_a_new_subordinate_are_those_its_creation_accepts(database, config, policy, clock):
     from service.domain import roster
-    from service.domain.administration import Context
+    from service.domain.work import Context
     from service.storage.facts import find_account
 
     with database.transaction() as session:

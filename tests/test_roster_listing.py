@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from service.domain import roster
-from service.domain.administration import Context
+from service.domain.work import Context
 from service.domain.decisions import profile_of
 from service.storage.facts import find_account
 from tests.fixtures.world import World

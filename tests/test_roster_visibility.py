@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given
 from sqlalchemy import select
 
-from service.domain.administration import Context
+from service.domain.work import Context
 from service.domain.decisions import Decider, Question, Resource
 from service.domain.roster import MAX_PAGE, list_accounts
 from service.policy import Policy

@@ -21,7 +21,7 @@ from service.domain import audit, orphans, sessions
 from service.domain.decisions import Question, Resource
 from service.domain.errors import Invalid, NotFound
 from service.domain.passwords import draw_ahead, fresh_secret
-from service.domain.work import Context  # noqa: F401 - the context every change takes, named here too
+from service.domain.work import Context
 from service.kernel.catalog import PATH_ACTIONS, Role, Status
 from service.kernel.facts import AccountFacts
 from service.kernel.usernames import username_key

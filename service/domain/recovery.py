@@ -28,12 +28,13 @@ from sqlalchemy.orm import Session
 
 from service.config import PortalProfile
 from service.domain import audit, sessions
-from service.domain.administration import Context, one_time_code, send_recovery_code
+from service.domain.administration import one_time_code, send_recovery_code
 from service.domain.decisions import Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
 from service.domain.passwords import draw_ahead, fresh_secret, hash_ahead, hash_secret, verify_secret
 from service.domain.people import check_password
 from service.domain.registration import CodeProblem
+from service.domain.work import Context
 from service.kernel.catalog import Status
 from service.kernel.usernames import username_key
 from service.storage.facts import find_account

@@ -7,10 +7,11 @@ from sqlalchemy import and_, func, literal_column, or_, select, union_all
 from sqlalchemy.orm import selectinload
 
 from service.domain import audit
-from service.domain.administration import Context, Outcome, check_comment, record_denial
-from service.domain.decisions import Question, Resource
+from service.domain.administration import Outcome, check_comment, record_denial
+from service.domain.decisions import Decider, Question, Resource
 from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.people import new_account
+from service.domain.work import Context
 from service.kernel.catalog import ROLES, AccountAction, Role, Status
 from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
 from service.kernel.usernames import username_key
