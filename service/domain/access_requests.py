@@ -29,7 +29,7 @@ from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.work import Context
 from service.policy import Decision
 from service.storage.facts import username_key
-from service.storage.models import AccessRequest, Account, Membership, Organization
+from service.storage.models import AccessRequest, Account, Organization
 
 OPEN, APPROVED, DECLINED, EXPIRED = "open", "approved", "declined", "expired"
 NOTE_MAX = 500
@@ -201,14 +201,27 @@ def _close(ctx: Context, actor: Account, request: AccessRequest, status: str, co
 
 
 def approve(ctx: Context, actor: Account, org_key: str, request_id: int, comment: str | None) -> Outcome:
-    """The grant itself: the requester's functions with this one added, decided and applied as
-    `PUT .../permissions` is; the request closes only when the grant is made."""
+    """The grant itself: the requester's functions, as read under the lock, with this one added, decided and
+    applied as `PUT .../permissions` is; the request closes only when the grant is made.
+
+    A request stands only while its requester could still make it (`request_access`'s own test, asked again on
+    the facts read under the lock): one approved after the requester was disabled, locked, removed from the
+    organization, or upgraded to admin grants nothing (409 `target_status`, or `already_held` once the
+    function is held), so a grant never lands on an account or link that could not have asked for it, to
+    resurface when it is enabled again or downgraded."""
     request = _open_request(ctx, org_key, request_id)
-    link = ctx.session.scalar(select(Membership).where(Membership.account_id == request.account_id,
-                                                       Membership.organization_id == request.organization_id))
-    held = sorted({g.permission for g in link.grants}) if link is not None else []
-    outcome = administration.set_permissions(ctx, actor, request.account.username, org_key,
-                                             sorted({*held, request.permission}), comment)
+    requester, permission = request.account.username, request.permission
+
+    def still_askable(_decided) -> None:
+        standing = _decider(ctx).decide(requester, Question(permission, Resource("organization", org_key)))
+        if standing.allowed:
+            raise Conflict(f"{requester!r} already holds {permission!r} in {org_key!r}", "already_held")
+        if not _askable(standing):
+            raise Conflict(f"{requester!r} could no longer ask for {permission!r} in {org_key!r} "
+                           f"({', '.join(standing.reasons)}); the request is left open", "target_status")
+
+    outcome = administration.change_permissions(ctx, actor, requester, org_key,
+                                                lambda held: sorted({*held, permission}), comment, still_askable)
     if outcome.decision.allowed:
         _close(ctx, actor, request, APPROVED, comment)
     return outcome
