@@ -84,15 +84,17 @@ def _visible(policy: Policy, asker: ActorFacts, target: AccountFacts, org_key: s
 
 # --- From stored facts --------------------------------------------------------------------------------
 
-def for_decision(decider: Decider, action: str, decision: Decision) -> list[dict]:
+def for_decision(decider: Decider, action: str, decision: Decision,
+                 candidates: dict[str, _Candidates] | None = None) -> list[dict]:
     """The remedies of a decision the Decider made (none when allowed, or when it was made on no facts).
 
     The organization's first candidates are read, then their facts with the asker's as an account there in
-    one statement; further candidates (rarely needed) a chunk and a statement at a time."""
+    one statement; further candidates (rarely needed) a chunk and a statement at a time. `candidates`, kept
+    by the caller, shares what was read between the decisions of one asker (its functions, say)."""
     if decision.allowed or decision.facts is None:
         return []
     asker, resource = decision.facts
-    candidates: dict[str, _Candidates] = {}
+    candidates = {} if candidates is None else candidates
 
     def read(org_key: str) -> _Candidates:
         if org_key not in candidates:
