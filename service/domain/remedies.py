@@ -31,6 +31,9 @@ from service.storage.models import Account, Grant, Membership, Organization
 log = logging.getLogger(__name__)
 
 MAX_NAMED = 5
+# After the delegates and admins, at most this many other active members are asked (a sample, not a census:
+# `by` names at most MAX_NAMED anyway).
+MAX_OTHERS = 50
 # Support staff as the policy sees one in good standing: whether "support" can make a change.
 SUPPORT_STAFF = ActorFacts("support staff", True, "active", True, True, (), True)
 CANDIDATE_CHUNK = 25
@@ -136,26 +139,43 @@ class _Candidates:
 
 
 def candidate_usernames(decider: Decider, org_key: str) -> Iterator[list[str]]:
-    """The usernames of the organization's active delegates, then its active admins, each in username order, in
-    chunks: one pass over the organization's admins and delegates, read only as far as needed."""
+    """The usernames of the organization's candidates in chunks, read only as far as needed: its active
+    delegates, then its active admins (every one of them), each in username order; then, up to MAX_OTHERS, its
+    other active members in good standing, in username order. Who of them may make a change is the policy's
+    answer to each, so a policy under which another kind of account grants (a member holding some function,
+    say) is followed: such members are asked too, after those the shipped policy names."""
     dp = decider.profile.delegate_permission
+    params = {"portal": decider.portal, "org": org_key, "dp": dp, "n": CANDIDATE_CHUNK}
     statement = _candidates_statement(dp is not None)
     after: tuple[int, str] = (-1, "")
     while True:
-        rows = list(decider.session.execute(statement, {"portal": decider.portal, "org": org_key, "dp": dp,
-                                                        "rank": after[0], "key": after[1], "n": CANDIDATE_CHUNK}))
+        rows = list(decider.session.execute(statement, {**params, "rank": after[0], "key": after[1]}))
         if rows:
             yield [r.username for r in rows]
         if len(rows) < CANDIDATE_CHUNK:
-            return
+            break
         after = (rows[-1].rank, rows[-1].username_key)
+    others, key = _others_statement(dp is not None), ""
+    left = MAX_OTHERS
+    while left > 0:
+        rows = list(decider.session.execute(others, {**params, "key": key, "n": min(CANDIDATE_CHUNK, left)}))
+        if rows:
+            yield [r.username for r in rows]
+        if len(rows) < min(CANDIDATE_CHUNK, left):
+            return
+        left -= len(rows)
+        key = rows[-1].username_key
+
+
+def _organization_id():
+    return (select(Organization.id).where(Organization.portal_id == bindparam("portal"),
+                                          Organization.key == bindparam("org")).scalar_subquery())
 
 
 @cache
 def _candidates_statement(with_delegates: bool):
     """Built once: (rank, username key, username) past the keyset (:rank, :key), delegates (0) before admins (1)."""
-    org_id = (select(Organization.id).where(Organization.portal_id == bindparam("portal"),
-                                            Organization.key == bindparam("org")).scalar_subquery())
+    org_id = _organization_id()
 
     def group(rank: int, *conditions):
         return (select(literal(rank).label("rank"), Account.username_key, Account.username)
@@ -170,3 +190,17 @@ def _candidates_statement(with_delegates: bool):
     past = tuple_(found.c.rank, found.c.username_key) > tuple_(bindparam("rank"), bindparam("key"))
     return (select(found).where(past)
             .order_by(found.c.rank, found.c.username_key).limit(bindparam("n")))
+
+
+@cache
+def _others_statement(with_delegates: bool):
+    """Built once: (username key, username) of the organization's active members that are neither delegates nor
+    admins, past :key, in username order (a statement of its own, read only when the first ones named too few)."""
+    conditions = [Membership.organization_id == _organization_id(), Membership.status == Status.ACTIVE,
+                  Membership.role == Role.MEMBER, Account.status == Status.ACTIVE,
+                  Account.username_key > bindparam("key")]
+    if with_delegates:
+        granted = select(Grant.membership_id).where(Grant.permission == bindparam("dp"))
+        conditions.append(Membership.id.not_in(granted))
+    return (select(Account.username_key, Account.username).join(Membership, Membership.account_id == Account.id)
+            .where(*conditions).order_by(Account.username_key).limit(bindparam("n")))
