@@ -254,3 +254,16 @@ def test_the_accounts_named_follow_a_policy_under_which_another_kind_of_account_
 
     assert named(policy) == [["dee", "ann"]]
     assert named(widened_policy(tmp_path / "widened", CLAIMS_HOLDERS_GRANT)) == [["dee", "ann", "cal"]]
+
+
+def test_other_members_are_not_read_when_the_policy_lets_no_member_make_the_change(ahw, monkeypatch):
+    """Under the shipped policy only delegates and admins grant: fewer than five named, and still the other
+    members are never read (the cost of a remedy stays that of its first candidates)."""
+    from service.domain import remedies
+
+    def never(*_):
+        raise AssertionError("other members read")
+
+    monkeypatch.setattr(remedies, "other_usernames", never)
+    (remedy,) = ahw.remedies("ahw", "sam", "claims", org("T1"))
+    assert 0 < len(remedy["by"]) < remedies.MAX_NAMED
