@@ -215,8 +215,8 @@ def approve(ctx: Context, actor: Account, org_key: str, request_id: int, comment
     """The grant itself: the requester's functions, as read under the lock, with this one added, decided and
     applied as `PUT .../permissions` is; the request closes only when the grant is made.
 
-    A request stands only while its requester could still make it (`request_access`'s own test, asked again on
-    the facts read under the lock): one approved after the requester was disabled, locked, removed from the
+    A request stands only while its requester could still make it (its own answer to the function is still
+    `permission_not_granted` alone, asked again on the facts read under the lock): one approved after the requester was disabled, locked, removed from the
     organization, or upgraded to admin grants nothing (409 `target_status`, or `already_held` once the
     function is held), so a grant never lands on an account or link that could not have asked for it, to
     resurface when it is enabled again or downgraded."""
