@@ -5,7 +5,7 @@ Every single decision can be right while a sequence of allowed steps is not (lin
 email, then recover: a takeover). So a hypothesis `RuleBasedStateMachine` drives random sequences of
 the API itself (register, approve, link, create, grant, upgrade, downgrade, disable, enable, remove,
 unlock, email change, recovery, password change, wrong passwords until lockout, the sweep with the
-clock moved) by admins, delegates, members and support staff of three organizations, in one portal
+clock moved, access requests asked, listed, approved and declined) by admins, delegates, members and support staff of three organizations, in one portal
 profile per sequence, and after every step compares the database before and after with an oracle
 written here, independently of the policy:
 
@@ -27,6 +27,13 @@ written here, independently of the policy:
 7. Designating an admin never adopts an account: it creates one, or upgrades an active member of that
    organization that the request names explicitly; registrants are told only active
    admins.
+8. Access requests: a request is opened only by its own requester, an active member without the
+   function; at most one is open per member, organization and function; only the ask that opened one
+   tells anyone, at most five accounts, each one who may grant it or support staff. A listing shows
+   exactly the open, unexpired requests the lister may grant. A request changes status only by its
+   own approval or decline (by one who may grant it at that moment) or by expiry (once past it).
+   Approving adds exactly the function asked to what the link held, and only for a requester that could
+   still ask for it (not disabled, locked, removed or made admin since); a decline changes no link.
 """
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from sqlalchemy import func, select
 
 from service.app import create_app
-from service.storage.models import Account, AuditRecord, Grant, Membership, Notification, Organization
+from service.storage.models import AccessRequest, Account, AuditRecord, Grant, Membership, Notification, Organization
 from tests.fixtures.world import PASSWORD, World
 
 ORGS = ("O1", "O2", "O3")
@@ -54,6 +61,9 @@ PROFILES = {
 }
 ACTIONS = ("approve", "enable", "disable", "remove", "upgrade", "downgrade", "unlock", "send-password-recovery")
 ACCOUNT_FIELDS = ("email", "status", "first_name", "last_name", "phone")
+# What an approval or decline may answer when the decider may grant: the request is not open, or its
+# requester could no longer ask for it.
+REQUEST_REFUSALS = ("request_closed", "target_status", "already_held")
 FOLLOW_UPS = ("email", "disable", "enable", "unlock", "send-password-recovery", "approve", "remove", "upgrade")
 
 
@@ -64,6 +74,9 @@ class Snapshot:
     audit: int
     notices: list[tuple[str, str]]         # (recipient, organization) of orphan notices
     orphan_reports: list[str]              # organizations of `no_active_admin` audit records
+    # access requests: id -> username, organization, permission, status, expires_at; and whom each ask told
+    requests: dict[int, dict] = field(default_factory=dict)
+    told: list[tuple[str, int]] = field(default_factory=list)  # (recipient, request id) of `access_requested`
 
     def active_links(self, username: str) -> list[str]:
         return [org for (user, org), link in self.links.items() if user == username and link["status"] == "active"]
@@ -124,7 +137,21 @@ def snapshot(database) -> Snapshot:
         notices = [(n.recipient, n.payload.get("organization")) for n in session.scalars(
             select(Notification).where(Notification.template == "organization_without_admin"))]
         reports = list(session.scalars(select(AuditRecord.organization).where(AuditRecord.action == "no_active_admin")))
-    return Snapshot(accounts, links, audit, notices, reports)
+        requests, told = access_request_rows(session)
+    return Snapshot(accounts, links, audit, notices, reports, requests, told)
+
+
+def access_request_rows(session) -> tuple[dict[int, dict], list[tuple[str, int]]]:
+    requests = {row.id: {"username": row.username, "organization": row.key, "permission": row.permission,
+                         "status": row.status, "expires_at": row.expires_at}
+                for row in session.execute(
+                    select(AccessRequest.id, Account.username, Organization.key, AccessRequest.permission,
+                           AccessRequest.status, AccessRequest.expires_at)
+                    .join(Account, Account.id == AccessRequest.account_id)
+                    .join(Organization, Organization.id == AccessRequest.organization_id))}
+    told = [(n.recipient, n.payload.get("request")) for n in session.scalars(
+        select(Notification).where(Notification.template == "access_requested"))]
+    return requests, told
 
 
 @dataclass
@@ -138,6 +165,9 @@ class Step:
     organization: str | None = None
     target: str | None = None
     about_account: bool = True      # False: a question about the organization (link, create)
+    request: int | None = None      # the access request approved or declined (`decision`)
+    decision: str | None = None     # "approve" | "decline"
+    permission: str | None = None   # the function an access request is for
 
 
 class Violation(AssertionError):
@@ -453,6 +483,72 @@ class PortalMachine(RuleBasedStateMachine):
         self.step.response = self.call("POST", "/maintenance/sweep", {})
         self.tokens.clear()  # sessions last hours, not days
 
+    # --- access requests: ask, list, approve (the grant itself), decline; expiry comes with the sweep's clock --
+
+    asked = Bundle("asked")
+
+    # Mostly members (those who can ask), at times an admin (who holds everything) or support staff.
+    requesters_ = st.sampled_from(("m1", "m2", "m3", "m4", "m5", "d1", "m1", "m3", "m4", "m5", "a1", "s1"))
+
+    @rule(target=asked, actor=requesters_, function=st.integers(0, 2), twice=st.booleans(), data=st.data())
+    def ask_access(self, actor, function, twice, data):
+        """A member asks for a function (mostly in an organization of its own); at times twice, the second
+        while the first is open. What was asked goes to the bundle, to be decided later, after whatever other
+        steps came between (a disable, an upgrade, a removal, the clock)."""
+        org = self.lean(data, self.orgs_of(actor), list(ORGS))
+        token = self.token(actor)
+        if token is None:
+            return multiple()
+        permission, made = self.functions[function], None
+        for _ in range(2 if twice else 1):
+            step = self.begin(Step("request", actor, organization=org, target=actor, permission=permission))
+            step.response = self.call("POST", f"/organizations/{org}/access-requests", {"permission": permission},
+                                      token=token)
+            if step.response.status_code == 201:
+                made = step.response.get_json()["id"]
+        if made is None:
+            return multiple()
+        # Often decided at once (before the clock or anything else moves), else later from the bundle.
+        now = data.draw(st.sampled_from((None, None, "approve", "decline")), label="decided at once")
+        if now is not None:
+            self._decide(org, made, now == "approve", data.draw(st.booleans(), label="listing"), data)
+        return (org, made)
+
+    def deciders_of(self, org: str) -> list[str]:
+        """The organization's admins and delegates, and support staff: those who may mostly decide there."""
+        with self.database.sessions() as session:
+            delegates = select(Grant.membership_id).where(Grant.permission == self.delegate)
+            return sorted({"s1", *session.scalars(
+                select(Account.username).join(Membership, Membership.account_id == Account.id)
+                .join(Organization, Organization.id == Membership.organization_id)
+                .where(Organization.key == org, (Membership.role == "admin") | Membership.id.in_(delegates)))})
+
+    @rule(asked=asked, approve=st.booleans(), listing=st.booleans(), data=st.data())
+    def decide_access(self, asked, approve, listing, data):
+        org, chosen = asked
+        self._decide(org, chosen, approve, listing, data)
+
+    def _decide(self, org, chosen, approve, listing, data):
+        """Someone approves or declines a request: mostly one who administers its organization, sometimes
+        anyone; half the time after listing the organization's requests, then mostly one listed to it."""
+        actor = self.lean(data, self.deciders_of(org), self.accounts)
+        token = self.token(actor)
+        if token is None:
+            return
+        if listing:
+            step = self.begin(Step("list", actor, organization=org, about_account=False))
+            step.response = self.call("GET", f"/organizations/{org}/access-requests", token=token)
+            listed = [r["id"] for r in (step.response.get_json() or {}).get("requests", [])]
+            chosen = self.lean(data, listed, [chosen])
+        step = self.begin(Step("admin", actor, organization=org, request=chosen,
+                               decision="approve" if approve else "decline"))
+        request = self.before.requests[chosen]
+        step.target, step.permission = request["username"], request["permission"]
+        step.authorize = self.authorize(actor, "grant", request["username"], org, permission=request["permission"])
+        step.response = self.call("POST", f"/organizations/{org}/access-requests/{chosen}/{step.decision}", {},
+                                  token=token)
+        self.ran["access_decisions"] = self.ran.get("access_decisions", 0) + (step.response.status_code == 200)
+
     # --- the checks ---------------------------------------------------------------------------
 
     @invariant()
@@ -471,6 +567,7 @@ class PortalMachine(RuleBasedStateMachine):
         self._audit(before, after, step)
         self._parity(before, step)
         self._non_member(before, step)
+        self._access_requests(before, after, step)
 
     def fail(self, message: str):
         raise Violation(f"[{self.portal}] {message}")
@@ -507,8 +604,8 @@ class PortalMachine(RuleBasedStateMachine):
                 self.fail(f"designation adopted {name}, which was not an active member of {org}")
 
     def _reach_and_grants(self, before: Snapshot, after: Snapshot, step: Step):
-        if step.kind == "system":
-            return
+        if step.kind in ("system", "request", "list"):
+            return  # access requests' own steps change no account: checked in _access_requests
         if step.kind == "enroll":
             return self._designation(before, after, step)
         actor = step.actor
@@ -590,7 +687,7 @@ class PortalMachine(RuleBasedStateMachine):
 
     def _audit(self, before: Snapshot, after: Snapshot, step: Step):
         response = step.response
-        if response is None or step.kind == "system":
+        if response is None or step.kind in ("system", "list"):
             return
         body = response.get_json(silent=True) or {}
         audited = response.status_code in (200, 201) or (
@@ -605,7 +702,9 @@ class PortalMachine(RuleBasedStateMachine):
         allowed, reasons = step.authorize
         status, body = step.response.status_code, step.response.get_json(silent=True) or {}
         if allowed:
-            if status != 200 and body.get("code") != "email_taken":
+            # an approval or decline also needs the request open, and its requester still able to ask
+            excused = ("email_taken",) + (REQUEST_REFUSALS if step.request is not None else ())
+            if status != 200 and body.get("code") not in excused:
                 self.fail(f"/v1/authorize allowed {step.actor} on {step.target} but the change answered {status} {body}")
         elif status in (403, 409) and body.get("code") in ("forbidden", "last_admin"):
             got = sorted(r["code"] for r in body.get("reasons", []))
@@ -633,3 +732,118 @@ class PortalMachine(RuleBasedStateMachine):
         codes = [r["code"] for r in body.get("reasons", [])]
         if codes and codes != ["not_member"] and "unknown_actor" not in codes:
             self.fail(f"{actor}, not a member of {org}, was told {codes} about {step.target}")
+
+    # --- the checks of access requests -----------------------------------------------------------------
+
+    def _may_grant(self, s: Snapshot, actor: str, target: str, org: str, permission: str) -> bool:
+        """Independently of the policy: who may grant a function (R5, R14, R15): support staff, an admin of
+        the organization, or a delegate holding it, to a member of that organization, not to itself."""
+        link = s.link(target, org)
+        if actor == target or link is None or link["status"] == "removed" or not s.active(actor):
+            return False
+        if s.support(actor) or s.admin_in(actor, org):
+            return True
+        return s.delegate_in(actor, org, self.delegate) and link["role"] == "member" and s.holds(actor, org, permission)
+
+    def _could_ask(self, s: Snapshot, username: str, org: str, permission: str) -> bool:
+        """R16: an active member of the organization without the function."""
+        link = s.link(username, org)
+        return (s.active(username) and s.role_in(username, org) == "member"
+                and permission not in link["permissions"])
+
+    def _access_requests(self, before: Snapshot, after: Snapshot, step: Step):
+        now = self.clock.now()
+        response = step.response
+        status = getattr(response, "status_code", None)
+        body = (response.get_json(silent=True) or {}) if response is not None else {}
+        decided = step.request is not None and status == 200
+        # Asking or listing changes no account nor link.
+        if step.kind in ("request", "list") and (before.accounts != after.accounts or before.links != after.links):
+            self.fail(f"{step.actor}'s {step.kind} of access requests changed accounts or links")
+        # Each request comes from its own requester's ask, and changes status only as its step says.
+        for request_id, now_row in after.requests.items():
+            was = before.requests.get(request_id)
+            if was is None:
+                if not (step.kind == "request" and status == 201 and now_row["username"] == step.actor
+                        and now_row["organization"] == step.organization
+                        and now_row["permission"] == step.permission and now_row["status"] == "open"):
+                    self.fail(f"access request {now_row} appeared through {step.kind} by {step.actor}")
+                if not self._could_ask(before, step.actor, step.organization, step.permission):
+                    self.fail(f"{step.actor} opened a request for {step.permission} in {step.organization}, "
+                              f"which it could not ask for: {before.link(step.actor, step.organization)}")
+                continue
+            if was["status"] == now_row["status"]:
+                continue
+            change = (was["status"], now_row["status"])
+            if change == ("open", "expired"):
+                if was["expires_at"] > now:
+                    self.fail(f"access request {request_id} expired before {was['expires_at']}")
+            elif change in (("open", "approved"), ("open", "declined")):
+                expected = "approved" if step.decision == "approve" else "declined"
+                if not (decided and step.request == request_id and now_row["status"] == expected):
+                    self.fail(f"access request {request_id} became {now_row['status']} through {step.kind} "
+                              f"by {step.actor}")
+            else:
+                self.fail(f"access request {request_id} went {change}")
+        # One open request per member, organization and function.
+        open_ = Counter((r["username"], r["organization"], r["permission"]) for r in after.requests.values()
+                        if r["status"] == "open")
+        if open_ and max(open_.values()) > 1:
+            self.fail(f"more than one open request: {[k for k, n in open_.items() if n > 1]}")
+        # Spam is bounded: only an ask that opened a request tells anyone, at most five accounts, each one who
+        # may grant it or support staff; a second ask while one is open tells nobody.
+        told = Counter(after.told) - Counter(before.told)
+        if told:
+            if not (step.kind == "request" and status == 201):
+                self.fail(f"{step.kind} by {step.actor} told {sorted(told)} of an access request")
+            if sum(told.values()) > 5:
+                self.fail(f"an access request told {sum(told.values())} accounts")
+            by_email = {a["email"]: name for name, a in before.accounts.items()}
+            for email, _ in told:
+                name = by_email.get(email)
+                if name is None or not (self._may_grant(before, name, step.actor, step.organization, step.permission)
+                                        or before.support(name)):
+                    self.fail(f"{email} ({name}) was told of {step.actor}'s request for {step.permission} in "
+                              f"{step.organization} and may not grant it")
+        if step.kind == "request" and status == 409 and body.get("code") == "request_open":
+            if not any(r["status"] == "open" and r["expires_at"] > now and
+                       (r["username"], r["organization"], r["permission"]) == (step.actor, step.organization,
+                                                                              step.permission)
+                       for r in before.requests.values()):
+                self.fail(f"{step.actor} was told a request for {step.permission} is open, and none was")
+        # Listed: exactly the open, unexpired requests of the organization the lister may decide.
+        if step.kind == "list" and status == 200:
+            listed = {r["id"] for r in body.get("requests", [])}
+            decidable = {i for i, r in before.requests.items() if r["organization"] == step.organization
+                         and r["status"] == "open" and r["expires_at"] > now
+                         and self._may_grant(before, step.actor, r["username"], step.organization, r["permission"])}
+            if listed != decidable:
+                self.fail(f"{step.actor} was listed {sorted(listed)} in {step.organization}; "
+                          f"it may decide {sorted(decidable)}")
+        if not decided:
+            return
+        # Approved or declined: an open, unexpired request, by one who may grant it at that moment.
+        was = before.requests[step.request]
+        requester, org, permission = was["username"], was["organization"], was["permission"]
+        if was["status"] != "open" or was["expires_at"] <= now:
+            self.fail(f"{step.actor} decided access request {step.request}, which was {was['status']} "
+                      f"(expiring {was['expires_at']})")
+        if not self._may_grant(before, step.actor, requester, org, permission):
+            self.fail(f"{step.actor} decided {requester}'s request for {permission} in {org} without "
+                      f"authority to grant it")
+        if step.decision != "approve":
+            if before.links != after.links:
+                self.fail(f"declining access request {step.request} changed links")
+            return
+        # The grant itself: exactly the function asked, added to what the link held, for a requester that
+        # could still have asked for it (not disabled, removed or made admin since).
+        if not self._could_ask(before, requester, org, permission):
+            self.fail(f"{requester}'s request for {permission} in {org} was approved though it could no longer "
+                      f"ask for it: {before.accounts[requester]['status']}, {before.link(requester, org)}")
+        held, now_held = before.link(requester, org)["permissions"], after.link(requester, org)["permissions"]
+        if now_held != held | {permission}:
+            self.fail(f"approving {requester}'s request for {permission} in {org} left {sorted(now_held)} "
+                      f"(held {sorted(held)})")
+        for key, link in after.links.items():
+            if key != (requester, org) and before.links.get(key) != link:
+                self.fail(f"approving {requester}'s request changed the link {key}")

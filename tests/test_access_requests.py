@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from service.app import create_app
-from service.storage.models import AuditRecord, Notification
+from service.storage.models import Account, AuditRecord, Grant, Membership, Notification
 from tests.conftest import make_key
 from tests.fixtures.http import Portal
 from tests.fixtures.world import PASSWORD, World
@@ -151,3 +151,46 @@ def test_parallel_duplicate_requests_open_one(ahw):
         t.join()
     assert sorted(statuses, key=str) == sorted([(201, None)] + [(409, "request_open")] * 3, key=str)
     assert len(audited(p.database, "access_request")) == 1
+
+
+def permissions_of(p, token, username):
+    account = p.call("GET", f"/accounts/{username}", token=token, expect=200).get_json()
+    return {m["organization"]: (m["role"], m["permissions"]) for m in account["memberships"]}
+
+
+@pytest.mark.R3
+@pytest.mark.R13
+@pytest.mark.R16
+@pytest.mark.R23
+def test_an_approval_stands_only_while_the_requester_could_still_ask(ahw):
+    """A request approved after its requester was disabled, upgraded or removed grants nothing: no function
+    lands on an account that could not have asked for it, to resurface when it is enabled again or downgraded."""
+    p = ahw
+    ann = p.sign_in("ann", PASSWORD)
+    sam_claims = ask(p, p.sign_in("sam", PASSWORD), "claims")
+    tom = p.sign_in("tom", PASSWORD)
+    tom_claims, tom_records = ask(p, tom, "claims"), ask(p, tom, "health_records")
+    # Disabled (R23): refused and left open; enabled again, it stands and is approved.
+    p.act(ann, "sam", "disable")
+    assert decide(p, ann, sam_claims["id"], "approve", 409).get_json()["code"] == "target_status"
+    assert permissions_of(p, ann, "sam")["T1"] == ("member", [])
+    assert listed(p, ann)[0] == ("sam", "claims")
+    p.act(ann, "sam", "enable")
+    decide(p, ann, sam_claims["id"], "approve")
+    assert permissions_of(p, ann, "sam")["T1"] == ("member", ["claims"])
+    # Upgraded (R2): an admin holds the whole catalog; no grant is stored under the admin link to surface when
+    # it is downgraded.
+    p.act(ann, "tom", "upgrade")
+    assert decide(p, ann, tom_claims["id"], "approve", 409).get_json()["code"] == "already_held"
+    p.act(ann, "tom", "downgrade")
+    assert permissions_of(p, ann, "tom")["T1"] == ("member", [])
+    # Removed from the organization (R13): the policy refuses the grant to a removed link.
+    p.act(ann, "tom", "remove")
+    refused = decide(p, ann, tom_records["id"], "approve", 403).get_json()
+    assert [r["code"] for r in refused["reasons"]] == ["target_status"]
+    with p.database.sessions() as session:
+        held = session.scalars(select(Grant.permission).join(Membership, Membership.id == Grant.membership_id)
+                               .join(Account, Account.id == Membership.account_id)
+                               .where(Account.username == "tom")).all()
+    assert held == []
+    assert [(a, t, o) for a, t, o, _ in audited(p.database, "access_request_approved")] == [("ann", "sam", "done")]

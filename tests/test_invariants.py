@@ -73,14 +73,19 @@ def run_machine(make_database, config, policy, clock, examples, portals=("masshe
 def report(ran, backend):
     print(f"\ninvariant search on {backend}: {ran.get('sequences', 0)} sequences, {ran.get('steps', 0)} steps, "
           f"{ran.get('calls', 0)} API calls, {ran.get('recoveries', 0)} recoveries from a changed inbox, portals {sorted(ran.get('portals', ()))}")
+    outcomes = ran.get("outcomes", {})
+    print("access requests: " + ", ".join(f"{method} {kind} {status}: {n}" for (method, kind, status), n in
+                                          sorted(outcomes.items(), key=str)
+                                          if kind in ("access-requests", "approve", "decline")))
 
 
 def searched_deep(ran, backend):
     """Report a search, and fail one that never reached deep states: both portals, sequences longer than
-    their seed, and the change-email-then-recover chain completed at least once."""
+    their seed, the change-email-then-recover chain completed at least once, and an access request decided."""
     report(ran, backend)
     assert ran["portals"] == {"masshealth", "ahw"} and ran["steps"] > ran["sequences"]
     assert ran.get("recoveries", 0) > 0, "the search never completed the change-email-then-recover chain"
+    assert ran.get("access_decisions", 0) > 0, "the search never approved nor declined an access request"
 
 
 @pytest.mark.R1

@@ -220,3 +220,50 @@ def test_the_contract_documents_remedies(ahw):
     assert "remedies" in schemas["BatchRequest"]["properties"]
     assert "remedies" in schemas["AuthorizeExplainedResponse"]["properties"]
     assert "remedies" in schemas["DecisionContext"]["properties"]
+
+
+# A third kind of account that may grant: a member holding Claims administers the organization's members (and,
+# holding Claims, may grant it), though it is neither a delegate nor an admin.
+CLAIMS_HOLDERS_GRANT = ('administers(actor: Account, target: TargetAccount) if\n'
+                        '    membership(actor, target.organization, m) and m.role = "member" and\n'
+                        '    "claims" in m.permissions and target.role = "member";')
+
+
+@pytest.mark.R15
+@pytest.mark.R16
+def test_the_accounts_named_follow_a_policy_under_which_another_kind_of_account_grants(tmp_path, any_database,
+                                                                                      config, policy, clock):
+    """Who is named is the policy's answer to each candidate, and the candidates are the organization's active
+    accounts (delegates and admins first), not only those the shipped policy lets grant."""
+    from tests.fixtures.policies import widened_policy
+
+    with any_database.transaction() as session:
+        w = World(session, "ahw", clock.now())
+        w.account("ann", memberships={"T1": {"role": "admin"}})
+        w.account("dee", memberships={"T1": {"permissions": ["manage_account", "claims"]}})
+        w.account("cal", memberships={"T1": {"permissions": ["claims"]}})
+        w.account("eli", memberships={"T1": {"permissions": ["eligibility"]}})
+        w.account("sam", memberships={"T1": {}})
+
+    def named(chosen):
+        app = create_app(config, database=any_database, policy=chosen, clock=clock)
+        key = make_key(any_database, ("authorize",), clock.now())
+        answer = app.test_client().post("/v1/authorize", headers={"Authorization": f"Bearer {key}"}, json={
+            "portal": "ahw", "actor": "sam", "action": "claims", "resource": org("T1"), "remedies": True}).get_json()
+        return [r["by"] for r in answer["remedies"]]
+
+    assert named(policy) == [["dee", "ann"]]
+    assert named(widened_policy(tmp_path / "widened", CLAIMS_HOLDERS_GRANT)) == [["dee", "ann", "cal"]]
+
+
+def test_other_members_are_not_read_when_the_policy_lets_no_member_make_the_change(ahw, monkeypatch):
+    """Under the shipped policy only delegates and admins grant: fewer than five named, and still the other
+    members are never read (the cost of a remedy stays that of its first candidates)."""
+    from service.domain import remedies
+
+    def never(*_):
+        raise AssertionError("other members read")
+
+    monkeypatch.setattr(remedies, "other_usernames", never)
+    (remedy,) = ahw.remedies("ahw", "sam", "claims", org("T1"))
+    assert 0 < len(remedy["by"]) < remedies.MAX_NAMED

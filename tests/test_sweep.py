@@ -51,6 +51,45 @@ def count(database, model):
 # --- the domain function, on SQLite and on PostgreSQL --------------------------------------------------
 
 
+def test_open_access_requests_past_their_expiry_are_closed_and_audited(any_database, config):
+    """The sweep expires what the lazy path would when next touched: the same status, decided_at and audit."""
+    from service.storage.models import AccessRequest
+
+    with any_database.transaction() as session:
+        world = World(session, "ahw", START)
+        ann = world.account("ann", memberships={"T1": {"role": "admin"}})
+        sam = world.account("sam", memberships={"T1": {}})
+        other = World(session, "masshealth", START).account("pat", memberships={"M1": {}})
+        orgs = {a.username: a.memberships[0].organization_id for a in (ann, sam, other)}
+
+        def made(account, portal, permission, expires, status="open"):
+            request = AccessRequest(portal_id=portal, account_id=account.id, organization_id=orgs[account.username],
+                                    permission=permission, status=status, created_at=START - timedelta(days=20),
+                                    expires_at=expires)
+            session.add(request)
+            session.flush()
+            return request.id
+
+        due = made(sam, "ahw", "claims", START)                           # expires now: closed
+        later = made(sam, "ahw", "eligibility", START + timedelta(seconds=1))
+        declined = made(sam, "ahw", "health_records", START - timedelta(days=5), "declined")
+        elsewhere = made(other, "masshealth", "manage_referrals", START - timedelta(days=1))
+    result = sweep(any_database, config, START, portal="ahw")
+    assert result.portals["ahw"].expired == result.expired == 1
+    assert result.counts() == {"warned": 0, "locked": 0, "disabled": 0, "deleted": 0}  # not an inactivity count
+    with any_database.sessions() as session:
+        rows = {r.id: (r.status, r.decided_at) for r in session.scalars(select(AccessRequest))}
+        records = [(r.actor, r.target, r.organization, r.outcome, r.detail, r.occurred_at) for r in session.scalars(
+            select(AuditRecord).where(AuditRecord.action == "access_request_expired"))]
+    assert rows == {due: ("expired", START), later: ("open", None), declined: ("declined", None),
+                    elsewhere: ("open", None)}
+    assert records == [(None, "sam", "T1", "done", {"id": due, "permission": "claims"}, START)]
+    # Idempotent: a second run changes nothing and records nothing.
+    audited = count(any_database, AuditRecord)
+    assert sweep(any_database, config, START, portal="ahw").expired == 0
+    assert count(any_database, AuditRecord) == audited
+
+
 def test_qm_boundaries_lock_after_60_delete_after_120_with_five_warnings(any_database, config):
     ages = [54, 55, 56, 59, 60, 61, 115, 116, 120, 121]
     seed(any_database, "qm", START, ages)

@@ -29,7 +29,7 @@ from service.domain.errors import Conflict, Invalid, NotFound
 from service.domain.work import Context
 from service.kernel.usernames import username_key
 from service.policy import Decision
-from service.storage.models import AccessRequest, Account, Membership, Organization
+from service.storage.models import AccessRequest, Account, Organization
 
 OPEN, APPROVED, DECLINED, EXPIRED = "open", "approved", "declined", "expired"
 NOTE_MAX = 500
@@ -73,17 +73,30 @@ def _askable(decision: Decision) -> bool:
     return not decision.allowed and decision.reasons == ("permission_not_granted",)
 
 
+def _grant_remedy(decider: Decider, permission: str, decision: Decision, candidates: dict | None = None) -> dict | None:
+    """The remedy of the denial that a grant makes, as `POST /v1/authorize` with `"remedies": true` answers it to
+    the asker (read-scoped): whom a request tells, or None when the policy states no change that grants it or
+    nobody (no account of the organization, nor support staff) may make it: then there is no one to ask."""
+    found = [r for r in remedies.for_decision(decider, permission, decision, candidates)
+             if r["code"] == "permission_not_granted" and (r["by"] or r["support"])]
+    return found[0] if found else None
+
+
 def requestable(ctx: Context, actor: Account, org_key: str) -> tuple[list[str], dict[str, AccessRequest]]:
     """The functions the actor may ask for in the organization (those `request_access` would accept: the
-    policy's answer to each is `permission_not_granted` alone), in catalog order, and the actor's requests
-    still open there by function."""
+    policy's answer to each is `permission_not_granted` alone, and its remedy names someone who may grant it,
+    or support staff), in catalog order, and the actor's requests still open there by function."""
     org = _organization(ctx, org_key)
     catalog = list(ctx.profile.catalog)
     resource = Resource("organization", org_key)
-    decisions = _decider(ctx).decide_many(actor.username, [Question(p, resource) for p in catalog])
+    decider = _decider(ctx)
+    decisions = decider.decide_many(actor.username, [Question(p, resource) for p in catalog])
+    candidates: dict = {}  # the organization's candidates, read once for every function
+    offered = [p for p, d in zip(catalog, decisions)
+               if _askable(d) and _grant_remedy(decider, p, d, candidates) is not None]
     mine = ctx.session.scalars(_open_query(ctx, org).where(AccessRequest.account_id == actor.id,
                                                           AccessRequest.expires_at > ctx.now))
-    return [p for p, d in zip(catalog, decisions) if _askable(d)], {r.permission: r for r in mine}
+    return offered, {r.permission: r for r in mine}
 
 
 def remedy_of(ctx: Context, actor: Account, org_key: str, permission: str) -> dict | None:
@@ -92,8 +105,7 @@ def remedy_of(ctx: Context, actor: Account, org_key: str, permission: str) -> di
     requester may learn it (the accounts named, or only that support staff are)."""
     decider = _decider(ctx)
     decision = decider.decide(actor.username, Question(permission, Resource("organization", org_key)))
-    found = [r for r in remedies.for_decision(decider, permission, decision) if r["code"] == "permission_not_granted"]
-    return found[0] if found else None
+    return _grant_remedy(decider, permission, decision)
 
 
 def request_access(ctx: Context, actor: Account, org_key: str, permission: str,
@@ -111,7 +123,8 @@ def request_access(ctx: Context, actor: Account, org_key: str, permission: str,
     decision = decider.decide(actor.username, Question(permission, Resource("organization", org_key)))
     if decision.allowed:
         raise Conflict(f"{actor.username!r} already holds {permission!r} in {org_key!r}", "already_held")
-    if not _askable(decision):
+    remedy = _grant_remedy(decider, permission, decision) if _askable(decision) else None
+    if remedy is None:  # refused by more than the missing grant, or nobody may grant it: no one to ask
         return administration.record_denial(ctx, actor.username, "access_request", actor.username, org_key,
                                             decision, None), None
     stale = list(ctx.session.scalars(_open_query(ctx, org).where(
@@ -127,8 +140,6 @@ def request_access(ctx: Context, actor: Account, org_key: str, permission: str,
     except IntegrityError:
         raise Conflict(f"{actor.username!r} already has an open request for {permission!r} in {org_key!r}",
                        "request_open") from None
-    (remedy,) = [r for r in remedies.for_decision(decider, permission, decision)
-                 if r["code"] == "permission_not_granted"] or [{"by": [], "support": True}]
     told = _tell_deciders(ctx, request, actor, org_key, remedy["by"])
     audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="access_request", outcome="done",
                  actor=actor.username, client=ctx.client, target=actor.username, organization=org_key,
@@ -201,14 +212,27 @@ def _close(ctx: Context, actor: Account, request: AccessRequest, status: str, co
 
 
 def approve(ctx: Context, actor: Account, org_key: str, request_id: int, comment: str | None) -> Outcome:
-    """The grant itself: the requester's functions with this one added, decided and applied as
-    `PUT .../permissions` is; the request closes only when the grant is made."""
+    """The grant itself: the requester's functions, as read under the lock, with this one added, decided and
+    applied as `PUT .../permissions` is; the request closes only when the grant is made.
+
+    A request stands only while its requester could still make it (its own answer to the function is still
+    `permission_not_granted` alone, asked again on the facts read under the lock): one approved after the requester was disabled, locked, removed from the
+    organization, or upgraded to admin grants nothing (409 `target_status`, or `already_held` once the
+    function is held), so a grant never lands on an account or link that could not have asked for it, to
+    resurface when it is enabled again or downgraded."""
     request = _open_request(ctx, org_key, request_id)
-    link = ctx.session.scalar(select(Membership).where(Membership.account_id == request.account_id,
-                                                       Membership.organization_id == request.organization_id))
-    held = sorted({g.permission for g in link.grants}) if link is not None else []
-    outcome = administration.set_permissions(ctx, actor, request.account.username, org_key,
-                                             sorted({*held, request.permission}), comment)
+    requester, permission = request.account.username, request.permission
+
+    def still_askable(_decided) -> None:
+        standing = _decider(ctx).decide(requester, Question(permission, Resource("organization", org_key)))
+        if standing.allowed:
+            raise Conflict(f"{requester!r} already holds {permission!r} in {org_key!r}", "already_held")
+        if not _askable(standing):
+            raise Conflict(f"{requester!r} could no longer ask for {permission!r} in {org_key!r} "
+                           f"({', '.join(standing.reasons)}); the request is left open", "target_status")
+
+    outcome = administration.change_permissions(ctx, actor, requester, org_key,
+                                                lambda held: sorted({*held, permission}), comment, still_askable)
     if outcome.decision.allowed:
         _close(ctx, actor, request, APPROVED, comment)
     return outcome

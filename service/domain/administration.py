@@ -9,7 +9,7 @@ demoting each other at once cannot both see "two admins" (R3).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -333,13 +333,24 @@ def set_permissions(ctx: Context, actor_account: Account, username: str, organiz
 
     All or nothing: if any of them is denied, nothing changes and every reason is reported.
     """
-    check_comment(comment, ctx.profile)
     wanted = list(dict.fromkeys(permissions))
+    return change_permissions(ctx, actor_account, username, organization, lambda _held: wanted, comment)
+
+
+def change_permissions(ctx: Context, actor_account: Account, username: str, organization: str | None,
+                       wanted_of: Callable[[set[str]], list[str]], comment: str | None,
+                       before_writing: Callable[[Decided], None] | None = None) -> Outcome:
+    """`set_permissions` with the wanted functions computed from what the link holds as read under the lock, so
+    that adding one function (an approved access request) never writes back a set read earlier (which would
+    revive a function revoked in the meantime, or drop one granted). `before_writing` runs once the changes are
+    allowed, on the locked facts, and may refuse by raising."""
+    check_comment(comment, ctx.profile)
     # Resolve and lock; each change is decided below on the locked facts.
     decided = decide_and_lock(ctx, actor_account.username, "view", username, organization)
     target, link, org_key = decided.target, decided.link, decided.organization
     # What the link holds, from the facts decided on (a removed link holds nothing: removal drops its grants).
     held = {p for live in decided.facts.links if live.organization.key == org_key for p in live.permissions}
+    wanted = list(dict.fromkeys(wanted_of(held)))
     changes = [("grant", p) for p in wanted if p not in held] + [("revoke", p) for p in sorted(held - set(wanted))]
     decider = ctx.decider()
     reasons: list[str] = []
@@ -354,6 +365,8 @@ def set_permissions(ctx: Context, actor_account: Account, username: str, organiz
         denied = Decision(False, tuple(reasons), version)
         return record_denial(ctx, actor_account.username, "set_permissions", target.username, org_key,
                              denied, comment)
+    if before_writing is not None:
+        before_writing(decided)
     for action, permission in changes:
         if action == "grant":
             ctx.session.add(Grant(membership_id=link.id, permission=permission, granted_at=ctx.now))

@@ -59,6 +59,13 @@ Audit (R27): one `inactivity_<action>` record per changed account
 summary per portal when anything happened (nothing is written on a run that
 changes nothing).
 
+Access requests: an open request past its `expires_at` is closed as `expired`
+by the same run (UPDATE ... WHERE), with one `access_request_expired` audit
+record each (INSERT ... SELECT), exactly as a request found expired when next
+touched is (service/domain/access_requests.py), so an unattended request does
+not stay open in the tables until someone looks. Counted in `expired`, which is
+not one of the inactivity counts (`counts()`, `sweep_runs`, the API's answer).
+
 Concurrency: on SQLite the transaction takes the write lock first (BEGIN
 IMMEDIATE). On PostgreSQL each portal runs in one REPEATABLE READ transaction so
 all statements see one snapshot (the audit rows name exactly the accounts the
@@ -81,8 +88,8 @@ from service.config import Config, PortalProfile
 from service.domain import orphans
 from service.domain.errors import NotFound
 from service.kernel.catalog import Status, Role
-from service.storage.models import (Account, AuditRecord, Grant, Membership, Notification, SessionToken, SweepRun,
-                                    UTCDateTime)
+from service.storage.models import (AccessRequest, Account, AuditRecord, Grant, Membership, Notification,
+                                    Organization, SessionToken, SweepRun, UTCDateTime)
 
 ACCOUNTS = Account.__table__
 NOTIFICATIONS = Notification.__table__
@@ -90,6 +97,8 @@ AUDIT = AuditRecord.__table__
 MEMBERSHIPS = Membership.__table__
 GRANTS = Grant.__table__
 SESSIONS = SessionToken.__table__
+REQUESTS = AccessRequest.__table__
+ORGANIZATIONS = Organization.__table__
 RETRIES = 5
 ANALYZE_AFTER = 1000  # warnings inserted in one run before PostgreSQL re-analyzes the outbox
 
@@ -117,16 +126,18 @@ class SweepResult:
     locked: int = 0
     disabled: int = 0
     deleted: int = 0
+    expired: int = 0     # access requests closed as expired (not an inactivity count)
     portals: dict[str, SweepResult] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
-        """Every count, by name (each field but the per-portal parts)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "portals"}
+        """The inactivity counts, by name (every field but the per-portal parts and the expired requests)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("portals", "expired")}
 
     def add(self, portal: str, part: SweepResult) -> None:
         self.portals[portal] = part
         for name, count in part.counts().items():
             setattr(self, name, getattr(self, name) + count)
+        self.expired += part.expired
 
 
 @dataclass(frozen=True)
@@ -246,6 +257,23 @@ def _act(conn, portal: str, rule: Rule, days: _Days, client: str | None, rule_na
     return conn.execute(update(ACCOUNTS).where(predicate).values(status=rule.to_status)).rowcount
 
 
+def _expire_requests(conn, portal: str, now: datetime, client: str | None) -> int:
+    """Close the portal's open access requests past their expiry, each audited as the lazy path audits it."""
+    due = and_(REQUESTS.c.portal_id == portal, REQUESTS.c.status == "open", REQUESTS.c.expires_at <= now)
+    detail = json_object(literal("id", String()), REQUESTS.c.id, literal("permission", String()), REQUESTS.c.permission)
+    audit_rows = (select(
+        literal(portal, String()), literal(now, UTCDateTime()), literal(None, String()), literal(client, String()),
+        literal("access_request_expired", String()), ACCOUNTS.c.username, ORGANIZATIONS.c.key,
+        literal("done", String()), _json([]), detail, literal(None, String()))
+        .select_from(REQUESTS.join(ACCOUNTS, ACCOUNTS.c.id == REQUESTS.c.account_id)
+                     .join(ORGANIZATIONS, ORGANIZATIONS.c.id == REQUESTS.c.organization_id))
+        .where(due).order_by(REQUESTS.c.id))
+    conn.execute(insert(AUDIT).from_select(
+        ["portal_id", "occurred_at", "actor", "client", "action", "target", "organization", "outcome", "reasons",
+         "detail", "comment"], audit_rows))
+    return conn.execute(update(REQUESTS).where(due).values(status="expired", decided_at=REQUESTS.c.expires_at)).rowcount
+
+
 def sweep_portal(session: Session, portal: str, profile: PortalProfile, now: datetime,
                  client: str | None = None) -> SweepResult:
     """One portal's sweep inside the caller's transaction."""
@@ -273,6 +301,7 @@ def sweep_portal(session: Session, portal: str, profile: PortalProfile, now: dat
                                support=told)
     for rule in rules_for(profile):
         result.warned += _warn(conn, portal, rule, profile.inactivity.warning_days, days)
+    result.expired = _expire_requests(conn, portal, now, client)
     if result.warned >= ANALYZE_AFTER and conn.dialect.name == "postgresql":
         # Fresh statistics for the next run's NOT EXISTS: with the outbox's just-grown size unknown to the
         # planner, a rerun minutes later picks a nested loop over every warning sent today (quadratic).
