@@ -193,4 +193,22 @@ def test_an_approval_stands_only_while_the_requester_could_still_ask(ahw):
                                .join(Account, Account.id == Membership.account_id)
                                .where(Account.username == "tom")).all()
     assert held == []
-    assert [(a, t, o) for a, t, o, _ in audited(p.database, "access_request_approved")] == [("ann", "sam", "done")]
+    # The refused approval is audited as one, beside the approval that stood.
+    assert [(a, t, o) for a, t, o, _ in audited(p.database, "access_request_approved")] == [
+        ("ann", "sam", "done"), ("ann", "tom", "denied")]
+
+
+@pytest.mark.R1
+def test_nothing_about_a_request_is_told_before_the_decision(ahw):
+    """An outsider gets one answer for an open, a closed and an unknown request id; a member who may not decide
+    is refused for a closed request as for an open one (its state is told only to those who could decide it)."""
+    p = ahw
+    sam, ann, tom, out = (p.sign_in(u, PASSWORD) for u in ("sam", "ann", "tom", "out"))
+    closed, still_open = ask(p, sam, "claims")["id"], ask(p, sam, "eligibility")["id"]
+    decide(p, ann, closed, "decline")
+    for how in ("approve", "decline"):
+        answers = [decide(p, out, request_id, how, 403).get_json() for request_id in (closed, still_open, 99999)]
+        assert [[r["code"] for r in a["reasons"]] for a in answers] == [["not_member"]] * 3
+        assert [decide(p, tom, request_id, how, 403).status_code for request_id in (closed, still_open)] == [403, 403]
+    assert decide(p, ann, closed, "approve", 409).get_json()["code"] == "request_closed"
+    assert decide(p, ann, still_open, "decline").get_json()["status"] == "declined"

@@ -184,14 +184,27 @@ def list_open(ctx: Context, actor: Account, org_key: str) -> tuple[Decision, lis
     return Decision(True, (), ctx.policy.version), [r for r, d in zip(found, decisions) if d.allowed]
 
 
-def _open_request(ctx: Context, org_key: str, request_id: int) -> AccessRequest:
-    """The request, locked; 404 when it is not the organization's, 409 `request_closed` when no longer open."""
+def _decidable(ctx: Context, actor: Account, org_key: str, request_id: int, action: str,
+               comment: str | None) -> AccessRequest | Outcome:
+    """The request, locked, once the actor's authority over it is decided: a denial (audited, as `action`) when
+    the actor may not decide it, else the request; 409 `request_closed` when it is no longer open.
+
+    Nothing about a request is told before the decision: an outsider of the organization is refused as
+    `not_member` whether or not the request exists, and whether it is still open is told only to those who
+    could decide it (a 404 for an unknown request is the organization's members' to see, as its list is)."""
+    refused = administration.not_member_of(ctx, actor, org_key)
+    if refused is not None:
+        return administration.record_denial(ctx, actor.username, action, None, org_key, refused, comment)
     request = ctx.session.scalar(
         select(AccessRequest).join(Organization, Organization.id == AccessRequest.organization_id)
         .where(AccessRequest.id == request_id, AccessRequest.portal_id == ctx.portal, Organization.key == org_key)
         .with_for_update(of=AccessRequest))
     if request is None:
         raise NotFound(f"no access request {request_id} in organization {org_key!r}")
+    decision = _decider(ctx).decide(actor.username, _grant_question(request))
+    if not decision.allowed:
+        return administration.record_denial(ctx, actor.username, action, request.account.username, org_key,
+                                            decision, comment)
     if request.status == OPEN and request.expires_at <= ctx.now:
         raise Conflict(f"access request {request_id} has expired", "request_closed")
     if request.status != OPEN:
@@ -220,7 +233,9 @@ def approve(ctx: Context, actor: Account, org_key: str, request_id: int, comment
     organization, or upgraded to admin grants nothing (409 `target_status`, or `already_held` once the
     function is held), so a grant never lands on an account or link that could not have asked for it, to
     resurface when it is enabled again or downgraded."""
-    request = _open_request(ctx, org_key, request_id)
+    request = _decidable(ctx, actor, org_key, request_id, "access_request_approved", comment)
+    if isinstance(request, Outcome):
+        return request
     requester, permission = request.account.username, request.permission
 
     def still_askable(_decided) -> None:
@@ -241,10 +256,8 @@ def approve(ctx: Context, actor: Account, org_key: str, request_id: int, comment
 def decline(ctx: Context, actor: Account, org_key: str, request_id: int, comment: str | None) -> Outcome:
     """Recorded and told to the requester; only by those who could approve it (the same `grant` question)."""
     administration.check_comment(comment, ctx.profile)
-    request = _open_request(ctx, org_key, request_id)
-    decision = _decider(ctx).decide(actor.username, _grant_question(request))
-    if not decision.allowed:
-        return administration.record_denial(ctx, actor.username, "access_request_declined",
-                                            request.account.username, org_key, decision, comment)
+    request = _decidable(ctx, actor, org_key, request_id, "access_request_declined", comment)
+    if isinstance(request, Outcome):
+        return request
     _close(ctx, actor, request, DECLINED, comment)
-    return Outcome(decision, None, org_key)
+    return Outcome(Decision(True, (), ctx.policy.version), None, org_key)
