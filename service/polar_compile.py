@@ -52,13 +52,12 @@ class Var:
         self.cons = None
 
 
-class Out(Var):
+class Out:
     """An answer variable of a query: `query` returns what it is bound to, by name."""
 
     __slots__ = ("name",)
 
     def __init__(self, name: str):
-        super().__init__()
         self.name = name
 
     def __repr__(self) -> str:
@@ -77,7 +76,7 @@ class PList:
 
 
 def deref(t):
-    while type(t) is Var or type(t) is Out:
+    while type(t) is Var:
         r = t.ref
         if r is _U:
             return t
@@ -114,9 +113,10 @@ class _Runtime:
         return v
 
     def lookup(self, x, name: str):
-        x = deref(x)
         if type(x) not in self.host:
-            raise Unsure(f"attribute `{name}` of a {type(x).__name__}")
+            x = deref(x)
+            if type(x) not in self.host:
+                raise Unsure(f"attribute `{name}` of a {type(x).__name__}")
         try:
             value = getattr(x, name)
         except AttributeError as exc:
@@ -128,7 +128,7 @@ class _Runtime:
     def bind(self, v, value, trail) -> bool:
         cons = v.cons
         if cons is not None:
-            if type(value) is Var or type(value) is Out:
+            if type(value) is Var:
                 raise Unsure("two variables aliased under a specializer")
             for cls in cons:
                 if not self.isinstance(value, cls):
@@ -141,11 +141,11 @@ class _Runtime:
         a = deref(a)
         b = deref(b)
         ta, tb = type(a), type(b)
-        if ta is Var or ta is Out:
+        if ta is Var:
             if a is b:
                 return True
             return self.bind(a, b, trail)
-        if tb is Var or tb is Out:
+        if tb is Var:
             return self.bind(b, a, trail)
         if ta is str and tb is str:
             return a == b
@@ -225,7 +225,7 @@ class _Runtime:
             return
         mark = len(trail)
         for item in elements:
-            if type(item) not in self.domain and type(item) not in (Var, Out, PList):
+            if type(item) not in self.domain and type(item) not in (Var, PList):
                 raise Unsure(f"a value of type {type(item).__name__}")
             if self.unify(left, item, trail):
                 yield
@@ -237,15 +237,14 @@ class _Runtime:
 
     def isa(self, x, cls_name: str) -> bool:
         x = deref(x)
-        if type(x) is Var or type(x) is Out:
+        if type(x) is Var:
             raise Unsure("`matches` on an unbound variable")
         return self.isinstance(x, self.classes[cls_name])
 
-    def specialize(self, x, cls_name: str, trail) -> bool:
+    def specialize(self, x, cls: type, trail) -> bool:
         """A parameter's specializer: checked now, or when the variable is bound."""
         x = deref(x)
-        cls = self.classes[cls_name]
-        if type(x) is Var or type(x) is Out:
+        if type(x) is Var:
             trail.append((x, x.cons))
             x.cons = (*(x.cons or ()), cls)
             return True
@@ -257,7 +256,7 @@ class _Runtime:
         ta, tb = type(a), type(b)
         if ta is str and tb is str:
             return a == b
-        if ta in (Var, Out) or tb in (Var, Out):
+        if ta is Var or tb is Var:
             raise Unsure("a comparison with an unbound variable")
         if ta not in self.domain or tb not in self.domain:
             raise Unsure(f"comparing a {ta.__name__} with a {tb.__name__}")
@@ -287,7 +286,7 @@ class _Runtime:
     def ground(self, x) -> bool:
         x = deref(x)
         t = type(x)
-        if t is Var or t is Out:
+        if t is Var:
             return False
         if t is PList:
             return all(self.ground(i) for i in x.items) and (x.rest is None or self.ground(x.rest))
@@ -299,7 +298,7 @@ class _Runtime:
         """A value with every bound variable replaced, as oso would hand it back."""
         x = deref(x)
         t = type(x)
-        if t is Var or t is Out:
+        if t is Var:
             raise Unsure("an answer left unbound")
         if t is PList:
             return [self.resolve(i) for i in self.items(x)]
@@ -344,8 +343,8 @@ class _Compiler:
         self.counter += 1
         return f"{prefix}{self.counter}"
 
-    def const(self, value) -> str:
-        if type(value) is str or value is None or type(value) is bool or type(value) in (int, float):
+    def const(self, value, force: bool = False) -> str:
+        if not force and (type(value) is str or value is None or type(value) is bool or type(value) in (int, float)):
             return repr(value)
         name = self.fresh("K")
         self.consts[name] = value
@@ -521,7 +520,10 @@ class _Compiler:
                     seen.add(term[1])
                 tests.append(f"unify({args[i]}, {self.term(term)}, T)")
             if p.specializer is not None:
-                tests.append(f"specialize({args[i]}, {p.specializer!r}, T)")
+                # A value of exactly the class passes at once (isinstance would say so); anything else,
+                # a variable included, is asked of `specialize`.
+                cls = self.const(self.known_classes[p.specializer], force=True)
+                tests.append(f"(type({args[i]}) is {cls} or specialize({args[i]}, {cls}, T))")
         goals = self.flatten(rule.body) if rule.body is not None else []
         head_vars: list[str] = []
         for p in rule.params:
@@ -532,7 +534,8 @@ class _Compiler:
             self.emit_conj(goals, 2, 0, frozenset(head_vars))
         else:
             self.emit_conj(goals, 1, 0, frozenset(head_vars))
-        self.emit(1, "undo(T, m0)")
+        self.emit(1, "if len(T) > m0:")
+        self.emit(2, "undo(T, m0)")
         self.emit(0, "")
 
     def flatten(self, goal) -> list:
@@ -583,6 +586,9 @@ class _Compiler:
         if tag == "op":
             op, left, right = goal[1], self.term(goal[2]), self.term(goal[3])
             if op == "=":
+                for a, b in ((goal[2], goal[3]), (goal[3], goal[2])):
+                    if b[0] == "const" and a[0] != "const":
+                        return self.unify_literal(self.term(a), b[1])
                 return f"unify({left}, {right}, T)"
             if op == "==":
                 return f"equal({left}, {right})"
@@ -594,6 +600,19 @@ class _Compiler:
         if tag == "isa":
             return f"isa({self.term(goal[1])}, {goal[2]!r})"
         return None
+
+    def unify_literal(self, expr: str, value) -> str:
+        """`expr = literal`: a value of the literal's own type compares at once; anything else (a variable
+        to bind, another type) is asked of `unify`."""
+        w = self.fresh("w")
+        lit = repr(value)
+        if type(value) is str:
+            return f"({w} == {lit} if type({w} := {expr}) is str else unify({w}, {lit}, T))"
+        if type(value) is bool:
+            return f"({w} is {lit} if type({w} := {expr}) is bool else unify({w}, {lit}, T))"
+        if value is None:
+            return f"(True if ({w} := {expr}) is None else unify({w}, None, T))"
+        return f"unify({expr}, {lit}, T)"
 
     def emit_conj(self, goals: list, indent: int, loops: int, outside: frozenset) -> None:
         """Code running `goals` in order, yielding at each solution. `outside`: the variables the
@@ -625,7 +644,8 @@ class _Compiler:
             self.emit(indent, f"if {condition}:")
             self.with_before(goal, lambda: self.emit_conj(rest, indent + 1, loops, outside))
             if binds:
-                self.emit(indent, f"undo(T, {mark})")
+                self.emit(indent, f"if len(T) > {mark}:")
+                self.emit(indent + 1, f"undo(T, {mark})")
             return
         tag = goal[0]
         if tag in ("not", "forall"):
@@ -701,9 +721,11 @@ class _Compiler:
             for c in clauses)
         self.emit(0, f"def {fn}({', '.join([*args, 'T'])}):")
         if indexed:
-            self.emit(1, f"k = deref(a0)")
-            self.emit(1, f"t = type(k)")
-            self.emit(1, f"if t is str or t is bool or t is int or t is float:")
+            self.emit(1, "k = a0 if type(a0) is not Var else deref(a0)")
+            self.emit(1, "t = type(k)")
+            self.emit(1, "if t is str:")
+            self.emit(2, f"clauses = {table}_str.get(k, {table}_open)")
+            self.emit(1, "elif t is bool or t is int or t is float:")
             self.emit(2, f"clauses = {table}.get((t is bool, k), {table}_open)")
             self.emit(1, "else:")
             self.emit(2, f"clauses = {table}_all")
@@ -735,6 +757,7 @@ class _Compiler:
                     or ((type(c.rule.params[0].term[1]) is bool, c.rule.params[0].term[1]) == key
                         and (type(c.rule.params[0].term[1]) is str) == (type(key[1]) is str)))
             namespace[table] = index
+            namespace[f"{table}_str"] = {key[1]: value for key, value in index.items() if type(key[1]) is str}
 
         return setup
 
@@ -763,12 +786,13 @@ class CompiledPolicy:
         entry = self._entry(name, args)
         if entry is None:
             return []
-        outs = [a for a in args if type(a) is Out]
+        outs = {a.name: Var() for a in args if type(a) is Out}
+        args = tuple(outs[a.name] if type(a) is Out else a for a in args)
         trail: list = []
         results = []
         try:
             for _ in entry(*args, trail):
-                results.append({o.name: self.runtime.resolve(o) for o in outs})
+                results.append({name: self.runtime.resolve(v) for name, v in outs.items()})
         except RecursionError as exc:
             raise Unsure("recursion too deep") from exc
         finally:
@@ -780,6 +804,7 @@ class CompiledPolicy:
         entry = self._entry(name, args)
         if entry is None:
             return False
+        args = tuple(Var() if type(a) is Out else a for a in args)
         trail: list = []
         try:
             return next(entry(*args, trail), True) is None
