@@ -91,11 +91,11 @@ def test_a_sample_of_the_diff_space_is_answered_as_oso_answers_it(config, compil
     asked = 0
     for profile in profiles_of(config):
         for i, q in enumerate(space_questions(profile)):
-            if i % 211:
+            if i % 397:
                 continue
             asked += 1
             assert compiled.decide(q.actor, q.action, q.resource) == plain.decide(q.actor, q.action, q.resource), q.label
-    assert asked >= 4 * 60
+    assert asked >= 4 * 40
     assert_no_doubts(compiled)
 
 
