@@ -94,6 +94,7 @@ def undo(trail: list, mark: int) -> None:
 
 
 _PRIMITIVE = (str, bool, int, float, list, dict)
+_I64 = 2 ** 63
 _BUILTIN_CLASSES = {"String": str, "Integer": int, "Float": float, "Boolean": bool, "List": list, "Dictionary": dict}
 
 
@@ -110,6 +111,8 @@ class _Runtime:
     def known(self, v):
         if type(v) not in self.domain:
             raise Unsure(f"a value of type {type(v).__name__}")
+        if type(v) is int and not -_I64 <= v < _I64:
+            raise Unsure("an integer outside Polar's 64 bits")
         return v
 
     def lookup(self, x, name: str):
@@ -123,6 +126,8 @@ class _Runtime:
             raise Unsure(f"no attribute `{name}` on {type(x).__name__}") from exc
         if type(value) not in self.domain:
             raise Unsure(f"attribute `{name}` is a {type(value).__name__}")
+        if type(value) is int and not -_I64 <= value < _I64:
+            raise Unsure("an integer outside Polar's 64 bits")
         return value
 
     def bind(self, v, value, trail) -> bool:

@@ -260,6 +260,7 @@ UNSURE = [
     ("same", Role.ADMIN, "admin"),  # a str subclass: a host instance to Polar
     ("tag_of", Thing(tags=(Role.ADMIN,)), "admin"),
     ("item_of", Thing(items=None), 1),  # nil is not iterable
+    ("flag_of", Thing(flag=2 ** 64), Out("f")),  # oso cannot hand Polar an integer beyond 64 bits
     ("nope", 1),  # no such rule: an error in oso
 ]
 
