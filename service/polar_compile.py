@@ -361,14 +361,14 @@ class _Compiler:
     def build(self) -> "CompiledPolicy":
         for rule in self.rules:
             self.check_rule(rule)
-        dispatchers: dict[tuple[str, int], list[_Clause]] = {}
-        for key, rules in self.by_name.items():
-            clauses = []
-            for rule in rules:
-                fn = self.fresh(f"C_{rule.name}_")
-                self.emit_clause(fn, rule)
-                clauses.append(_Clause(rule, fn))
-            dispatchers[key] = clauses
+        # Every clause's function is named first, so that a call can name the clauses it may run.
+        dispatchers: dict[tuple[str, int], list[_Clause]] = {
+            key: [_Clause(rule, self.fresh(f"C_{rule.name}_")) for rule in rules]
+            for key, rules in self.by_name.items()}
+        self.dispatchers = dispatchers
+        for clauses in dispatchers.values():
+            for clause in clauses:
+                self.emit_clause(clause.function, clause.rule)
         index_setup = []
         for (name, arity), clauses in dispatchers.items():
             index_setup.append(self.emit_dispatcher(name, arity, clauses))
@@ -387,6 +387,7 @@ class _Compiler:
     def namespace(self) -> dict:
         rt = _Runtime(self.classes)
         return {"_rt": rt, "Var": Var, "PList": PList, "undo": undo, "deref": deref, "Unsure": Unsure,
+                "no_clause": _no_clause,
                 "unify": rt.unify, "lookup": rt.lookup, "member": rt.member, "equal": rt.equal,
                 "order": rt.order, "isa": rt.isa, "specialize": rt.specialize, "ground": rt.ground,
                 **self.consts}
@@ -661,7 +662,7 @@ class _Compiler:
         if tag == "call":
             name, args = goal[1], goal[2]
             call_args = ", ".join([*(self.term(a) for a in args), "T"])
-            source = f"{self.dispatcher(name, len(args))}({call_args})"
+            source = self.call_source(name, args, call_args)
         elif tag == "op" and goal[1] == "in":
             source = f"member({self.term(goal[2])}, {self.term(goal[3])}, T)"
         elif tag == "or":
@@ -689,6 +690,23 @@ class _Compiler:
             emit()
         finally:
             self.goal_vars_before = saved
+
+    def call_source(self, name: str, args: list, call_args: str) -> str:
+        """A call of a rule. With a literal first argument, the clauses it may run are known here (the
+        ones the rule's index would pick at run time): none is a call that fails once its arguments are
+        evaluated, one is called directly; otherwise the rule's entry picks them."""
+        first = args[0] if args else None
+        if first is not None and first[0] == "const" and type(first[1]) in (str, bool, int, float):
+            key = (type(first[1]) is bool, first[1])
+            candidates = [c.function for c in self.dispatchers[(name, len(args))]
+                          if c.rule.params[0].term[0] != "const"
+                          or type(c.rule.params[0].term[1]) not in (str, bool, int, float)
+                          or (type(c.rule.params[0].term[1]) is bool, c.rule.params[0].term[1]) == key]
+            if not candidates:
+                return f"no_clause({call_args})"
+            if len(candidates) == 1:
+                return f"{candidates[0]}({call_args})"
+        return f"{self.dispatcher(name, len(args))}({call_args})"
 
     def emit_negation(self, goal, indent: int, around: frozenset) -> None:
         """`not G` holds when G has no solution; `forall(C, A)` when `C and not A` has none. Polar gives
@@ -765,6 +783,10 @@ class _Compiler:
             namespace[f"{table}_str"] = {key[1]: value for key, value in index.items() if type(key[1]) is str}
 
         return setup
+
+
+def _no_clause(*_args):
+    return iter(())
 
 
 class CompiledPolicy:
