@@ -446,17 +446,16 @@ class _Engine:
 
     def _evaluate_actions(self, asked: _Asked) -> tuple[str, ...]:
         actor, resource = asked.facts
+        # One query with the action open: every action some rule allows.
         allowed = self._compiled(lambda c: _actions_of(c.query(self.allow_rule, actor, Out("action"), resource)))
-        if allowed is not None:
-            pass
-        elif self.generated:  # one query: every action some generated clause allows
+        if allowed is None and self.generated:
             allowed = set()
             for result in self.oso.query_rule(self.allow_rule, actor, Variable("action"), resource):
                 action = result["bindings"]["action"]
                 if not isinstance(action, str):  # a clause allowing any action: no rule list says that
                     raise OsoError(f"generated_allow left the action open: {action!r}")
                 allowed.add(action)
-        else:
+        elif allowed is None:
             allowed = self.oso.authorized_actions(actor, resource)
         if isinstance(resource, OrganizationFacts):
             order = [*resource.catalog, *ORGANIZATION_ACTIONS]
