@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
            "new shapes", f"p99<={TARGET_MS:g}"], rows)
     print("  (CPU: this process's thread's own CPU time for the request, which other work on the machine does not"
           " inflate; the database server's is not in it. SQL p50: the statements' wall time in a median request. new shapes: rows\n"
-          "   whose facts' shape the policy's memo had not seen, each an oso query, in the kind's measured requests.)")
+          "   whose facts' shape the policy's memo had not seen, each an uncached policy evaluation, in the kind's measured requests.)")
     print(f"\nload average at start {fmt_load(m['loadavg_at_start'])}, at the end {fmt_load(os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps({"machine": m, "results": results}, indent=2, default=str))
