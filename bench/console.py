@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
            "new shapes", f"p99<={TARGET_MS:g}"], rows)
     print("  (CPU: this process's thread's own CPU time for the request, which other work on the machine does not"
           " inflate; the database server's is not in it. SQL p50: the statements' wall time in a median request. new shapes: rows\n"
-          "   whose facts' shape the policy's memo had not seen, each an oso query, in the kind's measured requests.)")
+          "   whose facts' shape the policy's memo had not seen, each an uncached policy evaluation, in the kind's measured requests.)")
     finish(m, args.json, {"results": results})
 
 

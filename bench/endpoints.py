@@ -16,7 +16,11 @@ the figure per endpoint is the median round's CPU µs per request (time.process_
 spent, the least noisy figure on a shared machine) and its wall µs.
 
     python bench/endpoints.py [--quick] [-n 500] [--rounds 5] [--backend sqlite|postgres|both] [--only authorize]
-                              [--json out.json]
+                              [--no-memo] [--oso] [--json out.json]
+
+`--no-memo` serves with no memo, so every request is decided as a question never asked before (a miss);
+`--oso` asks oso alone (not the policy compiled to Python, service/polar_compile.py): with `--no-memo`,
+a miss before and after the compiled evaluator.
 
 Run from another tree (`python OTHER_TREE/bench/endpoints.py`) for a before figure: the script imports
 the `service` package of the tree it sits in.
@@ -58,9 +62,11 @@ ENDPOINTS = (
 )
 
 
-def run(backend: str, url: str, config, n: int, rounds: int, only: str | None = None) -> list[dict]:
+def run(backend: str, url: str, config, n: int, rounds: int, only: str | None = None,
+        memo: bool = True, compiled: bool = True) -> list[dict]:
     database, key = seed(url, config)
-    app = create_app(config, database=database, policy=Policy(config.policy_path))
+    policy = Policy(config.policy_path, **({} if memo else {"memo_size": 0}), compile=compiled)
+    app = create_app(config, database=database, policy=policy)
     calls = [(name, wsgi_caller(app, path, body, key, expect)) for name, path, body, expect in ENDPOINTS
              if only is None or name == only]
     for _, call in calls:
@@ -78,7 +84,8 @@ def run(backend: str, url: str, config, n: int, rounds: int, only: str | None = 
     database.dispose()
     rows = [{"backend": backend, "endpoint": name, "cpu_us": statistics.median(cpu[name]),
              "wall_us": statistics.median(wall[name])} for name, _ in calls]
-    print(f"\n== {backend}: median of {rounds} rounds of {n} requests")
+    engine = ("compiled" if policy.compiled else "oso") + ("" if memo else ", no memo")
+    print(f"\n== {backend} ({engine}): median of {rounds} rounds of {n} requests")
     print(f"{'endpoint':28} {'CPU µs/req':>11} {'wall µs/req':>12}")
     for row in rows:
         print(f"{row['endpoint']:28} {row['cpu_us']:11.0f} {row['wall_us']:12.0f}")
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=[name for name, *_ in ENDPOINTS], default=None, help="one endpoint")
+    parser.add_argument("--no-memo", action="store_true", help="every request a miss")
+    parser.add_argument("--oso", action="store_true", help="oso alone, not the compiled policy")
     args = parser.parse_args(argv)
     n, rounds = (100, 2) if args.quick else (args.n, args.rounds)
     m = begin("bench/endpoints.py: every decision endpoint, in process")
@@ -97,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         for backend in backends(args.backend, Path(tmp), stack):
-            rows += run(backend.name, backend.database("endpoints"), config, n, rounds, args.only)
+            rows += run(backend.name, backend.database("endpoints"), config, n, rounds, args.only,
+                        not args.no_memo, not args.oso)
     finish(m, args.json, {"rows": rows})
 
 

@@ -6,12 +6,15 @@ Asks `Policy.decide` every decision-table question with no memo (every call eval
 the mean and median per decision, for allowed and denied questions apart.
 
 `--generated` instead compares, on the shipped policy, the clauses generated from the rule
-lists (service/policy_generate.py) with the authored interpreter (`allow`, `deny_reason`), and
-`authorized_actions` on every distinct (actor, resource) of the tables; each figure both as wall
-time and as this thread's CPU time (which a busy shared machine disturbs less).
+lists (service/policy_generate.py) with the authored interpreter (`allow`, `deny_reason`), both
+asked of oso, and `authorized_actions` on every distinct (actor, resource) of the tables; each
+figure both as wall time and as this thread's CPU time (which a busy shared machine disturbs less).
+`--compiled` compares the generated clauses asked of oso with the same policy compiled to Python
+(service/polar_compile.py), the path a memo miss takes.
 
     python bench/policy_requirements.py [POLICY_DIR ...] [--rounds 3]
     python bench/policy_requirements.py --generated [--rounds 3]
+    python bench/policy_requirements.py --compiled [--rounds 3]
 """
 from __future__ import annotations
 
@@ -43,9 +46,20 @@ def summarize(times: dict) -> dict:
 
 
 def compare_generated(questions, rounds: int) -> None:
-    engines = {"authored": Policy(ROOT / "policies", memo_size=0, generate=False),
-               "generated": Policy(ROOT / "policies", memo_size=0)}
+    engines = {"authored": Policy(ROOT / "policies", memo_size=0, generate=False, compile=False),
+               "generated": Policy(ROOT / "policies", memo_size=0, compile=False)}
     assert engines["generated"].generated
+    compare(engines, questions, rounds)
+
+
+def compare_compiled(questions, rounds: int) -> None:
+    engines = {"oso": Policy(ROOT / "policies", memo_size=0, compile=False),
+               "compiled": Policy(ROOT / "policies", memo_size=0)}
+    assert engines["compiled"].compiled and engines["oso"].generated and engines["compiled"].generated
+    compare(engines, questions, rounds)
+
+
+def compare(engines: dict[str, Policy], questions, rounds: int) -> None:
     pairs = list({(q.actor, q.resource): None for q in questions})
     times = {name: {(kind, clock): [] for kind in ("allowed", "denied", "actions") for clock in ("wall", "cpu")}
              for name in engines}
@@ -78,10 +92,14 @@ def main(argv=None) -> None:
     parser.add_argument("dirs", nargs="*", type=Path, default=[ROOT / "policies"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--generated", action="store_true", help="generated clauses against the authored interpreter")
+    parser.add_argument("--compiled", action="store_true", help="the policy compiled to Python against oso")
     args = parser.parse_args(argv)
     questions = list(table_questions([ROOT / "policies"]))
     if args.generated:
         compare_generated(questions, args.rounds)
+        return
+    if args.compiled:
+        compare_compiled(questions, args.rounds)
         return
     policies = [(d, Policy(d, memo_size=0), {True: [], False: []}) for d in args.dirs]
     for _ in range(args.rounds):  # interleaved, so that a busy machine weighs on every policy alike

@@ -10,6 +10,10 @@ Beside the authored files it loads the clauses generated from their rule lists
 (service/policy_generate.py), which stand for `allow` and `deny_reason` and are
 asked instead; and it memoizes answers by the facts' shape, names renamed
 (service/canonical.py), unless the policy reads names other than by equality.
+
+A memo miss is answered by the same text compiled to Python (service/polar_compile.py)
+when it compiles; oso stays the reference: it loads and validates the text, answers the
+workbench, and answers any question the compiled rules are not certain of.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from polar.ffi import PolarSource as Source
 from service import canonical, policy_generate
 from service.kernel.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS, ROLES
 from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.polar_compile import CompiledPolicy, NotCompiled, Out, compile_policy
 
 log = logging.getLogger(__name__)
 
@@ -330,10 +335,15 @@ class _Engine:
     answer. An evaluation error raises through the memo and is never remembered.
     """
 
-    def __init__(self, oso: Oso, version: str, memo_size: int, by_shape: bool = False, generated: bool = False):
+    def __init__(self, oso: Oso, version: str, memo_size: int, by_shape: bool = False, generated: bool = False,
+                 compiled: CompiledPolicy | None = None):
         self.oso = oso
         self.version = version
         self.by_shape = by_shape
+        # The same rules compiled to Python (service/polar_compile.py), asked first on every miss; a
+        # question they are not certain of (`Unsure`) or that fails in them is asked of oso.
+        self.compiled = compiled
+        self._doubts: set[str] = set()
         # With clauses generated from the rule lists (service/policy_generate.py), ask them; they
         # stand for the authored `allow` and `deny_reason`, which are asked otherwise.
         self.generated = generated
@@ -341,17 +351,47 @@ class _Engine:
         self._answer = lru_cache(maxsize=memo_size)(self._evaluate)
         self._actions = lru_cache(maxsize=memo_size)(self._evaluate_actions)
         self.target_states = lru_cache(maxsize=256)(self._target_states)
-        self.account_wide = lru_cache(maxsize=64)(lambda action: self.oso.query_rule_once("account_wide", action))
+        self.account_wide = lru_cache(maxsize=64)(lambda action: self._once("account_wide", action))
         # reasons.polar's messages, in the order a denial lists its reasons (the order of the message lines).
         self.messages = {str(r["bindings"]["code"]): str(r["bindings"]["text"])
                          for r in oso.query_rule("message", Variable("code"), Variable("text"))}
         self.rank = {code: i for i, code in enumerate([*self.messages, *SERVICE_MESSAGES])}
         _MESSAGES[version] = {**self.messages, **SERVICE_MESSAGES}
         self.sees_membership = lru_cache(maxsize=memo_size)(
-            lambda actor, own, link: self.oso.query_rule_once("sees_membership", actor, own, link))
-        self.self_service = lru_cache(maxsize=64)(lambda change: self.oso.query_rule_once("self_service", change))
+            lambda actor, own, link: self._once("sees_membership", actor, own, link))
+        self.self_service = lru_cache(maxsize=64)(lambda change: self._once("self_service", change))
         # A change names no account or organization (the caller fills those in), so remedies memoize by shape too.
         self._remedies = lru_cache(maxsize=memo_size // 16)(self._evaluate_remedies)
+
+    def _doubt(self, exc: Exception) -> None:
+        """The compiled rules left a question to oso: said once per kind of doubt, not per question."""
+        why = f"{type(exc).__name__}: {exc}"
+        if why not in self._doubts and len(self._doubts) < 100:
+            self._doubts.add(why)
+            log.warning("policy %s: a question the compiled rules are not certain of is asked of oso (%s)",
+                        self.version, why)
+
+    def _compiled(self, ask):
+        """`ask(compiled)`'s answer, or None when there is no compiled policy or it leaves the question to oso."""
+        if self.compiled is None:
+            return None
+        try:
+            return ask(self.compiled)
+        except Exception as exc:  # noqa: BLE001 - Unsure, or a fault of the compiled code: oso answers
+            self._doubt(exc)
+            return None
+
+    def _once(self, rule: str, *args) -> bool:
+        found = self._compiled(lambda c: c.query_once(rule, *args))
+        return self.oso.query_rule_once(rule, *args) if found is None else found
+
+    def _all(self, rule: str, *args) -> list[dict]:
+        """Every result of the rule, as {name: value} of its `Out` arguments (oso `Variable`s when asked of oso)."""
+        results = self._compiled(lambda c: c.query(rule, *args))
+        if results is not None:
+            return results
+        host_args = [Variable(a.name) if isinstance(a, Out) else a for a in args]
+        return [result["bindings"] for result in self.oso.query_rule(rule, *host_args)]
 
     def remedies(self, actor: ActorFacts, action: str, resource) -> tuple[tuple[str, tuple], ...]:
         """(reason code, change as sorted (key, value) pairs) for each failing, told requirement with a remedy.
@@ -361,8 +401,8 @@ class _Engine:
     def _evaluate_remedies(self, asked: _Asked) -> tuple[tuple[str, tuple], ...]:
         actor, action, resource = asked.facts
         found = set()
-        for result in self.oso.query_rule("deny_remedy", actor, action, resource, Variable("code"), Variable("change")):
-            code, change = result["bindings"]["code"], result["bindings"]["change"]
+        for bindings in self._all("deny_remedy", actor, action, resource, Out("code"), Out("change")):
+            code, change = bindings["code"], bindings["change"]
             if isinstance(code, str) and isinstance(change, dict) and isinstance(change.get("action"), str):
                 found.add((code, tuple(sorted(change.items()))))
             else:  # a remedy clause that leaves its change open: never guessed at
@@ -374,7 +414,7 @@ class _Engine:
         org = OrganizationFacts("", (), None, 0, False, portal=portal)
         return frozenset(
             (status, role) for status in ACCOUNT_STATUSES for role in ROLES
-            if self.oso.query_rule_once("status_allows", action, AccountFacts("", org, role, status))
+            if self._once("status_allows", action, AccountFacts("", org, role, status))
         )
 
     def _key(self, *facts) -> tuple:
@@ -393,9 +433,11 @@ class _Engine:
 
     def _evaluate(self, asked: _Asked) -> tuple[bool, tuple[str, ...]]:
         actor, action, resource = asked.facts
-        if self.oso.query_rule_once(self.allow_rule, actor, action, resource):
+        if self._once(self.allow_rule, actor, action, resource):
             return True, ()
-        reasons = _reasons(self.oso, self.deny_rule, actor, action, resource, self.rank)
+        found = {bindings["code"] for bindings in self._all(self.deny_rule, actor, action, resource, Out("code"))}
+        # A stable order (the order of reasons.polar's messages) so answers compare equal across runs.
+        reasons = tuple(sorted(found, key=lambda code: (self.rank.get(code, len(self.rank)), code)))
         if not reasons:
             log.error("policy gap: %s %s %r denied without a reason", actor.username, action, resource)
             reasons = ("policy_gap",)
@@ -403,14 +445,16 @@ class _Engine:
 
     def _evaluate_actions(self, asked: _Asked) -> tuple[str, ...]:
         actor, resource = asked.facts
-        if self.generated:  # one query: every action some generated clause allows
+        # One query with the action open: every action some rule allows.
+        allowed = self._compiled(lambda c: _actions_of(c.query(self.allow_rule, actor, Out("action"), resource)))
+        if allowed is None and self.generated:
             allowed = set()
             for result in self.oso.query_rule(self.allow_rule, actor, Variable("action"), resource):
                 action = result["bindings"]["action"]
                 if not isinstance(action, str):  # a clause allowing any action: no rule list says that
                     raise OsoError(f"generated_allow left the action open: {action!r}")
                 allowed.add(action)
-        else:
+        elif allowed is None:
             allowed = self.oso.authorized_actions(actor, resource)
         if isinstance(resource, OrganizationFacts):
             order = [*resource.catalog, *ORGANIZATION_ACTIONS]
@@ -422,13 +466,12 @@ class _Engine:
         return tuple(a for a in order if a in allowed)
 
 
-def _reasons(oso: Oso, rule: str, actor, action, resource, rank: dict[str, int]) -> tuple[str, ...]:
-    found = {
-        result["bindings"]["code"]
-        for result in oso.query_rule(rule, actor, action, resource, Variable("code"))
-    }
-    # A stable order (the order of reasons.polar's messages) so answers compare equal across runs.
-    return tuple(sorted(found, key=lambda code: (rank.get(code, len(rank)), code)))
+def _actions_of(results: list[dict]) -> set[str]:
+    """The actions of the compiled `allow` results with the action open; one not a string is left to oso."""
+    actions = {bindings["action"] for bindings in results}
+    if any(type(action) is not str for action in actions):
+        raise ValueError(f"the allow rule left the action open: {sorted(map(repr, actions))}")
+    return actions
 
 
 @lru_cache(maxsize=16)
@@ -445,18 +488,34 @@ def _read(files: tuple[tuple[str, str], ...], generate: bool, check: bool):
     return generated, not_generated, hazards, problems
 
 
+@lru_cache(maxsize=16)
+def _compile(files: tuple[tuple[str, str], ...], generated: str | None) -> tuple[CompiledPolicy | None, str]:
+    """The texts oso loads (the files, and the generated clauses if any) compiled to Python, or (None, why not).
+    A compiled policy holds no state between questions, so one serves every engine loaded from the same text."""
+    sources = [(Path(path).name, text) for path, text in files]
+    if generated is not None:
+        sources.append((GENERATED, generated))
+    try:
+        return compile_policy(sources, POLAR_CLASSES), ""
+    except NotCompiled as exc:
+        return None, str(exc)
+
+
 class Policy:
     """A loaded policy. Thread-safe: a reload swaps in a fully built engine with an empty memo."""
 
     MEMO_SIZE = 65536
 
-    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE, generate: bool = True, *, check: bool = True):
+    def __init__(self, policy_dir: Path, memo_size: int = MEMO_SIZE, generate: bool = True, *, check: bool = True,
+                 compile: bool = True):
         """`generate=False` asks the authored `allow` and `deny_reason` (to compare with); `check=False` only for
-        a policy that is compared with, never served (`policy diff`'s base, which may predate a check)."""
+        a policy that is compared with, never served (`policy diff`'s base, which may predate a check);
+        `compile=False` asks oso alone (to compare with the compiled rules)."""
         self.policy_dir = Path(policy_dir)
         self.memo_size = memo_size
         self.generate = generate
         self.check = check
+        self.compile = compile
         self._engine = self._load()
         self._listeners: list = []
 
@@ -475,6 +534,11 @@ class Policy:
         return self._engine.generated
 
     @property
+    def compiled(self) -> bool:
+        """Whether misses are answered by the policy compiled to Python (service/polar_compile.py)."""
+        return self._engine.compiled is not None
+
+    @property
     def memoizes_by_shape(self) -> bool:
         """Whether answers are memoized by the facts' shape (names renamed) rather than exactly."""
         return self._engine.by_shape
@@ -486,14 +550,20 @@ class Policy:
         try:
             contents = [(path, path.read_bytes()) for path in files]
             texts = [content.decode("utf-8") for _path, content in contents]
-            generated, not_generated, hazards, problems = _read(
-                tuple((str(p), t) for p, t in zip(files, texts)), self.generate, self.check)
+            read = tuple((str(p), t) for p, t in zip(files, texts))
+            generated, not_generated, hazards, problems = _read(read, self.generate, self.check)
             oso = _build(files, texts, generated)
-            engine = _Engine(oso, _version(contents), self.memo_size, by_shape=not hazards, generated=generated is not None)
+            # Compiled only once oso has loaded and validated the same text.
+            compiled, not_compiled = _compile(read, generated) if self.compile else (None, "")
+            engine = _Engine(oso, _version(contents), self.memo_size, by_shape=not hazards,
+                             generated=generated is not None, compiled=compiled)
         except (OsoError, OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
         if problems:
             raise PolicyCheckError(self.policy_dir, problems)
+        if not_compiled:
+            log.warning("policy %s: not compiled to Python, so every decision is asked of oso (slower, same "
+                        "answers): %s", engine.version, not_compiled)
         if not_generated:
             log.warning("policy %s: no clauses generated from the rule lists, so each decision interprets them "
                         "(slower, same answers): %s", engine.version, not_generated)

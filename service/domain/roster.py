@@ -42,8 +42,8 @@ def _grants_to_newcomer(ctx: Context, decider: Decider, actor_account: Account, 
                         username: str, permissions) -> dict[str, Decision]:
     """Each service assigned to a new account is a `grant` to it, asked of the policy as any grant is (R14, R15)."""
     actor = decider.actor(actor_account.username)
-    newcomer = AccountFacts(username, org_facts, Role.MEMBER, Status.ACTIVE, None,
-                            (LinkFacts(org_facts, Role.MEMBER, ()),))
+    newcomer = AccountFacts(username, org_facts, Role.MEMBER.value, Status.ACTIVE.value, None,
+                            (LinkFacts(org_facts, Role.MEMBER.value, ()),))
     return {permission: ctx.policy.decide(actor, "grant", replace(newcomer, permission=permission))
             for permission in dict.fromkeys(permissions)}
 
@@ -124,7 +124,8 @@ def _record(ctx, actor, action, target, org_key, comment, detail):
 def _visible_roles(ctx: Context, actor: ActorFacts, org_facts: OrganizationFacts) -> list[str]:
     """The roles of the organization's accounts whose `view` the policy allows the actor, asked once per role."""
     return [role for role in ROLES
-            if ctx.policy.decide(actor, AccountAction.VIEW, AccountFacts("", org_facts, role, Status.ACTIVE)).allowed]
+            if ctx.policy.decide(actor, AccountAction.VIEW.value,
+                                 AccountFacts("", org_facts, role, Status.ACTIVE.value)).allowed]
 
 
 def sees_others(ctx: Context, actor_account: Account, org_key: str) -> bool:
