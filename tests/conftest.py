@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from hypothesis import settings
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from service.app import create_app
 from service.clock import FixedClock
 from service.config import load_config
-from service.domain import clients
+from service.domain import clients, passwords
 from service.domain.setup import sync_portals
 from service.policy import Policy
 from service.storage.database import Database
+from tests.fixtures import world
 from tests.fixtures.world import World
 
 # The browser is one session fixture of the process (tests.fixtures.browser): two Playwright instances in one
@@ -31,6 +36,47 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+
+# The module's own hasher and timing equalizer (production cost), kept for the tests about production hashing.
+PRODUCTION_HASHER, PRODUCTION_DUMMY_HASH = passwords._hasher, passwords.DUMMY_HASH
+
+
+# The files that take longest, longest first (bench/README.md, "Test suite time"). `scripts/test` runs the workers
+# with --no-loadscope-reorder, so they take these first and finish together, instead of one worker running the
+# last long file alone at the end. The sort is stable: other files keep their order, each file stays together.
+LONGEST_FIRST = ("test_invariants_seeded.py", "test_policy_workbench.py", "test_fast_path.py", "test_invariants.py",
+                 "test_authzen_search.py", "test_catalog.py", "test_contract_fuzz.py", "test_policy_properties.py",
+                 "test_generated_clauses.py", "test_roster_visibility.py", "test_concurrency.py",
+                 "test_policy_diff_shapes.py", "test_api_lifecycle.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def argon2_at_test_cost():
+    """Argon2 at the cost a QA server uses (`testing.hashing: cheap`, passwords.CHEAP) for the whole session, the
+    personas' shared hash and the timing equalizer included. At production cost every hash or verification is
+    about 0.2 s of CPU (one API test file spent 49 s in argon2); the tests are about decisions and the same work on
+    every path, not the hash's cost. Servers started as processes hash at their own config's cost, but verify the
+    personas' hashes at the cost stored in them. Tests about production hashing restore PRODUCTION_HASHER."""
+    with pytest.MonkeyPatch.context() as patch:
+        cheap = PasswordHasher(**passwords.CHEAP)
+        patch.setattr(passwords, "_hasher", cheap)
+        patch.setattr(passwords, "DUMMY_HASH", cheap.hash("portal-authz timing equalizer"))
+        patch.setattr(world, "_HASH", None)  # hashed again, cheaply, on first use
+        yield
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_without_fsync(dbapi_connection, _record) -> None:
+    """The tests' SQLite files skip fsync (as the tests' PostgreSQL runs with fsync=off): a commit otherwise waits
+    about 5 ms for the disk, thousands of times a run. Durability against power loss is not what any test checks;
+    a process killed mid-write loses nothing the operating system already has."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA synchronous=OFF")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 from service.app import create_app
 from service.clock import SettableClock
 from service.policy import Policy
-from tests.conftest import ROOT, make_key
+from tests.conftest import PRODUCTION_DUMMY_HASH, PRODUCTION_HASHER, ROOT, make_key
 
 
 def test_healthz(client):
@@ -138,9 +138,11 @@ def _support_staff_hash(app, database, clock, username: str) -> str:
 def test_a_qa_server_with_cheap_hashing_stores_cheap_hashes(config, database, policy, clock, monkeypatch):
     from service.domain import passwords
 
-    # This process's hasher comes back after the test (the app factory switches it for the process).
-    monkeypatch.setattr(passwords, "_hasher", passwords._hasher)
-    monkeypatch.setattr(passwords, "DUMMY_HASH", passwords.DUMMY_HASH)
+    # The module's own hasher (the suite hashes at test cost); this process's test-cost hasher comes back after
+    # the test (the app factory switches it for the process).
+    monkeypatch.setattr(passwords, "_hasher", PRODUCTION_HASHER)
+    monkeypatch.setattr(passwords, "DUMMY_HASH", PRODUCTION_DUMMY_HASH)
+    assert "$m=65536,t=3,p=4$" in passwords.DUMMY_HASH
     production = _support_staff_hash(create_app(config, database=database, policy=policy, clock=clock),
                                      database, clock, "help.prod")
     assert "$m=65536,t=3,p=4$" in production

@@ -1,7 +1,7 @@
 """The published contract, checked from outside: /openapi.json validates as OpenAPI 3.1, and schemathesis,
 driven by that document alone, finds no 5xx and no answer that breaks the document on any operation.
 
-Schemathesis runs against a live `portal-authz serve` (one worker, SQLite, settable clock) seeded
+Schemathesis runs against a live `portal-authz serve` (one worker, SQLite, settable clock, cheap hashing) seeded
 through the API with a demo organization, its admin and member, a support account and signed-in
 sessions, so generated requests get past 401 and 404 into the real handlers. It runs every phase
 (examples, coverage, fuzzing, stateful: the links chain registration -> account, sign-in -> session).
@@ -100,7 +100,10 @@ def test_openapi_document_validates_as_3_1(client):
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path):
     config = load_config(ROOT / "config.yaml")
     database_url = f"sqlite:///{tmp_path / 'fuzz.db'}"
-    with running(["fuzz"], database_url, tmp_path, workers=1, testing={"clock": "settable"}) as (server,):
+    # Argon2 at the QA server's cost: sign-ins, registrations and password changes are a large share of the
+    # generated requests, and the checks are about answers and the document, not the hash's cost.
+    testing = {"clock": "settable", "hashing": "cheap"}
+    with running(["fuzz"], database_url, tmp_path, workers=1, testing=testing) as (server,):
         database = Database(database_url)
         with database.transaction() as session:
             key = clients.create_client(session, "fuzz", ("authorize", "manage", "enroll"),
