@@ -328,6 +328,26 @@ class _Clause:
     function: str
 
 
+def _parts(node) -> tuple:
+    """The terms and goals directly inside a parsed node (polar_parse's tuples), in order."""
+    tag = node[0]
+    if tag == "list":
+        return (*node[1], node[2]) if node[2] is not None else tuple(node[1])
+    if tag == "dict":
+        return tuple(node[1].values())
+    if tag in ("and", "or"):
+        return tuple(node[1])
+    if tag in ("lookup", "isa", "not"):
+        return (node[1],)
+    if tag == "call":
+        return tuple(node[2])
+    if tag == "op":
+        return (node[2], node[3])
+    if tag == "forall":
+        return (node[1], node[2])
+    return ()
+
+
 class _Compiler:
     MAX_LOOPS = 12  # nested loops per generated function (Python's limit is 20)
 
@@ -453,36 +473,11 @@ class _Compiler:
     # --- variables ---
     @staticmethod
     def vars_of(node, out: list) -> list:
-        tag = node[0]
-        if tag == "var":
+        if node[0] == "var":
             if node[1] not in out:
                 out.append(node[1])
-        elif tag == "list":
-            for item in node[1]:
-                _Compiler.vars_of(item, out)
-            if node[2] is not None:
-                _Compiler.vars_of(node[2], out)
-        elif tag == "dict":
-            for value in node[1].values():
-                _Compiler.vars_of(value, out)
-        elif tag == "lookup":
-            _Compiler.vars_of(node[1], out)
-        elif tag == "call":
-            for arg in node[2]:
-                _Compiler.vars_of(arg, out)
-        elif tag == "op":
-            _Compiler.vars_of(node[2], out)
-            _Compiler.vars_of(node[3], out)
-        elif tag == "isa":
-            _Compiler.vars_of(node[1], out)
-        elif tag == "not":
-            _Compiler.vars_of(node[1], out)
-        elif tag in ("and", "or"):
-            for g in node[1]:
-                _Compiler.vars_of(g, out)
-        elif tag == "forall":
-            _Compiler.vars_of(node[1], out)
-            _Compiler.vars_of(node[2], out)
+        for child in _parts(node):
+            _Compiler.vars_of(child, out)
         return out
 
     # --- emitting ---

@@ -135,18 +135,18 @@ class _Parser:
 
     # --- expressions, lowest precedence first ---
     def exp_and(self) -> tuple:
-        goals = [self.exp_or()]
-        while self.at("and"):
-            self.take()
-            goals.append(self.exp_or())
-        return goals[0] if len(goals) == 1 else ("and", goals)
+        return self.joined("and", self.exp_or)
 
     def exp_or(self) -> tuple:
-        goals = [self.exp_not()]
-        while self.at("or"):
+        return self.joined("or", self.exp_not)
+
+    def joined(self, word: str, operand) -> tuple:
+        """`operand (word operand)*`: one operand as it is, several as (word, [operands])."""
+        goals = [operand()]
+        while self.at(word):
             self.take()
-            goals.append(self.exp_not())
-        return goals[0] if len(goals) == 1 else ("or", goals)
+            goals.append(operand())
+        return goals[0] if len(goals) == 1 else (word, goals)
 
     def exp_not(self) -> tuple:
         if self.at("not"):
