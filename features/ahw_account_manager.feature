@@ -62,6 +62,20 @@ Feature: Arkansas Health & Wellness Secure Portal: Account Manager, what you nee
     When "uma" signs in
     Then the sign-in is refused as "account_disabled"
 
+  @R14 @R16 @R23
+  Scenario: A request for access approved while the user is disabled grants nothing until the Account Manager clicks Enable User
+    Given "kim" is the Account Manager of "TIN-1"
+    And "uma" is an active User of "TIN-1"
+    When "uma" asks for access to "Claims" for "TIN-1"
+    And "kim" clicks "Disable User" for "uma"
+    And "kim" approves the access request of "uma"
+    Then the approval is held back as "target_status" and the request left open
+    When "kim" clicks "Enable User" for "uma"
+    Then "uma" asking to use "Claims" for "TIN-1" gets "permission_not_granted"
+    When "kim" approves the access request of "uma"
+    Then the change is accepted
+    And "uma" asking to use "Claims" for "TIN-1" gets "allowed"
+
   @R23
   Scenario: User accounts are disabled after 90 days of inactivity. Account Managers can use this button to re-enable these users.
     Given "kim" is the Account Manager of "TIN-1"

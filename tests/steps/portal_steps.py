@@ -568,6 +568,14 @@ def approves_access_request(story, admin, user):
                token=story.token(admin))
 
 
+@then(re_(rf'the approval is held back as {q("code")} and the request left open'))
+def approval_held_back(story, code):
+    """An approval of a request its requester could no longer make grants nothing (409) and keeps the request."""
+    reply = story.last
+    assert reply.status == 409 and reply.code == code, reply
+    assert reply.content_type == "application/problem+json", reply
+
+
 # --- Profile (R21) ------------------------------------------------------------------------------------------
 
 @when(re_(rf'{q("actor")} changes the (?P<field>phone|email) of {q("user")} to {q("value")}(?: at {q("org")})?'))
