@@ -122,7 +122,7 @@ def test_each_app_has_its_own_collectors(config, database, policy, clock):
 
 def test_pool_gauges_follow_the_engine(client, database):
     text = scrape(client)
-    assert sample(text, "portal_authz_db_pool_size") == database.engine.pool.size()
+    assert sample(text, "portal_authz_db_pool_size") == sum(engine.pool.size() for engine in database.engines)
     assert sample(text, "portal_authz_db_pool_checked_out") == 0
     with database.engine.connect(), database.engine.connect():
         assert sample(scrape(client), "portal_authz_db_pool_checked_out") == 2

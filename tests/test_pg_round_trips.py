@@ -49,12 +49,27 @@ def test_a_decision_is_one_statement_in_autocommit(ask, database):
     def record(conn, _cursor, statement, *_args):
         seen.append((conn.connection.dbapi_connection.autocommit, statement.split()[0]))
 
-    event.listen(database.engine, "before_cursor_execute", record)
+    for engine in database.engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         assert ask().get_json()["allowed"] is True
     finally:
-        event.remove(database.engine, "before_cursor_execute", record)
+        for engine in database.engines:
+            event.remove(engine, "before_cursor_execute", record)
     assert seen == [(True, "SELECT")]  # the client key and every fact in one statement
+
+
+def test_reads_stay_in_autocommit_and_changes_do_not(database):
+    """The reads' pool opens its connections in autocommit and nothing resets them at checkin; the changes'
+    pool never hands out an autocommit connection, before or after a read."""
+    assert database.read_engine is not database.engine
+    for _ in range(2):
+        with database.reading() as connection:
+            assert connection.connection.dbapi_connection.autocommit is True
+            connection.exec_driver_sql("SELECT 1").all()
+            assert connection.connection.dbapi_connection.info.transaction_status == 0  # idle: no BEGIN sent
+        with database.transaction() as session:
+            assert session.connection().connection.dbapi_connection.autocommit is False
 
 
 def test_a_pooled_connection_closed_by_the_server_is_retried_once(ask, database):
@@ -83,12 +98,15 @@ def test_a_connection_idle_in_the_pool_is_pinged_before_use(database, monkeypatc
 
     import service.storage.database as storage
 
-    with database.sessions() as session:
+    with database.sessions() as session, database.reads() as reads:
         assert session.execute(text("SELECT 1")).scalar() == 1
-    _kill_other_backends(database.url)
+        assert reads.execute(text("SELECT 1")).scalar() == 1
+    assert _kill_other_backends(database.url) >= 2  # one pooled connection of each pool
     monkeypatch.setattr(storage, "IDLE_PING_SECONDS", 0.0)
     with database.sessions() as session:
         assert session.execute(text("SELECT 2")).scalar() == 2
+    with database.reads() as session:
+        assert session.execute(text("SELECT 3")).scalar() == 3
 
 
 @pytest.mark.parametrize("question", ["organization", "account"])

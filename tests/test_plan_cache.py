@@ -24,7 +24,7 @@ def test_the_facts_statement_gets_a_generic_plan(postgres_server, config, policy
     key, _ = mixed.seed(url, config, population)
     database = Database(url)
     try:
-        with database.engine.connect() as connection:
+        with database.reading() as connection:
             connection.execute(text("ANALYZE"))
             connection.commit()
         client = create_app(config, database=database, policy=policy).test_client()
@@ -32,7 +32,7 @@ def test_the_facts_statement_gets_a_generic_plan(postgres_server, config, policy
         for q in asked:  # a different person each time: the statement runs whatever the policy's memo holds
             response = client.post("/v1/authorize", json=mixed.portal_body(q), headers={"Authorization": f"Bearer {key}"})
             assert response.status_code == 200, response.get_json()
-        with database.engine.connect() as connection:  # the pool hands back the connection last used (LIFO)
+        with database.reading() as connection:  # the pool hands back the connection last used (LIFO)
             plans = connection.execute(text(
                 "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%AS kind%'")).all()
     finally:

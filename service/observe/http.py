@@ -64,7 +64,7 @@ class Observer:
 
     def __init__(self, config: Config, database, clock=None, policy=None):
         self.metrics = Metrics(config)
-        self.metrics.watch_pool(database.engine)
+        self.metrics.watch_pool(*database.engines)
         self.metrics.watch_client_keys(database, clock)
         if clock is not None:
             self.metrics.watch_outbox_and_sweep(database, clock)

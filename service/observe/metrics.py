@@ -194,18 +194,20 @@ class Metrics:
 
     # ---- the database pool
 
-    def watch_pool(self, engine) -> None:
-        """Count checked-out connections by pool events; the pool's configured size once."""
-        pool = engine.pool
-        size = getattr(pool, "size", None)
-        if callable(size):
-            self.pool_size.set(size())
-        checked_out = getattr(pool, "checkedout", None)
-        if callable(checked_out):
-            self.pool_checked_out.set(checked_out())
-        gauge = self.pool_checked_out
-        event.listen(engine, "checkout", lambda *_: gauge.inc())
-        event.listen(engine, "checkin", lambda *_: gauge.dec())
+    def watch_pool(self, *engines) -> None:
+        """Count checked-out connections by pool events; the pools' configured sizes once (summed: on
+        PostgreSQL changes and reads have a pool each)."""
+        size = checked_out = 0
+        for engine in engines:
+            pool = engine.pool
+            if callable(getattr(pool, "size", None)):
+                size += pool.size()
+            if callable(getattr(pool, "checkedout", None)):
+                checked_out += pool.checkedout()
+            event.listen(engine, "checkout", lambda *_: self.pool_checked_out.inc())
+            event.listen(engine, "checkin", lambda *_: self.pool_checked_out.dec())
+        self.pool_size.set(size)
+        self.pool_checked_out.set(checked_out)
 
     # ---- exposition
 

@@ -48,8 +48,12 @@ def private_sqlite_file(url: str) -> None:
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
 
-def make_engine(url: str) -> Engine:
-    """One engine per process; pool sizes suit a few threads per worker."""
+def make_engine(url: str, *, autocommit: bool = False) -> Engine:
+    """One engine per process (two on PostgreSQL: `Database`); pool sizes suit a few threads per worker.
+
+    `autocommit`: every connection is opened in autocommit and stays so (PostgreSQL only), for reads: no
+    BEGIN or ROLLBACK round trips, psycopg's prepared statements survive (a ROLLBACK clears them), and
+    nothing is set on a connection at checkout or reset at checkin."""
     if url.startswith("sqlite"):
         private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False})
@@ -61,10 +65,10 @@ def make_engine(url: str) -> Engine:
     # IDLE_PING_SECONDS is pinged; connections are recycled after RECYCLE_SECONDS; LIFO keeps the hot
     # ones in use; and a connection found dead by a request's first statement is retried once on a
     # fresh one (`retry_once_if_dead`, also at the start of every change in `Database.transaction`).
-    # psycopg prepares a statement after PREPARE_THRESHOLD executions on a connection; reads run in
-    # autocommit (`Database.reads`), so no ROLLBACK clears those prepared statements after each request.
+    # psycopg prepares a statement after PREPARE_THRESHOLD executions on a connection.
+    options = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}
     engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=False, pool_recycle=RECYCLE_SECONDS,
-                           pool_use_lifo=True, connect_args={"prepare_threshold": PREPARE_THRESHOLD})
+                           pool_use_lifo=True, connect_args={"prepare_threshold": PREPARE_THRESHOLD}, **options)
     _ping_when_idle(engine)
     return engine
 
@@ -134,36 +138,23 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # A request's reads (key check, facts, listings) in autocommit on PostgreSQL: no BEGIN
-        # and no ROLLBACK round trips, and psycopg's prepared statements survive (a ROLLBACK clears them).
-        # Each statement reads its own fresh snapshot; a decision's facts are one statement. SQLite's
-        # driver opens no transaction for a SELECT, so nothing changes there.
-        reads = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.reads = sessionmaker(reads, expire_on_commit=False)
+        # A request's reads (key check, facts, listings) on connections that are always in autocommit on
+        # PostgreSQL (a second pool): no BEGIN and no ROLLBACK round trips, psycopg's prepared statements
+        # survive, and nothing is set or reset per checkout. Each statement reads its own fresh snapshot; a
+        # decision's facts are one statement. SQLite's driver opens no transaction for a SELECT: one engine.
+        self.read_engine = self.engine if self.is_sqlite else make_engine(url, autocommit=True)
+        self.reads = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """One connection for reads without an ORM session: the decision endpoints' lean path (service/api/lean.py).
+        """One connection for reads without an ORM session: the decision endpoints' lean path (service/api/lean.py)."""
+        with self.read_engine.connect() as connection:
+            yield connection
 
-        Autocommit on PostgreSQL, as `reads`, but set on the driver's connection for the block and set back
-        before the pool has it again: half the cost of an engine whose isolation level SQLAlchemy sets and
-        resets on every checkout (bench/README.md, "Figures behind choices in the code")."""
-        with self.engine.connect() as connection:
-            if self.is_sqlite:
-                yield connection
-                return
-            driver = connection.connection.dbapi_connection
-            driver.autocommit = True
-            try:
-                yield connection
-            finally:
-                # A connection that was replaced (a dead one retried) or cannot be set back never returns to the pool.
-                try:
-                    if connection.invalidated or connection.connection.dbapi_connection is not driver:
-                        raise ConnectionError("replaced")
-                    driver.autocommit = False
-                except Exception:
-                    connection.invalidate()
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine (pool) of this database: one on SQLite, the changes' and the reads' on PostgreSQL."""
+        return (self.engine,) if self.read_engine is self.engine else (self.engine, self.read_engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -232,7 +223,8 @@ class Database:
         return inspect(self.engine).has_table("accounts")
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        for engine in self.engines:
+            engine.dispose()
 
 
 def alembic_config(engine: Engine):
