@@ -85,3 +85,22 @@ def test_the_account_policy_has_a_rule_per_admin_action():
 def test_at_its_default_size_most_questions_miss_a_workers_memo():
     """50,000 accounts and 100,000 questions: more distinct questions than a worker's memo holds."""
     assert mix_of([], questions(people(50_000), 100_000))["distinct"] > Policy.MEMO_SIZE
+
+
+def test_actions_cold_asks_about_each_account_once_by_an_admin_of_its_organization(workload):
+    """bench/actions_cold.py: every request is about an account never asked about, by an admin of its own
+    organization, and never about an admin (whose answer would read another shape of question)."""
+    from bench.actions_cold import body, pairs
+
+    population, _ = workload
+    by_name = {p.username: p for p in population}
+    asked = pairs(population, 3_000)
+    assert len(asked) == 3_000
+    assert len({target.username for _, target in asked}) == 3_000
+    for admin, target in asked:
+        assert by_name[admin].role == "admin" and by_name[admin].organization == target.organization
+        assert target.role != "admin" and admin != target.username
+    admin, target = asked[0]
+    assert body(admin, target) == (b'{"portal":"ahcccs","actor":"%s","resource":{"type":"account","id":"%s",'
+                                   b'"organization":"%s"}}' % (admin.encode(), target.username.encode(),
+                                                               target.organization.encode()))
