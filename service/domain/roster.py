@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import and_, func, literal_column, or_, select, union_all
+from sqlalchemy import and_, func, literal_column, or_, select, true, union_all
 from sqlalchemy.orm import selectinload
 
 from service.domain import audit
@@ -153,6 +153,95 @@ def _visibility(ctx: Context, actor: ActorFacts, actor_id: int, org_facts: Organ
     return or_(others, me), and_(others, ~me)
 
 
+def _number(n: int):
+    """A constant written into the statement, not bound: the same text whichever page, so PostgreSQL may keep one
+    plan for it, and a generic plan still knows how many rows each bounded read takes."""
+    return literal_column(str(int(n)))
+
+
+class _Search:
+    """`q=`: a substring of the username, the email or "first last", in any case. On PostgreSQL one statement
+    reads the page the cheapest of four ways, each giving exactly the plain query's rows in its order (the
+    organization's listed accounts that match, by username, the first `limit` + 1), so paging is unchanged.
+
+    Which way is cheapest turns on what the planner's estimates do not tell reliably: how many members the
+    organization has, and how densely its matches lie in username order (a first name's matches sit
+    together, a common last name's are spread evenly, an email domain's may all be in other organizations).
+    So the statement measures these, each read bounded, and PostgreSQL runs only the branch they choose
+    (one-time filters: a branch not chosen, and a measure not needed, is never executed):
+
+    - members: under SMALL members (or under FEW when the others fail): each member's account read by its
+      key and tested, then sorted. Work in proportion to the organization, whatever the pattern.
+    - walk: the portal's first WALK accounts in username order (after the cursor), each tested; when that
+      prefix holds more than a page of the organization's listed matches, or is the rest of the portal, the
+      page is in it (a row of the plain query sorting before the prefix's last hit is in the prefix, and a
+      hit). Dense patterns end here ('@example.org', a common last name).
+    - matches: the portal's matches from the trigram indexes (migration 0009), when at most FEW, sorted,
+      each probed for its membership until a page is found. Sparse or clustered patterns end here.
+    - planner: a large organization, a pattern the walk did not settle with more than FEW matches: the
+      plain query, fenced so that it reads every match or member rather than walk the username index.
+    bench/README.md (`console.py`) has the figures; tests/test_roster_search.py runs each branch against the
+    plain query.
+    """
+
+    SMALL, WALK, FEW = 2_000, 1_000, 10_000
+
+    def __init__(self, q: str, org: Organization, after: str | None, limit: int):
+        # Anything found in the first or the last name is found in "first last": one LIKE for all three. The
+        # name's expression is written with the space inline so that it is the indexed expression exactly.
+        pattern = f"%{q.casefold()}%"
+        full_name = func.lower(Account.first_name + literal_column("' '") + Account.last_name)
+        self.found = or_(Account.username_key.like(pattern), Account.email_key.like(pattern),
+                         full_name.like(pattern))
+        self.org, self.limit, self._parts = org, limit, 0
+        portal = [Account.portal_id == org.portal_id, *([Account.username_key > username_key(after)] if after else [])]
+
+        def members(bound: int, name: str):
+            some = (select(Membership.account_id).where(Membership.organization_id == org.id)
+                    .limit(_number(bound)).subquery())
+            return select(func.count().label("n")).select_from(some).cte(name)
+
+        # Shared by every part of one listing (the status filter has two).
+        self._small, self._mid = members(self.SMALL, "search_small"), members(self.FEW + 1, "search_mid")
+        self._walked = (select(Account.id, self.found.label("hit")).where(*portal).order_by(Account.username_key)
+                        .limit(_number(self.WALK)).cte("search_walked").prefix_with("MATERIALIZED"))
+        self._matches = (select(Account.id, Account.username_key).where(*portal, self.found)
+                         .limit(_number(self.FEW + 1)).cte("search_matches").prefix_with("MATERIALIZED"))
+
+    def page(self, listed):
+        """`listed(*conditions)`: the organization's listed accounts (id, username_key) meeting them."""
+        walked, matches, limit = self._walked, self._matches, self.limit
+        self._parts += 1
+
+        def count(cte):
+            return select(func.count()).select_from(cte).scalar_subquery()
+
+        def first(query, *columns):
+            return query.order_by(*columns).limit(limit + 1)
+
+        hits = (first(listed(walked.c.hit, Account.id == walked.c.id), Account.username_key)
+                .cte(f"search_hits_{self._parts}").prefix_with("MATERIALIZED"))
+        small = select(self._small.c.n).scalar_subquery() < _number(self.SMALL)
+        settled = or_(count(walked) < _number(self.WALK), count(hits) > limit)
+        few = count(matches) <= _number(self.FEW)
+        mid = select(self._mid.c.n).scalar_subquery() <= _number(self.FEW)
+        # A LATERAL subquery with a LIMIT is never flattened into a join, so each is a probe by key, per row.
+        member = select(Membership.account_id).where(Membership.organization_id == self.org.id).subquery()
+        account = first(listed(self.found, Account.id == member.c.account_id), Account.username_key).lateral()
+        by_member = first(select(account.c.id, account.c.username_key).select_from(member).join(account, true())
+                          .where(or_(small, and_(~settled, ~few, mid))), account.c.username_key)
+        by_walk = select(hits.c.id, hits.c.username_key).where(~small, settled)
+        ordered = select(matches.c.id, matches.c.username_key).order_by(matches.c.username_key).subquery()
+        probe = listed(Account.id == ordered.c.id).with_only_columns(_number(1)).limit(_number(1)).lateral()
+        by_match = first(select(ordered.c.id, ordered.c.username_key).join(probe, true())
+                         .where(~small, ~settled, few), ordered.c.username_key)
+        # OFFSET 0 keeps the planner from walking the username index in hope of early matches.
+        whole = listed(self.found).offset(_number(0)).subquery()
+        by_planner = first(select(whole.c.id, whole.c.username_key).where(~small, ~settled, ~few, ~mid),
+                           whole.c.username_key)
+        union = union_all(by_member, by_walk, by_match, by_planner).subquery()
+        return first(select(union.c.id, union.c.username_key), union.c.username_key)
+
 def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str | None, status: str | None,
                   manageable: bool, limit: int, after: str | None) -> tuple[Decision, list[Account], str | None]:
     """R24: the accounts the actor may see (or administer), searched and paged in SQL, never whole in Python.
@@ -175,41 +264,26 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
                                          "message": f"between 1 and {MAX_PAGE}"}])
     visible, managed = _visibility(ctx, decider.actor(actor_account.username), actor_account.id, org_facts)
 
+    # Every member of an organization is an account of its portal: saying so lets PostgreSQL read a page in
+    # order from an index on accounts and stop after it, rather than join and sort the whole roster
+    # (bench/roster.py, 100,000 members).
+    everyone = [Membership.organization_id == org.id, Account.portal_id == org.portal_id,
+                managed if manageable else visible, *([Account.username_key > username_key(after)] if after else [])]
+    search = _Search(q, org, after, limit) if q else None
     postgres = ctx.session.get_bind().dialect.name == "postgresql"
 
-    def matching(*conditions):
-        """The sort keys of the organization's accounts the actor may list that meet `conditions`.
+    def first(*conditions):
+        """The sort keys of the first page (and one more) of the organization's accounts the actor may list
+        that meet `conditions` and the search."""
+        def listed(*more):
+            return (select(Account.id, Account.username_key).join(Membership, Membership.account_id == Account.id)
+                    .where(*everyone, *conditions, *more))
 
-        Every member of an organization is an account of its portal: saying so lets PostgreSQL read a
-        page in order from an index on accounts and stop after it, rather than join and sort the whole
-        roster (bench/roster.py, 100,000 members).
-        """
-        query = (select(Account.id, Account.username_key).join(Membership, Membership.account_id == Account.id)
-                 .where(Membership.organization_id == org.id, Account.portal_id == org.portal_id,
-                        managed if manageable else visible, *conditions))
-        if q:
-            # Anything found in the first or the last name is found in "first last": one LIKE for both.
-            # On PostgreSQL each of the three is read from its trigram index (migration 0009): the name's
-            # expression is written with the space inline so it is the indexed expression exactly.
-            pattern = f"%{q.casefold()}%"
-            full_name = func.lower(Account.first_name + literal_column("' '") + Account.last_name)
-            found = or_(Account.username_key.like(pattern), Account.email_key.like(pattern), full_name.like(pattern))
-            if postgres and len(q) >= 3:
-                # The matches first, from the trigram indexes (a bitmap OR of the three), then ordered. Left to
-                # itself the planner walks the username index of the whole portal and tests each row, hoping
-                # to meet 101 matches early (bench/roster.py --explain; bench/README.md); MATERIALIZED
-                # keeps it from folding this back into that walk. Below 3 characters no trigram can help.
-                matches = (select(Account.id).where(Account.portal_id == org.portal_id, found)
-                           .cte("matches").prefix_with("MATERIALIZED"))
-                query = query.where(Account.id.in_(select(matches.c.id)))
-            else:
-                query = query.where(found)
-        if after:
-            query = query.where(Account.username_key > username_key(after))
-        return query
-
-    def first(query):
-        return query.order_by(Account.username_key).limit(limit + 1)
+        if search is None:
+            return listed().order_by(Account.username_key).limit(limit + 1)
+        if postgres:
+            return search.page(listed)
+        return listed(search.found).order_by(Account.username_key).limit(limit + 1)
 
     if status:
         # The effective status is the link's when it is not active (a removed link), else the account's.
@@ -217,13 +291,13 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
         # username_key) index and the link's from (organization_id, status); then the database orders
         # the two pages together (in its own collation, as `after` compares). One condition with OR over
         # both tables made PostgreSQL join and sort every match instead.
-        parts = [first(matching(Membership.status == Status.ACTIVE, Account.status == status)).subquery()]
+        parts = [first(Membership.status == Status.ACTIVE, Account.status == status).subquery()]
         if status != Status.ACTIVE:
-            parts.append(first(matching(Membership.status != Status.ACTIVE, Membership.status == status)).subquery())
-        found = union_all(*(select(part) for part in parts)).subquery() if len(parts) > 1 else parts[0]
-        page = list(ctx.session.execute(select(found).order_by(found.c.username_key).limit(limit + 1)))
+            parts.append(first(Membership.status != Status.ACTIVE, Membership.status == status).subquery())
+        both = union_all(*(select(part) for part in parts)).subquery() if len(parts) > 1 else parts[0]
+        page = list(ctx.session.execute(select(both).order_by(both.c.username_key).limit(limit + 1)))
     else:
-        page = list(ctx.session.execute(first(matching())))
+        page = list(ctx.session.execute(first()))
     ids = [row.id for row in page]
     loaded = {a.id: a for a in ctx.session.scalars(
         select(Account).where(Account.id.in_(ids))
