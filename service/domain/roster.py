@@ -170,21 +170,21 @@ class _Search:
     So the statement measures these, each read bounded, and PostgreSQL runs only the branch they choose
     (one-time filters: a branch not chosen, and a measure not needed, is never executed):
 
-    - members: under SMALL members (or under FEW when the others fail): each member's account read by its
-      key and tested, then sorted. Work in proportion to the organization, whatever the pattern.
+    - members: under SMALL members (or at most MID when the two below do not apply): each member's account
+      read by its key and tested, then sorted. Work in proportion to the organization, whatever the pattern.
     - walk: the portal's first WALK accounts in username order (after the cursor), each tested; when that
       prefix holds more than a page of the organization's listed matches, or is the rest of the portal, the
       page is in it (a row of the plain query sorting before the prefix's last hit is in the prefix, and a
       hit). Dense patterns end here ('@example.org', a common last name).
     - matches: the portal's matches from the trigram indexes (migration 0009), when at most FEW, sorted,
       each probed for its membership until a page is found. Sparse or clustered patterns end here.
-    - planner: a large organization, a pattern the walk did not settle with more than FEW matches: the
-      plain query, fenced so that it reads every match or member rather than walk the username index.
+    - planner: over MID members, a pattern the walk did not settle with more than FEW matches: the plain
+      query, fenced so that it reads every match or member rather than walk the username index.
     bench/README.md (`console.py`) has the figures; tests/test_roster_search.py runs each branch against the
     plain query.
     """
 
-    SMALL, WALK, FEW = 2_000, 1_000, 10_000
+    SMALL, WALK, FEW, MID = 2_000, 1_000, 10_000, 10_000
 
     def __init__(self, q: str, org: Organization, after: str | None, limit: int):
         # Anything found in the first or the last name is found in "first last": one LIKE for all three. The
@@ -202,7 +202,7 @@ class _Search:
             return select(func.count().label("n")).select_from(some).cte(name)
 
         # Shared by every part of one listing (the status filter has two).
-        self._small, self._mid = members(self.SMALL, "search_small"), members(self.FEW + 1, "search_mid")
+        self._small, self._mid = members(self.SMALL, "search_small"), members(self.MID + 1, "search_mid")
         self._walked = (select(Account.id, self.found.label("hit")).where(*portal).order_by(Account.username_key)
                         .limit(_number(self.WALK)).cte("search_walked").prefix_with("MATERIALIZED"))
         self._matches = (select(Account.id, Account.username_key).where(*portal, self.found)
@@ -224,7 +224,7 @@ class _Search:
         small = select(self._small.c.n).scalar_subquery() < _number(self.SMALL)
         settled = or_(count(walked) < _number(self.WALK), count(hits) > limit)
         few = count(matches) <= _number(self.FEW)
-        mid = select(self._mid.c.n).scalar_subquery() <= _number(self.FEW)
+        mid = select(self._mid.c.n).scalar_subquery() <= _number(self.MID)
         # A LATERAL subquery with a LIMIT is never flattened into a join, so each is a probe by key, per row.
         member = select(Membership.account_id).where(Membership.organization_id == self.org.id).subquery()
         account = first(listed(self.found, Account.id == member.c.account_id), Account.username_key).lateral()
