@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 
-from sqlalchemy import and_, func, literal_column, or_, select, true, union_all
+from sqlalchemy import Integer, and_, bindparam, case, func, literal_column, or_, select, true, union_all
 from sqlalchemy.orm import selectinload
 
 from service.domain import audit
@@ -135,7 +136,7 @@ def sees_others(ctx: Context, actor_account: Account, org_key: str) -> bool:
     return decision.allowed and bool(_visible_roles(ctx, decider.actor(actor_account.username), org_facts))
 
 
-def _visibility(ctx: Context, actor: ActorFacts, actor_id: int, org_facts: OrganizationFacts):
+def _visibility(roles: tuple[str, ...]):
     """The roster's visibility as SQL conditions, read from the policy rather than restated here.
 
     Polar's `view` of another account of the organization turns on the actor and that account's role
@@ -143,10 +144,9 @@ def _visibility(ctx: Context, actor: ActorFacts, actor_id: int, org_facts: Organ
     once per role, and the rows of the roles it allows are visible, besides the actor's own. Visible
     is what may be seen; managed what may be administered (seen, and not the actor itself).
     tests/test_roster_visibility.py proves the listing equal to the policy's `view` of every account,
-    on SQLite and PostgreSQL.
+    on SQLite and PostgreSQL. `roles` are `_visible_roles`; the actor's id is the parameter `me`.
     """
-    roles = _visible_roles(ctx, actor, org_facts)
-    me = Account.id == actor_id
+    me = Account.id == bindparam("me")
     if set(roles) == set(ROLES):  # every role: no condition, so the database reads the roster's index in order
         return Account.id.isnot(None), ~me
     others = Membership.role.in_(roles)
@@ -186,18 +186,15 @@ class _Search:
 
     SMALL, WALK, FEW, MID = 2_000, 1_000, 10_000, 10_000
 
-    def __init__(self, q: str, org: Organization, after: str | None, limit: int):
-        # Anything found in the first or the last name is found in "first last": one LIKE for all three. The
-        # name's expression is written with the space inline so that it is the indexed expression exactly.
-        pattern = f"%{q.casefold()}%"
-        full_name = func.lower(Account.first_name + literal_column("' '") + Account.last_name)
-        self.found = or_(Account.username_key.like(pattern), Account.email_key.like(pattern),
-                         full_name.like(pattern))
-        self.org, self.limit, self._parts = org, limit, 0
-        portal = [Account.portal_id == org.portal_id, *([Account.username_key > username_key(after)] if after else [])]
+    def __init__(self, after: bool):
+        """The statement's parameters: `pattern` ('%term%', case-folded), `org`, `portal`, `after`, `page`."""
+        self.found = _found()
+        self._parts = 0
+        portal = [Account.portal_id == bindparam("portal"),
+                  *([Account.username_key > bindparam("after")] if after else [])]
 
         def members(bound: int, name: str):
-            some = (select(Membership.account_id).where(Membership.organization_id == org.id)
+            some = (select(Membership.account_id).where(Membership.organization_id == bindparam("org"))
                     .limit(_number(bound)).subquery())
             return select(func.count().label("n")).select_from(some).cte(name)
 
@@ -210,37 +207,98 @@ class _Search:
 
     def page(self, listed):
         """`listed(*conditions)`: the organization's listed accounts (id, username_key) meeting them."""
-        walked, matches, limit = self._walked, self._matches, self.limit
+        walked, matches, page = self._walked, self._matches, bindparam("page")
         self._parts += 1
 
         def count(cte):
             return select(func.count()).select_from(cte).scalar_subquery()
 
         def first(query, *columns):
-            return query.order_by(*columns).limit(limit + 1)
+            return query.order_by(*columns).limit(page)
 
         hits = (first(listed(walked.c.hit, Account.id == walked.c.id), Account.username_key)
                 .cte(f"search_hits_{self._parts}").prefix_with("MATERIALIZED"))
-        small = select(self._small.c.n).scalar_subquery() < _number(self.SMALL)
-        settled = or_(count(walked) < _number(self.WALK), count(hits) > limit)
-        few = count(matches) <= _number(self.FEW)
-        mid = select(self._mid.c.n).scalar_subquery() <= _number(self.MID)
-        # A LATERAL subquery with a LIMIT is never flattened into a join, so each is a probe by key, per row.
-        member = select(Membership.account_id).where(Membership.organization_id == self.org.id).subquery()
-        account = first(listed(self.found, Account.id == member.c.account_id), Account.username_key).lateral()
+        # CASE tests its conditions in order and stops at the first that holds, so a measure is read only
+        # when the ones before it did not decide.
+        way = select(case(
+            (select(self._small.c.n).scalar_subquery() < _number(self.SMALL), literal_column("'members'")),
+            (or_(count(walked) < _number(self.WALK), count(hits) >= page), literal_column("'walk'")),
+            (count(matches) <= _number(self.FEW), literal_column("'matches'")),
+            (select(self._mid.c.n).scalar_subquery() <= _number(self.MID), literal_column("'members'")),
+            else_=literal_column("'planner'")).label("way")).cte(f"search_way_{self._parts}")
+
+        def taken(name: str):
+            return select(way.c.way).scalar_subquery() == literal_column(f"'{name}'")
+
+        # A LATERAL subquery with a LIMIT is never flattened into a join: one probe by key per row.
+        member = select(Membership.account_id).where(Membership.organization_id == bindparam("org")).subquery()
+        account = listed(self.found, Account.id == member.c.account_id).limit(_number(1)).lateral()
         by_member = first(select(account.c.id, account.c.username_key).select_from(member).join(account, true())
-                          .where(or_(small, and_(~settled, ~few, mid))), account.c.username_key)
-        by_walk = select(hits.c.id, hits.c.username_key).where(~small, settled)
+                          .where(taken("members")), account.c.username_key)
+        by_walk = select(hits.c.id, hits.c.username_key).where(taken("walk"))
         ordered = select(matches.c.id, matches.c.username_key).order_by(matches.c.username_key).subquery()
         probe = listed(Account.id == ordered.c.id).with_only_columns(_number(1)).limit(_number(1)).lateral()
-        by_match = first(select(ordered.c.id, ordered.c.username_key).join(probe, true())
-                         .where(~small, ~settled, few), ordered.c.username_key)
+        by_match = first(select(ordered.c.id, ordered.c.username_key).join(probe, true()).where(taken("matches")),
+                         ordered.c.username_key)
         # OFFSET 0 keeps the planner from walking the username index in hope of early matches.
         whole = listed(self.found).offset(_number(0)).subquery()
-        by_planner = first(select(whole.c.id, whole.c.username_key).where(~small, ~settled, ~few, ~mid),
-                           whole.c.username_key)
+        by_planner = first(select(whole.c.id, whole.c.username_key).where(taken("planner")), whole.c.username_key)
         union = union_all(by_member, by_walk, by_match, by_planner).subquery()
         return first(select(union.c.id, union.c.username_key), union.c.username_key)
+
+
+def _found():
+    """`q=`'s condition on the parameter `pattern`. Anything found in the first or the last name is found in
+    "first last": one LIKE for all three. The name's expression is written with the space inline so that it
+    is the indexed expression exactly (migration 0009)."""
+    pattern = bindparam("pattern")
+    full_name = func.lower(Account.first_name + literal_column("' '") + Account.last_name)
+    return or_(Account.username_key.like(pattern), Account.email_key.like(pattern), full_name.like(pattern))
+
+
+@lru_cache(maxsize=512)
+def _page_statement(postgres: bool, roles: tuple[str, ...], manageable: bool, status: str | None, after: bool,
+                    searched: bool, thresholds: tuple[int, ...]):
+    """The statement of a roster page's ids and sort keys, for one shape of listing, built once: its values are
+    parameters (`org`, `portal`, `me`, `after`, `status`, `pattern`, `page` = limit + 1). `status` is None,
+    'active' or 'other' (the value is the parameter). Building the search's statement costs milliseconds of
+    CPU; a shape's statement object also keeps SQLAlchemy's cache key, so a page pays neither again.
+    `thresholds` are `_Search`'s, a key only."""
+    visible, managed = _visibility(roles)
+    # Every member of an organization is an account of its portal: saying so lets PostgreSQL read a page in
+    # order from an index on accounts and stop after it, rather than join and sort the whole roster
+    # (bench/roster.py, 100,000 members).
+    everyone = [Membership.organization_id == bindparam("org"), Account.portal_id == bindparam("portal"),
+                managed if manageable else visible, *([Account.username_key > bindparam("after")] if after else [])]
+    search = _Search(after) if searched else None
+    page = bindparam("page", type_=Integer)
+
+    def first(*conditions):
+        """The first page (and one more) of the organization's accounts the actor may list that meet
+        `conditions` and the search."""
+        def listed(*more):
+            return (select(Account.id, Account.username_key).join(Membership, Membership.account_id == Account.id)
+                    .where(*everyone, *conditions, *more))
+
+        if search is None:
+            return listed().order_by(Account.username_key).limit(page)
+        if postgres:
+            return search.page(listed)
+        return listed(search.found).order_by(Account.username_key).limit(page)
+
+    if status is None:
+        return first()
+    # The effective status is the link's when it is not active (a removed link), else the account's.
+    # Each part takes its own first page in order, the account's from the (portal_id, status,
+    # username_key) index and the link's from (organization_id, status); then the database orders
+    # the two pages together (in its own collation, as `after` compares). One condition with OR over
+    # both tables made PostgreSQL join and sort every match instead.
+    parts = [first(Membership.status == Status.ACTIVE, Account.status == bindparam("status")).subquery()]
+    if status != Status.ACTIVE:
+        parts.append(first(Membership.status != Status.ACTIVE, Membership.status == bindparam("status")).subquery())
+    both = union_all(*(select(part) for part in parts)).subquery() if len(parts) > 1 else parts[0]
+    return select(both).order_by(both.c.username_key).limit(page)
+
 
 def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str | None, status: str | None,
                   manageable: bool, limit: int, after: str | None) -> tuple[Decision, list[Account], str | None]:
@@ -262,42 +320,14 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid("bad page size", [{"field": "limit", "code": "out_of_range",
                                          "message": f"between 1 and {MAX_PAGE}"}])
-    visible, managed = _visibility(ctx, decider.actor(actor_account.username), actor_account.id, org_facts)
-
-    # Every member of an organization is an account of its portal: saying so lets PostgreSQL read a page in
-    # order from an index on accounts and stop after it, rather than join and sort the whole roster
-    # (bench/roster.py, 100,000 members).
-    everyone = [Membership.organization_id == org.id, Account.portal_id == org.portal_id,
-                managed if manageable else visible, *([Account.username_key > username_key(after)] if after else [])]
-    search = _Search(q, org, after, limit) if q else None
-    postgres = ctx.session.get_bind().dialect.name == "postgresql"
-
-    def first(*conditions):
-        """The sort keys of the first page (and one more) of the organization's accounts the actor may list
-        that meet `conditions` and the search."""
-        def listed(*more):
-            return (select(Account.id, Account.username_key).join(Membership, Membership.account_id == Account.id)
-                    .where(*everyone, *conditions, *more))
-
-        if search is None:
-            return listed().order_by(Account.username_key).limit(limit + 1)
-        if postgres:
-            return search.page(listed)
-        return listed(search.found).order_by(Account.username_key).limit(limit + 1)
-
-    if status:
-        # The effective status is the link's when it is not active (a removed link), else the account's.
-        # Each part takes its own first page in order, the account's from the (portal_id, status,
-        # username_key) index and the link's from (organization_id, status); then the database orders
-        # the two pages together (in its own collation, as `after` compares). One condition with OR over
-        # both tables made PostgreSQL join and sort every match instead.
-        parts = [first(Membership.status == Status.ACTIVE, Account.status == status).subquery()]
-        if status != Status.ACTIVE:
-            parts.append(first(Membership.status != Status.ACTIVE, Membership.status == status).subquery())
-        both = union_all(*(select(part) for part in parts)).subquery() if len(parts) > 1 else parts[0]
-        page = list(ctx.session.execute(select(both).order_by(both.c.username_key).limit(limit + 1)))
-    else:
-        page = list(ctx.session.execute(first()))
+    roles = tuple(_visible_roles(ctx, decider.actor(actor_account.username), org_facts))
+    statement = _page_statement(ctx.session.get_bind().dialect.name == "postgresql", roles, manageable,
+                                None if not status else "active" if status == Status.ACTIVE else "other",
+                                bool(after), bool(q), (_Search.SMALL, _Search.WALK, _Search.FEW, _Search.MID))
+    values = {"org": org.id, "portal": org.portal_id, "me": actor_account.id, "page": limit + 1,
+              "after": username_key(after) if after else None, "status": status or None,
+              "pattern": f"%{q.casefold()}%" if q else None}
+    page = list(ctx.session.execute(statement, {k: v for k, v in values.items() if v is not None}))
     ids = [row.id for row in page]
     loaded = {a.id: a for a in ctx.session.scalars(
         select(Account).where(Account.id.in_(ids))
