@@ -27,7 +27,9 @@ LAST = ("garcia", "garciason", "smith", "lopez", "wood")
 # (account status, link status), cycled over the members.
 STANDING = (("active", "active"), ("active", "active"), ("locked", "active"), ("pending_approval", "active"),
             ("active", "removed"), ("disabled", "active"))
-PATTERNS = ("garcia", "GarciaSon", "@example", "elsewhere", "s", "an lo", "zzz")
+# Patterns with no three letters or digits in a row ("s", "an lo", "'h") are written into the statement's
+# text on PostgreSQL (roster._found): a quote among them must stay a quote.
+PATTERNS = ("garcia", "GarciaSon", "@example", "elsewhere", "s", "an lo", "'h", "o'hara", "zzz")
 # (SMALL, WALK, FEW, MID): each of the four ways alone, then settings where the measures choose.
 SETTINGS = {
     "members": (10**9, 10**9, 10**9, 10**9),
@@ -56,6 +58,8 @@ def org(any_database):
                 other.first_name, other.last_name = last.title(), first.title()
                 if n % 2:
                     other.email = other.email_key = f"{last}.{first}@elsewhere.org"
+        irish = world.account("sean.ohara", memberships={"ORG-1": {}})
+        irish.first_name, irish.last_name = "Sean", "O'Hara"
         elsewhere = World(session, "qm", NOW)
         elsewhere.account("maria.garcia", memberships={"ORG-1": {}})  # another portal's ORG-1
     return any_database

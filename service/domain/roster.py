@@ -1,10 +1,11 @@
 """An organization's roster: subordinate accounts, links to other organizations (R13), listing (R24)."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from functools import lru_cache
 
-from sqlalchemy import Integer, and_, bindparam, case, func, literal_column, or_, select, true, union_all
+from sqlalchemy import Integer, String, and_, bindparam, case, func, literal_column, or_, select, true, union_all
 from sqlalchemy.orm import selectinload
 
 from service.domain import audit
@@ -21,6 +22,8 @@ from service.storage.facts import find_account
 from service.storage.models import Account, Comment, Grant, Membership, Organization
 
 MAX_PAGE = 200
+# Three letters or digits in a row: a search term pg_trgm takes at least one trigram from (`_found`).
+TRIGRAM = re.compile(r"[^\W_]{3}")
 
 
 def _decide_on_organization(ctx: Context, actor_account: Account, action: str, org_key: str):
@@ -186,9 +189,9 @@ class _Search:
 
     SMALL, WALK, FEW, MID = 2_000, 1_000, 10_000, 10_000
 
-    def __init__(self, after: bool):
+    def __init__(self, after: bool, indexed: bool):
         """The statement's parameters: `pattern` ('%term%', case-folded), `org`, `portal`, `after`, `page`."""
-        self.found = _found()
+        self.found = _found(indexed)
         self._parts = 0
         portal = [Account.portal_id == bindparam("portal"),
                   *([Account.username_key > bindparam("after")] if after else [])]
@@ -200,7 +203,8 @@ class _Search:
 
         # Shared by every part of one listing (the status filter has two).
         self._small, self._mid = members(self.SMALL, "search_small"), members(self.MID + 1, "search_mid")
-        self._walked = (select(Account.id, self.found.label("hit")).where(*portal).order_by(Account.username_key)
+        self._walked = (select(Account.id, Account.username_key, self.found.label("hit")).where(*portal)
+                        .order_by(Account.username_key)
                         .limit(_number(self.WALK)).cte("search_walked").prefix_with("MATERIALIZED"))
         self._matches = (select(Account.id, Account.username_key).where(*portal, self.found)
                          .limit(_number(self.FEW + 1)).cte("search_matches").prefix_with("MATERIALIZED"))
@@ -216,7 +220,14 @@ class _Search:
         def first(query, *columns):
             return query.order_by(*columns).limit(page)
 
-        hits = (first(listed(walked.c.hit, Account.id == walked.c.id), Account.username_key)
+        def listed_one(account_id):
+            """Whether that account is listed: a LATERAL subquery with a LIMIT is never flattened into a join,
+            so each is a probe by key, per row (a join may hash the organization's every membership instead,
+            as a generic plan, not knowing which organization, did for the walk's hits)."""
+            return listed(Account.id == account_id).with_only_columns(_number(1)).limit(_number(1)).lateral()
+
+        hits = (first(select(walked.c.id, walked.c.username_key).join(listed_one(walked.c.id), true())
+                      .where(walked.c.hit), walked.c.username_key)
                 .cte(f"search_hits_{self._parts}").prefix_with("MATERIALIZED"))
         # CASE tests its conditions in order and stops at the first that holds, so a measure is read only
         # when the ones before it did not decide.
@@ -230,16 +241,14 @@ class _Search:
         def taken(name: str):
             return select(way.c.way).scalar_subquery() == literal_column(f"'{name}'")
 
-        # A LATERAL subquery with a LIMIT is never flattened into a join: one probe by key per row.
         member = select(Membership.account_id).where(Membership.organization_id == bindparam("org")).subquery()
         account = listed(self.found, Account.id == member.c.account_id).limit(_number(1)).lateral()
         by_member = first(select(account.c.id, account.c.username_key).select_from(member).join(account, true())
                           .where(taken("members")), account.c.username_key)
         by_walk = select(hits.c.id, hits.c.username_key).where(taken("walk"))
         ordered = select(matches.c.id, matches.c.username_key).order_by(matches.c.username_key).subquery()
-        probe = listed(Account.id == ordered.c.id).with_only_columns(_number(1)).limit(_number(1)).lateral()
-        by_match = first(select(ordered.c.id, ordered.c.username_key).join(probe, true()).where(taken("matches")),
-                         ordered.c.username_key)
+        by_match = first(select(ordered.c.id, ordered.c.username_key).join(listed_one(ordered.c.id), true())
+                         .where(taken("matches")), ordered.c.username_key)
         # OFFSET 0 keeps the planner from walking the username index in hope of early matches.
         whole = listed(self.found).offset(_number(0)).subquery()
         by_planner = first(select(whole.c.id, whole.c.username_key).where(taken("planner")), whole.c.username_key)
@@ -247,30 +256,35 @@ class _Search:
         return first(select(union.c.id, union.c.username_key), union.c.username_key)
 
 
-def _found():
+def _found(indexed: bool):
     """`q=`'s condition on the parameter `pattern`. Anything found in the first or the last name is found in
     "first last": one LIKE for all three. The name's expression is written with the space inline so that it
-    is the indexed expression exactly (migration 0009)."""
-    pattern = bindparam("pattern")
+    is the indexed expression exactly (migration 0009).
+
+    A pattern without three letters or digits in a row has no trigram, and a trigram index asked for it reads
+    every entry. A prepared statement's generic plan, which does not know the pattern, may still choose the
+    index (a two-letter search took 0.4-1 s): so such a pattern is written into the statement's text (quoted
+    by SQLAlchemy), where PostgreSQL plans for the pattern it sees."""
+    pattern = bindparam("pattern", type_=String(), literal_execute=not indexed)
     full_name = func.lower(Account.first_name + literal_column("' '") + Account.last_name)
     return or_(Account.username_key.like(pattern), Account.email_key.like(pattern), full_name.like(pattern))
 
 
 @lru_cache(maxsize=512)
 def _page_statement(postgres: bool, roles: tuple[str, ...], manageable: bool, status: str | None, after: bool,
-                    searched: bool, thresholds: tuple[int, ...]):
+                    searched: str | None, thresholds: tuple[int, ...]):
     """The statement of a roster page's ids and sort keys, for one shape of listing, built once: its values are
     parameters (`org`, `portal`, `me`, `after`, `status`, `pattern`, `page` = limit + 1). `status` is None,
-    'active' or 'other' (the value is the parameter). Building the search's statement costs milliseconds of
-    CPU; a shape's statement object also keeps SQLAlchemy's cache key, so a page pays neither again.
-    `thresholds` are `_Search`'s, a key only."""
+    'active' or 'other' (the value is the parameter); `searched` None, 'indexed' or 'unindexed' (`_found`).
+    Building the search's statement costs milliseconds of CPU; a shape's statement object also keeps
+    SQLAlchemy's cache key, so a page pays neither again. `thresholds` are `_Search`'s, a key only."""
     visible, managed = _visibility(roles)
     # Every member of an organization is an account of its portal: saying so lets PostgreSQL read a page in
     # order from an index on accounts and stop after it, rather than join and sort the whole roster
     # (bench/roster.py, 100,000 members).
     everyone = [Membership.organization_id == bindparam("org"), Account.portal_id == bindparam("portal"),
                 managed if manageable else visible, *([Account.username_key > bindparam("after")] if after else [])]
-    search = _Search(after) if searched else None
+    search = _Search(after, searched == "indexed") if searched else None
     page = bindparam("page", type_=Integer)
 
     def first(*conditions):
@@ -323,7 +337,8 @@ def list_accounts(ctx: Context, actor_account: Account, org_key: str, *, q: str 
     roles = tuple(_visible_roles(ctx, decider.actor(actor_account.username), org_facts))
     statement = _page_statement(ctx.session.get_bind().dialect.name == "postgresql", roles, manageable,
                                 None if not status else "active" if status == Status.ACTIVE else "other",
-                                bool(after), bool(q), (_Search.SMALL, _Search.WALK, _Search.FEW, _Search.MID))
+                                bool(after), None if not q else "indexed" if TRIGRAM.search(q) else "unindexed",
+                                (_Search.SMALL, _Search.WALK, _Search.FEW, _Search.MID))
     values = {"org": org.id, "portal": org.portal_id, "me": actor_account.id, "page": limit + 1,
               "after": username_key(after) if after else None, "status": status or None,
               "pattern": f"%{q.casefold()}%" if q else None}
