@@ -179,10 +179,12 @@ class _Search:
       prefix holds more than a page of the organization's listed matches, or is the rest of the portal, the
       page is in it (a row of the plain query sorting before the prefix's last hit is in the prefix, and a
       hit). Dense patterns end here ('@example.org', a common last name).
-    - matches: the portal's matches from the trigram indexes (migration 0009), when at most FEW, sorted,
-      each probed for its membership until a page is found. Sparse or clustered patterns end here.
-    - planner: over MID members, a pattern the walk did not settle with more than FEW matches: the plain
-      query, fenced so that it reads every match or member rather than walk the username index.
+    - matches: for a pattern with a trigram (`_found`), the portal's matches from the trigram indexes (migration
+      0009), when at most FEW, sorted, each probed for its membership until a page is found. Sparse or
+      clustered patterns end here.
+    - planner: over MID members, a pattern the walk did not settle with more than FEW matches (or without a
+      trigram): the plain query, fenced so that it reads every match or member rather than walk the username
+      index.
     bench/README.md (`console.py`) has the figures; tests/test_roster_search.py runs each branch against the
     plain query.
     """
@@ -191,7 +193,7 @@ class _Search:
 
     def __init__(self, after: bool, indexed: bool):
         """The statement's parameters: `pattern` ('%term%', case-folded), `org`, `portal`, `after`, `page`."""
-        self.found = _found(indexed)
+        self.found, self.indexed = _found(indexed), indexed
         self._parts = 0
         portal = [Account.portal_id == bindparam("portal"),
                   *([Account.username_key > bindparam("after")] if after else [])]
@@ -231,10 +233,11 @@ class _Search:
                 .cte(f"search_hits_{self._parts}").prefix_with("MATERIALIZED"))
         # CASE tests its conditions in order and stops at the first that holds, so a measure is read only
         # when the ones before it did not decide.
+        # Without a trigram the matches are a scan of the portal, not a measure: not asked.
         way = select(case(
             (select(self._small.c.n).scalar_subquery() < _number(self.SMALL), literal_column("'members'")),
             (or_(count(walked) < _number(self.WALK), count(hits) >= page), literal_column("'walk'")),
-            (count(matches) <= _number(self.FEW), literal_column("'matches'")),
+            *([(count(matches) <= _number(self.FEW), literal_column("'matches'"))] if self.indexed else []),
             (select(self._mid.c.n).scalar_subquery() <= _number(self.MID), literal_column("'members'")),
             else_=literal_column("'planner'")).label("way")).cte(f"search_way_{self._parts}")
 
