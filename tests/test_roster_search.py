@@ -5,8 +5,8 @@ organization's members, a bounded walk in username order, the trigram matches, o
 query), chosen by bounded measures of the organization and the pattern. Each way must give the same rows,
 in the same order, with the same next cursor, as the straightforward answer: the unsearched listing (the
 path tests/test_roster_listing.py checks) filtered by the substring rule. The thresholds are set so that
-each way runs on its own, then left at values where the measures decide, over a grid of patterns,
-statuses, actors, page sizes and cursors. On SQLite every setting runs the same LIKE query.
+each way runs on its own, then at small values where the measures decide, over a grid of patterns, the
+status filter's two parts, `manageable`, page sizes and cursors. On SQLite there is one way, the LIKE query.
 """
 from __future__ import annotations
 

@@ -232,8 +232,8 @@ class _Search:
                       .where(walked.c.hit), walked.c.username_key)
                 .cte(f"search_hits_{self._parts}").prefix_with("MATERIALIZED"))
         # CASE tests its conditions in order and stops at the first that holds, so a measure is read only
-        # when the ones before it did not decide.
-        # Without a trigram the matches are a scan of the portal, not a measure: not asked.
+        # when the ones before it did not decide. Without a trigram, counting the matches would be a scan of
+        # the portal, not a measure: it is not asked.
         way = select(case(
             (select(self._small.c.n).scalar_subquery() < _number(self.SMALL), literal_column("'members'")),
             (or_(count(walked) < _number(self.WALK), count(hits) >= page), literal_column("'walk'")),
