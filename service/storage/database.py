@@ -70,7 +70,16 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
     engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=False, pool_recycle=RECYCLE_SECONDS,
                            pool_use_lifo=True, connect_args={"prepare_threshold": PREPARE_THRESHOLD}, **options)
     _ping_when_idle(engine)
+    event.listen(engine, "connect", _postgres_settings)
     return engine
+
+
+def _postgres_settings(dbapi_connection, _record) -> None:
+    """No JIT compilation: the service's statements are short, and JIT's compile time (tens to hundreds of ms)
+    is paid whenever a plan's estimated cost passes `jit_above_cost`, which a statement's branches that never
+    run count toward too (the roster search's one-time-filtered branches, service/domain/roster.py)."""
+    dbapi_connection.execute("SET jit = off")
+    dbapi_connection.commit()
 
 
 RECYCLE_SECONDS = 600
