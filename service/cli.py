@@ -167,7 +167,7 @@ def cmd_serve(args) -> None:
     engine = args.engine or config.server.engine
     options = Options(
         host=args.host, port=args.port, engine=engine,
-        workers=args.workers or config.server.workers or default_workers(engine),
+        workers=args.workers or config.server.workers or default_workers(engine, config.database_url),
         threads=args.threads or config.server.threads or default_threads(engine),
         pid_file=pid_file)
     delivery = None

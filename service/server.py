@@ -43,14 +43,32 @@ class Options:
     pid_file: Path | None = None
 
 
-def default_workers(engine: str) -> int:
-    """Sized to the machine: gunicorn's sync workers 2 x cores + 1; granian 2 x cores single-threaded workers.
+def default_workers(engine: str, database_url: str = "sqlite://") -> int:
+    """Sized to the machine: gunicorn's sync workers 2 x cores + 1; granian's single-threaded workers one per core
+    when the database works on this machine too, two per core when it is elsewhere.
 
     Once a decision is cheap in Python, threads in one process mostly wait on each other's GIL, so
-    single-threaded processes answer more decisions than threaded ones, with the same number of requests
-    running at once either way (bench/serving.py; figures in bench/README.md)."""
+    single-threaded processes answer more decisions than threaded ones (bench/serving.py). How many: a
+    worker waits on its database for part of every request. When the database is on this machine (SQLite,
+    or PostgreSQL at a local address) that wait is the database's own work on the same cores, and a second
+    worker per core only adds switching: one per core answered more, with half the p99, on a mixed workload
+    beside PostgreSQL (bench/mixed.py; figures in bench/README.md). When it is elsewhere the wait is the
+    network's, and a second worker per core keeps the core busy meanwhile."""
     cores = multiprocessing.cpu_count()
-    return 2 * cores if engine == "granian" else 2 * cores + 1
+    if engine != "granian":
+        return 2 * cores + 1
+    return cores if database_is_local(database_url) else 2 * cores
+
+
+def database_is_local(url: str) -> bool:
+    """SQLite, or PostgreSQL reached on this machine (no host, a loopback address, a Unix socket directory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return True
+    hosts = [parsed.host or ""] + [h for h in str(parsed.query.get("host", "")).split(",") if h]
+    return all(h in ("", "localhost", "::1") or h.startswith(("127.", "/")) for h in hosts)
 
 
 def default_threads(engine: str) -> int:

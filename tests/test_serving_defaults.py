@@ -7,11 +7,19 @@ import multiprocessing
 from service.server import MeasuredWorkers, _granian_logconfig, default_threads, default_workers
 
 
-def test_granian_runs_two_single_threaded_workers_per_core():
-    """Measured in bench/serving.py (docs/operations.md, "Why granian"); gunicorn keeps its sync workers."""
+def test_granian_runs_one_single_threaded_worker_per_core_beside_a_local_database_and_two_beside_a_remote_one():
+    """Measured in bench/mixed.py and bench/serving.py (docs/operations.md, "Why granian"); gunicorn keeps its sync
+    workers whatever the database."""
     cores = multiprocessing.cpu_count()
-    assert (default_workers("granian"), default_threads("granian")) == (2 * cores, 1)
-    assert (default_workers("gunicorn"), default_threads("gunicorn")) == (2 * cores + 1, 1)
+    for local in ("sqlite:////srv/portal-authz.db", "postgresql://authz@127.0.0.1:5432/authz",
+                  "postgresql+psycopg://authz@localhost/authz", "postgresql:///authz?host=/var/run/postgresql",
+                  "postgresql://authz@[::1]/authz"):
+        assert (default_workers("granian", local), default_threads("granian")) == (cores, 1), local
+    for remote in ("postgresql://authz@db.internal:5432/authz", "postgresql://authz@10.0.0.5/authz",
+                   "postgresql:///authz?host=db.internal", "postgresql://authz@127.0.0.1/authz?host=db.internal"):
+        assert default_workers("granian", remote) == 2 * cores, remote
+    for url in ("sqlite:////srv/portal-authz.db", "postgresql://authz@db.internal/authz"):
+        assert (default_workers("gunicorn", url), default_threads("gunicorn")) == (2 * cores + 1, 1)
 
 
 def _record(message: str) -> logging.LogRecord:
