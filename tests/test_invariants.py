@@ -98,7 +98,7 @@ def run_machine(make_database, config, policy, clock, examples, portals=("masshe
 
 def report(ran, backend):
     print(f"\ninvariant search on {backend}: {ran.get('sequences', 0)} sequences, {ran.get('steps', 0)} steps, "
-          f"{ran.get('calls', 0)} API calls, {ran.get('recoveries', 0)} recoveries from a changed inbox, portals {sorted(ran.get('portals', ()))}")
+          f"{ran.get('calls', 0)} API calls, {ran.get('snapshots', 0)} snapshots, {ran.get('recoveries', 0)} recoveries from a changed inbox, portals {sorted(ran.get('portals', ()))}")
     outcomes = ran.get("outcomes", {})
     print("access requests: " + ", ".join(f"{method} {kind} {status}: {n}" for (method, kind, status), n in
                                           sorted(outcomes.items(), key=str)
