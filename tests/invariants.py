@@ -222,7 +222,7 @@ class PortalMachine(RuleBasedStateMachine):
         self.functions, self.delegate = profile["functions"], profile["delegate"]
         self.database = type(self).make_database()
         # One app per database: the search's database is reset to the migrated template for each sequence, and
-        # an app keeps nothing of a sequence but its metrics (building one is ~45 ms of routing tables).
+        # an app keeps nothing of a sequence but its metrics (building one compiles every route's URL rules again).
         apps = type(self).apps
         if id(self.database) not in apps:
             app = create_app(self.config, database=self.database, policy=self.policy, clock=self.clock)

@@ -12,7 +12,7 @@ reason must agree, and no memoized answer may outlive a changed fact.
 What only this test holds: the one-statement loader and the Decider's facts (service/storage/facts.py,
 service/domain/decisions.py) against an independent ORM loader, and the memo across a changed fact. The
 policy engine itself is held to oso elsewhere (tests/test_polar_compile.py), so the budget is 100 examples on
-SQLite (300 before) and 60 on PostgreSQL. Planted one at a time and reverted (2026-12-03), each of these failed
+SQLite and 60 on PostgreSQL. Planted one at a time and reverted, each of these failed
 within 100 examples on the derandomized CI seed and on seeds 1 and 2: the actor's support flag dropped, password
 expiry ignored, a removed link read as active in the actor's memberships, a removed link read as active by the
 loader. Not within 100 in those three seeds: a removed link counted in the target's reach (found at 300 on the

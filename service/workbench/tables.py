@@ -70,7 +70,7 @@ from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, Membership
 from service.policy import Policy
 
 # libyaml's loader when PyYAML was built with it (its wheels are): the same documents and line marks as the pure
-# Python one, about ten times faster. A table run (`policy test`, `policy coverage`, `policy diff`) parses every
+# Python one, in a fraction of its time (bench/README.md). A table run (`policy test`, `policy coverage`, `policy diff`) parses every
 # table once or twice, and the mutation tests run the tables once per dropped clause.
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
