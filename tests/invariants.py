@@ -52,7 +52,7 @@ from service.storage.models import AccessRequest, Account, AuditRecord, Grant, M
 from tests.fixtures.world import PASSWORD, World
 
 ORGS = ("O1", "O2", "O3")
-NEW_PASSWORDS = itertools.cycle(["Fresh#Garden42", "Other#Meadow73", "Third#Harbor19"])
+NEW_PASSWORDS = ("Fresh#Garden42", "Other#Meadow73", "Third#Harbor19")  # taken in turn, from the first, per search
 
 # Per profile: the functions used, the delegate function, whether links and subordinates exist.
 PROFILES = {
@@ -273,7 +273,7 @@ class PortalMachine(RuleBasedStateMachine):
         response = self.call("POST", "/sessions", {"username": account, "password": self.passwords[account]})
         if response.status_code == 401 and response.get_json()["code"] in ("password_expired", "terms_not_accepted"):
             # First sign-in of an account someone else made: its own password, the terms (R7).
-            own = next(NEW_PASSWORDS)
+            own = self.new_password()
             if response.get_json()["code"] == "password_expired" and self.call(
                     "PUT", f"/accounts/{account}/password",
                     {"current_password": self.passwords[account], "new_password": own}).status_code == 200:
@@ -285,6 +285,13 @@ class PortalMachine(RuleBasedStateMachine):
             return None
         self.tokens[account] = response.get_json()["token"]
         return self.tokens[account]
+
+    def new_password(self) -> str:
+        """The next of NEW_PASSWORDS in the search's one cycle: what a search finds does not depend on the searches
+        that ran before it in the process."""
+        if "passwords" not in self.ran:
+            self.ran["passwords"] = itertools.cycle(NEW_PASSWORDS)
+        return next(self.ran["passwords"])
 
     def live(self, token: str) -> bool:
         """Whether the service would take the session token now: its own check (`sessions.account_for`, what
@@ -481,7 +488,7 @@ class PortalMachine(RuleBasedStateMachine):
                 .order_by(Notification.id.desc())).first()
         if email is None or email.payload.get("username") != subject:
             return
-        new = next(NEW_PASSWORDS)
+        new = self.new_password()
         self.begin(Step("self", person, target=subject))
         response = self.call("POST", "/password-recoveries/confirm",
                              {"username": subject, "code": email.payload["security_code"], "new_password": new})
@@ -496,7 +503,7 @@ class PortalMachine(RuleBasedStateMachine):
         token = self.token(account)
         if token is None:
             return
-        new = next(NEW_PASSWORDS)
+        new = self.new_password()
         self.begin(Step("self", account, target=account))
         response = self.call("PUT", f"/accounts/{account}/password",
                              {"current_password": self.passwords[account], "new_password": new}, token=token)

@@ -84,8 +84,10 @@ def closed(database: Database) -> None:
     database.dispose()
 
 
-def run_machine(make_database, config, policy, clock, examples, portals=("masshealth", "ahw"), shrink=True):
-    ran: dict = {}
+def run_machine(make_database, config, policy, clock, examples, portals=("masshealth", "ahw"), shrink=True,
+                ran: dict | None = None):
+    """Run the search; `ran` (returned) counts what it did, also when it stops at a violation."""
+    ran = {} if ran is None else ran
     machine = type("Machine", (PortalMachine,), {"make_database": staticmethod(make_database), "config": config,
                                                   "policy": policy, "clock": clock, "portals": portals,
                                                   "ran": ran, "apps": {}})
