@@ -44,14 +44,15 @@ from datetime import timedelta
 
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from service.app import create_app
+from service.domain import sessions
 from service.storage.models import AccessRequest, Account, AuditRecord, Grant, Membership, Notification, Organization
 from tests.fixtures.world import PASSWORD, World
 
 ORGS = ("O1", "O2", "O3")
-NEW_PASSWORDS = itertools.cycle(["Fresh#Garden42", "Other#Meadow73", "Third#Harbor19"])
+NEW_PASSWORDS = ("Fresh#Garden42", "Other#Meadow73", "Third#Harbor19")  # taken in turn, from the first, per search
 
 # Per profile: the functions used, the delegate function, whether links and subordinates exist.
 PROFILES = {
@@ -141,6 +142,19 @@ def snapshot(database) -> Snapshot:
     return Snapshot(accounts, links, audit, notices, reports, requests, told)
 
 
+def counted_writes(database) -> list[int]:
+    """A count of the statements sent to the database that may write: every one but a SELECT (BEGIN IMMEDIATE
+    and any CTE counted too, to be safe). While it stands still, the stored rows stand still."""
+    writes = [0]
+
+    def count(_conn, _cursor, statement, *_):
+        if not statement.lstrip()[:6].upper() == "SELECT":
+            writes[0] += 1
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    return writes
+
+
 def access_request_rows(session) -> tuple[dict[int, dict], list[tuple[str, int]]]:
     requests = {row.id: {"username": row.username, "organization": row.key, "permission": row.permission,
                          "status": row.status, "expires_at": row.expires_at}
@@ -175,7 +189,7 @@ class Violation(AssertionError):
 
 
 class PortalMachine(RuleBasedStateMachine):
-    """Configured from outside (see `run_machine`): database factory, policy, config, clock, profile."""
+    """Configured from outside (see `run_machine`): database factory, policy, config, clock, profile, apps."""
 
     make_database = None
     policy = None
@@ -183,6 +197,7 @@ class PortalMachine(RuleBasedStateMachine):
     clock = None
     portals: tuple[str, ...] = ("masshealth", "ahw")
     ran: dict = None
+    apps: dict = None  # id(database) -> its app, for the whole search
 
     def __init__(self):
         super().__init__()
@@ -192,11 +207,11 @@ class PortalMachine(RuleBasedStateMachine):
         self.counter = itertools.count()
         self.step: Step | None = None
         self.before: Snapshot | None = None
+        self.latest: tuple[int, Snapshot] | None = None  # the last snapshot, and the write count it was taken at
+        self.writes: list[int] = [0]
 
     def teardown(self):
-        if self.database is not None:
-            self.database.dispose()
-            self.database = None
+        self.database = None  # reset or disposed by its maker (`make_database`)
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -206,7 +221,13 @@ class PortalMachine(RuleBasedStateMachine):
         profile = PROFILES[self.portal]
         self.functions, self.delegate = profile["functions"], profile["delegate"]
         self.database = type(self).make_database()
-        self.app = create_app(self.config, database=self.database, policy=self.policy, clock=self.clock)
+        # One app per database: the search's database is reset to the migrated template for each sequence, and
+        # an app keeps nothing of a sequence but its metrics (building one compiles every route's URL rules again).
+        apps = type(self).apps
+        if id(self.database) not in apps:
+            app = create_app(self.config, database=self.database, policy=self.policy, clock=self.clock)
+            apps[id(self.database)] = app, counted_writes(self.database)
+        self.app, self.writes = apps[id(self.database)]
         self.client = self.app.test_client()
         with self.database.transaction() as session:
             from service.domain import clients
@@ -247,14 +268,12 @@ class PortalMachine(RuleBasedStateMachine):
     def token(self, account: str) -> str | None:
         """A live session for the account, signing in again when needed; None when it cannot sign in."""
         token = self.tokens.get(account)
-        if token is not None:
-            probe = self.call("GET", f"/accounts/{account}", token=token)
-            if probe.status_code != 401:
-                return token
+        if token is not None and self.live(token):
+            return token
         response = self.call("POST", "/sessions", {"username": account, "password": self.passwords[account]})
         if response.status_code == 401 and response.get_json()["code"] in ("password_expired", "terms_not_accepted"):
             # First sign-in of an account someone else made: its own password, the terms (R7).
-            own = next(NEW_PASSWORDS)
+            own = self.new_password()
             if response.get_json()["code"] == "password_expired" and self.call(
                     "PUT", f"/accounts/{account}/password",
                     {"current_password": self.passwords[account], "new_password": own}).status_code == 200:
@@ -267,6 +286,23 @@ class PortalMachine(RuleBasedStateMachine):
         self.tokens[account] = response.get_json()["token"]
         return self.tokens[account]
 
+    def new_password(self) -> str:
+        """The next of NEW_PASSWORDS in the search's one cycle: what a search finds does not depend on the searches
+        that ran before it in the process."""
+        if "passwords" not in self.ran:
+            self.ran["passwords"] = itertools.cycle(NEW_PASSWORDS)
+        return next(self.ran["passwords"])
+
+    def live(self, token: str) -> bool:
+        """Whether the service would take the session token now: its own check (`sessions.account_for`, what
+        every request with X-Session-Token runs first), asked directly rather than through a request."""
+        with self.database.sessions() as session:
+            try:
+                sessions.account_for(session, self.portal, token, self.clock.now())
+            except sessions.InvalidSession:
+                return False
+        return True
+
     def authorize(self, actor, action, target, org, **context):
         body = {"portal": self.portal, "actor": actor, "action": action,
                 "resource": {"type": "account", "id": target, **({"organization": org} if org else {})}}
@@ -278,9 +314,17 @@ class PortalMachine(RuleBasedStateMachine):
         answer = response.get_json()
         return answer["allowed"], sorted(r["code"] for r in answer["reasons"])
 
+    def state(self) -> Snapshot:
+        """The state the checks compare: the last snapshot again when no statement that may write has run on the
+        database since it was taken (a snapshot is a function of the stored rows alone), else a new one."""
+        if self.latest is None or self.latest[0] != self.writes[0]:
+            self.latest = (self.writes[0], snapshot(self.database))
+            self.ran["snapshots"] = self.ran.get("snapshots", 0) + 1
+        return self.latest[1]
+
     def begin(self, step: Step) -> Step:
         self.check()  # a rule that makes several calls has each one checked
-        self.before = snapshot(self.database)
+        self.before = self.state()
         self.step = step
         return step
 
@@ -444,7 +488,7 @@ class PortalMachine(RuleBasedStateMachine):
                 .order_by(Notification.id.desc())).first()
         if email is None or email.payload.get("username") != subject:
             return
-        new = next(NEW_PASSWORDS)
+        new = self.new_password()
         self.begin(Step("self", person, target=subject))
         response = self.call("POST", "/password-recoveries/confirm",
                              {"username": subject, "code": email.payload["security_code"], "new_password": new})
@@ -459,7 +503,7 @@ class PortalMachine(RuleBasedStateMachine):
         token = self.token(account)
         if token is None:
             return
-        new = next(NEW_PASSWORDS)
+        new = self.new_password()
         self.begin(Step("self", account, target=account))
         response = self.call("PUT", f"/accounts/{account}/password",
                              {"current_password": self.passwords[account], "new_password": new}, token=token)
@@ -558,7 +602,7 @@ class PortalMachine(RuleBasedStateMachine):
     def check(self):
         if self.step is None or self.database is None:
             return
-        before, after, step = self.before, snapshot(self.database), self.step
+        before, after, step = self.before, self.state(), self.step
         self.step = None
         self.ran["steps"] = self.ran.get("steps", 0) + 1
         self._reach_and_grants(before, after, step)

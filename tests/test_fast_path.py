@@ -8,6 +8,16 @@ built oso engine `is_allowed` and then `deny_reason`. Hypothesis generates
 organizations, memberships, grants, statuses, password ages and questions,
 asks both, changes one stored fact, and asks again: every decision and every
 reason must agree, and no memoized answer may outlive a changed fact.
+
+What only this test holds: the one-statement loader and the Decider's facts (service/storage/facts.py,
+service/domain/decisions.py) against an independent ORM loader, and the memo across a changed fact. The
+policy engine itself is held to oso elsewhere (tests/test_polar_compile.py), so the budget is 100 examples on
+SQLite and 60 on PostgreSQL. Planted one at a time and reverted, each of these failed
+within 100 examples on the derandomized CI seed and on seeds 1 and 2: the actor's support flag dropped, password
+expiry ignored, a removed link read as active in the actor's memberships, a removed link read as active by the
+loader. Not within 100 in those three seeds: a removed link counted in the target's reach (found at 300 on the
+CI seed; test_api_lifecycle.py fails on it too); and the R3 head counts counting disabled admins or members
+(not found at 300 either: the generated worlds rarely make the question).
 """
 from __future__ import annotations
 
@@ -155,7 +165,7 @@ def _listed(profile, resource: Resource) -> set[str]:
     return set(ACCOUNT_ACTIONS)
 
 
-FAST = settings(max_examples=300, deadline=None,
+FAST = settings(max_examples=100, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 

@@ -8,6 +8,7 @@ can fail, with a clause of the policy dropped, is tests/test_invariants_seeded.p
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 
 import pytest
@@ -35,33 +36,61 @@ def cheap_argon2(monkeypatch):
 
 @pytest.fixture
 def sqlite_databases(tmp_path, sqlite_template):
-    """Each sequence gets a copy of the session's migrated database file."""
-    def make():
-        return copied_database(sqlite_template, tmp_path / f"run-{uuid.uuid4().hex[:8]}.db")
+    """The search's one database (so one app serves every sequence): each sequence starts from a copy of the
+    session's migrated file, written over the last sequence's with no connection open and its write-ahead
+    log gone."""
+    path, made = tmp_path / "search.db", []
 
-    return make
+    def make():
+        if not made:
+            made.append(copied_database(sqlite_template, path))
+            return made[0]
+        closed(made[0])
+        for log in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            log.unlink(missing_ok=True)
+        shutil.copy(sqlite_template, path)
+        return made[0]
+
+    yield make
+    for database in made:
+        database.dispose()
 
 
 @pytest.fixture
 def postgres_databases(postgres_server, pg_template):
-    """Each sequence gets a database copied from the session's migrated template (CREATE DATABASE ... TEMPLATE)."""
-    made = []
+    """The search's one database (so one app serves every sequence): each sequence starts from a database
+    copied from the session's migrated template (CREATE DATABASE ... TEMPLATE) under the same name, the last
+    sequence's dropped first with no connection open."""
+    name, made = f"run_{uuid.uuid4().hex[:12]}", []
 
     def make():
-        name = f"run_{uuid.uuid4().hex[:12]}"
-        made.append(name)
-        return Database(postgres_server.create_database(name, template=pg_template))
+        if made:
+            closed(made[0])
+            postgres_server.drop_database(name)
+        url = postgres_server.create_database(name, template=pg_template)
+        if not made:
+            made.append(Database(url))
+        return made[0]
 
     yield make
-    for name in made:
-        postgres_server.drop_database(name)
+    for database in made:
+        database.dispose()
+    postgres_server.drop_database(name)
 
 
-def run_machine(make_database, config, policy, clock, examples, portals=("masshealth", "ahw"), shrink=True):
-    ran: dict = {}
+def closed(database: Database) -> None:
+    """The pool's connections closed, and none still checked out: the next connection sees the reset database."""
+    assert database.engine.pool.checkedout() == 0, "a connection of the last sequence is still open"
+    database.dispose()
+
+
+def run_machine(make_database, config, policy, clock, examples, portals=("masshealth", "ahw"), shrink=True,
+                ran: dict | None = None):
+    """Run the search; `ran` (returned) counts what it did, also when it stops at a violation."""
+    ran = {} if ran is None else ran
     machine = type("Machine", (PortalMachine,), {"make_database": staticmethod(make_database), "config": config,
                                                   "policy": policy, "clock": clock, "portals": portals,
-                                                  "ran": ran})
+                                                  "ran": ran, "apps": {}})
     run_state_machine_as_test(machine, settings=settings(
         max_examples=examples, stateful_step_count=STEPS, deadline=None, derandomize=True,
         phases=tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate),
@@ -71,7 +100,7 @@ def run_machine(make_database, config, policy, clock, examples, portals=("masshe
 
 def report(ran, backend):
     print(f"\ninvariant search on {backend}: {ran.get('sequences', 0)} sequences, {ran.get('steps', 0)} steps, "
-          f"{ran.get('calls', 0)} API calls, {ran.get('recoveries', 0)} recoveries from a changed inbox, portals {sorted(ran.get('portals', ()))}")
+          f"{ran.get('calls', 0)} API calls, {ran.get('snapshots', 0)} snapshots, {ran.get('recoveries', 0)} recoveries from a changed inbox, portals {sorted(ran.get('portals', ()))}")
     outcomes = ran.get("outcomes", {})
     print("access requests: " + ", ".join(f"{method} {kind} {status}: {n}" for (method, kind, status), n in
                                           sorted(outcomes.items(), key=str)

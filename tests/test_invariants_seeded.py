@@ -47,8 +47,9 @@ def broken_policy(tmp_path, config, clause: str) -> Policy:
 def test_the_search_finds_the_takeover_when_a_reach_clause_is_dropped(broken, sqlite_databases, config, clock,
                                                                        tmp_path, cheap_argon2):
     clause, expected = BREAKS[broken]
+    ran: dict = {}
     with pytest.raises(Violation) as found:
         run_machine(sqlite_databases, config, broken_policy(tmp_path, config, clause), clock, 300,
-                    portals=("masshealth",), shrink=False)
-    print(f"\nfound with the {broken} clause dropped: {found.value}")
+                    portals=("masshealth",), shrink=False, ran=ran)
+    print(f"\nfound with the {broken} clause dropped, in sequence {ran.get('sequences')}: {found.value}")
     assert expected in str(found.value)

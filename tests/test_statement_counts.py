@@ -195,3 +195,41 @@ def test_an_admin_action_over_http_stays_within_its_round_trips(clinic, client, 
     assert response.status_code == 200, response.get_json()
     print(f"\n{clinic.engine.dialect.name} {action} over HTTP: {len(seen)} round trips\n  " + "\n  ".join(seen))
     assert len(seen) <= HTTP_BUDGET[action], "\n".join(seen)
+
+
+# --- Sign-in: the account's own row, read once ahead and once under its lock ---------------------------------
+
+def _reads(seen: list[str]) -> list[str]:
+    return [" ".join(text.split()) for text in seen if text.lstrip().startswith("SELECT")]
+
+
+# Reads of the accounts table: the sign-in's two by username (ahead, then under the lock), then a refusal's record
+# in its own transaction: the username looked up, and a known account's row locked to count the failure (R19).
+SIGN_IN_ACCOUNT_READS = {("boss", "right"): 2, ("boss", "wrong"): 2 + 2, ("nobody", "wrong"): 2 + 1}
+
+
+@pytest.mark.parametrize("who, password", list(SIGN_IN_ACCOUNT_READS))
+def test_a_sign_in_reads_the_account_row_once_ahead_and_once_under_its_lock(clinic, client, clock, who, password):
+    """A sign-in decides on the account's row alone (hash, status, password age, terms): ahead of the write
+    transaction it reads the row for the argon2 work, inside it reads the row again under its lock, and it
+    never loads the memberships, grants or organizations of the account (boss has two links). A right password,
+    a wrong one and an unknown username read alike up to the answer: one statement, then one verification."""
+    from tests.conftest import make_key
+    from tests.fixtures.world import PASSWORD
+
+    with clinic.transaction() as session:
+        find_account(session, "ahcccs", "boss").password_changed_at = clock.now()
+    auth = {"Authorization": f"Bearer {make_key(clinic, ('manage',), clock.now())}"}
+    with counted(clinic) as seen:
+        response = client.post("/v1/portals/ahcccs/sessions", headers=auth, json={
+            "username": who, "password": PASSWORD if password == "right" else "Not#The#Password1"})
+    assert response.status_code == (201 if password == "right" else 401), response.get_json()
+    reads = _reads(seen)
+    print(f"\n{clinic.engine.dialect.name} sign-in ({who}, {password}): {len(reads)} reads\n  "
+          + "\n  ".join(r[:100] for r in reads))
+    assert not [r for r in reads if " FROM memberships" in r or " FROM grants" in r or " FROM organizations" in r], reads
+    account_reads = [r for r in reads if " FROM accounts" in r]
+    assert len(account_reads) == SIGN_IN_ACCOUNT_READS[who, password], account_reads
+    assert all("username_key" in r for r in account_reads[:2]), account_reads
+    if clinic.engine.dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already holds the write lock
+        assert "FOR UPDATE" in account_reads[1] and "FOR UPDATE" not in account_reads[0], account_reads

@@ -36,7 +36,6 @@ from service.domain.passwords import verify_secret
 from service.kernel import facts
 from service.kernel.catalog import Status
 from service.kernel.usernames import username_key
-from service.storage.facts import find_account
 from service.storage.models import Account, FailedRecovery, FailedSignIn, SessionToken
 
 REFUSED_STATUS = {
@@ -105,12 +104,23 @@ def sign_in(session: Session, profile: PortalProfile, portal: str, username: str
     return SignedIn(token, expires, password_expires_at(account, profile))
 
 
+def _account_row(session: Session, portal: str, username: str, *, lock: bool = False) -> Account | None:
+    """The account's own row by username, nothing it links to: a sign-in decides on the row alone (hash, status,
+    password age, terms), so its memberships, grants and organizations are not read. With `lock`, read under
+    the row lock (see `lock_account`), so the hash verified and the status decided on are the row as locked."""
+    statement = select(Account).where(Account.portal_id == portal, Account.username_key == username_key(username))
+    if lock:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(statement).first()
+
+
 def authenticate_ahead(session: Session, portal: str, username: str, password: str) -> Account | None:
     """The argon2 work of `authenticate`, done before its write transaction (service.domain.passwords).
 
     Returns the account when the password is right for it as read now, else None; `authenticate`
-    decides again inside the transaction, on the row as it is then."""
-    account = find_account(session, portal, username)
+    decides again inside the transaction, on the row as it is then. An unknown username verifies
+    against the timing equalizer: one statement and one verification on every path."""
+    account = _account_row(session, portal, username)
     right = verify_secret(account.password_hash if account else None, password)
     return account if right and account is not None else None
 
@@ -126,10 +136,11 @@ def authenticate(session: Session, profile: PortalProfile, portal: str, username
 
     Raises SignInRefused; the caller records it with `record_refusal` after this transaction rolled back.
     """
-    account = find_account(session, portal, username)
+    # One read, under the row lock: the hash and the status as of now, after any lock or password change in
+    # flight (the verification done ahead is reused only when the hash read here is the one it verified).
+    account = _account_row(session, portal, username, lock=True)
     if not verify_secret(account.password_hash if account else None, password) or account is None:
         raise SignInRefused("invalid_credentials", "the username or password is not correct")
-    account = lock_account(session, account.id)  # the status as of now, after any lock in flight
     refused = REFUSED_STATUS.get(account.status)
     if refused:
         raise SignInRefused(refused, f"the account cannot sign in: {refused.replace('_', ' ')}")
