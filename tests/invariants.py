@@ -151,7 +151,8 @@ def counted_writes(database) -> list[int]:
         if not statement.lstrip()[:6].upper() == "SELECT":
             writes[0] += 1
 
-    event.listen(database.engine, "before_cursor_execute", count)
+    for engine in database.engines:  # on PostgreSQL the reads have a pool of their own
+        event.listen(engine, "before_cursor_execute", count)
     return writes
 
 

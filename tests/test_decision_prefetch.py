@@ -37,11 +37,13 @@ def _statements(database, call):
     def record(_conn, _cursor, statement, *_args):
         seen.append(statement)
 
-    event.listen(database.engine, "before_cursor_execute", record)
+    for engine in database.engines:  # on PostgreSQL the reads have a pool of their own
+        event.listen(engine, "before_cursor_execute", record)
     try:
         result = call()
     finally:
-        event.remove(database.engine, "before_cursor_execute", record)
+        for engine in database.engines:
+            event.remove(engine, "before_cursor_execute", record)
     return result, seen
 
 

@@ -27,17 +27,20 @@ ADMIN_ACTION_MAX = 8  # lock, facts, target row, write, audit, outbox
 
 @contextmanager
 def counted(database):
-    """Every statement the engine sends while the block runs (BEGIN IMMEDIATE included on SQLite)."""
+    """Every statement the database's engines send while the block runs (BEGIN IMMEDIATE included on SQLite;
+    on PostgreSQL the reads' pool and the changes' pool both)."""
     seen: list[str] = []
 
     def count(conn, cursor, statement, *_):
         seen.append(statement)
 
-    event.listen(database.engine, "before_cursor_execute", count)
+    for engine in database.engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         yield seen
     finally:
-        event.remove(database.engine, "before_cursor_execute", count)
+        for engine in database.engines:
+            event.remove(engine, "before_cursor_execute", count)
 
 
 @pytest.fixture
