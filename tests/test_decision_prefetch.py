@@ -1,4 +1,5 @@
-"""/v1/authorize reads its client key and its facts in one statement; nothing else changes.
+"""/v1/authorize and /v1/authorized-actions read their client key and their facts in one statement; nothing else
+changes.
 
 The key is still judged first (401/403 before any body problem), read fresh on every request
 (a revoked key is refused by the very next request), and the facts read with it are used only
@@ -53,6 +54,22 @@ def test_one_statement_per_decision(client, database, authorize_key, clinic):
     response, seen = _statements(database, lambda: client.post("/v1/authorize", json=_body(), headers=headers))
     assert response.status_code == 200 and response.get_json()["allowed"] is True
     assert len(seen) == 1 and "client_keys" in seen[0] and "accounts" in seen[0]
+
+
+def test_authorized_actions_read_their_key_and_facts_in_one_statement(client, database, authorize_key, config,
+                                                                     policy, clock, clinic):
+    """/v1/authorized-actions asks about one actor and one resource, as /v1/authorize does: the same one statement,
+    and the same actions as a Decider that reads the facts on its own."""
+    headers = {"Authorization": f"Bearer {authorize_key}"}
+    body = {"portal": "ahw", "actor": "manager", "resource": {"type": "account", "id": "biller", "organization": "TIN-1"}}
+    client.post("/v1/authorized-actions", json=body, headers=headers)  # the key's first use is recorded
+    response, seen = _statements(database, lambda: client.post("/v1/authorized-actions", json=body, headers=headers))
+    assert response.status_code == 200 and "remove" in response.get_json()["actions"]
+    assert len(seen) == 1 and "client_keys" in seen[0] and "accounts" in seen[0]
+    with database.reads() as session:
+        decider = Decider(session, profile_of(config, "ahw"), policy, "ahw", clock.now())
+        assert response.get_json()["actions"] == decider.authorized_actions(
+            "manager", Resource("account", "biller", "TIN-1"))
 
 
 def test_a_revoked_key_is_refused_by_the_next_request(client, database, authorize_key, clock, clinic):

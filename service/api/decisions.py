@@ -16,7 +16,8 @@ bp = Routes("decisions", __name__, url_prefix="/v1")
 
 
 def _prefetch(body) -> Prefetch | None:
-    """The facts a /v1/authorize body asks about, read with the client key in one statement.
+    """The facts a /v1/authorize or /v1/authorized-actions body asks about, read with the client key in one
+    statement.
 
     From the body as sent, before validation: anything unexpected means no prefetch (the view then
     reads the facts itself); the Decider uses them only if the validated question needs the same.
@@ -95,7 +96,7 @@ def authorize_batch(call: Call, body: BatchRequest):
 
 @bp.post("/authorized-actions", operation_id="authorizedActions",
          summary="Every action the actor may take on the resource", scope="authorize",
-         ok=(200, AuthorizedActionsResponse), problems=(404,), lean=True)
+         ok=(200, AuthorizedActionsResponse), problems=(404,), lean=True, facts=_prefetch)
 def authorized_actions(call: Call, body: AuthorizedActionsRequest):
     res = body.resource
     resource = Resource(res.type, res.id, res.organization)

@@ -26,14 +26,14 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.domain import audit
+from service.storage import facts as stored
 from service.storage.database import retry_once_if_dead
 from service.storage.models import ClientKey
 
@@ -269,13 +269,6 @@ class Verdict:
     refusal: str | None  # None | "malformed" | "unknown" | "revoked" | "expired"
 
 
-@cache
-def _key_statement():
-    """Built once: every request authenticates, and building the statement cost more than running it."""
-    return select(ClientKey.name, ClientKey.scopes, ClientKey.secret_digest, ClientKey.revoked_at,
-                  ClientKey.expires_at, ClientKey.last_used_at).where(ClientKey.key_id == bindparam("key_id"))
-
-
 def check(session: Session | Connection, presented: str, now: datetime, read=None) -> Verdict:
     """The client a key belongs to, or why it is refused. One prepared statement, read fresh every time.
 
@@ -303,10 +296,9 @@ def check(session: Session | Connection, presented: str, now: datetime, read=Non
     if not key_id or not secret:
         return Verdict(None, "malformed")
     # The first statement of every request that carries a key: a pooled connection found dead is retried once.
-    if read is None:
+    if read is None:  # the facts statement's key branch alone: one statement text for the key, run on the driver
         def read(key_id: str):
-            connection = session if isinstance(session, Connection) else session.connection()
-            return connection.execute(_key_statement(), {"key_id": key_id}).first()
+            return stored.load_facts(session, "", set(), set(), key_id=key_id).client_key
     row = retry_once_if_dead(session, lambda: read(key_id))
     expected = row.secret_digest if row else _digest("")
     if not hmac.compare_digest(expected, _digest(secret)) or row is None:
