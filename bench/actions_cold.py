@@ -31,8 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
 from bench import mixed  # noqa: E402
-from bench._common import (ROOT, arguments, backends, begin, dumps, finish, free_port, ms_summary, percentile,  # noqa: E402
-                           sized, start_server, stop_server, table, wait_ready, write_config)
+from bench._common import ROOT, arguments, backends, begin, dumps, finish, ms_summary, percentile, sized, table  # noqa: E402
 
 TARGET_P50_MS = 2.0
 
@@ -74,20 +73,10 @@ def ask(port: int, bodies: list[bytes], headers: dict) -> tuple[list[int], Count
 
 
 def run(tmp: Path, backend: str, url: str, config, population, asked, warmup: int, quiet_logs: bool) -> dict:
-    key, loaded = mixed.seed(url, config, population)
-    print(f"{backend}: {len(population):,} accounts bulk-loaded in {loaded:.1f} s", flush=True)
-    overrides = {"logging": {"level": "warning", "access_log": False}} if quiet_logs else {}
-    config_path = write_config(tmp, **overrides)
-    port, log_path = free_port(), tmp / f"server-{backend}.log"
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    proc = start_server(config_path, url, port, log_path)
-    try:
-        wait_ready(proc, port, log_path)
+    with mixed.served(tmp, backend, url, config, population, quiet_logs) as (port, headers, _loaded):
         bodies = [body(admin, target) for admin, target in asked]
         ask(port, bodies[:warmup], headers)  # connections, prepared statements; these accounts are not counted
         latencies, listed = ask(port, bodies[warmup:], headers)
-    finally:
-        stop_server(proc)
     summary = {**ms_summary(latencies), "p90_ms": percentile(sorted(latencies), 90) / 1e6}
     print(f"  {backend}: n={len(latencies)}  p50 {summary['p50_ms']:.2f} ms  p90 {summary['p90_ms']:.2f} ms  "
           f"p99 {summary['p99_ms']:.2f} ms; actions listed per answer {dict(sorted(listed.items()))}", flush=True)

@@ -40,10 +40,11 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
@@ -393,16 +394,26 @@ def load(port: int, script: Path, url_path: str, seconds: float, connections: in
 
 # --- the run -------------------------------------------------------------------------------------------
 
-def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, sample, cerbos_answers, args):
+@contextmanager
+def served(tmp: Path, backend: str, url: str, config, population, quiet_logs: bool) -> Iterator[tuple[int, dict, float]]:
+    """The population bulk-loaded at `url` and the real `serve` over it (as shipped, the demo off; `quiet_logs`: log
+    level warning, no access log): yields its port, the headers of a request with its client key, and the load's
+    seconds. The server is stopped when the block ends."""
     key, loaded = seed(url, config, population)
     print(f"portal-authz {backend}: {len(population):,} accounts bulk-loaded in {loaded:.1f} s", flush=True)
-    overrides = {"logging": {"level": "warning", "access_log": False}} if args.quiet_logs else {}
+    overrides = {"logging": {"level": "warning", "access_log": False}} if quiet_logs else {}
     config_path = write_config(tmp, **overrides)
     port, log_path = free_port(), tmp / f"server-{backend}.log"
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     proc = start_server(config_path, url, port, log_path)
     try:
         wait_ready(proc, port, log_path)
+        yield port, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, loaded
+    finally:
+        stop_server(proc)
+
+
+def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, sample, cerbos_answers, args):
+    with served(tmp, backend, url, config, population, args.quiet_logs) as (port, headers, loaded):
         started = time.perf_counter()
         mine = ask_all(port, "/v1/authorize", [dumps(portal_body(q)) for q in sample], headers, portal_allowed)
         print(f"  sample of {len(sample):,} ({args.sample:,} drawn, the rest rarer kinds) asked in {time.perf_counter() - started:.1f} s", flush=True)
@@ -414,8 +425,6 @@ def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, s
         script = body_script(tmp / f"mixed-{backend}.lua", bodies, "/v1/authorize", headers)
         row = load(port, script, "/v1/authorize", args.seconds, args.connections, f"portal-authz {backend}",
                    args.warmup)
-    finally:
-        stop_server(proc)
     return {**row, "side": backend, "sample": counts, "load_s": loaded}
 
 
