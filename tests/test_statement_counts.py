@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from service.clock import FixedClock
 from service.domain import administration
@@ -18,6 +18,7 @@ from service.domain.decisions import Decider, Question, Resource
 from service.domain.notify import OutboxNotifier
 from service.policy import Policy
 from service.storage.facts import find_account
+from service.storage.models import FailedSignIn
 from tests.fixtures.world import World
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -207,8 +208,9 @@ def _reads(seen: list[str]) -> list[str]:
 
 
 # Reads of the accounts table: the sign-in's two by username (ahead, then under the lock), then a refusal's record
-# in its own transaction: the username looked up, and a known account's row locked to count the failure (R19).
-SIGN_IN_ACCOUNT_READS = {("boss", "right"): 2, ("boss", "wrong"): 2 + 2, ("nobody", "wrong"): 2 + 1}
+# in its own transaction: the username looked up, and a known account's row locked to count the failure (R19);
+# an unknown username's refusal makes the same reads against no account.
+SIGN_IN_ACCOUNT_READS = {("boss", "right"): 2, ("boss", "wrong"): 2 + 2, ("nobody", "wrong"): 2 + 2}
 
 
 @pytest.mark.parametrize("who, password", list(SIGN_IN_ACCOUNT_READS))
@@ -236,3 +238,25 @@ def test_a_sign_in_reads_the_account_row_once_ahead_and_once_under_its_lock(clin
     assert all("username_key" in r for r in account_reads[:2]), account_reads
     if clinic.engine.dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already holds the write lock
         assert "FOR UPDATE" in account_reads[1] and "FOR UPDATE" not in account_reads[0], account_reads
+
+
+def test_an_unknown_usernames_refusal_sends_the_statements_of_a_known_accounts_but_the_failures_row(clinic, client,
+                                                                                                    clock):
+    """No enumeration by timing: a wrong password for an existing active account counts a failure (R19: its row
+    locked, the window cleaned and counted, the failure inserted); an unknown username's refusal sends the same
+    statements, in the same order, against no account, and writes no failure row. Only that insert differs."""
+    from tests.conftest import make_key
+
+    auth = {"Authorization": f"Bearer {make_key(clinic, ('manage',), clock.now())}"}
+    sent = {}
+    for who in ("boss", "nobody"):
+        with counted(clinic) as seen:
+            response = client.post("/v1/portals/ahcccs/sessions", headers=auth,
+                                   json={"username": who, "password": "Not#The#Password1"})
+        assert response.status_code == 401 and response.get_json()["code"] == "invalid_credentials"
+        sent[who] = [" ".join(s.split()) for s in seen if "client_keys" not in s]  # the key's first use: once
+    failures = [s for s in sent["boss"] if s.upper().startswith("INSERT INTO FAILED_SIGN_INS")]
+    assert len(failures) == 1
+    assert [s for s in sent["boss"] if s not in failures] == sent["nobody"], (sent["boss"], sent["nobody"])
+    with clinic.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(FailedSignIn)) == 1  # boss's, none for nobody

@@ -161,17 +161,37 @@ def record_refusal(session: Session, profile: PortalProfile, portal: str, userna
                    now: datetime, action: str = "sign_in", client: str | None = None) -> None:
     """Audit a refused sign-in; a wrong password for a known account is also a counted failure (R19).
 
-    Unknown usernames leave nothing but the audit record: no row is created for them.
+    Unknown usernames leave nothing but the audit record: no row is created for them, but the same reads are
+    made (`_as_if_counted`).
     """
     detail: dict = {}
     known = session.execute(select(Account.id, Account.username).where(
         Account.portal_id == portal, Account.username_key == username_key(username))).first()
     if code == "invalid_credentials" and known is not None:
         detail = record_failure(session, profile, portal, known.id, now)
+    elif code == "invalid_credentials":
+        _as_if_counted(session, profile, now)
     # R27: recorded under the account it counted against (its canonical username), not the text as typed.
     who = known.username if known is not None else username
     audit.record(session, portal=portal, now=now, action=action, outcome="refused", actor=who,
                  client=client, target=who if known is not None else None, reasons=[code], detail=detail)
+
+
+NO_ACCOUNT = 0  # no account's id: ids start at 1
+
+
+def _as_if_counted(session: Session, profile: PortalProfile, now: datetime) -> None:
+    """An unknown username's refusal runs the reads `record_failure` runs for an active account, against no
+    account: the row lock, the window's clean-up and its count. So the time a refusal takes does not tell
+    whether the username is an account's (the argon2 verification is already alike on both paths). Only the
+    failure's own row is left out: nothing is written for a name that is no account."""
+    session.scalars(select(Account).where(Account.id == NO_ACCOUNT).with_for_update()
+                    .execution_options(populate_existing=True)).first()  # lock_account's statement
+    window_start = now - timedelta(minutes=profile.lockout.window_minutes)
+    session.execute(delete(FailedSignIn).where(FailedSignIn.account_id == NO_ACCOUNT,
+                                               FailedSignIn.occurred_at <= window_start))
+    session.scalar(select(func.count()).select_from(FailedSignIn)
+                   .where(FailedSignIn.account_id == NO_ACCOUNT, FailedSignIn.occurred_at > window_start))
 
 
 def record_failure(session: Session, profile: PortalProfile, portal: str, account_id: int,
