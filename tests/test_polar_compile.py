@@ -4,7 +4,6 @@ it compiles; a construct it does not compile leaves the policy to oso, and a cha
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -19,6 +18,7 @@ from service.polar_compile import NotCompiled, Out, Unsure, compile_policy
 from service.policy import POLAR_CLASSES, Policy
 from service.workbench.diff import profiles_of, space_questions, table_questions
 from tests.fixtures.fact_strategies import SETTINGS, actors, questions
+from tests.fixtures.policies import copy_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -291,14 +291,6 @@ def test_an_unsupported_construct_is_refused_at_load(text, why):
 
 
 # --- (e) a policy that does not compile is asked of oso, as before ------------------------------------
-
-def copy_policy(tmp_path: Path) -> Path:
-    folder = tmp_path / "policies"
-    folder.mkdir()
-    for path in POLICIES.glob("*.polar"):
-        shutil.copy(path, folder / path.name)
-    return folder
-
 
 def test_a_policy_that_does_not_compile_is_asked_of_oso(tmp_path, caplog, plain):
     folder = copy_policy(tmp_path)

@@ -7,7 +7,6 @@ never a silent pass.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from service.kernel.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
 from service.policy import PolicyCheckError, PolicyLoadError
 from service.workbench import tables
 from service.workbench.tables import TableError, first_failure, load_table, row_lines, run_tables, table_files
+from tests.fixtures.policies import copy_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
@@ -48,14 +48,6 @@ def small_table(**row_changes) -> dict:
         "targets": {"dan@P1": {"organization": "P1", "status": "disabled"}},
         "rows": [row],
     }
-
-
-def copy_policy(tmp_path: Path) -> Path:
-    target = tmp_path / "policies"
-    target.mkdir()
-    for polar in POLICIES.glob("*.polar"):
-        shutil.copy(polar, target / polar.name)
-    return target
 
 
 def mutate(policy_dir: Path, file: str, old: str, new: str) -> None:
