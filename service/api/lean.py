@@ -39,13 +39,12 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode  # Flask's jsonify, com
 class Call:
     """One lean request as its view sees it: the services, what admission admitted, one read connection."""
 
-    __slots__ = ("services", "admitted", "_now", "_opened", "_connection")
+    __slots__ = ("services", "admitted", "_now", "_connection")
 
     def __init__(self, services):
         self.services = services
         self.admitted: Admitted | None = None
         self._now = None
-        self._opened = None  # the context manager of the connection, once opened
         self._connection = None
 
     @property
@@ -57,9 +56,7 @@ class Call:
     def connection(self):
         """The request's connection for reads (autocommit on PostgreSQL), opened at first use."""
         if self._connection is None:
-            opened = self.services.database.reading()
-            self._connection = opened.__enter__()
-            self._opened = opened
+            self._connection = self.services.database.reading()
         return self._connection
 
     def decider(self, portal: str) -> Decider:
@@ -70,9 +67,9 @@ class Call:
         return Decider(self.connection(), profile_of(s.config, portal), s.policy, portal, self.now, facts)
 
     def close(self) -> None:
-        opened, self._opened, self._connection = self._opened, None, None
-        if opened is not None:
-            opened.__exit__(None, None, None)
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
 
 @dataclass(frozen=True)

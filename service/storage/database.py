@@ -154,11 +154,10 @@ class Database:
         self.read_engine = self.engine if self.is_sqlite else make_engine(url, autocommit=True)
         self.reads = sessionmaker(self.read_engine, expire_on_commit=False)
 
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """One connection for reads without an ORM session: the decision endpoints' lean path (service/api/lean.py)."""
-        with self.read_engine.connect() as connection:
-            yield connection
+    def reading(self) -> Connection:
+        """One connection for reads without an ORM session, to use in a `with` block: the decision endpoints' lean
+        path (service/api/lean.py)."""
+        return self.read_engine.connect()
 
     @property
     def engines(self) -> tuple[Engine, ...]:
