@@ -153,8 +153,12 @@ def lock_account(session: Session, account_id: int) -> Account:
     PostgreSQL: SELECT ... FOR UPDATE. SQLite ignores FOR UPDATE, but Database.transaction()
     began with BEGIN IMMEDIATE, so the whole database is already this transaction's to write.
     """
-    return session.scalars(select(Account).where(Account.id == account_id).with_for_update()
-                           .execution_options(populate_existing=True)).one()
+    return session.scalars(_locked(account_id)).one()
+
+
+def _locked(account_id: int):
+    """The account row by id, under its row lock, overwriting what the session held."""
+    return select(Account).where(Account.id == account_id).with_for_update().execution_options(populate_existing=True)
 
 
 def record_refusal(session: Session, profile: PortalProfile, portal: str, username: str, code: str,
@@ -185,13 +189,17 @@ def _as_if_counted(session: Session, profile: PortalProfile, now: datetime) -> N
     account: the row lock, the window's clean-up and its count. So the time a refusal takes does not tell
     whether the username is an account's (the argon2 verification is already alike on both paths). Only the
     failure's own row is left out: nothing is written for a name that is no account."""
-    session.scalars(select(Account).where(Account.id == NO_ACCOUNT).with_for_update()
-                    .execution_options(populate_existing=True)).first()  # lock_account's statement
+    session.scalars(_locked(NO_ACCOUNT)).first()
+    _failures_in_window(session, profile, NO_ACCOUNT, now)
+
+
+def _failures_in_window(session: Session, profile: PortalProfile, account_id: int, now: datetime) -> int:
+    """The account's failures older than the lockout window deleted; how many remain within it."""
     window_start = now - timedelta(minutes=profile.lockout.window_minutes)
-    session.execute(delete(FailedSignIn).where(FailedSignIn.account_id == NO_ACCOUNT,
+    session.execute(delete(FailedSignIn).where(FailedSignIn.account_id == account_id,
                                                FailedSignIn.occurred_at <= window_start))
-    session.scalar(select(func.count()).select_from(FailedSignIn)
-                   .where(FailedSignIn.account_id == NO_ACCOUNT, FailedSignIn.occurred_at > window_start))
+    return session.scalar(select(func.count()).select_from(FailedSignIn)
+                          .where(FailedSignIn.account_id == account_id, FailedSignIn.occurred_at > window_start))
 
 
 def record_failure(session: Session, profile: PortalProfile, portal: str, account_id: int,
@@ -204,11 +212,7 @@ def record_failure(session: Session, profile: PortalProfile, portal: str, accoun
     account = lock_account(session, account_id)
     if account.status != Status.ACTIVE:
         return {"counted": False, "status": account.status}
-    window_start = now - timedelta(minutes=profile.lockout.window_minutes)
-    session.execute(delete(FailedSignIn).where(FailedSignIn.account_id == account_id,
-                                               FailedSignIn.occurred_at <= window_start))
-    earlier = session.scalar(select(func.count()).select_from(FailedSignIn)
-                             .where(FailedSignIn.account_id == account_id, FailedSignIn.occurred_at > window_start))
+    earlier = _failures_in_window(session, profile, account_id, now)
     session.add(FailedSignIn(account_id=account_id, occurred_at=now))
     failures = earlier + 1
     locked = failures >= profile.lockout.max_failures
