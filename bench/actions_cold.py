@@ -73,7 +73,7 @@ def ask(port: int, bodies: list[bytes], headers: dict) -> tuple[list[int], Count
 
 
 def run(tmp: Path, backend: str, url: str, config, population, asked, warmup: int, quiet_logs: bool) -> dict:
-    with mixed.served(tmp, backend, url, config, population, quiet_logs) as (port, headers, _loaded):
+    with mixed.served(tmp, backend, url, config, population, quiet_logs) as (port, headers, _loaded, _pid):
         bodies = [body(admin, target) for admin, target in asked]
         ask(port, bodies[:warmup], headers)  # connections, prepared statements; these accounts are not counted
         latencies, listed = ask(port, bodies[warmup:], headers)

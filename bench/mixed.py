@@ -22,7 +22,8 @@ standing and grant for functions; admin of the organization and the target's sta
 
 Before timing, a sample of the questions (the first `--sample`, default 1,000, and a few of every rarer kind:
 action, status, link, role) is asked of both sides: every answer must agree, and both sides' allowed/denied counts are printed. Then per side: throughput, p50/p99, non-2xx
-and socket errors; the ratio to Cerbos per backend; and the targets (>= 1.0x Cerbos, p99 < 25 ms, no
+and socket errors; the CPU each kind of process spent per request answered (the server's workers, PostgreSQL's
+backends, Cerbos, wrk); the ratio to Cerbos per backend; and the targets (>= 1.0x Cerbos, p99 < 25 ms, no
 errors) each met or not.
 
     python bench/mixed.py [--quick] [--accounts 50000] [--questions 100000] [--sample 1000] [--seconds 15]
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -51,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable with
 from bench._common import (ROOT, arguments, backends, begin, bulk_load, dumps, ensure_wrk, finish,  # noqa: E402
                            free_port, request, run_wrk, sized, start_server, stop_server, table, wait_ready,
                            write_config, wrk_version)
+from bench.cpu_split import cpu_by_process  # noqa: E402
 from bench.peers import STANDING, cerbos_options, cerbos_resource_policy, cerbos_rule  # noqa: E402
 
 PORTAL = "ahcccs"
@@ -380,16 +383,55 @@ end
     return path
 
 
+def by_kind(before: dict, after: dict, server_pid: int | None) -> dict[str, float]:
+    """CPU seconds between two readings of `cpu_by_process`: the server's process tree (`server_pid` and its
+    descendants, the workers) as "portal-authz", PostgreSQL's processes, Cerbos, and the rest of the machine as
+    "other" (anything else running meanwhile: on a shared machine, that load is in every figure)."""
+    parent = {}
+    for pid in after:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        parent[pid] = int(stat[stat.rindex(")") + 2:].split()[1])
+
+    def in_server(pid: int) -> bool:
+        while server_pid is not None and pid > 1:
+            if pid == server_pid:
+                return True
+            pid = parent.get(pid, 1)
+        return False
+
+    kinds: dict[str, float] = {}
+    for pid, (comm, user, system) in after.items():
+        _, user0, system0 = before.get(pid, (comm, 0.0, 0.0))
+        kind = ("portal-authz" if in_server(pid) else "postgres" if comm.startswith("postgres")
+                else "cerbos" if comm.startswith("cerbos") else "other")
+        kinds[kind] = kinds.get(kind, 0.0) + (user - user0) + (system - system0)
+    return kinds
+
+
 def load(port: int, script: Path, url_path: str, seconds: float, connections: int, label: str,
-         warmup: float = 2.0) -> dict:
+         warmup: float = 2.0, server_pid: int | None = None) -> dict:
     # Warm: workers, pools, prepared statements and, with --warmup long enough, each worker's memo of shapes (a
     # server that has run a while); the figure after 2 s is a server that has just started.
     run_wrk(port, url_path, script, warmup, connections)
     time.sleep(0.5)
+    before, children = cpu_by_process(), resource.getrusage(resource.RUSAGE_CHILDREN)
     result = run_wrk(port, url_path, script, seconds, connections)
+    after, children_after = cpu_by_process(), resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"  {label:<28} c={connections:<3} {result['per_s']:8.0f} req/s  p50 {result['p50_ms']:7.2f} ms  "
           f"p99 {result['p99_ms']:8.2f} ms  non-2xx {result['non_2xx']} {result['socket_errors']}", flush=True)
-    return {"target": label, "connections": connections, **result}
+    # Where the two cores went, per request answered: each kind of process (the server's workers, PostgreSQL's
+    # backends, Cerbos) and wrk itself (a child that has exited by now: its rusage).
+    answered = max(1, result["requests"])
+    split = {kind: round(seconds_ / answered * 1e6, 1) for kind, seconds_ in by_kind(before, after, server_pid).items()
+             if seconds_ > 0.01}
+    split["wrk"] = round((children_after.ru_utime + children_after.ru_stime - children.ru_utime - children.ru_stime)
+                         / answered * 1e6, 1)
+    print("    CPU µs per request: " + ", ".join(f"{kind} {us:,.0f}" for kind, us in
+                                                 sorted(split.items(), key=lambda kv: -kv[1])), flush=True)
+    return {"target": label, "connections": connections, **result, "cpu_us_per_request": split}
 
 
 # --- the run -------------------------------------------------------------------------------------------
@@ -398,7 +440,7 @@ def load(port: int, script: Path, url_path: str, seconds: float, connections: in
 def served(tmp: Path, backend: str, url: str, config, population, quiet_logs: bool) -> Iterator[tuple[int, dict, float]]:
     """The population bulk-loaded at `url` and the real `serve` over it (as shipped, the demo off; `quiet_logs`: log
     level warning, no access log): yields its port, the headers of a request with its client key, and the load's
-    seconds. The server is stopped when the block ends."""
+    seconds and the server's process id. The server is stopped when the block ends."""
     key, loaded = seed(url, config, population)
     print(f"portal-authz {backend}: {len(population):,} accounts bulk-loaded in {loaded:.1f} s", flush=True)
     overrides = {"logging": {"level": "warning", "access_log": False}} if quiet_logs else {}
@@ -407,13 +449,13 @@ def served(tmp: Path, backend: str, url: str, config, population, quiet_logs: bo
     proc = start_server(config_path, url, port, log_path)
     try:
         wait_ready(proc, port, log_path)
-        yield port, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, loaded
+        yield port, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, loaded, proc.pid
     finally:
         stop_server(proc)
 
 
 def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, sample, cerbos_answers, args):
-    with served(tmp, backend, url, config, population, args.quiet_logs) as (port, headers, loaded):
+    with served(tmp, backend, url, config, population, args.quiet_logs) as (port, headers, loaded, pid):
         started = time.perf_counter()
         mine = ask_all(port, "/v1/authorize", [dumps(portal_body(q)) for q in sample], headers, portal_allowed)
         print(f"  sample of {len(sample):,} ({args.sample:,} drawn, the rest rarer kinds) asked in {time.perf_counter() - started:.1f} s", flush=True)
@@ -424,7 +466,7 @@ def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, s
         bodies.write_bytes(b"\n".join(dumps(portal_body(q)) for q in asked) + b"\n")
         script = body_script(tmp / f"mixed-{backend}.lua", bodies, "/v1/authorize", headers)
         row = load(port, script, "/v1/authorize", args.seconds, args.connections, f"portal-authz {backend}",
-                   args.warmup)
+                   args.warmup, server_pid=pid)
     return {**row, "side": backend, "sample": counts, "load_s": loaded}
 
 
