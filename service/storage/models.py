@@ -53,12 +53,20 @@ class UTCDateTime(TypeDecorator):
 
 timestamp = Annotated[datetime, mapped_column(UTCDateTime(), nullable=False)]
 optional_timestamp = Annotated[datetime | None, mapped_column(UTCDateTime(), nullable=True)]
-# A row of one account's, removed with it (its sessions, codes, answers, comments, failures, history, requests).
+# A row of one account's, removed with it (its sessions, codes, answers, comments, failures, history, requests;
+# most take it with their id from AccountRow below).
 account_owned = Annotated[int, mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))]
 
 
 class Base(DeclarativeBase):
     pass
+
+
+class AccountRow:
+    """A row that belongs to one account (its id first, then the account's): removed with the account."""
+
+    id: Mapped[intpk] = mapped_column(sort_order=-2)
+    account_id: Mapped[account_owned] = mapped_column(sort_order=-1)
 
 
 class Portal(Base):
@@ -274,25 +282,21 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class SessionToken(Base):
+class SessionToken(AccountRow, Base):
     """A signed-in person's session. Only a SHA-256 digest of the 256-bit token is stored."""
 
     __tablename__ = "session_tokens"
-    id: Mapped[intpk]
     token_digest: Mapped[str] = mapped_column(String(64), unique=True)
-    account_id: Mapped[account_owned]
     created_at: Mapped[timestamp]
     expires_at: Mapped[timestamp]
     ended_at: Mapped[optional_timestamp]
 
 
-class OneTimeCode(Base):
+class OneTimeCode(AccountRow, Base):
     """Activation letters (R10), registration emails (R12) and recovery codes (R20), argon2-hashed."""
 
     __tablename__ = "one_time_codes"
     __table_args__ = (Index("ix_codes_account_purpose", "account_id", "purpose"),)
-    id: Mapped[intpk]
-    account_id: Mapped[account_owned]
     purpose: Mapped[str] = mapped_column(String(16))  # "activation" | "registration" | "recovery"
     code_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[timestamp]
@@ -304,25 +308,21 @@ class OneTimeCode(Base):
     sent_for: Mapped[str | None] = mapped_column(String(100))
 
 
-class SecurityAnswer(Base):
+class SecurityAnswer(AccountRow, Base):
     """R20: answers to the security questions chosen at registration, hashed, matched exactly as typed."""
 
     __tablename__ = "security_answers"
     __table_args__ = (UniqueConstraint("account_id", "position"),)
-    id: Mapped[intpk]
-    account_id: Mapped[account_owned]
     position: Mapped[int] = mapped_column(Integer)
     question: Mapped[str] = mapped_column(String(200))
     answer_hash: Mapped[str] = mapped_column(String(200))
 
 
-class Comment(Base):
+class Comment(AccountRow, Base):
     """R25: an account's comment history; text stored exactly as written, never rendered."""
 
     __tablename__ = "comments"
     __table_args__ = (Index("ix_comments_account", "account_id", "id"),)
-    id: Mapped[intpk]
-    account_id: Mapped[account_owned]
     organization: Mapped[str | None] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(100))
@@ -337,7 +337,7 @@ def _audit_is_append_only(_mapper, _connection, record) -> None:
     raise PermissionError(f"audit record {record.id} is append-only")
 
 
-class FailedSignIn(Base):
+class FailedSignIn(AccountRow, Base):
     """R19: one wrong password for a known account; counted in the profile's sliding window.
 
     Written only while the account row is locked (see service.domain.sessions.record_refusal),
@@ -346,24 +346,20 @@ class FailedSignIn(Base):
 
     __tablename__ = "failed_sign_ins"
     __table_args__ = (Index("ix_failed_sign_ins_account_time", "account_id", "occurred_at"),)
-    id: Mapped[intpk]
-    account_id: Mapped[account_owned]
     occurred_at: Mapped[timestamp]
 
 
-class PasswordHistory(Base):
+class PasswordHistory(AccountRow, Base):
     """R17: an account's earlier password hashes (argon2), newest last, for the history rule."""
 
     __tablename__ = "password_history"
     __table_args__ = (Index("ix_password_history_account", "account_id", "id"),)
-    id: Mapped[intpk]
-    account_id: Mapped[account_owned]
     password_hash: Mapped[str] = mapped_column(String(200))
     set_at: Mapped[optional_timestamp]
     retired_at: Mapped[timestamp]
 
 
-class FailedRecovery(Base):
+class FailedRecovery(AccountRow, Base):
     """R20 + R19: one wrong set of security answers for a known account, counted in the profile's window.
 
     Written only while the account row is locked (service.domain.recovery.request_recovery), so parallel
@@ -372,8 +368,6 @@ class FailedRecovery(Base):
 
     __tablename__ = "failed_recoveries"
     __table_args__ = (Index("ix_failed_recoveries_account_time", "account_id", "occurred_at"),)
-    id: Mapped[intpk]
-    account_id: Mapped[account_owned]
     occurred_at: Mapped[timestamp]
 
 
