@@ -1,11 +1,11 @@
 # portal-authz policy: who may do what to whom in a provider portal.
 #
 # Rule numbers (R1..R27) refer to shared/requirements.md. Python hands in
-# facts only (service/facts.py): an Account (the actor), an
+# facts only (service/kernel/facts.py): an Account (the actor), an
 # Organization, and a TargetAccount (an account as it stands in one
 # organization).
 #
-# How a decision is made (one source for allow and why-not, issue 15):
+# How a decision is made (one source for allow and why-not):
 #   rule(ACTION, RESOURCE, [REQUIREMENT, ...])   an action's rule: the names of
 #                                                its requirements, all needed;
 #   requirement(NAME, actor, action, resource)   what each name means;
