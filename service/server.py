@@ -280,14 +280,9 @@ class MainLoopWakeup(threading.Event):
             self.set()
 
 
-def _worker_exited(pid: int, exitcode: int | None) -> None:
-    """Like gunicorn's child_exit hook: the dead worker's live gauges stop counting. How it ended is logged
-    (granian says only that it stopped): status 0 is a clean stop, a signal a kill or a crash."""
+def _worker_exited(pid: int) -> None:
+    """Like gunicorn's child_exit hook: the dead worker's live gauges stop counting."""
     serving.child_exit(None, SimpleNamespace(pid=pid))
-    if exitcode is not None and exitcode < 0:
-        log.info("worker %d was killed by signal %d", pid, -exitcode)
-    else:
-        log.info("worker %d exited with status %s", pid, exitcode)
 
 
 def _serve_granian(config: Config, options: Options, snapshots: PolicySnapshots,
@@ -334,7 +329,7 @@ def _serve_granian(config: Config, options: Options, snapshots: PolicySnapshots,
 
             def watcher():
                 watch()
-                _worker_exited(worker.inner.pid, worker.inner.exitcode)
+                _worker_exited(worker.inner.pid)
 
             worker._watcher = watcher
             return worker

@@ -62,12 +62,12 @@ def gated_worker(server: Server, hooks: Path) -> int:
 
 
 def assert_stopped_cleanly(server: Server, code: int) -> None:
-    """Exit status 0, every worker it spawned exited with status 0 (none killed), no process left."""
+    """Exit status 0, every worker stopped on its own (granian logs a kill before it kills), no process left."""
     text = log(server)
     assert code == 0, server.output()
     assert KILLED not in text, server.output()
-    for pid in worker_numbers(server):
-        assert f"worker {pid} exited with status 0" in text, (pid, server.output())
+    for number in worker_numbers(server).values():
+        assert f"Stopped worker-{number}" in text, (number, server.output())
     assert "Granian shutdown completed" in text, server.output()
     assert not processes(session=server.process.pid), "a process of the server is left"
 
@@ -99,7 +99,7 @@ def test_a_stop_reaches_a_worker_that_is_still_starting(seeded, tmp_path, where)
         held = gated_worker(server, hooks)
         code = stop_and_wait(server)
         number = worker_numbers(server)[held]
-        assert_stopped_cleanly(server, code)  # the held worker too exited with status 0
+        assert_stopped_cleanly(server, code)
         assert f"Started worker-{number}" not in log(server), server.output()  # it never served
 
 
@@ -129,15 +129,20 @@ def test_a_request_in_flight_is_answered_across_a_stop(seeded, tmp_path):
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nX-Test-Hold: 1\r\n"
             f"Connection: close\r\n\r\n").encode()
     with running(["drain"], url, tmp_path, workers=1, module=HOOKED, env={HOOKS_ENV: str(hooks)}) as [server]:
+        [worker] = processes(parent=server.process.pid)
+        data = b""
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(head + payload[:10])
             wait_for(lambda: list(hooks.glob("entered-*")), server, "the request enters the app")
             server.process.send_signal(signal.SIGTERM)
-            wait_for(lambda: "Stopping worker-1" in log(server), server, "the worker is asked to stop")
-            sock.sendall(payload[10:])
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
+            wait_for(lambda: "Stopping worker-1" in log(server) or worker not in processes(parent=server.process.pid),
+                     server, "the worker is asked to stop")
+            try:
+                sock.sendall(payload[10:])
+                while chunk := sock.recv(65536):
+                    data += chunk
+            except OSError as exc:  # the worker left without answering
+                data = repr(exc).encode()
         head_in, _, body = data.partition(b"\r\n\r\n")
         assert head_in.startswith(b"HTTP/1.1 200 "), (data, server.output())
         assert json.loads(body)["allowed"] is True
