@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_key, prepared_database
 from service.reload import RELOAD_SIGNAL
 from service.server import MainLoopWakeup, WorkerBoot
+from tests.conftest import make_key, prepared_database
 from tests.fixtures.hooked_serve import GATE_ENV, HOOKS_ENV
 from tests.fixtures.servers import (KILLED, Server, processes, running, stop_and_wait, wait_for,
                                     worker_numbers)
@@ -89,8 +89,8 @@ def test_a_stop_ends_every_worker_without_a_kill(seeded, tmp_path, when):
 @pytest.mark.parametrize("where", ["before-build", "after-build"])
 def test_a_stop_reaches_a_worker_that_is_still_starting(seeded, tmp_path, where):
     """One worker serves, the other is held while it starts (before its app is built, or after it but before
-    granian's own handlers are in place) until the main process's SIGTERM has reached it: it exits at once with
-    status 0 and never serves, and the server stops without killing it."""
+    granian's own handlers are in place) until the main process's SIGTERM has reached it: it leaves without ever
+    serving, and the server stops without killing it and exits 0."""
     url, _ = seeded
     hooks = tmp_path / "hooks"
     hooks.mkdir()
