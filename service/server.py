@@ -268,7 +268,8 @@ class MainLoopWakeup(threading.Event):
 
     granian's main loop waits on this event, then looks at what woke it: a stop, a dead worker, a reload.
     Before it handles a dead worker or a reload it clears the event; a SIGTERM whose handler ran after the
-    loop looked and before that clear() would be forgotten, and the server would not stop."""
+    loop looked and before that clear() would be forgotten: the server would not stop until something else
+    woke it."""
 
     def __init__(self, stopping) -> None:
         super().__init__()
