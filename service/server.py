@@ -11,12 +11,19 @@ machine. Either server gets the same main-process duties:
 - optionally the delivery loop as a watched child (service/background.py);
 - prometheus' multiprocess bookkeeping of exited workers and the service's log
   format (service/observe/serving.py).
+
+A granian worker is forked with the main process's signal handlers and gets its
+own only as it starts serving: a stop that reaches it before then ends it at
+once, and a reload is done as soon as it can be (WorkerBoot), never dropped
+(docs/operations.md, "Stopping").
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -219,6 +226,61 @@ def _granian_logconfig(config: Config) -> dict:
     }}
 
 
+class WorkerBoot:
+    """A granian worker's SIGTERM, SIGINT and SIGHUP from its fork until granian's own handlers take over.
+
+    A forked worker inherits the main process's handlers: granian's, which in a worker only set a flag on
+    its copy of the server object that nothing there reads. granian installs the worker's own handlers for
+    SIGTERM and SIGINT only once the app is built (in the worker's target, just before it serves), and this
+    service its SIGHUP handler while it builds the app. Left alone, a stop that arrives before then is
+    dropped: the worker starts serving and is killed GRACEFUL_SECONDS later; a reload is dropped too. The
+    main process's handlers call `stop()` and `reload()` here instead when they run in a worker.
+
+    A stop ends the worker at once with status 0: it has accepted no connection yet, so there is nothing to
+    drain. A reload is sent again to the worker itself once its own SIGHUP handler is in place: the policy
+    it read may be the one the reload replaces.
+    """
+
+    def __init__(self) -> None:
+        self.stop_asked = False
+        self.reload_asked = False
+
+    def stop(self) -> None:
+        self.stop_asked = True
+        raise SystemExit(0)
+
+    def reload(self) -> None:
+        self.reload_asked = True
+
+    def app_built(self) -> None:
+        """At the end of the worker's build: its SIGHUP handler is installed, granian's are not yet."""
+        if self.stop_asked:  # stop()'s SystemExit was caught on the way (a broad except in a library)
+            raise SystemExit(0)
+        if self.reload_asked:
+            signal.raise_signal(RELOAD_SIGNAL)  # to the handler install_worker_reload put in place
+
+
+_boot = WorkerBoot()  # each worker's copy is its own (fork); the main process never changes it
+
+
+class MainLoopWakeup(threading.Event):
+    """granian's main-loop event, whose clear() keeps a stop already asked for.
+
+    granian's main loop waits on this event, then looks at what woke it: a stop, a dead worker, a reload.
+    Before it handles a dead worker or a reload it clears the event; a SIGTERM whose handler ran after the
+    loop looked and before that clear() would be forgotten: the server would not stop until something else
+    woke it."""
+
+    def __init__(self, stopping) -> None:
+        super().__init__()
+        self._stopping = stopping
+
+    def clear(self) -> None:
+        super().clear()
+        if self._stopping():
+            self.set()
+
+
 def _worker_exited(pid: int) -> None:
     """Like gunicorn's child_exit hook: the dead worker's live gauges stop counting."""
     serving.child_exit(None, SimpleNamespace(pid=pid))
@@ -231,6 +293,26 @@ def _serve_granian(config: Config, options: Options, snapshots: PolicySnapshots,
     from granian.server.mp import MPServer
 
     class _Granian(MPServer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.main_loop_interrupt = MainLoopWakeup(lambda: self.interrupt_signal)
+
+        def _in_worker(self) -> bool:
+            # startup() sets self.pid before it installs these handlers; a forked worker inherits them
+            return self.pid is not None and os.getpid() != self.pid
+
+        def signal_handler_interrupt(self, *args, **kwargs):
+            if self._in_worker():
+                _boot.stop()
+            else:
+                super().signal_handler_interrupt(*args, **kwargs)
+
+        def signal_handler_reload(self, *args, **kwargs):
+            if self._in_worker():
+                _boot.reload()
+            else:
+                super().signal_handler_reload(*args, **kwargs)
+
         def _reload(self, spawn_target, target_loader):
             # Instead of granian's reload (respawn every worker): check the policy, then reload in place.
             self.reload_signal = False
@@ -275,4 +357,6 @@ def _serve_granian(config: Config, options: Options, snapshots: PolicySnapshots,
 
 
 def _granian_app(config: Config, policy_dir: Path):
-    return build_worker_app(config, policy_dir)
+    app = build_worker_app(config, policy_dir)
+    _boot.app_built()
+    return app

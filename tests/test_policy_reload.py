@@ -28,7 +28,7 @@ import pytest
 
 from service.policy import Policy
 from tests.conftest import make_key, prepared_database
-from tests.fixtures.servers import ROOT, Server, get_json, processes, running, wait_for
+from tests.fixtures.servers import KILLED, ROOT, Server, get_json, processes, running, wait_for
 from tests.fixtures.world import World
 
 pytestmark = [pytest.mark.slow]
@@ -174,6 +174,8 @@ def test_reload_reaches_every_worker_in_place_and_a_broken_policy_changes_nothin
         until_all_report(server, old)
         assert decide(server, key, "eligibility")["allowed"] is False
     assert not list(tmp_path.glob("portal-authz-*.pid"))  # removed when the server stopped
+    # The replacement worker may still be starting when the server is stopped: it stops too, and is not killed.
+    assert server.process.returncode == 0 and KILLED not in server.stderr_path.read_text(), server.output()
 
 
 def test_reload_without_a_running_server_says_so(cli_config, cli, tmp_path):
