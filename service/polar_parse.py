@@ -23,6 +23,7 @@ Terms and goals are tuples tagged by their first item:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from service.polar_text import Token, tokens as tokenize
 
@@ -55,8 +56,15 @@ def parse(sources: list[tuple[str, str]]) -> list[Rule]:
     """Every rule of the (file name, text) sources, in order."""
     rules: list[Rule] = []
     for name, text in sources:
-        rules.extend(_Parser(name, tokenize(text)).rules())
+        rules.extend(_file_rules(name, text))
     return rules
+
+
+@lru_cache(maxsize=8)
+def _file_rules(name: str, text: str) -> tuple[Rule, ...]:
+    """One file's rules, read once per text: a reload, or a copy of the policy with one file changed, parses
+    only what changed (the rules are frozen; NotCompiled is raised again on every read, as it is not cached)."""
+    return tuple(_Parser(name, tokenize(text)).rules())
 
 
 class _Parser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _TOKEN = re.compile(r'''
     (?P<space>\s+|\#[^\n]*)
@@ -15,7 +16,7 @@ _TOKEN = re.compile(r'''
 ''', re.VERBOSE)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Token:
     text: str
     kind: str
@@ -24,6 +25,16 @@ class Token:
 
 
 def tokens(text: str) -> list[Token]:
+    """The tokens of a Polar text, each caller its own list of the shared (frozen) tokens.
+
+    A policy load reads each text several times (the compiled evaluator's parser, the renaming check, the
+    generated clauses), and a reload, or a copy of the policy with one clause changed (the workbench, the
+    decision tables' mutation tests), reads mostly the same texts again: each text is read once."""
+    return list(_tokens(text))
+
+
+@lru_cache(maxsize=8)  # one load's texts and the next's: a few hundred kB each
+def _tokens(text: str) -> tuple[Token, ...]:
     out, pos, line = [], 0, 1
     while pos < len(text):
         m = _TOKEN.match(text, pos)
@@ -35,7 +46,7 @@ def tokens(text: str) -> list[Token]:
             out.append(Token(m.group(), m.lastgroup, line, pos))
         line += m.group().count("\n")
         pos = m.end()
-    return out
+    return tuple(out)
 
 
 def clauses(tokens: list[Token]) -> list[list[Token]]:

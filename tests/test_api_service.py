@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 import pytest
+from sqlalchemy import event
 
 from service.app import create_app
 from service.clock import SettableClock
@@ -103,6 +105,23 @@ def test_settable_clock_moves_for_every_worker(settable, database):
     assert client.post("/_testing/clock", json={"advance": "PT15M"}).get_json()["now"] == "2026-03-17T08:15:00+00:00"
     # Another process reads the same moment from the database.
     assert SettableClock(database).now().isoformat() == "2026-03-17T08:15:00+00:00"
+
+
+def test_the_settable_clock_is_read_in_one_statement_without_an_orm_session(any_database, monkeypatch):
+    """Every request of a QA server reads the clock two or three times: one statement on a read connection."""
+    clock = SettableClock(any_database)
+    assert clock.now().tzinfo is not None  # real time until first set
+    clock.set(datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc))
+    statements = []
+    for engine in any_database.engines:
+        event.listen(engine, "before_cursor_execute", lambda _c, _k, statement, *_: statements.append(statement))
+
+    def no_session():
+        raise AssertionError("the clock opened an ORM session")
+
+    monkeypatch.setattr(any_database, "sessions", no_session)
+    assert clock.now() == datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+    assert len(statements) == 1 and "frozen_at" in statements[0]
 
 
 @pytest.mark.parametrize(
