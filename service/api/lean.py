@@ -78,8 +78,9 @@ class Call:
         self._now = None
         self._connection = None
 
-    @property
     def now(self):
+        """The service clock's reading for this request, read once: the key's expiry and the decision are judged at
+        the same moment."""
         if self._now is None:
             self._now = self.services.clock.now()
         return self._now
@@ -95,7 +96,7 @@ class Call:
         read in the client key's statement, if it did."""
         s = self.services
         facts = self.admitted.facts if self.admitted is not None else None
-        return Decider(self.connection(), profile_of(s.config, portal), s.policy, portal, self.now, facts)
+        return Decider(self.connection(), profile_of(s.config, portal), s.policy, portal, self.now(), facts)
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -131,7 +132,8 @@ class LeanRoute:
         call = Call(self.services)
         try:
             try:
-                call.admitted = admit(declared.rules, environ, self.services, call.connection, lambda: self._read(environ))
+                call.admitted = admit(declared.rules, environ, self.services, call.connection, lambda: self._read(environ),
+                                      call.now)
                 result = self.view(call, **self._arguments(call.admitted, arguments))
             finally:
                 call.close()
