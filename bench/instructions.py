@@ -105,9 +105,9 @@ def count(backend: str, names: list[str], n: int) -> dict[str, float]:
             ask(f"{indexes[name]} {n}", "done")
             control("--instr=off")
             before = set(glob.glob(f"{out}/callgrind.*"))
-            control(f"--dump={name}")
+            control(f"--dump=endpoint{indexes[name]}")
             total = None
-            for _ in range(100):  # the dump is written by the worker, shortly after the request
+            for _ in range(600):  # the dump is written by the worker, shortly after the request
                 for path in set(glob.glob(f"{out}/callgrind.*")) - before:
                     found = re.search(r"^totals: (\d+)", Path(path).read_text(errors="replace"), re.M)
                     if found:
