@@ -39,8 +39,8 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))  # Flask's jsonify, compact a
 
 def _encoder():
     """`_ENCODER.encode` for the dicts and lists a view returns, with the C encoder `encode` makes on every call made
-    once (its cost, about 2 µs, was a tenth of a memoized decision's own work). Without cycle detection: a view's
-    answer is a tree it has just built; anything `encode` would refuse is still refused (TypeError, ValueError)."""
+    once (making it was most of an answer's encoding: bench/README.md). Without cycle detection: a view's answer is
+    a tree it has just built; anything `encode` would refuse is still refused (TypeError, ValueError)."""
     if c_make_encoder is None:  # a Python without the C accelerator: encode as it does
         return _ENCODER.encode
     e = _ENCODER
