@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import delete, event, select
 
 from service.domain import clients
-from service.domain.decisions import Decider, Prefetch, Question, Resource, profile_of
+from service.domain.decisions import Decider, Prefetch, Question, Resource, _needs, profile_of
 from service.storage.models import Grant, Membership
 from tests.conftest import make_key
 
@@ -139,3 +141,17 @@ def test_prefetched_facts_serve_only_the_same_question(database, config, policy,
         (decision, _), seen = _statements(database, lambda: decider.decide_on(
             "biller", Question("claims", Resource("organization", "TIN-1"))))
         assert decision.allowed is True and seen == []  # the prefetched facts, no statement
+
+
+NAMES = st.sampled_from(["biller", "manager", "TIN-1", "TIN-2", "Biller"])
+
+
+@given(st.none() | NAMES, st.sampled_from(["organization", "account", "other"]), NAMES, st.none() | NAMES)
+def test_one_question_needs_what_the_general_reading_of_its_resources_needs(actor, kind, key, organization):
+    """What one question reads (its own shortcut) is what the same resource read twice, or the actor given again as
+    one of several actors, reads through the general path: the facts a prefetch read are used for it or not alike."""
+    resource = Resource(kind, key, organization)
+    one = _needs(actor, [resource])
+    assert one == _needs(actor, [resource, resource])
+    assert one == _needs(actor, [resource], actors=[actor] if actor is not None else [])
+    assert one == _needs(actor, (resource,))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.conftest import make_key
 from tests.fixtures.http import ADDRESS
@@ -115,3 +117,76 @@ def test_a_surrogate_pair_is_a_character_and_passes(post, api):
     answer = post("/v1/authorize", json.dumps({**QUESTION, "actor": "mara\U0001F600"}).encode())
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["allowed"] is False
+
+
+# --- The body's reading, against its plain statement ---------------------------------------------------
+
+def _plain_reading(data: bytes):
+    """What admission's `parse_json` states, read the plain way (the codec utf-8-sig, then `json.loads`): the
+    value, or the problem's (status, code, detail)."""
+    from service.api.admission import MAX_JSON_DEPTH, json_depth, unpaired_surrogate
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return 400, "malformed_json", "the request body is not UTF-8 text"
+    if json_depth(text) > MAX_JSON_DEPTH:
+        return 400, "malformed_json", ("the body nests arrays and objects deeper than the limit of "
+                                       f"{MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return 400, "malformed_json", "the request body is not valid JSON"
+    if unpaired_surrogate(value) is not None:
+        return 422, "validation_error", "a string holds an unpaired surrogate escape (\\uD800-\\uDFFF): not a character"
+    return ("value", value)
+
+
+def _reading(data: bytes):
+    from service.api.admission import Problem, parse_json
+
+    try:
+        return ("value", parse_json(data))
+    except Problem as problem:
+        return problem.status, problem.code, problem.detail
+
+
+PIECES = [b"\xef\xbb\xbf", b"\xef\xbb", b"\xef", b"\xfe\xff", b"\xff", b"\xc3\xa9", b"\xed\xa0\x80", b"\x00",
+          "\ufeff".encode(), b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c", b"\xc2\xa0", b"{", b"}", b"[", b"]", b'"',
+          b"\\", b":", b",", b"1", b"-0", b"1e400", b"1" * 5000, b"NaN", b"Infinity", b"true", b"null", b'"a"',
+          b'"\\ud800"', b'"\\ud83d\\ude00"', b'"\\u00e9"', b'"\\"', b'"\x01"', b'"a\nb"', json.dumps(QUESTION).encode()]
+
+
+@given(st.lists(st.sampled_from(PIECES), max_size=8) | st.binary(max_size=40)
+       | st.builds(lambda prefix, value: prefix + json.dumps(value).encode(), st.sampled_from([b"", b"\xef\xbb\xbf",
+                   b"\xef\xbb\xbf\xef\xbb\xbf", b" ", b"\xef\xbb\xbf "]), st.recursive(
+           st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+           max_leaves=12)))
+@example([])
+@example([b"\xef\xbb\xbf"])
+@example([b"\xef\xbb\xbf", b"\xef\xbb\xbf", b"1"])
+@example([b"\xef\xbb", b"1"])
+@example([b'"\x01"'])
+@example([b" ", b"1", b"\x0c"])
+@example([b"\xc2\xa0", b"1"])
+@example([b"1", b"1"])
+@example([b"1" * 5000])
+@example([b"NaN"])
+@example([b"1e400"])
+@example(["\ufeff".encode(), b"1"])
+def test_the_body_is_read_as_the_codec_and_json_loads_read_it(pieces):
+    """parse_json strips the byte order mark and parses without the codec's and json.loads' own calls: every body,
+    with zero, one or two marks, bytes that are not UTF-8 and JSON of every kind, reads exactly as before."""
+    data = pieces if isinstance(pieces, bytes) else b"".join(pieces)
+    for body in (data, b"\xef\xbb\xbf" + data):
+        assert repr(_reading(body)) == repr(_plain_reading(body))  # repr: a NaN read equals a NaN read
+
+
+@pytest.mark.parametrize("path", ["/v1/authorize", "/authzen/ahcccs/access/v1/evaluation"])
+def test_a_byte_order_mark_is_read_past_and_a_second_one_is_not_json(post, path):
+    body = json.dumps(QUESTION if path == "/v1/authorize" else EVALUATION).encode()
+    plain, marked, twice = post(path, body), post(path, b"\xef\xbb\xbf" + body), post(path, b"\xef\xbb\xbf" * 2 + body)
+    assert plain.status_code == marked.status_code and plain.get_json() == marked.get_json()
+    assert plain.status_code != 400
+    assert (twice.status_code, twice.get_json()["code"]) == (400, "malformed_json")

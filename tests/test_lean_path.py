@@ -16,10 +16,13 @@ from io import BytesIO
 
 import pytest
 from flask import Flask
+from hypothesis import example, given
+from hypothesis import strategies as st
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
+from service.api import lean
 from service.api.lean import LeanRoutes
 from service.domain.decisions import Decider
 
@@ -218,3 +221,21 @@ def test_every_request_the_express_lane_handed_over_is_answered_as_the_contract_
                 answer.headers["X-Content-Type-Options"]) == ("same-id", "no-store", "nosniff"), name
     explained = client.post("/v1/authorize", data=body(explain=True), headers=good).get_json()
     assert explained["allowed"] is True and explained["explanation"]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+                    max_leaves=20)
+
+
+@given(JSON)
+@example({"allowed": True, "reasons": [], "policy_version": "v"})
+@example([float("nan"), float("-inf"), "\u00e9\U0001F600", {"1": {"2": [1e300, -0.0]}}])
+def test_an_answer_is_encoded_as_jsonify_encodes_it(value):
+    """The lean path's encoder, its C encoder made once, writes what json.dumps (compact, ASCII: jsonify) writes."""
+    assert lean._encode(value) == json.dumps(value, separators=(",", ":"))
+
+
+def test_an_answer_that_is_not_json_is_still_refused():
+    with pytest.raises(TypeError):
+        lean._encode({"when": object()})

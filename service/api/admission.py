@@ -86,36 +86,38 @@ def json_media(content_type: str) -> bool:
 
 
 def admit(rules: Rules, environ: dict, services, connection: Callable[[], Any],
-          read_body: Callable[[], bytes]) -> Admitted:
+          read_body: Callable[[], bytes], now: Callable[[], Any] | None = None) -> Admitted:
     """Admit one request (raises Problem, or werkzeug's 413): `connection()` gives the session or connection the
-    key is read on; `read_body()` the body's bytes within server.max_body_bytes."""
+    key is read on; `read_body()` the body's bytes within server.max_body_bytes; `now()` the moment the key's
+    expiry is judged at (default: the service clock's reading)."""
+    now = now or services.clock.now
     if rules.scope is None:
         if rules.model is None:
             return Admitted(None)
         parsed, body = _body(rules, environ, read_body)
         return Admitted(None, parsed, body)
-    if bearer(environ) is None:
+    key = bearer(environ)
+    if key is None:
         observe.client_refused("missing")
         raise Problem(401, "unauthenticated", "Unauthenticated", "send a client key as Authorization: Bearer <key>")
     if rules.model is None:
-        return Admitted(_client(rules.scope, environ, services, connection()))
+        return Admitted(_client(rules.scope, key, services, now(), connection()))
     if rules.facts is None:
-        client = _client(rules.scope, environ, services, connection())
+        client = _client(rules.scope, key, services, now(), connection())
         parsed, body = _body(rules, environ, read_body)
         return Admitted(client, parsed, body)
     try:  # the body first, so that its facts are read in the key's statement
         parsed, body = _body(rules, environ, read_body)
     except (Problem, HTTPException):
-        _client(rules.scope, environ, services, connection())  # a refused key is told first
+        _client(rules.scope, key, services, now(), connection())  # a refused key is told first
         raise
     facts = rules.facts(parsed)
-    return Admitted(_client(rules.scope, environ, services, connection(), facts), parsed, body, facts)
+    return Admitted(_client(rules.scope, key, services, now(), connection(), facts), parsed, body, facts)
 
 
-def _client(scope: str, environ: dict, services, connection, facts=None) -> clients.Client:
-    now = services.clock.now()
+def _client(scope: str, key: str, services, now, connection, facts=None) -> clients.Client:
     read = None if facts is None else (lambda key_id: facts.read_key(connection, key_id))
-    verdict = clients.check(connection, bearer(environ), now, read)
+    verdict = clients.check(connection, key, now, read)
     client = verdict.client
     if client is None:
         # A revoked or expired key is refused like an unknown one; the reason is counted in /metrics only.
@@ -153,12 +155,15 @@ def _body(rules: Rules, environ: dict, read_body: Callable[[], bytes]) -> tuple[
             raise validation_problem(exc) from None
     if not rules.validate:
         return parsed, None
-    try:
-        return parsed, model.model_validate(parsed)
+    try:  # model_validate with its defaults, without its own call's cost (it runs on every decision)
+        return parsed, model.__pydantic_validator__.validate_python(parsed)
     except ValidationError as exc:
         raise validation_problem(exc) from None
 
 
+_BOM = b"\xef\xbb\xbf"
+_scan_json = json.JSONDecoder().scan_once  # what json.loads(text) runs for a str with no options
+_json_space = json.decoder.WHITESPACE.match
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(r"[\[\]{}]")
 # A \uD800-\uDFFF escape: only a pair of them (high, then low) stands for a character.
@@ -191,16 +196,20 @@ def parse_json(data: bytes) -> Any:
     Raises Problem: 400 `malformed_json` for bytes that are not UTF-8, nesting deeper than
     MAX_JSON_DEPTH or text that is not JSON; 422 `validation_error` for a string holding an unpaired
     surrogate escape (`"\\ud800"`), which no character encoding can carry on to storage, logs or the policy."""
+    if data[:3] == _BOM:  # a byte order mark is ignored, as RFC 8259 allows (what the codec utf-8-sig does,
+        data = data[3:]   # without its lookup through the codec registry on every request)
     try:
-        text = data.decode("utf-8-sig")  # a byte order mark is ignored, as RFC 8259 allows
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise Problem(400, "malformed_json", "Malformed JSON", "the request body is not UTF-8 text") from None
     if json_depth(text) > MAX_JSON_DEPTH:
         raise Problem(400, "malformed_json", "Malformed JSON",
                       f"the body nests arrays and objects deeper than the limit of {MAX_JSON_DEPTH} levels")
-    try:
-        parsed = json.loads(text)
-    except ValueError:  # JSONDecodeError; a number too long to convert is a ValueError too
+    try:  # json.loads(text) as JSONDecoder.decode does it, without its calls around the scanner
+        parsed, end = _scan_json(text, _json_space(text, 0).end())
+        if _json_space(text, end).end() != len(text):
+            raise ValueError("extra data")
+    except (StopIteration, ValueError):  # no value; JSONDecodeError; a number too long to convert
         raise Problem(400, "malformed_json", "Malformed JSON", "the request body is not valid JSON") from None
     if SURROGATE_ESCAPE.search(text):
         where = unpaired_surrogate(parsed)

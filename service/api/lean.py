@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any, Callable, get_type_hints
 
 from werkzeug.exceptions import ClientDisconnected
@@ -33,7 +34,37 @@ from service.api.problems import answer_of
 from service.domain.decisions import Decider, profile_of
 from service.observe.http import REQUEST_ID_HEADER
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # Flask's jsonify, compact and ASCII
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # Flask's jsonify, compact and ASCII
+
+
+def _encoder():
+    """`_ENCODER.encode` for the dicts and lists a view returns, with the C encoder `encode` makes on every call made
+    once (making it was most of an answer's encoding: bench/README.md). Without cycle detection: a view's answer is
+    a tree it has just built; anything `encode` would refuse is still refused (TypeError, ValueError)."""
+    if c_make_encoder is None:  # a Python without the C accelerator: encode as it does
+        return _ENCODER.encode
+    e = _ENCODER
+    encode = c_make_encoder(None, e.default, encode_basestring_ascii, e.indent, e.key_separator, e.item_separator,
+                            e.sort_keys, e.skipkeys, e.allow_nan)
+
+    def encoded(value) -> str:
+        if not isinstance(value, (dict, list)):
+            return e.encode(value)
+        return "".join(encode(value, 0))
+
+    return encoded
+
+
+_encode = _encoder()
+# "200 OK", "404 NOT FOUND": the status lines as the answers' statuses need them, made once each.
+_STATUS_LINES: dict[int, str] = {}
+
+
+def _status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"
+    return line
 
 
 class Call:
@@ -47,8 +78,9 @@ class Call:
         self._now = None
         self._connection = None
 
-    @property
     def now(self):
+        """The service clock's reading for this request, read once: the key's expiry and the decision are judged at
+        the same moment."""
         if self._now is None:
             self._now = self.services.clock.now()
         return self._now
@@ -64,7 +96,7 @@ class Call:
         read in the client key's statement, if it did."""
         s = self.services
         facts = self.admitted.facts if self.admitted is not None else None
-        return Decider(self.connection(), profile_of(s.config, portal), s.policy, portal, self.now, facts)
+        return Decider(self.connection(), profile_of(s.config, portal), s.policy, portal, self.now(), facts)
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -92,7 +124,7 @@ class LeanRoute:
         finally:
             if exchange is not None:
                 observer.end(exchange, self.rule, "POST", status, environ.get("PATH_INFO", ""))
-        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}", headers)
+        start_response(_status_line(status), headers)
         return [payload]
 
     def _answer(self, environ: dict, arguments: dict[str, str]) -> tuple[int, list, bytes]:
@@ -100,7 +132,8 @@ class LeanRoute:
         call = Call(self.services)
         try:
             try:
-                call.admitted = admit(declared.rules, environ, self.services, call.connection, lambda: self._read(environ))
+                call.admitted = admit(declared.rules, environ, self.services, call.connection, lambda: self._read(environ),
+                                      call.now)
                 result = self.view(call, **self._arguments(call.admitted, arguments))
             finally:
                 call.close()
@@ -129,23 +162,18 @@ class LeanRoute:
         return data
 
     def _arguments(self, admitted: Admitted, arguments: dict[str, str]) -> dict:
+        takes_body, path = self._takes
         out = {}
-        hints = _hints(self.view)
-        if "body" in hints:
+        if takes_body:
             out["body"] = admitted.body
-        if "path" in hints:
-            out["path"] = hints["path"](**arguments)
+        if path is not None:
+            out["path"] = path(**arguments)
         return out
 
-
-_HINTS: dict[Callable, dict] = {}
-
-
-def _hints(view: Callable) -> dict:
-    hints = _HINTS.get(view)
-    if hints is None:
-        hints = _HINTS[view] = get_type_hints(view)
-    return hints
+    def __post_init__(self):
+        """What the view takes, read from its annotations once: whether a body, and the model of its path."""
+        hints = get_type_hints(self.view)
+        object.__setattr__(self, "_takes", ("body" in hints, hints.get("path")))
 
 
 class LeanRoutes:

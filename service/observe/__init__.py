@@ -13,7 +13,7 @@ import os
 from flask import Flask, current_app
 
 from service.observe import logs
-from service.observe.http import Observer, current
+from service.observe.http import CURRENT, Observer
 from service.observe.serving import SERVING_ENV
 
 EXTENSION = "portal_authz_observe"
@@ -30,28 +30,32 @@ def install(app: Flask) -> Observer:
     return observer
 
 
+# Each function reads the request's exchange from CURRENT itself (not through http.current): they run on every
+# decision.
+
+
 def client(name: str) -> None:
     """The request's client key was admitted: its client's name goes on the access log and decision log lines."""
-    if (exchange := current()) is not None:
+    if (exchange := CURRENT.get()) is not None:
         exchange.client = name
 
 
 def client_refused(reason: str | None) -> None:
     """A request refused for its client key: missing, malformed, unknown, revoked, expired or insufficient_scope."""
-    if (exchange := current()) is not None:
+    if (exchange := CURRENT.get()) is not None:
         exchange.observer.metrics.client_refused(reason)
 
 
 def decided(endpoint: str, portal: str, actor: str, questions, decisions) -> None:
     """After a decision endpoint (`authorize`, `authorize_batch`, `authzen`) decided `questions` for `actor`, in
     order (service.domain.decisions.Question and service.policy.Decision)."""
-    if (exchange := current()) is not None:
+    if (exchange := CURRENT.get()) is not None:
         exchange.observer.decided(exchange, endpoint, portal, actor, questions, decisions)
 
 
 def actions(portal: str, actor: str, resource, actions, policy_version: str) -> None:
     """After POST /v1/authorized-actions listed `actions` on `resource`."""
-    if (exchange := current()) is not None:
+    if (exchange := CURRENT.get()) is not None:
         exchange.observer.actions(exchange, portal, actor, resource, actions, policy_version)
 
 
