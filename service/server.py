@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from functools import partial
@@ -237,25 +238,31 @@ class WorkerBoot:
     main process's handlers call `stop()` and `reload()` here instead when they run in a worker.
 
     A stop ends the worker at once with status 0: it has accepted no connection yet, so there is nothing to
-    drain. A reload is sent again to the worker itself once its own SIGHUP handler is in place: the policy
-    it read may be the one the reload replaces.
+    drain, and nothing it holds outlives it (its pooled connections close with it; the main process clears
+    its live gauges). It ends the process outright rather than raising SystemExit from the handler: a
+    handler runs inside whatever frame the worker is in, and an exception raised inside a `__del__` (oso's
+    Polar objects have one) is printed to stderr and swallowed, so the worker would go on building and write
+    a line that is not JSON into the service's log. A reload is sent again to the worker itself once its own
+    SIGHUP handler is in place: the policy it read may be the one the reload replaces.
     """
 
-    def __init__(self) -> None:
-        self.stop_asked = False
+    def __init__(self, end=os._exit) -> None:
         self.reload_asked = False
+        self._end = end
 
     def stop(self) -> None:
-        self.stop_asked = True
-        raise SystemExit(0)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a flush the handler interrupted; the stop goes on
+                pass
+        self._end(0)
 
     def reload(self) -> None:
         self.reload_asked = True
 
     def app_built(self) -> None:
         """At the end of the worker's build: its SIGHUP handler is installed, granian's are not yet."""
-        if self.stop_asked:  # stop()'s SystemExit was caught on the way (a broad except in a library)
-            raise SystemExit(0)
         if self.reload_asked:
             signal.raise_signal(RELOAD_SIGNAL)  # to the handler install_worker_reload put in place
 
