@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -288,6 +289,18 @@ class MainLoopWakeup(threading.Event):
             self.set()
 
 
+def process_is_alive(process) -> bool:
+    """Whether a worker process still runs, from its sentinel (readable once it has ended) rather than from
+    `Process.is_alive()`.
+
+    granian joins each worker from two threads: a watcher that waits for it to end, and the main thread when it
+    stops the workers. Whichever reaps the process second gets no status, and in the moment before the first
+    records its status `Process.is_alive()` still says True for a process that has already ended: granian then
+    logged "Killing worker-N after it refused to gracefully stop" for a worker that had stopped in milliseconds,
+    and sent a kill to a reaped pid."""
+    return not multiprocessing.connection.wait([process.sentinel], 0)
+
+
 def _worker_exited(pid: int) -> None:
     """Like gunicorn's child_exit hook: the dead worker's live gauges stop counting."""
     serving.child_exit(None, SimpleNamespace(pid=pid))
@@ -333,6 +346,7 @@ def _serve_granian(config: Config, options: Options, snapshots: PolicySnapshots,
 
         def _spawn_worker(self, idx, target, callback_loader):
             worker = super()._spawn_worker(idx, target, callback_loader)
+            worker.is_alive = partial(process_is_alive, worker.inner)
             watch = worker._watcher  # the thread that joins the worker process
 
             def watcher():

@@ -12,7 +12,6 @@ import re
 import signal
 import time
 import urllib.request
-from datetime import datetime, timezone
 
 import pytest
 import yaml
@@ -21,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.app import create_app
 from service.config import DecisionLog, Logging, parse_config
 from service.observe.logs import ACCESS_LOGGER, JsonFormatter, TextFormatter, gunicorn_logconfig
-from tests.conftest import ROOT, make_key, prepared_database
+from tests.conftest import ROOT, make_key
 from tests.fixtures.servers import processes, running
-from tests.fixtures.world import PASSWORD, World
+from tests.fixtures.world import PASSWORD
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -382,17 +381,9 @@ def _metrics(server) -> str:
 
 @pytest.mark.slow
 def test_served_metrics_add_up_across_workers(tmp_path, monkeypatch, config):
-    from tests.fixtures.servers import ask_every_worker, ask_server
+    from tests.fixtures.servers import ask_every_worker, ask_server, member_with_claims
 
-    url = f"sqlite:///{tmp_path / 'served.db'}"
-    database = prepared_database(url, config)
-    now = datetime.now(timezone.utc)  # the served app runs on the system clock
-    with database.transaction() as session:
-        world = World(session, "ahcccs", now)
-        world.organization("ORG-1")
-        world.account("alice", memberships={"ORG-1": {"permissions": ["claims"]}})
-    key = make_key(database, ("authorize",), now)
-    database.dispose()
+    url, key = member_with_claims(tmp_path, config)
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setenv("TMPDIR", str(temp))

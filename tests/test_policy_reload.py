@@ -22,14 +22,11 @@ import shutil
 import signal
 import time
 import urllib.request
-from datetime import datetime, timezone
 
 import pytest
 
 from service.policy import Policy
-from tests.conftest import make_key, prepared_database
-from tests.fixtures.servers import KILLED, ROOT, Server, get_json, processes, running, wait_for
-from tests.fixtures.world import World
+from tests.fixtures.servers import KILLED, ROOT, Server, get_json, member_with_claims, processes, running, wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -97,15 +94,7 @@ def loaded_by(server: Server, version: str) -> set[int]:
 
 @pytest.fixture
 def world(tmp_path, config):
-    url = f"sqlite:///{tmp_path / 'reload.db'}"
-    database = prepared_database(url, config)
-    now = datetime.now(timezone.utc)
-    with database.transaction() as session:
-        world = World(session, "ahcccs", now)
-        world.organization("ORG-1")
-        world.account("alice", memberships={"ORG-1": {"permissions": ["claims"]}})
-    key = make_key(database, ("authorize",), now)
-    database.dispose()
+    url, key = member_with_claims(tmp_path, config, "reload")
     policies = tmp_path / "policies"
     shutil.copytree(ROOT / "policies", policies, ignore=shutil.ignore_patterns("tests"))
     return url, key, policies

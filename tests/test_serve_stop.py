@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import inspect
 import json
+import multiprocessing
+import os
 import re
 import signal
 import socket
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from service.reload import RELOAD_SIGNAL
-from service.server import MainLoopWakeup, WorkerBoot
-from tests.conftest import make_key, prepared_database
+from service.server import MainLoopWakeup, WorkerBoot, process_is_alive
 from tests.fixtures.hooked_serve import GATE_ENV, HOOKS_ENV
-from tests.fixtures.servers import (KILLED, Server, processes, running, stop_and_wait, wait_for,
+from tests.fixtures.servers import (KILLED, Server, member_with_claims, processes, running, stop_and_wait, wait_for,
                                     worker_numbers)
-from tests.fixtures.world import World
 
 HOOKED = "tests.fixtures.hooked_serve"
 QUESTION = {"portal": "ahcccs", "actor": "alice", "action": "claims",
@@ -34,16 +33,7 @@ QUESTION = {"portal": "ahcccs", "actor": "alice", "action": "claims",
 
 @pytest.fixture
 def seeded(tmp_path, config):
-    url = f"sqlite:///{tmp_path / 'stop.db'}"
-    database = prepared_database(url, config)
-    now = datetime.now(timezone.utc)
-    with database.transaction() as session:
-        world = World(session, "ahcccs", now)
-        world.organization("ORG-1")
-        world.account("alice", memberships={"ORG-1": {"permissions": ["claims"]}})
-    key = make_key(database, ("authorize",), now)
-    database.dispose()
-    return url, key
+    return member_with_claims(tmp_path, config, "stop")
 
 
 def log(server: Server) -> str:
@@ -179,11 +169,22 @@ def test_a_starting_worker_ends_outright_on_a_stop_and_redoes_a_reload(monkeypat
     assert raised == [RELOAD_SIGNAL]
 
 
+def test_a_worker_another_thread_reaped_is_not_taken_for_alive():
+    """granian joins a worker from its watcher thread and from the main thread: the one that reaps it second
+    sees `Process.is_alive()` True for a process that has ended (its status went to the other), and granian
+    logged a kill of a worker that had stopped on its own. The sentinel tells the truth."""
+    process = multiprocessing.get_context("fork").Process(target=int)
+    process.start()
+    os.waitpid(process.pid, 0)  # the other thread's join, before it records the status
+    assert process.is_alive()  # what granian asked
+    assert not process_is_alive(process)
+
+
 def test_granians_names_the_fix_relies_on_are_still_there():
     """service/server.py overrides these of granian 2.8.7; a granian that renames or reorders them must fail here
     first: the main process installs its two handlers after setting `pid`, the main loop waits on
     `main_loop_interrupt` and checks `interrupt_signal`, and a WSGI worker calls its loader before it installs
-    its own handlers."""
+    its own handlers, and stopping the workers asks each worker object whether it is alive."""
     from granian.server import common, mp
 
     startup = inspect.getsource(common.AbstractServer.startup)
@@ -197,4 +198,6 @@ def test_granians_names_the_fix_relies_on_are_still_there():
     assert "callback = callback_loader()" in wrapped
     worker = inspect.getsource(mp.MPServer._spawn_wsgi_worker)
     assert "shutdown_event = set_sync_signals()" in worker
+    stopping = inspect.getsource(common.AbstractServer._stop_workers)  # asks the worker object, which we answer
+    assert "wrk.is_alive()" in stopping and "wrk.join(timeout)" in stopping
     assert "def _watcher(self)" in inspect.getsource(common.AbstractWorker)
