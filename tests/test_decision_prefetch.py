@@ -148,8 +148,8 @@ NAMES = st.sampled_from(["biller", "manager", "TIN-1", "TIN-2", "Biller"])
 
 @given(st.none() | NAMES, st.sampled_from(["organization", "account", "other"]), NAMES, st.none() | NAMES)
 def test_one_question_needs_what_the_general_reading_of_its_resources_needs(actor, kind, key, organization):
-    """What one question reads (its own shortcut) is what the same resource read twice, or the actor given again as
-    one of several actors, reads through the general path: the facts a prefetch read are used for it or not alike."""
+    """What one question reads is what the same resource read twice, or the actor given again as one of several
+    actors, reads: the facts a prefetch read are used for it or not alike."""
     resource = Resource(kind, key, organization)
     one = _needs(actor, [resource])
     assert one == _needs(actor, [resource, resource])

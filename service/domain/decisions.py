@@ -52,22 +52,16 @@ def profile_of(config: Config, portal: str) -> PortalProfile:
 
 
 def _needs(actor: str | None, resources: Sequence[Resource], actors: Iterable[str] = ()):
-    """What a question's facts statement reads: (usernames, organization keys, target usernames)."""
-    if not actors and len(resources) == 1:  # one question (every /v1/authorize): the same sets, fewer made
-        (r,) = resources
-        if r.type == "account":
-            targets = {r.id}
-            organization = r.organization
-        else:
-            targets = set()
-            organization = r.id if r.type == "organization" else r.organization
-        usernames = set(targets)
-        if actor is not None:
-            usernames.add(actor)
-        return usernames, (set() if organization is None else {organization}), targets
+    """What a question's facts statement reads: (usernames, organization keys, target usernames).
+
+    Every decision computes this (a prefetch and the Decider each once), so it makes no set it throws away."""
     targets = {r.id for r in resources if r.type == "account"}
-    organizations = {r.id if r.type == "organization" else r.organization for r in resources} - {None}
-    return targets | ({actor} if actor is not None else set()) | set(actors), organizations, targets
+    organizations = {r.id if r.type == "organization" else r.organization for r in resources}
+    organizations.discard(None)
+    usernames = targets.union(actors)
+    if actor is not None:
+        usernames.add(actor)
+    return usernames, organizations, targets
 
 
 class Prefetch:
