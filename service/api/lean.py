@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import cache
 from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any, Callable, get_type_hints
 
@@ -56,15 +57,12 @@ def _encoder():
 
 
 _encode = _encoder()
-# "200 OK", "404 NOT FOUND": the status lines as the answers' statuses need them, made once each.
-_STATUS_LINES: dict[int, str] = {}
 
 
+@cache
 def _status_line(status: int) -> str:
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        line = _STATUS_LINES[status] = f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"
-    return line
+    """"200 OK", "404 NOT FOUND": each status line made once."""
+    return f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"
 
 
 class Call:
