@@ -22,8 +22,8 @@ standing and grant for functions; admin of the organization and the target's sta
 
 Before timing, a sample of the questions (the first `--sample`, default 1,000, and a few of every rarer kind:
 action, status, link, role) is asked of both sides: every answer must agree, and both sides' allowed/denied counts are printed. Then per side: throughput, p50/p99, non-2xx
-and socket errors; the CPU each kind of process spent per request answered (the server's workers, PostgreSQL's
-backends, Cerbos, wrk); the ratio to Cerbos per backend; and the targets (>= 1.0x Cerbos, p99 < 25 ms, no
+and socket errors; the CPU each kind of process spent per request answered (the server's workers, the run's own
+PostgreSQL server's backends, Cerbos, wrk; any other process, another PostgreSQL server included, as "other"); the ratio to Cerbos per backend; and the targets (>= 1.0x Cerbos, p99 < 25 ms, no
 errors) each met or not.
 
     python bench/mixed.py [--quick] [--accounts 50000] [--questions 100000] [--sample 1000] [--seconds 15]
@@ -383,10 +383,11 @@ end
     return path
 
 
-def by_kind(before: dict, after: dict, server_pid: int | None) -> dict[str, float]:
-    """CPU seconds between two readings of `cpu_by_process`: the server's process tree (`server_pid` and its
-    descendants, the workers) as "portal-authz", PostgreSQL's processes, Cerbos, and the rest of the machine as
-    "other" (anything else running meanwhile: on a shared machine, that load is in every figure)."""
+def by_kind(before: dict, after: dict, roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds between two readings of `cpu_by_process`, by kind: each of `roots` (a kind and the pid of the
+    run's own process of it: the server, its PostgreSQL postmaster, Cerbos) with its descendants (the workers,
+    the backends), and the rest of the machine as "other" (anything else running meanwhile, other PostgreSQL
+    servers included: on a shared machine, that load is in every figure)."""
     parent = {}
     for pid in after:
         try:
@@ -394,25 +395,32 @@ def by_kind(before: dict, after: dict, server_pid: int | None) -> dict[str, floa
         except OSError:
             continue
         parent[pid] = int(stat[stat.rindex(")") + 2:].split()[1])
+    kind_of_root = {pid: kind for kind, pid in roots.items() if pid is not None}
 
-    def in_server(pid: int) -> bool:
-        while server_pid is not None and pid > 1:
-            if pid == server_pid:
-                return True
+    def kind_of(pid: int) -> str:
+        while pid > 1:
+            if pid in kind_of_root:
+                return kind_of_root[pid]
             pid = parent.get(pid, 1)
-        return False
+        return "other"
 
     kinds: dict[str, float] = {}
     for pid, (comm, user, system) in after.items():
         _, user0, system0 = before.get(pid, (comm, 0.0, 0.0))
-        kind = ("portal-authz" if in_server(pid) else "postgres" if comm.startswith("postgres")
-                else "cerbos" if comm.startswith("cerbos") else "other")
+        kind = kind_of(pid)
         kinds[kind] = kinds.get(kind, 0.0) + (user - user0) + (system - system0)
     return kinds
 
 
+def postmaster_pid(server) -> int | None:
+    """The run's own PostgreSQL server's postmaster (its backends are its children), from its data folder."""
+    if server is None:
+        return None
+    return int((server.data_dir / "postmaster.pid").read_text().split()[0])
+
+
 def load(port: int, script: Path, url_path: str, seconds: float, connections: int, label: str,
-         warmup: float = 2.0, server_pid: int | None = None) -> dict:
+         warmup: float = 2.0, roots: dict[str, int | None] | None = None) -> dict:
     # Warm: workers, pools, prepared statements and, with --warmup long enough, each worker's memo of shapes (a
     # server that has run a while); the figure after 2 s is a server that has just started.
     run_wrk(port, url_path, script, warmup, connections)
@@ -425,7 +433,7 @@ def load(port: int, script: Path, url_path: str, seconds: float, connections: in
     # Where the two cores went, per request answered: each kind of process (the server's workers, PostgreSQL's
     # backends, Cerbos) and wrk itself (a child that has exited by now: its rusage).
     answered = max(1, result["requests"])
-    split = {kind: round(seconds_ / answered * 1e6, 1) for kind, seconds_ in by_kind(before, after, server_pid).items()
+    split = {kind: round(seconds_ / answered * 1e6, 1) for kind, seconds_ in by_kind(before, after, roots or {}).items()
              if seconds_ > 0.01}
     split["wrk"] = round((children_after.ru_utime + children_after.ru_stime - children.ru_utime - children.ru_stime)
                          / answered * 1e6, 1)
@@ -454,7 +462,8 @@ def served(tmp: Path, backend: str, url: str, config, population, quiet_logs: bo
         stop_server(proc)
 
 
-def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, sample, cerbos_answers, args):
+def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, sample, cerbos_answers, args,
+                 database_pid: int | None = None):
     with served(tmp, backend, url, config, population, args.quiet_logs) as (port, headers, loaded, pid):
         started = time.perf_counter()
         mine = ask_all(port, "/v1/authorize", [dumps(portal_body(q)) for q in sample], headers, portal_allowed)
@@ -466,7 +475,7 @@ def bench_portal(tmp: Path, backend: str, url: str, config, population, asked, s
         bodies.write_bytes(b"\n".join(dumps(portal_body(q)) for q in asked) + b"\n")
         script = body_script(tmp / f"mixed-{backend}.lua", bodies, "/v1/authorize", headers)
         row = load(port, script, "/v1/authorize", args.seconds, args.connections, f"portal-authz {backend}",
-                   args.warmup, server_pid=pid)
+                   args.warmup, roots={"portal-authz": pid, "postgres": database_pid})
     return {**row, "side": backend, "sample": counts, "load_s": loaded}
 
 
@@ -526,14 +535,14 @@ def main(argv: list[str] | None = None) -> None:
                   f"asked", flush=True)
         for backend in backends(args.backend, tmp, stack):
             rows.append(bench_portal(backend.folder, backend.name, backend.database("mixed"), config, population,
-                                     asked, sample, cerbos_answers, args))
+                                     asked, sample, cerbos_answers, args, postmaster_pid(backend.server)))
         if cerbos:
             bodies = tmp / "bodies-cerbos.jsonl"
             bodies.write_bytes(b"\n".join(dumps(cerbos_body(q)) for q in asked) + b"\n")
             script = body_script(tmp / "mixed-cerbos.lua", bodies, "/api/check/resources",
                                  {"Content-Type": "application/json"})
             rows.append({**load(cerbos[1], script, "/api/check/resources", args.seconds, args.connections,
-                                "Cerbos", args.warmup), "side": "Cerbos"})
+                                "Cerbos", args.warmup, roots={"cerbos": cerbos[0].pid}), "side": "Cerbos"})
     table(f"the mixed workload at {args.connections} connections (wrk, loopback)",
           ["side", "req/s", "p50 ms", "p99 ms", "non-2xx", "socket errors"],
           [[r["target"], r["per_s"], r["p50_ms"], r["p99_ms"], r["non_2xx"], r["socket_errors"] or "-"]
