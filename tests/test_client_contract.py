@@ -59,7 +59,8 @@ def kind(hint, always):
 
 out({m.__name__: {"schemas": list(m.SCHEMA), "fields": [f.name for f in dataclasses.fields(m)],
                   "ignored": sorted(m.IGNORED), "local": list(getattr(m, "LOCAL", ())),
-                  "kinds": {name: kind(hint, always) for name, hint, always in models._read_fields(m)}}
+                  "kinds": {f.name: kind(typing.get_type_hints(m)[f.name], f.metadata.get("answered", False))
+                            for f in dataclasses.fields(m) if f.name not in m.LOCAL}}
     for m in models.MODELS})
 """, url="http://127.0.0.1:9")
     assert models, "no models"

@@ -14,7 +14,7 @@ version adds).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache
 from types import UnionType
@@ -62,37 +62,48 @@ class _Model:
     @classmethod
     def from_json(cls: type[M], data: Any, where: str = "") -> M:
         where = where or cls.__name__
-        return cls(**{name: _read(data, name, kind, always, where) for name, kind, always in _read_fields(cls)})
+        return cls(**{name: read(data, where) for name, read in _readers(cls)})
+
+
+Reader = Callable[[Any, str], Any]  # (the answer's object, where it stands) -> one field's value
 
 
 @cache
-def _read_fields(model: type[_Model]) -> tuple[tuple[str, Any, bool], ...]:
-    """What `from_json` reads of a model: each field's name, type and whether it is `answered()`."""
+def _readers(model: type[_Model]) -> tuple[tuple[str, Reader], ...]:
+    """How `from_json` reads each field of a model, made once from the field's type."""
     hints = get_type_hints(model)
-    return tuple((f.name, hints[f.name], f.metadata.get("answered", False)) for f in fields(model)
+    return tuple((f.name, _reader(f.name, hints[f.name], f.metadata.get("answered", False))) for f in fields(model)
                  if f.name not in model.LOCAL)
 
 
-def _read(data: Any, name: str, kind: Any, always: bool, where: str) -> Any:
-    """The property `name` of `data` as the field's type `kind` says (`always`: an `answered()` field)."""
+def _reader(name: str, kind: Any, always: bool) -> Reader:
+    """Reads the property `name` as the field's type `kind` says (`always`: an `answered()` field)."""
     optional = False
     if get_origin(kind) in (Union, UnionType) and type(None) in get_args(kind):
         (kind,) = (k for k in get_args(kind) if k is not type(None))
         optional = not always
-    if get_origin(kind) in (tuple, frozenset):  # tuple[X, ...] or frozenset[X]: a JSON list of X
-        values = _get(data, name, list, optional=optional, where=where)
-        if values is None:
-            return None
+    collection = get_origin(kind)
+    if collection in (tuple, frozenset):  # tuple[X, ...] or frozenset[X]: a JSON list of X
         item = get_args(kind)[0]
-        if isinstance(item, type) and issubclass(item, _Model):
-            return get_origin(kind)(item.from_json(v, f"{where}.{name}[{i}]") for i, v in enumerate(values))
-        if not all(_is(v, get_origin(item) or item) for v in values):
-            raise UnexpectedResponse(f"{where}: `{name}` holds an item that is not {_name(get_origin(item) or item)}")
-        return get_origin(kind)(values)
+        model_items = isinstance(item, type) and issubclass(item, _Model)
+        item_kind = get_origin(item) or item  # Mapping[str, str]: an object
+
+        def read_list(data: Any, where: str) -> Any:
+            values = _get(data, name, list, optional=optional, where=where)
+            if values is None:
+                return None
+            if model_items:
+                return collection(item.from_json(v, f"{where}.{name}[{i}]") for i, v in enumerate(values))
+            if not all(_is(v, item_kind) for v in values):
+                raise UnexpectedResponse(f"{where}: `{name}` holds an item that is not {_name(item_kind)}")
+            return collection(values)
+        return read_list
     if isinstance(kind, type) and issubclass(kind, _Model):
-        value = data.get(name) if isinstance(data, Mapping) else None
-        return None if value is None and optional else kind.from_json(value, f"{where}.{name}")
-    return _get(data, name, kind, optional=optional, where=where)
+        def read_model(data: Any, where: str) -> Any:
+            value = data.get(name) if isinstance(data, Mapping) else None
+            return None if value is None and optional else kind.from_json(value, f"{where}.{name}")
+        return read_model
+    return lambda data, where: _get(data, name, kind, optional=optional, where=where)
 
 
 @dataclass(frozen=True)
