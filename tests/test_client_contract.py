@@ -19,12 +19,13 @@ def test_the_clients_are_built_from_the_document_the_service_publishes(app):
                      if key not in ("paths", "components") and published.get(key) != snapshot.get(key))
     changed += sorted(path for path in set(published["paths"]) | set(snapshot["paths"])
                       if published["paths"].get(path) != snapshot["paths"].get(path))
-    changed += sorted(
-        name for name in set(published["components"]["schemas"]) | set(snapshot["components"]["schemas"])
-        if published["components"]["schemas"].get(name) != snapshot["components"]["schemas"].get(name))
+    for part in sorted(set(published["components"]) | set(snapshot["components"])):  # schemas, responses, ...
+        now, then = published["components"].get(part, {}), snapshot["components"].get(part, {})
+        changed += sorted(f"{part}/{name}" for name in set(now) | set(then) if now.get(name) != then.get(name))
     assert published == snapshot, (
         "the service's /openapi.json changed since clients/openapi.json was made: run clients/generate, then "
-        f"make the Python models follow (tests/test_client_contract.py). Parts, paths and schemas that differ: {changed}")
+        f"make the Python models follow (tests/test_client_contract.py). Parts, paths and components that differ: "
+        f"{changed}")
 
 
 def test_the_client_version_follows_the_api_version(client_venv):
