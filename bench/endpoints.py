@@ -30,6 +30,7 @@ prints the median and lower quartile of each tree's rounds.
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -170,14 +171,21 @@ def run(backend: str, url: str, config, n: int, rounds: int, only: str | None = 
     return rows
 
 
+def endpoint_arguments(doc: str, quick: str, *, n: int) -> argparse.ArgumentParser:
+    """The options of a benchmark over the decision endpoints (this one, bench/instructions.py): those of every
+    benchmark, on both backends unless told, -n requests per endpoint (default `n`), --only one endpoint."""
+    parser = arguments(doc, quick, backend="both")
+    parser.add_argument("-n", type=int, default=n, help="requests per endpoint")
+    parser.add_argument("--only", choices=[name for name, *_ in ENDPOINTS], default=None, help="one endpoint")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
         return worker(argv[1])
-    parser = arguments(__doc__, "-n 100, 2 rounds (a smoke run)", backend="both")
-    parser.add_argument("-n", type=int, default=500)
+    parser = endpoint_arguments(__doc__, "-n 100, 2 rounds (a smoke run)", n=500)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", choices=[name for name, *_ in ENDPOINTS], default=None, help="one endpoint")
     parser.add_argument("--no-memo", action="store_true", help="every request a miss")
     parser.add_argument("--oso", action="store_true", help="oso alone, not the compiled policy")
     parser.add_argument("--baseline", type=Path, default=None,

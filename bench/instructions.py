@@ -18,7 +18,7 @@ see a change of a few percent that µs cannot show, and endpoints.py for the µs
     python bench/instructions.py [--quick] [-n 200] [--backend sqlite|postgres|both] [--only authorize] [--json out]
 
 Run from another tree (`python OTHER_TREE/bench/instructions.py`, the script copied there with
-bench/endpoints.py if it lacks them) for a before figure: the worker imports the `service` package of the tree
+bench/endpoints.py, whose endpoints and options it takes) for a before figure: the worker imports the `service` package of the tree
 the script sits in. Each worker takes about 20 s to start under valgrind; a full run about two minutes.
 """
 from __future__ import annotations
@@ -131,12 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
         return worker(argv[1])
-    from bench.endpoints import ENDPOINTS
+    from bench.endpoints import ENDPOINTS, endpoint_arguments
 
-    parser = arguments(__doc__, "-n 20 (a smoke run)", backend="both")
-    parser.add_argument("-n", type=int, default=200)
-    parser.add_argument("--only", choices=[name for name, *_ in ENDPOINTS], default=None, help="one endpoint")
-    args = parser.parse_args(argv)
+    args = endpoint_arguments(__doc__, "-n 20 (a smoke run)", n=200).parse_args(argv)
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} is missing: apt-get install -y valgrind")

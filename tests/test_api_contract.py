@@ -175,14 +175,41 @@ def test_every_route_is_declared_and_every_declared_route_exists(app, client):
     assert len(ids) == len(set(ids))
     for path, item in document["paths"].items():
         for operation in item.values():
-            named = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            named = {p["name"] for p in parameters(document, operation) if p["in"] == "path"}
             assert named == set(part[1:-1] for part in path.split("/") if part.startswith("{")), path
     sign_in_links = document["paths"]["/v1/portals/{portal}/sessions"]["post"]["responses"]["201"]["links"]
     assert sign_in_links["GetAccountAsSession"]["parameters"]["header.X-Session-Token"] == "$response.body#/token"
     listing = document["paths"]["/v1/portals/{portal}/organizations/{org}/accounts"]["get"]
-    assert {p["name"] for p in listing["parameters"] if p["in"] == "query"} == {"q", "status", "manageable",
-                                                                               "limit", "after"}
+    assert {p["name"] for p in parameters(document, listing) if p["in"] == "query"} == {
+        "q", "status", "manageable", "limit", "after"}
+    assert {p["name"] for p in parameters(document, listing) if p["in"] == "header"} == {"X-Session-Token"}
     assert listing["security"] == [{"clientKey": ["manage"]}]
+
+
+def test_each_problem_status_is_described_once_and_every_operation_refers_to_it(client):
+    """A problem status means the same on every route: its description and codes stand once under
+    `components/responses`, and no operation restates them."""
+    document = client.get("/openapi.json").get_json()
+    shared = document["components"]["responses"]
+    referred = set()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if "$ref" in response:
+                    name = response["$ref"].removeprefix("#/components/responses/")
+                    assert name in shared and "code: " in shared[name]["description"], (path, method, status)
+                    referred.add((status, name))
+                else:
+                    assert "application/problem+json" not in response.get("content", {}), (path, method, status)
+    assert len({status for status, _ in referred}) == len(referred) == len(shared)  # one response a status
+    for response in shared.values():
+        assert response["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+def parameters(document: dict, operation: dict) -> list[dict]:
+    """An operation's parameters, those it refers to under `components/parameters` read from there."""
+    shared = document["components"].get("parameters", {})
+    return [shared[p["$ref"].rpartition("/")[2]] if "$ref" in p else p for p in operation.get("parameters", [])]
 
 
 # --- the same, against a live server ---------------------------------------------------------------

@@ -13,7 +13,9 @@ From that one declaration come the Flask rule, its admission (service/api/admiss
 client-key check with its scope, 401/403 before anything is parsed; the body checks, 415, 400
 `malformed_json` for bad or too deeply nested JSON, 413; the schema, a 422 problem naming the
 field), and the operation in `/openapi.json`: parameters, request body, success and problem
-responses with their codes, security with scopes, operationId and links. A route that is not
+responses with their codes, security with scopes, operationId and links. A problem status means the
+same on every route, so each is one response under `components/responses` that operations refer to
+(the session header likewise under `components/parameters`). A route that is not
 declared this way does not exist (tests walk `app.url_map` against the document).
 
 A route declared `lean=True` (the decision endpoints) is served by service/api/lean.py as its only
@@ -65,6 +67,11 @@ PROBLEM_MEANING = {
     415: "the body is not sent as application/json",
     422: "the request does not match the schema (errors name each field), or says something impossible",
 }
+# Each problem status is one response under `components/responses`, which every operation answering it refers to.
+PROBLEM_RESPONSES = {400: "MalformedJson", 401: "Unauthenticated", 403: "Forbidden", 404: "NotFound",
+                     409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "Unprocessable"}
+# The session header, required or optional, under `components/parameters`.
+SESSION_PARAMETERS = {"required": "Session", "optional": "OptionalSession"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,7 @@ class Declared:
     statuses: dict[int, int] = field(default_factory=dict)  # the route's status mapping (AuthZEN: 415, 422 -> 400)
     lean: bool = False  # served by service/api/lean.py: every decision endpoint
     rules: Rules = field(default_factory=lambda: Rules(None, None))  # what admission checks (service/api/admission.py)
+    problems: tuple[int, ...] = ()  # the problem statuses it answers, documented as `components/responses`
 
 
 class ApiRequest(Request):
@@ -95,10 +103,6 @@ class ApiRequest(Request):
         if self.admitted:
             return self.admitted_json
         return super().get_json(force=force, silent=silent, cache=cache)
-
-
-def _problem_schema(status: int) -> dict:
-    return {"$ref": REF + "Problem"}
 
 
 def _model_schemas(model: type[BaseModel]) -> dict:
@@ -149,10 +153,6 @@ class Routes(APIBlueprint):
             responses: dict[Any, Any] = {status: self._success(model, media, status, links)}
             for other, other_model in (also or {}).items():  # answers other than problems, e.g. readyz's 503
                 responses[other] = self._success(other_model, media, other, None)
-            for code in sorted(statuses):
-                responses[code] = {
-                    "description": f"{PROBLEM_MEANING[code]}; code: " + ", ".join(PROBLEM_CODES[code]),
-                    "headers": REQUEST_ID, "content": {PROBLEM: {"schema": _problem_schema(code)}}}
             extensions = {"x-scope": scope} if scope else None
             security = [{"clientKey": [scope]}] if scope else None
             self.components_schemas.update(_model_schemas(schemas.Problem))
@@ -161,7 +161,7 @@ class Routes(APIBlueprint):
             # Admission validates the body of a lean route and of one the view reads raw; flask-openapi3 the others'.
             rules = Rules(scope, raw_body or body, body_optional, lean or raw_body is not None, raw_body is not None, facts)
             declared = Declared(scope, body, body_optional, session, links or {}, status, raw_body,
-                                dict(self.statuses), lean, rules)
+                                dict(self.statuses), lean, rules, tuple(sorted(statuses)))
             self.declared[func.__name__] = declared
             if lean:
                 self.lean_views[func.__name__] = func
@@ -279,6 +279,16 @@ class Api(OpenAPI):
                            "starting with a letter or digit), else a new one; also in the service's logs",
             "schema": {"type": "string"}}}
         spec["components"]["schemas"].pop("ValidationErrorModel", None)
+        spec["components"]["responses"] = {name: {
+            "description": f"{PROBLEM_MEANING[code]}; code: " + ", ".join(PROBLEM_CODES[code]),
+            "headers": REQUEST_ID, "content": {PROBLEM: {"schema": {"$ref": REF + "Problem"}}}}
+            for code, name in PROBLEM_RESPONSES.items()}
+        spec["components"]["parameters"] = {name: {
+            "name": SESSION_HEADER, "in": "header", "required": session == "required",
+            "description": "the session token from signIn (POST .../sessions): the actor of the change"
+                           + ("" if session == "required" else
+                              "; without it, a `manage` client key reads as a calling service"),
+            "schema": {"type": "string", "minLength": 1}} for session, name in SESSION_PARAMETERS.items()}
         by_operation = {}
         for rule in self.url_map.iter_rules():
             declared = self.declarations.get(rule.endpoint)
@@ -287,20 +297,18 @@ class Api(OpenAPI):
         for path, item in spec["paths"].items():
             for method, operation in item.items():
                 declared = by_operation.get((path, method))
+                if declared is None:
+                    continue
                 responses = operation["responses"]
-                problem = responses.get("422", {}).get("content", {})
-                if "application/json" in problem and declared is not None and PROBLEM not in problem:
-                    del responses["422"]  # flask-openapi3's default; our 422s are declared where they happen
-                if declared is not None and declared.raw_body is not None:
+                responses.pop("422", None)  # flask-openapi3's default; our 422s are declared where they happen
+                responses.update({str(code): {"$ref": "#/components/responses/" + PROBLEM_RESPONSES[code]}
+                                  for code in declared.problems})
+                if declared.raw_body is not None:
                     operation["requestBody"] = {"required": True, "content": {"application/json": {
                         "schema": {"$ref": REF + declared.raw_body.__name__}}}}
-                if declared is not None and declared.session:
-                    operation.setdefault("parameters", []).append({
-                        "name": SESSION_HEADER, "in": "header", "required": declared.session == "required",
-                        "description": "the session token from signIn (POST .../sessions): the actor of the change"
-                                       + ("" if declared.session == "required" else
-                                          "; without it, a `manage` client key reads as a calling service"),
-                        "schema": {"type": "string", "minLength": 1}})
+                if declared.session:
+                    operation.setdefault("parameters", []).append(
+                        {"$ref": "#/components/parameters/" + SESSION_PARAMETERS[declared.session]})
 
 
 def _template(rule: str) -> str:

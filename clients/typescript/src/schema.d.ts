@@ -2091,8 +2091,94 @@ export interface components {
             support_staff: components["schemas"]["SupportStaffView"][];
         };
     };
-    responses: never;
-    parameters: never;
+    responses: {
+        /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
+        MalformedJson: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
+        Unauthenticated: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
+        Forbidden: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description unknown portal, organization, account or action; code: not_found */
+        NotFound: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
+        Conflict: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
+        PayloadTooLarge: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description the body is not sent as application/json; code: unsupported_media_type */
+        UnsupportedMediaType: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
+        Unprocessable: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+    };
+    parameters: {
+        /** @description the session token from signIn (POST .../sessions): the actor of the change */
+        Session: string;
+        /** @description the session token from signIn (POST .../sessions): the actor of the change; without it, a `manage` client key reads as a calling service */
+        OptionalSession: string;
+    };
     requestBodies: never;
     headers: {
         /** @description Every response: the request's X-Request-Id if well formed (1-128 of A-Z a-z 0-9 ._:- starting with a letter or digit), else a new one; also in the service's logs */
@@ -2176,76 +2262,13 @@ export interface operations {
                     "application/json": components["schemas"]["AuthorizeExplainedResponse"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     authorizeBatch: {
@@ -2271,76 +2294,13 @@ export interface operations {
                     "application/json": components["schemas"]["BatchResponse"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     authorizedActions: {
@@ -2366,76 +2326,13 @@ export interface operations {
                     "application/json": components["schemas"]["AuthorizedActionsResponse"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     authzenMetadata: {
@@ -2460,16 +2357,7 @@ export interface operations {
                     "application/json": components["schemas"]["Metadata"];
                 };
             };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["NotFound"];
         };
     };
     authzenEvaluation: {
@@ -2498,56 +2386,11 @@ export interface operations {
                     "application/json": components["schemas"]["Decision"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
         };
     };
     authzenEvaluations: {
@@ -2576,56 +2419,11 @@ export interface operations {
                     "application/json": components["schemas"]["EvaluationsResponse"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
         };
     };
     authzenSearchSubject: {
@@ -2654,56 +2452,11 @@ export interface operations {
                     "application/json": components["schemas"]["SearchResponse"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
         };
     };
     authzenSearchResource: {
@@ -2732,56 +2485,11 @@ export interface operations {
                     "application/json": components["schemas"]["SearchResponse"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
         };
     };
     authzenSearchAction: {
@@ -2810,56 +2518,11 @@ export interface operations {
                     "application/json": components["schemas"]["ActionSearchResponse"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
         };
     };
     createOrganization: {
@@ -2888,86 +2551,14 @@ export interface operations {
                     "application/json": components["schemas"]["OrganizationView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     getOrganization: {
@@ -2994,46 +2585,10 @@ export interface operations {
                     "application/json": components["schemas"]["OrganizationView"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     designateAdmin: {
@@ -3064,86 +2619,14 @@ export interface operations {
                     "application/json": components["schemas"]["AdminDesignated"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     listAudit: {
@@ -3177,46 +2660,10 @@ export interface operations {
                     "application/json": components["schemas"]["AuditPage"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     listOutbox: {
@@ -3245,46 +2692,10 @@ export interface operations {
                     "application/json": components["schemas"]["OutboxPage"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     register: {
@@ -3313,86 +2724,14 @@ export interface operations {
                     "application/json": components["schemas"]["RegistrationResult"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     activate: {
@@ -3421,86 +2760,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     confirmRegistration: {
@@ -3529,86 +2796,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     reissueActivationCode: {
@@ -3616,7 +2811,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -3642,86 +2837,14 @@ export interface operations {
                     "application/json": components["schemas"]["ActivationCodeQueued"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     signIn: {
@@ -3750,76 +2873,13 @@ export interface operations {
                     "application/json": components["schemas"]["SessionView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     signOut: {
@@ -3827,7 +2887,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -3845,36 +2905,9 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
         };
     };
     getAccount: {
@@ -3885,7 +2918,7 @@ export interface operations {
             };
             header?: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change; without it, a `manage` client key reads as a calling service */
-                "X-Session-Token"?: string;
+                "X-Session-Token"?: components["parameters"]["OptionalSession"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -3907,46 +2940,10 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     updateAccount: {
@@ -3954,7 +2951,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -3980,86 +2977,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     actOnAccount: {
@@ -4067,7 +2992,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4095,86 +3020,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     setPermissions: {
@@ -4182,7 +3035,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4208,86 +3061,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     listComments: {
@@ -4298,7 +3079,7 @@ export interface operations {
             };
             header?: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change; without it, a `manage` client key reads as a calling service */
-                "X-Session-Token"?: string;
+                "X-Session-Token"?: components["parameters"]["OptionalSession"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4320,46 +3101,10 @@ export interface operations {
                     "application/json": components["schemas"]["CommentView"][];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     listAccounts: {
@@ -4377,7 +3122,7 @@ export interface operations {
             };
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4399,46 +3144,10 @@ export interface operations {
                     "application/json": components["schemas"]["AccountPage"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     createSubordinate: {
@@ -4446,7 +3155,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4472,86 +3181,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     linkAccount: {
@@ -4559,7 +3196,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4585,86 +3222,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     listAccessRequests: {
@@ -4672,7 +3237,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4694,46 +3259,10 @@ export interface operations {
                     "application/json": components["schemas"]["AccessRequestPage"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     requestAccess: {
@@ -4741,7 +3270,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4767,86 +3296,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccessRequestCreated"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     approveAccessRequest: {
@@ -4854,7 +3311,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4882,86 +3339,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     declineAccessRequest: {
@@ -4969,7 +3354,7 @@ export interface operations {
             query?: never;
             header: {
                 /** @description the session token from signIn (POST .../sessions): the actor of the change */
-                "X-Session-Token": string;
+                "X-Session-Token": components["parameters"]["Session"];
             };
             path: {
                 /** @description a portal profile id from config.yaml: ahcccs, qm, ahw, masshealth ship */
@@ -4997,86 +3382,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccessRequestDeclined"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     changePassword: {
@@ -5107,76 +3420,13 @@ export interface operations {
                     "application/json": components["schemas"]["PasswordSet"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     requestRecovery: {
@@ -5205,76 +3455,13 @@ export interface operations {
                     "application/json": components["schemas"]["RecoveryAccepted"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     confirmRecovery: {
@@ -5303,76 +3490,13 @@ export interface operations {
                     "application/json": components["schemas"]["PasswordSet"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     runSweep: {
@@ -5397,36 +3521,9 @@ export interface operations {
                     "application/json": components["schemas"]["SweepCounts"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
         };
     };
     listSupportStaff: {
@@ -5454,46 +3551,10 @@ export interface operations {
                     "application/json": components["schemas"]["SupportStaffList"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     createSupportStaff: {
@@ -5522,86 +3583,14 @@ export interface operations {
                     "application/json": components["schemas"]["AccountCreated"];
                 };
             };
-            /** @description the body is not JSON, or nests deeper than 32 levels; code: malformed_json */
-            400: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is larger than server.max_body_bytes; code: payload_too_large */
-            413: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the body is not sent as application/json; code: unsupported_media_type */
-            415: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["MalformedJson"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     disableSupportStaff: {
@@ -5628,56 +3617,11 @@ export interface operations {
                     "application/json": components["schemas"]["SupportStaffView"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     enableSupportStaff: {
@@ -5704,56 +3648,11 @@ export interface operations {
                     "application/json": components["schemas"]["SupportStaffView"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the change breaks an invariant; code: last_admin, username_taken, email_taken, organization_exists, support_account, already_linked, not_in_organization, already_admin, target_status, account_removed, conflict, already_held, request_open, request_closed */
-            409: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     removeSupportStaff: {
@@ -5780,46 +3679,10 @@ export interface operations {
                     "application/json": components["schemas"]["SupportStaffView"];
                 };
             };
-            /** @description no or unknown client key; or, for a person's change, no valid session; or a refused sign-in; code: unauthenticated, invalid_session, invalid_credentials, account_locked, account_disabled, pending_activation, pending_approval, unverified, password_expired, account_removed */
-            401: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the client key lacks the scope, or the policy denies (reasons say why); code: insufficient_scope, forbidden, recovery_not_offered, self_registration_closed */
-            403: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown portal, organization, account or action; code: not_found */
-            404: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the request does not match the schema (errors name each field), or says something impossible; code: validation_error, password_policy, terms_not_accepted, no_correspondence_address, activation_code_invalid, activation_code_expired, recovery_invalid, recovery_expired */
-            422: {
-                headers: {
-                    "X-Request-Id": components["headers"]["RequestId"];
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     openapi: {
