@@ -271,6 +271,55 @@ class WorkerBoot:
 _boot = WorkerBoot()  # each worker's copy is its own (fork); the main process never changes it
 
 
+WAKE_SIGNAL = signal.SIGUSR2
+
+
+class SignalRelay:
+    """A worker's stop and reload signals reach their Python handlers whichever of its threads the kernel gave
+    them to.
+
+    CPython runs a signal's Python handler only in the main thread, when that thread next runs Python code; a
+    signal delivered to another thread interrupts nothing in the main thread. A granian worker's main thread
+    spends its whole life blocked in `Event.wait()` without a timeout, and the kernel hands a signal sent to the
+    process to any of its threads (granian's runtime and blocking threads, the policy reloader) when the main
+    thread has one pending already. So two signals close together could leave both handlers waiting for a
+    wake-up that never came: Ctrl-C in a terminal (SIGINT to the whole process group, then the main process's
+    SIGTERM to each worker), or a service manager that signals a whole control group (systemd's default), and
+    about every other stop left a worker for granian to kill GRACEFUL_SECONDS later. A SIGHUP could be held
+    the same way, its reload not done.
+
+    CPython writes the number of each signal it catches to the wakeup fd, from whichever thread caught it. A
+    thread here reads those numbers and sends WAKE_SIGNAL to the main thread itself: its handler does nothing,
+    but the wait it interrupts lets the main thread run every Python handler pending. WAKE_SIGNAL's own number
+    is not relayed, so the relay never feeds itself."""
+
+    def __init__(self) -> None:
+        self.main = threading.main_thread().ident
+
+    def install(self) -> None:
+        """In the process's main thread (set_wakeup_fd must be called there), before it blocks."""
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)  # CPython's handler must never block on a full pipe
+        for fd in (read_fd, write_fd):
+            os.set_inheritable(fd, False)
+        signal.signal(WAKE_SIGNAL, lambda *_: None)
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        if previous != -1:  # someone else's wakeup fd (an event loop's): theirs stays, no relay
+            signal.set_wakeup_fd(previous)
+            os.close(read_fd)
+            os.close(write_fd)
+            return
+        threading.Thread(target=self._relay, args=(read_fd,), name="signal-relay", daemon=True).start()
+
+    def _relay(self, read_fd: int) -> None:
+        while True:
+            caught = os.read(read_fd, 64)
+            if not caught:
+                return
+            if any(number != WAKE_SIGNAL for number in caught):
+                signal.pthread_kill(self.main, WAKE_SIGNAL)
+
+
 class MainLoopWakeup(threading.Event):
     """granian's main-loop event, whose clear() keeps a stop already asked for.
 
@@ -378,6 +427,7 @@ def _serve_granian(config: Config, options: Options, snapshots: PolicySnapshots,
 
 
 def _granian_app(config: Config, policy_dir: Path):
+    SignalRelay().install()  # in the worker's main thread, before granian's wait that it exists for
     app = build_worker_app(config, policy_dir)
     _boot.app_built()
     return app

@@ -16,6 +16,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,6 +110,17 @@ def test_a_reload_that_reaches_a_worker_while_it_starts_is_not_lost(seeded, tmp_
 
 
 @pytest.mark.slow
+def test_ctrl_c_in_a_terminal_stops_every_worker_without_a_kill(seeded, tmp_path):
+    """A terminal's Ctrl-C sends SIGINT to the whole process group: each worker gets it, then the main process's
+    SIGTERM. Before SignalRelay, one stop in two left a worker whose two signals had landed on threads other than
+    its main thread, killed GRACEFUL_SECONDS later."""
+    url, _ = seeded
+    with running(["ctrl-c"], url, tmp_path) as [server]:
+        os.killpg(server.process.pid, signal.SIGINT)
+        assert_stopped_cleanly(server, stop_and_wait(server, None))
+
+
+@pytest.mark.slow
 def test_a_request_in_flight_is_answered_across_a_stop(seeded, tmp_path):
     """The worker takes the request and reads its body, which the test holds back; SIGTERM reaches the worker
     (granian logs that it is stopping); then the rest of the body comes and the answer is a full 200."""
@@ -180,6 +193,42 @@ def test_a_worker_another_thread_reaped_is_not_taken_for_alive():
     assert not process_is_alive(process)
 
 
+# The main thread waits as a granian worker's does (an Event, here with a bound so that a failure ends); another
+# thread takes the signal once the main thread is asleep in that wait (asleep three times 10 ms apart, while the other
+# thread sleeps too: a main thread waiting for the GIL would have had it by then).
+RELAYED = """
+import signal, sys, threading, time
+from service.server import SignalRelay
+handled = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: handled.set())
+if sys.argv[1] == "relay":
+    SignalRelay().install()
+main = threading.get_native_id()
+
+def asleep():
+    with open(f"/proc/self/task/{main}/stat") as status:
+        return status.read().rsplit(")", 1)[1].split()[0] == "S"
+
+def bystander():
+    seen = 0
+    while seen < 3:
+        time.sleep(0.01)
+        seen = seen + 1 if asleep() else 0
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=bystander, daemon=True).start()
+print("handled" if handled.wait(20) else "still waiting")
+"""
+
+
+def test_a_signal_another_thread_takes_still_runs_its_handler_in_the_main_thread():
+    """CPython runs a Python handler only in the main thread; a signal that another thread takes leaves a main
+    thread asleep in a wait asleep. SignalRelay wakes it."""
+    answer = subprocess.run([sys.executable, "-c", RELAYED, "relay"], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert answer.stdout.strip() == "handled", answer.stderr
+
+
 def test_granians_names_the_fix_relies_on_are_still_there():
     """service/server.py overrides these of granian 2.8.7; a granian that renames or reorders them must fail here
     first: the main process installs its two handlers after setting `pid`, the main loop waits on
@@ -198,6 +247,7 @@ def test_granians_names_the_fix_relies_on_are_still_there():
     assert "callback = callback_loader()" in wrapped
     worker = inspect.getsource(mp.MPServer._spawn_wsgi_worker)
     assert "shutdown_event = set_sync_signals()" in worker
+    assert "evp.wait()" in worker  # the main thread's wait SignalRelay wakes
     stopping = inspect.getsource(common.AbstractServer._stop_workers)  # asks the worker object, which we answer
     assert "wrk.is_alive()" in stopping and "wrk.join(timeout)" in stopping
     assert "def _watcher(self)" in inspect.getsource(common.AbstractWorker)
