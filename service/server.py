@@ -361,6 +361,13 @@ def _serve_granian(config: Config, options: Options, snapshots: PolicySnapshots,
     from granian.log import LogLevels
     from granian.server.mp import MPServer
 
+    # The app's modules (Flask, the routes and their pydantic models, the console) imported once here, before
+    # the workers fork, instead of by each worker as it starts: a worker starts in a fraction of the time (a
+    # restart, a crashed worker's replacement, every served test), its copy of them is shared with the main
+    # process until written, and a replacement runs the code the server started with, not whatever is on disk
+    # by then. Nothing is built: each worker still makes its own app, engine and pools after the fork.
+    import service.app  # noqa: F401
+
     class _Granian(MPServer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
