@@ -33,7 +33,7 @@ from typing import Iterable, Iterator
 
 from service.canonical import shape_key
 from service.kernel.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS
-from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.kernel.facts import UNREAD, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import Decision, Policy
 from service.workbench.explain import explain
 
@@ -147,8 +147,11 @@ def table_questions(folders: Iterable[Path], tables_path: Path | None = None) ->
 # --- (b) the decision log ---------------------------------------------------------
 
 def _org_from(data: dict, portal: str) -> OrganizationFacts:
+    """A head count logged as null was not read for that decision: UNREAD, so that a policy whose rule for the
+    action reads it fails closed (policy_error) on the replay rather than reading 0 or false."""
+    admins, members = data["active_admins"], data["has_active_members"]
     return OrganizationFacts(data["key"], tuple(data["catalog"]), data["delegate_permission"],
-                             data["active_admins"], data["has_active_members"],
+                             UNREAD if admins is None else admins, UNREAD if members is None else members,
                              data.get("offers_links", False), data.get("offers_subordinates", False),
                              portal=data.get("portal", portal))
 
