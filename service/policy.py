@@ -677,6 +677,11 @@ class Policy:
             log.exception("policy evaluation failed; no actions")
             return []
 
+    def memo_key(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> tuple:
+        """The key a decision is memoized under: questions with equal keys are evaluated once (`policy diff`
+        counts its distinct shapes with it)."""
+        return self._engine._key(actor, action, resource)
+
     def reads_head_counts(self, action: str | None, resource_type: str) -> bool:
         """Whether a decision of `action` on a resource of `resource_type` ("organization" or "account") can read
         an organization's head counts (R3's `active_admins`, `has_active_members`), its remedies included; None

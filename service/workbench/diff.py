@@ -31,7 +31,6 @@ from itertools import product
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from service.canonical import shape_key
 from service.kernel.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS
 from service.kernel.facts import UNREAD, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import Decision, Policy
@@ -67,8 +66,8 @@ class DiffReport:
     evaluated: int = 0
     by_source: dict[str, int] = field(default_factory=lambda: {"tables": 0, "log": 0, "space": 0})
     log_skipped: int = 0  # logged decisions without recorded facts (older log entries): not replayable
-    # Distinct shapes among the questions (service/canonical.py): each is evaluated once per policy when
-    # the policy memoizes by shape, however many questions it stands for.
+    # Distinct shapes among the questions (the new policy's memo keys, `Policy.memo_key`): each is evaluated
+    # once per policy when the policy memoizes by shape, however many questions it stands for.
     shapes: int = 0
     changes: list[Change] = field(default_factory=list)
     seconds: float = 0.0
@@ -419,7 +418,7 @@ def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
     for _index, question in asked:
         report.evaluated += 1
         report.by_source[question.source] += 1
-        shapes.add(shape_key(question.actor, question.action, question.resource))
+        shapes.add(new.memo_key(question.actor, question.action, question.resource))
     jobs = min(jobs or default_jobs(), max(1, len(asked) // (PARALLEL_FROM // 2)))
     if jobs <= 1 or len(asked) < PARALLEL_FROM:
         changed = _compare(base, new, asked)
