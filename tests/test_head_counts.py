@@ -279,3 +279,33 @@ def test_the_answers_are_those_of_facts_read_with_their_counts(client, database,
     explained = client.post("/v1/authorize", json=_authorize("biller", "claims", ORG, explain=True),
                             headers=headers).get_json()
     assert explained["explanation"]["facts"]["resource"]["active_admins"] == 1
+
+
+def test_a_policy_that_reads_the_counts_for_a_function_gets_them_in_the_statement(tmp_path, config, database, clock,
+                                                                                  clinic):
+    from service.app import create_app
+    from tests.conftest import make_key
+
+    changed = policy_with(tmp_path, "org.active_admins >= 1")
+    client = create_app(config, database=database, policy=changed, clock=clock).test_client()
+    headers = {"Authorization": f"Bearer {make_key(database, ('authorize',), clock.now())}"}
+    body = _authorize("biller", "claims", ORG)
+    client.post("/v1/authorize", json=body, headers=headers)
+    response, seen = _statements(database, lambda: client.post("/v1/authorize", json=body, headers=headers))
+    assert response.get_json()["allowed"] is True  # one active admin: read, not UNREAD
+    assert len(seen) == 1 and _counted(seen[0])
+
+
+def test_facts_prefetched_without_the_counts_never_serve_a_question_that_reads_them(database, config, policy, clock,
+                                                                                    clinic):
+    from service.domain.decisions import Prefetch
+
+    with database.reads() as session:
+        prefetched = Prefetch("ahw", "manager", Resource("account", "newbie", "TIN-1"), head_counts=False)
+        prefetched.read_key(session, "no-such-key")
+        decider = Decider(session, profile_of(config, "ahw"), policy, "ahw", clock.now(), prefetched,
+                          head_counts_as_read=True)
+        (decision, resource), seen = _statements(database, lambda: decider.decide_on(
+            "manager", Question("disable", Resource("account", "newbie", "TIN-1"))))
+        assert len(seen) == 1 and _counted(seen[0])  # read again, with the counts
+        assert resource.organization.active_admins == 1 and "policy_error" not in decision.reasons
