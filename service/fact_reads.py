@@ -145,7 +145,8 @@ class FactReads:
             if specializer in _BUILTIN:
                 return False
             have, want = self.classes.get(arg[1]), self.classes.get(specializer)
-            return have is None or want is None or issubclass(have, want)
+            # Known as an instance of `have` (or of a subclass of it: a specializer refines no further).
+            return have is None or want is None or issubclass(have, want) or issubclass(want, have)
         return True
 
 
