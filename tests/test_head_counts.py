@@ -309,3 +309,11 @@ def test_facts_prefetched_without_the_counts_never_serve_a_question_that_reads_t
             "manager", Question("disable", Resource("account", "newbie", "TIN-1"))))
         assert len(seen) == 1 and _counted(seen[0])  # read again, with the counts
         assert resource.organization.active_admins == 1 and "policy_error" not in decision.reasons
+
+
+def test_a_policy_the_derivation_does_not_read_exactly_reads_everything(tmp_path):
+    """A method call is outside what service/polar_parse.py reads: every question is then said to read the counts."""
+    changed = policy_with(tmp_path, 'org.catalog.count("claims") >= 0')
+    assert changed.decide(ActorFacts.unknown("ann"), "claims", OrganizationFacts(
+        "O1", CATALOG, None, 1, True, portal="ahcccs")).reasons == ("unknown_actor",)  # it loads and answers
+    assert changed.reads_head_counts("approve", "account") and changed.reads_head_counts("claims", "organization")
