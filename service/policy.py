@@ -351,7 +351,8 @@ class _Engine:
         self.oso = oso
         # What a question can read (service/fact_reads.py); without it, every question reads everything.
         self.fact_reads = reads
-        self._reads: dict[tuple, bool] = {}
+        self._reads: dict[tuple, bool] = {}  # by action and resource class, at most _READS_KEPT
+        self._derived: dict[tuple, bool] = {}  # by the action's abstract value: bounded by the policy's literals
         self.version = version
         self.by_shape = by_shape
         # The same rules compiled to Python (service/polar_compile.py), asked first on every miss; a
@@ -444,16 +445,23 @@ class _Engine:
         return found
 
     def _derive_reads(self, action, resource_class: type) -> bool:
+        """Derived once per abstract value of the action (each literal of the policy, any other string, every
+        action), so that actions the policy never names cost one derivation between them."""
         reads = self.fact_reads
         name = _POLAR_NAMES.get(resource_class)
         if reads is None or name is None or not (action is None or type(action) is str):
             return True
-        args = (fact_reads.instance(_POLAR_NAMES[ActorFacts]), reads.action(action), fact_reads.instance(name))
+        abstract = reads.action(action)
+        found = self._derived.get((abstract, resource_class))
+        if found is not None:
+            return found
+        args = (fact_reads.instance(_POLAR_NAMES[ActorFacts]), abstract, fact_reads.instance(name))
         entries = [fact_reads.Entry(self.allow_rule, args)]
         if action is not None:  # authorized_actions asks `allow` alone, with the action open
             entries += [fact_reads.Entry(self.deny_rule, (*args, fact_reads.ANY)),
                         fact_reads.Entry("deny_remedy", (*args, fact_reads.ANY, fact_reads.ANY))]
-        return reads.reads(entries, HEAD_COUNTS)
+        found = self._derived[(abstract, resource_class)] = reads.reads(entries, HEAD_COUNTS)
+        return found
 
     def _key(self, actor: ActorFacts, action: str, resource) -> tuple:
         if not self.by_shape:

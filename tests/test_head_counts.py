@@ -317,3 +317,11 @@ def test_a_policy_the_derivation_does_not_read_exactly_reads_everything(tmp_path
     assert changed.decide(ActorFacts.unknown("ann"), "claims", OrganizationFacts(
         "O1", CATALOG, None, 1, True, portal="ahcccs")).reasons == ("unknown_actor",)  # it loads and answers
     assert changed.reads_head_counts("approve", "account") and changed.reads_head_counts("claims", "organization")
+
+
+def test_actions_the_policy_never_names_share_one_derivation(policy):
+    """A caller may name any action: those the policy never names are one abstract value, derived once."""
+    fresh = Policy(policy.policy_dir)
+    for i in range(5000):
+        assert not fresh.reads_head_counts(f"function-{i}", "organization")
+    assert len(fresh._engine._derived) == 1
