@@ -24,12 +24,16 @@ import types
 import typing
 from dataclasses import dataclass, fields, is_dataclass
 
-from service.kernel.facts import NAME
+from service.kernel.facts import HEAD_COUNT, NAME
 from service.polar_text import Token, clauses, matching, split_args, tokens
 
 # --- The shape of a question -----------------------------------------------------------------------
 
 _KEY_FUNCTIONS: dict[type, typing.Callable] = {}
+# The same shapes without the fields marked HEAD_COUNT: the key of a question whose rules cannot read an
+# organization's head counts (service/policy.py says which), so that its answer is one entry whatever the
+# counts, and whether or not they were read.
+_UNCOUNTED_KEY_FUNCTIONS: dict[type, typing.Callable] = {}
 
 
 def _fact_classes_in(annotation) -> set[type]:
@@ -42,19 +46,23 @@ def _fact_classes_in(annotation) -> set[type]:
     return found
 
 
-def _compile(cls: type) -> typing.Callable:
+def _compile(cls: type, uncounted: bool = False) -> typing.Callable:
     """Build (once per class) a function of (fact, names) giving the fact's shape as a flat tuple.
 
     Plain fields are kept as they are (a field another change adds is part of the shape without a
     word here); a field holding a fact or a tuple of facts is shaped in turn; a marked name field
-    is replaced by its number in `names` (a dict of name -> order of first appearance)."""
-    if cls in _KEY_FUNCTIONS:
-        return _KEY_FUNCTIONS[cls]
+    is replaced by its number in `names` (a dict of name -> order of first appearance). `uncounted`:
+    the fields marked HEAD_COUNT are left out."""
+    functions = _UNCOUNTED_KEY_FUNCTIONS if uncounted else _KEY_FUNCTIONS
+    if cls in functions:
+        return functions[cls]
     hints = typing.get_type_hints(cls)
-    parts, scope = [], {"_cls": cls, "_k": _KEY_FUNCTIONS}
+    parts, scope = [], {"_cls": cls, "_k": functions}
     for f in fields(cls):
         annotation, value = hints[f.name], f"o.{f.name}"
         nested = _fact_classes_in(annotation)
+        if uncounted and f.metadata.get(HEAD_COUNT):
+            continue
         if f.metadata.get(NAME):
             if nested:
                 raise TypeError(f"{cls.__name__}.{f.name}: a name field must hold a string")
@@ -64,17 +72,17 @@ def _compile(cls: type) -> typing.Callable:
         elif len(nested) == 1 and (annotation in nested or typing.get_origin(annotation) in (typing.Union, types.UnionType)
                                    and type(None) in typing.get_args(annotation)):
             (inner,) = nested
-            _compile(inner)
+            _compile(inner, uncounted)
             parts.append(f"(None if {value} is None else _k[{value}.__class__]({value}, d))")
         elif (typing.get_origin(annotation) is tuple and len(typing.get_args(annotation)) == 2
               and typing.get_args(annotation)[1] is Ellipsis and len(nested) == 1):
-            _compile(next(iter(nested)))
+            _compile(next(iter(nested)), uncounted)
             parts.append(f"tuple([_k[x.__class__](x, d) for x in {value}])")
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: facts nested as {annotation!r} cannot be shaped")
     source = f"def shape(o, d):\n    return (_cls, {', '.join(parts)})\n"
     exec(compile(source, f"<shape of {cls.__name__}>", "exec"), scope)  # noqa: S102 - text built above from field names
-    _KEY_FUNCTIONS[cls] = scope["shape"]
+    functions[cls] = scope["shape"]
     return scope["shape"]
 
 
@@ -87,10 +95,18 @@ def shape_key(*facts) -> tuple:
     return tuple([shapes[f.__class__](f, names) if f.__class__ in shapes else f for f in facts])
 
 
+def uncounted_shape_key(*facts) -> tuple:
+    """`shape_key` without the organizations' head counts: for a question whose rules cannot read them."""
+    names: dict = {}
+    shapes = _UNCOUNTED_KEY_FUNCTIONS
+    return tuple([shapes[f.__class__](f, names) if f.__class__ in shapes else f for f in facts])
+
+
 def prepare(classes) -> None:
     """Compile the shape functions of the fact classes handed to the policy."""
     for cls in classes:
         _compile(cls)
+        _compile(cls, uncounted=True)
 
 
 # --- What the policy does with names ---------------------------------------------------------------

@@ -14,6 +14,10 @@ asked instead; and it memoizes answers by the facts' shape, names renamed
 A memo miss is answered by the same text compiled to Python (service/polar_compile.py)
 when it compiles; oso stays the reference: it loads and validates the text, answers the
 workbench, and answers any question the compiled rules are not certain of.
+
+Which questions can read an organization's head counts is derived from the same text
+(service/fact_reads.py, `Policy.reads_head_counts`): the facts statement leaves them out of a
+request none of whose questions can, and the memo leaves them out of such a question's key.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import logging
 import re
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,9 +35,10 @@ from oso import Oso, Variable
 from polar.exceptions import OsoError
 from polar.ffi import PolarSource as Source
 
-from service import canonical, policy_generate
+from service import canonical, fact_reads, policy_generate
 from service.kernel.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS, ROLES
-from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.kernel.facts import (HEAD_COUNT, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts,
+                                  UnreadFact)
 from service.polar_compile import CompiledPolicy, NotCompiled, Out, compile_policy
 
 log = logging.getLogger(__name__)
@@ -282,6 +287,12 @@ POLAR_CLASSES = {
     "Link": LinkFacts,
 }
 canonical.prepare(POLAR_CLASSES.values())
+# The names the policy knows each fact class by, and the attributes that hold an organization's head counts.
+_POLAR_NAMES = {cls: name for name, cls in POLAR_CLASSES.items()}
+HEAD_COUNTS = frozenset(f.name for cls in POLAR_CLASSES.values() for f in fields(cls) if f.metadata.get(HEAD_COUNT))
+# The resource types of a question (service/domain/decisions.py `Resource.type`), as fact classes.
+_RESOURCE_CLASSES = {"organization": OrganizationFacts, "account": AccountFacts}
+_READS_KEPT = 4096  # derivations kept per engine, by action and resource class (an action never named is one)
 
 
 GENERATED = "<generated from the rule lists>"
@@ -336,8 +347,12 @@ class _Engine:
     """
 
     def __init__(self, oso: Oso, version: str, memo_size: int, by_shape: bool = False, generated: bool = False,
-                 compiled: CompiledPolicy | None = None):
+                 compiled: CompiledPolicy | None = None, reads: fact_reads.FactReads | None = None):
         self.oso = oso
+        # What a question can read (service/fact_reads.py); without it, every question reads everything.
+        self.fact_reads = reads
+        self._reads: dict[tuple, bool] = {}  # by action and resource class, at most _READS_KEPT
+        self._derived: dict[tuple, bool] = {}  # by the action's abstract value: bounded by the policy's literals
         self.version = version
         self.by_shape = by_shape
         # The same rules compiled to Python (service/polar_compile.py), asked first on every miss; a
@@ -417,15 +432,57 @@ class _Engine:
             if self._once("status_allows", action, AccountFacts("", org, role, status))
         )
 
-    def _key(self, *facts) -> tuple:
-        return canonical.shape_key(*facts) if self.by_shape else facts
+    def reads_head_counts(self, action: str | None, resource_class: type) -> bool:
+        """Whether a decision of `action` (None: every action, as authorized_actions asks) on a resource of that
+        fact class can read an organization's head counts: asking the decision's rules (allow and deny, or the
+        clauses generated for them) or its remedies. Derived once per action and class, and kept."""
+        key = (action, resource_class)
+        found = self._reads.get(key)
+        if found is None:
+            found = self._derive_reads(action, resource_class)
+            if len(self._reads) < _READS_KEPT:
+                self._reads[key] = found
+        return found
+
+    def _derive_reads(self, action, resource_class: type) -> bool:
+        """Derived once per abstract value of the action (each literal of the policy, any other string, every
+        action), so that actions the policy never names cost one derivation between them."""
+        reads = self.fact_reads
+        name = _POLAR_NAMES.get(resource_class)
+        if reads is None or name is None or not (action is None or type(action) is str):
+            return True
+        abstract = reads.action(action)
+        found = self._derived.get((abstract, resource_class))
+        if found is not None:
+            return found
+        args = (fact_reads.instance(_POLAR_NAMES[ActorFacts]), abstract, fact_reads.instance(name))
+        entries = [fact_reads.Entry(self.allow_rule, args)]
+        if action is not None:  # authorized_actions asks `allow` alone, with the action open
+            entries += [fact_reads.Entry(self.deny_rule, (*args, fact_reads.ANY)),
+                        fact_reads.Entry("deny_remedy", (*args, fact_reads.ANY, fact_reads.ANY))]
+        found = self._derived[(abstract, resource_class)] = reads.reads(entries, HEAD_COUNTS)
+        return found
+
+    def _key(self, actor: ActorFacts, action: str, resource) -> tuple:
+        if not self.by_shape:
+            return actor, action, resource
+        if self.reads_head_counts(action, resource.__class__):
+            return canonical.shape_key(actor, action, resource)
+        return canonical.uncounted_shape_key(actor, action, resource)
+
+    def _actions_key(self, actor: ActorFacts, resource) -> tuple:
+        if not self.by_shape:
+            return actor, resource
+        if self.reads_head_counts(None, resource.__class__):
+            return canonical.shape_key(actor, resource)
+        return canonical.uncounted_shape_key(actor, resource)
 
     def ask(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
         allowed, reasons = self._answer(_Asked(self._key(actor, action, resource), (actor, action, resource)))
         return Decision(allowed, reasons, self.version, (actor, resource))
 
     def actions(self, actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> tuple[str, ...]:
-        return self._actions(_Asked(self._key(actor, resource), (actor, resource)))
+        return self._actions(_Asked(self._actions_key(actor, resource), (actor, resource)))
 
     def memo_size(self) -> int:
         """How many answers the memo holds (decisions and action lists)."""
@@ -486,6 +543,15 @@ def _read(files: tuple[tuple[str, str], ...], generate: bool, check: bool):
     hazards = tuple(canonical.renaming_hazards(sources, POLAR_CLASSES))
     problems = tuple(check_policy([Path(path) for path, _text in files])) if check else ()
     return generated, not_generated, hazards, problems
+
+
+@lru_cache(maxsize=16)
+def _fact_reads(files: tuple[tuple[str, str], ...], generated: str | None) -> fact_reads.FactReads:
+    """What each question can read, from the texts oso loads (the files, and the generated clauses if any)."""
+    sources = [(Path(path).name, text) for path, text in files]
+    if generated is not None:
+        sources.append((GENERATED, generated))
+    return fact_reads.FactReads(sources, POLAR_CLASSES)
 
 
 @lru_cache(maxsize=16)
@@ -556,7 +622,7 @@ class Policy:
             # Compiled only once oso has loaded and validated the same text.
             compiled, not_compiled = _compile(read, generated) if self.compile else (None, "")
             engine = _Engine(oso, _version(contents), self.memo_size, by_shape=not hazards,
-                             generated=generated is not None, compiled=compiled)
+                             generated=generated is not None, compiled=compiled, reads=_fact_reads(read, generated))
         except (OsoError, OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
         if problems:
@@ -602,11 +668,12 @@ class Policy:
                 log.exception("policy reload listener failed")
 
     def decide(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> Decision:
-        """Allow or deny, with every reason the policy gives for a denial."""
+        """Allow or deny, with every reason the policy gives for a denial. A rule that reads a fact that was not
+        read (UnreadFact) fails like any evaluation error: denied, and never memoized."""
         engine = self._engine
         try:
             return engine.ask(actor, action, resource)
-        except OsoError:
+        except (OsoError, UnreadFact):
             log.exception("policy evaluation failed; denying")
             return Decision(False, ("policy_error",), engine.version)
 
@@ -614,9 +681,22 @@ class Policy:
         """Every action the actor may take on the resource, in catalog order."""
         try:
             return list(self._engine.actions(actor, resource))
-        except OsoError:
+        except (OsoError, UnreadFact):
             log.exception("policy evaluation failed; no actions")
             return []
+
+    def memo_key(self, actor: ActorFacts, action: str, resource: OrganizationFacts | AccountFacts) -> tuple:
+        """The key a decision is memoized under: questions with equal keys are evaluated once (`policy diff`
+        counts its distinct shapes with it)."""
+        return self._engine._key(actor, action, resource)
+
+    def reads_head_counts(self, action: str | None, resource_type: str) -> bool:
+        """Whether a decision of `action` on a resource of `resource_type` ("organization" or "account") can read
+        an organization's head counts (R3's `active_admins`, `has_active_members`), its remedies included; None
+        asks about every action (authorized_actions). Derived from the loaded policy text (service/fact_reads.py);
+        True whenever the derivation cannot tell, so a caller that leaves the counts out on False is exact."""
+        resource_class = _RESOURCE_CLASSES.get(resource_type)
+        return resource_class is None or self._engine.reads_head_counts(action, resource_class)
 
     def visible_memberships(self, actor: ActorFacts, username: str,
                             links: Iterable[LinkFacts]) -> tuple[LinkFacts, ...]:
@@ -640,7 +720,7 @@ class Policy:
         a change is asked of `decide` (service/domain/remedies.py). On an evaluation error, none (fail closed)."""
         try:
             return [(code, dict(change)) for code, change in self._engine.remedies(actor, action, resource)]
-        except OsoError:
+        except (OsoError, UnreadFact):
             log.exception("policy evaluation failed; no remedies")
             return []
 

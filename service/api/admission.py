@@ -43,7 +43,8 @@ class Rules:
     optional: bool = False  # an absent body reads as {}
     validate: bool = True  # judge the body against `model` here (False: the framework validates an object body)
     raw: bool = False  # the view reads the JSON object itself too (AuthZEN): a body must be an object
-    facts: Callable[[Any], Any] | None = None  # JSON -> facts read with the key (`read_key(connection, key_id)`)
+    # (JSON, services) -> facts read with the key (`read_key(connection, key_id)`)
+    facts: Callable[[Any, Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def admit(rules: Rules, environ: dict, services, connection: Callable[[], Any],
     except (Problem, HTTPException):
         _client(rules.scope, key, services, now(), connection())  # a refused key is told first
         raise
-    facts = rules.facts(parsed)
+    facts = rules.facts(parsed, services)
     return Admitted(_client(rules.scope, key, services, now(), connection(), facts), parsed, body, facts)
 
 

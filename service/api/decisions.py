@@ -7,7 +7,7 @@ from service.api.lean import Call
 from service.api.schemas import (AuthorizedActionsRequest, AuthorizedActionsResponse, AuthorizeExplainedResponse,
                                  AuthorizeRequest, BatchRequest, BatchResponse)
 from service.domain import remedies
-from service.domain.decisions import Prefetch, Question, Resource
+from service.domain.decisions import Prefetch, Question, Resource, head_counts_read
 from service.domain.errors import DomainError
 from service.policy import Decision
 from service.workbench.explain import explain
@@ -15,12 +15,13 @@ from service.workbench.explain import explain
 bp = Routes("decisions", __name__, url_prefix="/v1")
 
 
-def _prefetch(body) -> Prefetch | None:
+def _prefetch(body, services) -> Prefetch | None:
     """The facts a /v1/authorize or /v1/authorized-actions body asks about, read with the client key in one
     statement.
 
-    From the body as sent, before validation: anything unexpected means no prefetch (the view then
-    reads the facts itself); the Decider uses them only if the validated question needs the same.
+    From the body as sent: anything unexpected means no prefetch (the view then reads the facts itself);
+    the Decider uses them only if the validated question needs the same. The head counts are read when
+    the question can read them (an authorized-actions body asks every action) or the answer explains.
     """
     if not isinstance(body, dict):
         return None
@@ -31,7 +32,10 @@ def _prefetch(body) -> Prefetch | None:
     if kind not in ("organization", "account") or not isinstance(key, str) \
             or not (organization is None or isinstance(organization, str)):
         return None
-    return Prefetch(portal, actor, Resource(kind, key, organization))
+    action = body.get("action")
+    head_counts = (body.get("explain") is True or ("action" in body and not isinstance(action, str))
+                   or head_counts_read(services.policy, [(action, kind)]))
+    return Prefetch(portal, actor, Resource(kind, key, organization), head_counts)
 
 
 def question_of(check) -> Question:
@@ -48,7 +52,7 @@ def answer_of(decision) -> dict:
          scope="authorize", ok=(200, AuthorizeExplainedResponse), problems=(404,), lean=True, facts=_prefetch)
 def authorize(call: Call, body: AuthorizeRequest):
     question = question_of(body)
-    decider = call.decider(body.portal)
+    decider = call.decider(body.portal, head_counts_as_read=not body.explain)  # an explanation shows them
     decision = decider.decide(body.actor, question)
     observe.decided("authorize", body.portal, body.actor, (question,), (decision,))
     answer = answer_of(decision)

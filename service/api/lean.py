@@ -89,12 +89,15 @@ class Call:
             self._connection = self.services.database.reading()
         return self._connection
 
-    def decider(self, portal: str) -> Decider:
+    def decider(self, portal: str, head_counts_as_read: bool = True) -> Decider:
         """The Decider of `portal` (404 for an unknown one) on this request's connection, with the facts admission
-        read in the client key's statement, if it did."""
+        read in the client key's statement, if it did. Its decisions read an organization's head counts only
+        when a question can read them (`Decider`): a view that shows the facts themselves (an explanation)
+        asks for them with `head_counts_as_read=False`."""
         s = self.services
         facts = self.admitted.facts if self.admitted is not None else None
-        return Decider(self.connection(), profile_of(s.config, portal), s.policy, portal, self.now(), facts)
+        return Decider(self.connection(), profile_of(s.config, portal), s.policy, portal, self.now(), facts,
+                       head_counts_as_read)
 
     def close(self) -> None:
         connection, self._connection = self._connection, None

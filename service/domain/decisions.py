@@ -64,51 +64,72 @@ def _needs(actor: str | None, resources: Sequence[Resource], actors: Iterable[st
     return usernames, organizations, targets
 
 
+def head_counts_read(policy: Policy, asks: Iterable[tuple[str | None, str]]) -> bool:
+    """Whether any of these questions (action, or None for every action; resource type) can read an
+    organization's head counts, as the policy says (`Policy.reads_head_counts`)."""
+    return any(policy.reads_head_counts(action, kind) for action, kind in asks)
+
+
 class Prefetch:
     """One question's facts read in the same statement as the request's client key check: one round trip.
 
-    Built from the raw request body before it is validated; `read_key` is given to
-    `clients.check` as its reader. The Decider uses the facts only for exactly the same
-    portal and names (else it reads them again), and only once, in the same request.
+    Built from the request body as sent; `read_key` is given to `clients.check` as its reader. The
+    Decider uses the facts only for exactly the same portal and names (else it reads them again), and
+    only once, in the same request. `head_counts`: whether they are read (the question's action can
+    read them, by the policy); facts read with them serve a question that does not need them too.
     """
 
-    def __init__(self, portal: str, actor: str, resource: Resource):
+    def __init__(self, portal: str, actor: str, resource: Resource, head_counts: bool = True):
         self.portal = portal
         self.needs = _needs(actor, [resource])
+        self.head_counts = head_counts
         self.facts: stored.StoredFacts | None = None
 
     def read_key(self, session: Session, key_id: str):
-        self.facts = stored.load_facts(session, self.portal, *self.needs, key_id=key_id)
+        self.facts = stored.load_facts(session, self.portal, *self.needs, key_id=key_id, head_counts=self.head_counts)
         return self.facts.client_key
 
-    def take(self, portal: str, needs) -> stored.StoredFacts | None:
+    def take(self, portal: str, needs, head_counts: bool = True) -> stored.StoredFacts | None:
         facts, self.facts = self.facts, None
-        return facts if facts is not None and portal == self.portal and needs == self.needs else None
+        return facts if (facts is not None and portal == self.portal and needs == self.needs
+                         and (self.head_counts or not head_counts)) else None
 
 
 class Decider:
-    """Decisions for one portal within one database session; facts are read fresh for every call."""
+    """Decisions for one portal within one database session; facts are read fresh for every call.
+
+    `head_counts_as_read`: the decisions (decide, decide_many, decide_each, authorized_actions) read an
+    organization's head counts only when one of their questions can read them, as the policy says; the
+    facts they return then hold UNREAD counts, which only the policy's own rules may be asked about (the
+    decision endpoints). Off, every read has them (the default: a change applies them, an answer shows them).
+    """
 
     def __init__(self, session: Session, profile: PortalProfile, policy: Policy, portal: str, now: datetime,
-                 prefetched: Prefetch | None = None):
+                 prefetched: Prefetch | None = None, head_counts_as_read: bool = False):
         self.session = session
         self.profile = profile
         self.portal = portal
         self.policy = policy
         self.now = now
         self.prefetched = prefetched
+        self.head_counts_as_read = head_counts_as_read
 
-    def _load(self, usernames: set[str], organizations: set[str], targets: set[str]) -> stored.StoredFacts:
+    def _load(self, usernames: set[str], organizations: set[str], targets: set[str],
+              head_counts: bool = True) -> stored.StoredFacts:
         if self.prefetched is not None:
-            facts = self.prefetched.take(self.portal, (usernames, organizations, targets))
+            facts = self.prefetched.take(self.portal, (usernames, organizations, targets), head_counts)
             self.prefetched = None
             if facts is not None:
                 return facts
-        return stored.load_facts(self.session, self.portal, usernames, organizations, targets)
+        return stored.load_facts(self.session, self.portal, usernames, organizations, targets,
+                                 head_counts=head_counts)
 
-    def _facts_for(self, actor: str | None, resources: Sequence[Resource],
-                   actors: Iterable[str] = ()) -> stored.StoredFacts:
-        return self._load(*_needs(actor, resources, actors))
+    def _facts_for(self, actor: str | None, resources: Sequence[Resource], actors: Iterable[str] = (),
+                   asks: Iterable[tuple[str | None, str]] = ()) -> stored.StoredFacts:
+        """The facts of these resources and actors; `asks` (action or None, resource type) are the questions
+        they are read for, which say whether the head counts are read (with `head_counts_as_read`)."""
+        head_counts = not self.head_counts_as_read or head_counts_read(self.policy, asks)
+        return self._load(*_needs(actor, resources, actors), head_counts)
 
     # --- the questions ---------------------------------------------------------------------------
 
@@ -142,7 +163,7 @@ class Decider:
 
     def decide_on(self, actor: str, question: Question) -> tuple[Decision, OrganizationFacts | AccountFacts]:
         """Decide one question and return the resource's facts too (a change applies to what was decided on)."""
-        facts = self._facts_for(actor, [question.resource])
+        facts = self._facts_for(actor, [question.resource], asks=[(question.action, question.resource.type)])
         resource = self._resource(facts, question)
         return self.policy.decide(self._actor(facts, actor), question.action, resource), resource
 
@@ -152,7 +173,8 @@ class Decider:
 
         A question that names something unknown raises its error with `index` set to its position.
         """
-        facts = self._facts_for(actor, [q.resource for q in questions])
+        facts = self._facts_for(actor, [q.resource for q in questions],
+                                asks=[(q.action, q.resource.type) for q in questions])
         actor_facts = self._actor(facts, actor)
         decisions = []
         for index, question in enumerate(questions):
@@ -169,7 +191,8 @@ class Decider:
         all of them, then one decision each, yielded in order so a caller may stop early. A question that
         names something unknown yields its error instead of a decision; the others are still decided."""
         facts = self._facts_for(None, [question.resource for _, question in asks],
-                                actors={actor for actor, _ in asks})
+                                actors={actor for actor, _ in asks},
+                                asks=[(question.action, question.resource.type) for _, question in asks])
         for actor, question in asks:
             try:
                 resource = self._resource(facts, question)
@@ -179,14 +202,14 @@ class Decider:
             yield self.policy.decide(self._actor(facts, actor), question.action, resource)
 
     def authorized_actions(self, actor: str, resource: Resource) -> list[str]:
-        facts = self._facts_for(actor, [resource])
+        facts = self._facts_for(actor, [resource], asks=[(None, resource.type)])
         target = self._resource(facts, Question("view", resource), need_permission=False)
         return self.policy.authorized_actions(self._actor(facts, actor), target)
 
     def authorized_actions_each(self, actor: str, resources: Sequence[Resource]) -> list[list[str]]:
         """`authorized_actions` of several resources (a page of a roster): the facts of all of them in one
         statement, then one answer each; resources of one shape share the policy's memoized answer."""
-        facts = self._facts_for(actor, resources)
+        facts = self._facts_for(actor, resources, asks=[(None, kind) for kind in {r.type for r in resources}])
         actor_facts = self._actor(facts, actor)
         return [self.policy.authorized_actions(
             actor_facts, self._resource(facts, Question("view", resource), need_permission=False))

@@ -59,6 +59,57 @@ def name_field():
     return field(metadata={NAME: True})
 
 
+# The metadata that marks an organization's head counts (R3): the facts statement reads them only for a
+# request whose questions can read them (service/policy.py derives which from the policy text), and the
+# memo leaves them out of the key of a question that cannot read them (service/canonical.py).
+HEAD_COUNT = "portal_authz_head_count"
+
+
+def head_count_field():
+    """A field holding a head count of an organization (see HEAD_COUNT)."""
+    return field(metadata={HEAD_COUNT: True})
+
+
+class UnreadFact(Exception):
+    """A fact the facts statement did not read was read by a rule. Never an AttributeError: Python's
+    `isinstance` would swallow that one and answer False."""
+
+
+class _Unread:
+    """The value of a head count that was not read: any use of it by a rule raises UnreadFact, so that a rule
+    reading it fails (the decision is denied with `policy_error` and never memoized), never reading it as 0
+    or false. oso converts every value it is handed with `isinstance`, which asks the value's `__class__`:
+    raising there makes the attribute's very read fail, whatever the rule then does with it (a comparison,
+    `= true`, a specializer, `matches`). The compiled evaluator hands a value of an unknown type to oso.
+    Equality and hashing stay Python's own (by identity), so a memo key holding it compares as usual."""
+
+    __slots__ = ()
+
+    @property
+    def __class__(self):  # noqa: D105 - see the class docstring
+        raise UnreadFact("an organization's head counts were read, but were not loaded for this question")
+
+    def __bool__(self) -> bool:
+        raise UnreadFact("an organization's head counts were read, but were not loaded for this question")
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, _memo):
+        return self
+
+
+UNREAD = _Unread()
+
+
+def is_unread(value) -> bool:
+    """Whether a fact's value is the placeholder of a fact not read (by identity: `isinstance` would raise)."""
+    return value is UNREAD
+
+
 @dataclass(frozen=True)
 class MembershipFacts:
     """The actor's place in one organization."""
@@ -97,8 +148,9 @@ class OrganizationFacts:
     key: str = name_field()
     catalog: tuple[str, ...]
     delegate_permission: str | None
-    active_admins: int
-    has_active_members: bool
+    # UNREAD when the request's questions cannot read them (service/storage/facts.py, `head_counts`).
+    active_admins: int = head_count_field()
+    has_active_members: bool = head_count_field()
     # R13: whether the portal offers linking accounts of other organizations and admin-created accounts
     # (a profile setting; only the documents that describe them turn them on).
     offers_links: bool = False

@@ -83,13 +83,16 @@ class DirectStatement:
 
     `build(values)` makes the statement for values of that shape (it may leave out a branch whose
     list is empty: PostgreSQL still starts every node of a plan, even one that finds nothing);
-    the shape is the length of each `expanding` list and which other values are None. `convert`
+    the shape is the length of each `expanding` list, which other values are None, and the truth of
+    each of `flags` (values that choose what the statement reads and are no parameter of it; a value left
+    out reads as the flag's default). `convert`
     maps a column index to the conversion of its values (None is never converted)."""
 
     def __init__(self, build: Callable[[dict[str, Any]], Select | CompoundSelect], expanding: Sequence[str],
-                 convert: Callable[[Dialect], dict[int, Callable[[Any], Any]]]):
+                 convert: Callable[[Dialect], dict[int, Callable[[Any], Any]]], flags: dict[str, bool] | None = None):
         self._build = build
         self._expanding = tuple(expanding)
+        self._flags = tuple((flags or {}).items())
         self._convert = convert
         self._shapes: OrderedDict[tuple, _Shape] = OrderedDict()
         self._conversions: dict[str, tuple[tuple[int, Callable[[Any], Any]], ...]] = {}
@@ -97,7 +100,8 @@ class DirectStatement:
 
     def _shape(self, dialect: Dialect, values: dict[str, Any]) -> _Shape:
         key = (dialect.name, *(len(values[name]) for name in self._expanding),
-               *(name for name in sorted(values) if values[name] is None))
+               *(name for name in sorted(values) if values[name] is None),
+               *(bool(values.get(name, default)) for name, default in self._flags))
         shape = self._shapes.get(key)  # first in, first out past SHAPES_KEPT: a shape costs one compile again
         if shape is not None:
             return shape

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from service.kernel.catalog import Status
-from service.kernel.facts import ADMIN
+from service.kernel.facts import ADMIN, UNREAD
 from service.kernel.usernames import username_key
 from service.storage.direct import DirectStatement
 from service.storage.models import Account, ClientKey, Grant, Membership, Organization, UTCDateTime
@@ -94,7 +94,7 @@ class StoredAccount:
 @dataclass(frozen=True)
 class StoredOrganization:
     key: str
-    active_admins: int
+    active_admins: int  # both UNREAD when the statement left the head counts out
     has_active_members: bool
 
 
@@ -124,13 +124,14 @@ class StoredFacts:
 
 
 def load_facts(session: Session | Connection, portal: str, usernames: set[str], organizations: set[str],
-               targets: set[str] = frozenset(), key_id: str | None = None) -> StoredFacts:
+               targets: set[str] = frozenset(), key_id: str | None = None, head_counts: bool = True) -> StoredFacts:
     """One statement (a UNION ALL) for every account, membership, grant and organization the decisions read.
 
     `usernames` are the accounts to load (actor and targets); `organizations` the organization keys
     asked about; the organizations of every account in `targets` are loaded too, with the head-counts
-    R3 needs. Rows come back one per (account, membership, grant). `key_id`: the client key row of
-    that id too (the request's key check and its facts in one round trip).
+    R3 needs, unless `head_counts` is false (no question of the request can read them: the policy says
+    which, service/policy.py), when they are UNREAD. Rows come back one per (account, membership, grant).
+    `key_id`: the client key row of that id too (the request's key check and its facts in one round trip).
     """
     if not usernames and not organizations and key_id is None:
         return StoredFacts({}, {})
@@ -141,6 +142,7 @@ def load_facts(session: Session | Connection, portal: str, usernames: set[str], 
         "organizations": sorted(organizations),
         "targets": sorted({username_key(u) for u in targets}),
         "key_id": key_id,
+        "head_counts": head_counts,
     })
     return _assemble(rows)
 
@@ -148,12 +150,14 @@ def load_facts(session: Session | Connection, portal: str, usernames: set[str], 
 def _facts_for(values: dict):
     """The statement for these values: a branch with nothing to look up is left out (service/storage/direct.py)."""
     return _facts_statement(bool(values["usernames"]), bool(values["organizations"]), bool(values["targets"]),
-                            values["key_id"] is not None)
+                            values["key_id"] is not None, bool(values.get("head_counts", True)))
 
 
 @cache
-def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, with_key: bool):
-    """The branches asked for; built once per combination."""
+def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, with_key: bool,
+                     with_counts: bool = True):
+    """The branches asked for; built once per combination. Without counts, the organizations' two head-count
+    subqueries (correlated, the dearest part of a member's question on PostgreSQL) are NULL columns."""
     portal = bindparam("portal")
     people = (
         select(
@@ -186,11 +190,13 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, wi
         .where(Account.portal_id == portal, Account.username_key.in_(bindparam("targets", expanding=True)))
     )
     def places(which):
+        admins, members = ((_active_admins(Organization.id), _has_active_members(Organization.id)) if with_counts
+                           else (cast(null(), Integer), cast(null(), Boolean)))
         return (
             select(
                 literal("o"), null(), null(), null(), cast(null(), Boolean), cast(null(), Boolean), null(),
                 Organization.key, null(), null(), null(),
-                _active_admins(Organization.id), _has_active_members(Organization.id), null(), null(),
+                admins, members, null(), null(),
                 cast(null(), Boolean),
             )
             .where(Organization.portal_id == portal, which)
@@ -230,7 +236,8 @@ def _datetime_conversions(dialect) -> dict:
     return {} if convert is None else {column: convert for column in DATETIME_COLUMNS}
 
 
-FACTS = DirectStatement(_facts_for, ("usernames", "organizations", "targets"), _datetime_conversions)
+FACTS = DirectStatement(_facts_for, ("usernames", "organizations", "targets"), _datetime_conversions,
+                        flags={"head_counts": True})
 
 
 def _assemble(rows) -> StoredFacts:
@@ -245,7 +252,11 @@ def _assemble(rows) -> StoredFacts:
                                    row[LAST_USED_AT])
             continue
         if kind == "o":
-            places[row[ORGANIZATION]] = StoredOrganization(row[ORGANIZATION], int(row[ADMINS]), bool(row[HAS_MEMBERS]))
+            # A count and an EXISTS are never NULL: NULL is a count the statement left out, never 0 or false.
+            admins, members = row[ADMINS], row[HAS_MEMBERS]
+            places[row[ORGANIZATION]] = StoredOrganization(row[ORGANIZATION],
+                                                           UNREAD if admins is None else int(admins),
+                                                           UNREAD if members is None else bool(members))
             continue
         key = row[USERNAME_KEY]
         if key not in accounts:

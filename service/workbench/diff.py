@@ -31,9 +31,8 @@ from itertools import product
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from service.canonical import shape_key
 from service.kernel.catalog import ACCOUNT_ACTIONS, ACCOUNT_STATUSES, ORGANIZATION_ACTIONS
-from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
+from service.kernel.facts import UNREAD, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import Decision, Policy
 from service.workbench.explain import explain
 
@@ -67,8 +66,8 @@ class DiffReport:
     evaluated: int = 0
     by_source: dict[str, int] = field(default_factory=lambda: {"tables": 0, "log": 0, "space": 0})
     log_skipped: int = 0  # logged decisions without recorded facts (older log entries): not replayable
-    # Distinct shapes among the questions (service/canonical.py): each is evaluated once per policy when
-    # the policy memoizes by shape, however many questions it stands for.
+    # Distinct shapes among the questions (the new policy's memo keys, `Policy.memo_key`): each is evaluated
+    # once per policy when the policy memoizes by shape, however many questions it stands for.
     shapes: int = 0
     changes: list[Change] = field(default_factory=list)
     seconds: float = 0.0
@@ -147,8 +146,11 @@ def table_questions(folders: Iterable[Path], tables_path: Path | None = None) ->
 # --- (b) the decision log ---------------------------------------------------------
 
 def _org_from(data: dict, portal: str) -> OrganizationFacts:
+    """A head count logged as null was not read for that decision: UNREAD, so that a policy whose rule for the
+    action reads it fails closed (policy_error) on the replay rather than reading 0 or false."""
+    admins, members = data["active_admins"], data["has_active_members"]
     return OrganizationFacts(data["key"], tuple(data["catalog"]), data["delegate_permission"],
-                             data["active_admins"], data["has_active_members"],
+                             UNREAD if admins is None else admins, UNREAD if members is None else members,
                              data.get("offers_links", False), data.get("offers_subordinates", False),
                              portal=data.get("portal", portal))
 
@@ -416,7 +418,7 @@ def run_diff(base_dir: Path, new_dir: Path, *, log_path: Path | None = None,
     for _index, question in asked:
         report.evaluated += 1
         report.by_source[question.source] += 1
-        shapes.add(shape_key(question.actor, question.action, question.resource))
+        shapes.add(new.memo_key(question.actor, question.action, question.resource))
     jobs = min(jobs or default_jobs(), max(1, len(asked) // (PARALLEL_FROM // 2)))
     if jobs <= 1 or len(asked) < PARALLEL_FROM:
         changed = _compare(base, new, asked)

@@ -21,9 +21,9 @@ a withheld fact shows `holds: null`; the withheld facts are named in `withheld`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
-from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts
+from service.kernel.facts import AccountFacts, ActorFacts, LinkFacts, OrganizationFacts, is_unread
 from service.policy import Decision, Policy
 
 # The facts each shipped requirement reads, shown beside it. Display only: the
@@ -173,14 +173,26 @@ def fact_view(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> 
     return view
 
 
+def _as_json(value):
+    """`dataclasses.asdict` of the facts, with a fact that was not read (UNREAD head counts) as null."""
+    if is_unread(value):
+        return None
+    if hasattr(type(value), "__dataclass_fields__"):
+        return {f.name: _as_json(getattr(value, f.name)) for f in fields(value)}
+    if type(value) in (tuple, list):
+        return type(value)(_as_json(item) for item in value)
+    return value
+
+
 def facts_json(actor: ActorFacts, resource: OrganizationFacts | AccountFacts) -> dict:
-    """The whole facts of a decision as JSON (the decision log records these so a decision can be replayed)."""
+    """The whole facts of a decision as JSON (the decision log records these so a decision can be replayed); a
+    head count the decision did not read is null."""
     kind = "account" if isinstance(resource, AccountFacts) else "organization"
-    actor_json = asdict(actor)
+    actor_json = _as_json(actor)
     # The decision log never holds the word "password" (a log search for secrets finds none): the fact is the
     # credentials' currency.
     actor_json["credentials_current"] = actor_json.pop("password_current")
-    return {"actor": actor_json, "resource_kind": kind, "resource": asdict(resource)}
+    return {"actor": actor_json, "resource_kind": kind, "resource": _as_json(resource)}
 
 
 # The facts of the resource an actor may not read unless it sees the membership (or organization) asked about.
