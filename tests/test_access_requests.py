@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from service.app import create_app
+from service.domain.access_requests import expiry_email
 from service.storage.models import Account, AuditRecord, Grant, Membership, Notification
 from tests.conftest import make_key
 from tests.fixtures.http import Portal
@@ -112,6 +113,7 @@ def test_an_open_request_expires_after_the_portal_s_days(ahw, clock, config):
     assert decide(p, ann, first["id"], "approve", 409).get_json()["code"] == "request_closed"
     assert listed(p, ann) == []
     assert [d["id"] for *_, d in audited(p.database, "access_request_expired")] == [first["id"]]
+    assert told(p.database, "access_request_expired") == [("sam@example.org", expiry_email(first["id"], "T1", "claims"))]
     second = ask(p, sam, "claims")
     assert second["id"] != first["id"] and listed(p, ann) == [("sam", "claims")]
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import event, func, select
 
+from service.domain.access_requests import expiry_email
 from service.domain.sweep import sweep
 from service.storage.models import Account, AuditRecord, Grant, Membership, Notification, SessionToken
 from tests.conftest import START, make_key
@@ -84,6 +85,10 @@ def test_open_access_requests_past_their_expiry_are_closed_and_audited(any_datab
     assert rows == {due: ("expired", START), later: ("open", None), declined: ("declined", None),
                     elsewhere: ("open", None)}
     assert records == [(None, "sam", "T1", "done", {"id": due, "permission": "claims"}, START)]
+    with any_database.sessions() as session:  # the requester told, as a request found expired when touched is
+        told = [(n.recipient, n.template, n.payload, n.created_at) for n in session.scalars(
+            select(Notification).where(Notification.template == "access_request_expired"))]
+    assert told == [("sam@example.org", "access_request_expired", expiry_email(due, "T1", "claims"), START)]
     # Idempotent: a second run changes nothing and records nothing.
     audited = count(any_database, AuditRecord)
     assert sweep(any_database, config, START, portal="ahw").expired == 0

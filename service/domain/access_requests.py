@@ -13,7 +13,8 @@ Listing shows the open requests the session's actor may decide, by the same ques
 
 At most one open request per member, organization and function: a unique partial index holds it
 under parallel requests (the loser is 409 `request_open`). A request open past the portal's
-`access_request_days` is closed as expired when next touched, and that is audited too.
+`access_request_days` is closed as expired when next touched (or by the daily sweep), audited, and its
+requester told, as a decided one is.
 """
 from __future__ import annotations
 
@@ -54,12 +55,20 @@ def view(request: AccessRequest) -> dict:
             "created_at": request.created_at.isoformat(), "expires_at": request.expires_at.isoformat()}
 
 
+def expiry_email(request_id: int, organization: str, permission: str) -> dict:
+    """What the requester is told when a request closes undecided: which request, and that it may be asked again.
+    The same payload from the sweep (service/domain/sweep.py) and from a request found expired when touched."""
+    return {"request": request_id, "organization": organization, "permission": permission}
+
+
 def _expire(ctx: Context, stale: list[AccessRequest]) -> None:
     for request in stale:
         request.status, request.decided_at = EXPIRED, request.expires_at
         audit.record(ctx.session, portal=ctx.portal, now=ctx.now, action="access_request_expired", outcome="done",
                      target=request.account.username, organization=request.organization.key,
                      detail={"id": request.id, "permission": request.permission})
+        ctx.notifier.email(ctx.session, ctx.portal, request.account.email, "access_request_expired",
+                           expiry_email(request.id, request.organization.key, request.permission), ctx.now)
     ctx.session.flush()
 
 

@@ -61,7 +61,7 @@ changes nothing).
 
 Access requests: an open request past its `expires_at` is closed as `expired`
 by the same run (UPDATE ... WHERE), with one `access_request_expired` audit
-record each (INSERT ... SELECT), exactly as a request found expired when next
+record and one email to its requester each (INSERT ... SELECT), exactly as a request found expired when next
 touched is (service/domain/access_requests.py), so an unattended request does
 not stay open in the tables until someone looks. Counted in `expired`, which is
 not one of the inactivity counts (`counts()`, `sweep_runs`, the API's answer).
@@ -271,6 +271,18 @@ def _expire_requests(conn, portal: str, now: datetime, client: str | None) -> in
     conn.execute(insert(AUDIT).from_select(
         ["portal_id", "occurred_at", "actor", "client", "action", "target", "organization", "outcome", "reasons",
          "detail", "comment"], audit_rows))
+    told = (select(
+        literal(portal, String()), literal("email", String()), ACCOUNTS.c.email,
+        literal("access_request_expired", String()),
+        # access_requests.expiry_email's payload (tests/test_sweep.py holds the two together)
+        json_object(literal("request", String()), REQUESTS.c.id, literal("organization", String()), ORGANIZATIONS.c.key,
+                    literal("permission", String()), REQUESTS.c.permission),
+        literal(now, UTCDateTime()), literal("queued", String()))
+        .select_from(REQUESTS.join(ACCOUNTS, ACCOUNTS.c.id == REQUESTS.c.account_id)
+                     .join(ORGANIZATIONS, ORGANIZATIONS.c.id == REQUESTS.c.organization_id))
+        .where(due).order_by(REQUESTS.c.id))
+    conn.execute(insert(NOTIFICATIONS).from_select(
+        ["portal_id", "channel", "recipient", "template", "payload", "created_at", "status"], told))
     return conn.execute(update(REQUESTS).where(due).values(status="expired", decided_at=REQUESTS.c.expires_at)).rowcount
 
 
