@@ -37,6 +37,7 @@ from service.api.admission import MAX_JSON_DEPTH, Rules, admit
 from service.api.lean import LeanRoutes
 from service.api.problems import problem_response, validation_problem
 from service.api.requests import db_session, services
+from service.api.routing import LazyBuildRule
 SESSION_HEADER = "X-Session-Token"
 PROBLEM = "application/problem+json"
 REF = "#/components/schemas/"
@@ -237,6 +238,8 @@ def _validation_error(exc: ValidationError):
 
 class Api(OpenAPI):
     """The app: Flask plus the OpenAPI document built from every Routes blueprint's declarations."""
+
+    url_rule_class = LazyBuildRule  # URL builders compiled by the first url_for that needs one (routing.py)
 
     def __init__(self, import_name: str):
         super().__init__(

@@ -22,8 +22,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
-# Verified against when an account does not exist, so both paths cost the same.
-DUMMY_HASH = _hasher.hash("portal-authz timing equalizer")
+# Verified against when an account does not exist, so both paths cost the same. Hashed by the process's first
+# verification, on either path (so that one costs the same whichever path it takes), not at import: a process that
+# never verifies a secret (a CLI command, a server that only answers decisions) does not pay a production-cost
+# hash (about 0.2 s of CPU) to start.
+DUMMY_HASH: str | None = None
+EQUALIZER = "portal-authz timing equalizer"
 # `testing: {hashing: cheap}` (a QA server only, see service/config.py): the in-process test runs' cost.
 CHEAP = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
 
@@ -32,7 +36,15 @@ def use_cheap_hashing() -> None:
     """Hash at CHEAP cost from now on in this process, the timing equalizer too (both paths still cost the same)."""
     global _hasher, DUMMY_HASH
     _hasher = PasswordHasher(**CHEAP)
-    DUMMY_HASH = _hasher.hash("portal-authz timing equalizer")
+    DUMMY_HASH = _hasher.hash(EQUALIZER)
+
+
+def timing_equalizer() -> str:
+    """The hash verified against when there is no account, at the current hasher's cost; made on first use."""
+    global DUMMY_HASH
+    if DUMMY_HASH is None:
+        DUMMY_HASH = _hasher.hash(EQUALIZER)  # two threads may both make one: either serves
+    return DUMMY_HASH
 
 _ahead: ContextVar[dict | None] = ContextVar("argon2_ahead", default=None)
 
@@ -48,8 +60,9 @@ def worked_ahead() -> Iterator[None]:
 
 
 def _verify(stored_hash: str | None, secret: str) -> bool:
+    equalizer = timing_equalizer()  # on both paths, so the first verification costs the same on either
     try:
-        return _hasher.verify(stored_hash or DUMMY_HASH, secret) and stored_hash is not None
+        return _hasher.verify(stored_hash or equalizer, secret) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
