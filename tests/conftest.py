@@ -165,6 +165,18 @@ def build(database, clock):
 
 
 @pytest.fixture
+def clinic(build):
+    """The decision tests' small world (ahw, organization TIN-1): `biller`, a member granted `claims`; `manager`, its
+    admin; `newbie`, waiting for approval. A module with a world of its own defines its own `clinic`."""
+    with build("ahw") as world:
+        world.organization("TIN-1")
+        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
+        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
+        world.account("newbie", status="pending_approval", memberships={"TIN-1": {}})
+    return "ahw"
+
+
+@pytest.fixture
 def cli_config(tmp_path, monkeypatch):
     """A config file of our own pointing at the repo's policies and a SQLite file in tmp_path."""
     import yaml

@@ -20,15 +20,6 @@ from service.storage.models import Grant, Membership
 from tests.conftest import make_key
 
 
-@pytest.fixture
-def clinic(build):
-    with build("ahw") as world:
-        world.organization("TIN-1")
-        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
-        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
-    return "ahw"
-
-
 def _body(actor="biller", action="claims", resource=None):
     return {"portal": "ahw", "actor": actor, "action": action,
             "resource": resource or {"type": "organization", "id": "TIN-1"}}

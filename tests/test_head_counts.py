@@ -188,16 +188,6 @@ def test_the_decision_log_records_a_count_not_read_as_null_and_replays_it_unread
 
 # --- The statement each decision endpoint runs ------------------------------------------------------------------
 
-@pytest.fixture
-def clinic(build):
-    with build("ahw") as world:
-        world.organization("TIN-1")
-        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
-        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
-        world.account("newbie", status="pending_approval", memberships={"TIN-1": {}})
-    return "ahw"
-
-
 def _counted(sql: str) -> bool:
     """Whether a facts statement counts an organization's admins and members (R3's two subqueries)."""
     lowered = sql.lower()

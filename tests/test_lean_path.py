@@ -31,14 +31,6 @@ DECISION_ENDPOINTS = {"decisions.authorize", "decisions.authorize_batch", "decis
 ORG = {"type": "organization", "id": "TIN-1"}
 
 
-@pytest.fixture
-def clinic(build):
-    with build("ahw") as world:
-        world.organization("TIN-1")
-        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
-        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
-
-
 def _requests():
     subject = {"type": "account", "id": "biller"}
     return {
