@@ -12,12 +12,13 @@ from datetime import timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 
 from service.domain import clients
 from service.domain.decisions import Decider, Prefetch, Question, Resource, _needs, profile_of
 from service.storage.models import Grant, Membership
 from tests.conftest import make_key
+from tests.fixtures.statements import statements
 
 
 def _body(actor="biller", action="claims", resource=None):
@@ -26,18 +27,8 @@ def _body(actor="biller", action="claims", resource=None):
 
 
 def _statements(database, call):
-    seen = []
-
-    def record(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    for engine in database.engines:  # on PostgreSQL the reads have a pool of their own
-        event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements(database) as seen:
         result = call()
-    finally:
-        for engine in database.engines:
-            event.remove(engine, "before_cursor_execute", record)
     return result, seen
 
 

@@ -14,7 +14,6 @@ from dataclasses import replace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import event
 
 from service.domain.decisions import Decider, Question, Resource, profile_of
 from service.kernel.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
@@ -23,6 +22,7 @@ from service.policy import Policy
 from service.workbench.diff import facts_from_json
 from service.workbench.explain import facts_json
 from tests.fixtures.fact_strategies import CATALOG, SETTINGS, actors, head_counts, organizations, targets
+from tests.fixtures.statements import statements
 
 KINDS = {OrganizationFacts: "organization", AccountFacts: "account"}
 
@@ -195,18 +195,8 @@ def _counted(sql: str) -> bool:
 
 
 def _statements(database, call):
-    seen = []
-
-    def record(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    for engine in database.engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements(database) as seen:
         result = call()
-    finally:
-        for engine in database.engines:
-            event.remove(engine, "before_cursor_execute", record)
     return result, [s for s in seen if "organizations" in s]
 
 
