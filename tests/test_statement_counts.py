@@ -19,29 +19,12 @@ from service.domain.notify import OutboxNotifier
 from service.policy import Policy
 from service.storage.facts import find_account
 from service.storage.models import FailedSignIn
+from tests.fixtures.statements import statements
 from tests.fixtures.world import World
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 DECISION_MAX = 2
 ADMIN_ACTION_MAX = 8  # lock, facts, target row, write, audit, outbox
-
-
-@contextmanager
-def counted(database):
-    """Every statement the database's engines send while the block runs (BEGIN IMMEDIATE included on SQLite;
-    on PostgreSQL the reads' pool and the changes' pool both)."""
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, *_):
-        seen.append(statement)
-
-    for engine in database.engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        for engine in database.engines:
-            event.remove(engine, "before_cursor_execute", count)
 
 
 @pytest.fixture
@@ -64,9 +47,9 @@ def test_a_decision_reads_its_facts_in_at_most_two_statements(clinic, config):
     policy = Policy(config.policy_path)
     with clinic.sessions() as session:
         decider = Decider(session, config.portal("ahcccs"), policy, "ahcccs", NOW)
-        with counted(clinic) as organization_question:
+        with statements(clinic) as organization_question:
             assert decider.decide("nurse", Question("claims", Resource("organization", "ORG1"))).allowed
-        with counted(clinic) as account_question:
+        with statements(clinic) as account_question:
             assert decider.decide("boss", Question("approve", Resource("account", "newbie", "ORG1"))).allowed
     assert len(organization_question) <= DECISION_MAX, organization_question
     assert len(account_question) <= DECISION_MAX, account_question
@@ -83,12 +66,12 @@ def test_an_admin_action_is_the_decision_plus_a_lock_and_its_writes(clinic, conf
     with clinic.transaction() as session:
         boss = find_account(session, "ahcccs", "boss")
         ctx = _context(session, config, policy)
-        with counted(clinic) as statements:
+        with statements(clinic) as sent:
             outcome = administration.perform(ctx, boss, action, "newbie", "ORG1", None)
             session.flush()
         assert outcome.decision.allowed, outcome.decision
-    print(f"\n{clinic.engine.dialect.name} {action}: {len(statements)} statements")
-    assert len(statements) <= ADMIN_ACTION_MAX, "\n".join(statements)
+    print(f"\n{clinic.engine.dialect.name} {action}: {len(sent)} statements")
+    assert len(sent) <= ADMIN_ACTION_MAX, "\n".join(sent)
 
 
 def test_a_denied_admin_action_writes_only_its_audit_record(clinic, config):
@@ -96,12 +79,12 @@ def test_a_denied_admin_action_writes_only_its_audit_record(clinic, config):
     with clinic.transaction() as session:
         nurse = find_account(session, "ahcccs", "nurse")
         ctx = _context(session, config, policy)
-        with counted(clinic) as statements:
+        with statements(clinic) as sent:
             outcome = administration.perform(ctx, nurse, "approve", "newbie", "ORG1", None)
             session.flush()
         assert not outcome.decision.allowed
-    print(f"\n{clinic.engine.dialect.name} denied approve: {len(statements)} statements")
-    assert len(statements) <= ADMIN_ACTION_MAX, "\n".join(statements)
+    print(f"\n{clinic.engine.dialect.name} denied approve: {len(sent)} statements")
+    assert len(sent) <= ADMIN_ACTION_MAX, "\n".join(sent)
 
 
 # --- A whole admin action over HTTP: key check, session check, decision, change and the answer ------------
@@ -225,7 +208,7 @@ def test_a_sign_in_reads_the_account_row_once_ahead_and_once_under_its_lock(clin
     with clinic.transaction() as session:
         find_account(session, "ahcccs", "boss").password_changed_at = clock.now()
     auth = {"Authorization": f"Bearer {make_key(clinic, ('manage',), clock.now())}"}
-    with counted(clinic) as seen:
+    with statements(clinic) as seen:
         response = client.post("/v1/portals/ahcccs/sessions", headers=auth, json={
             "username": who, "password": PASSWORD if password == "right" else "Not#The#Password1"})
     assert response.status_code == (201 if password == "right" else 401), response.get_json()
@@ -250,7 +233,7 @@ def test_an_unknown_usernames_refusal_sends_the_statements_of_a_known_accounts_b
     auth = {"Authorization": f"Bearer {make_key(clinic, ('manage',), clock.now())}"}
     sent = {}
     for who in ("boss", "nobody"):
-        with counted(clinic) as seen:
+        with statements(clinic) as seen:
             response = client.post("/v1/portals/ahcccs/sessions", headers=auth,
                                    json={"username": who, "password": "Not#The#Password1"})
         assert response.status_code == 401 and response.get_json()["code"] == "invalid_credentials"
