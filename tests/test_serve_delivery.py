@@ -14,14 +14,11 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_key, prepared_database
-from tests.fixtures.servers import ROOT, Server, processes, running, wait_for
-from tests.fixtures.world import World
+from tests.fixtures.servers import ROOT, Server, processes, running, served_world, wait_for
 from tests.fixtures.http import ANSWERS, give_answers
 from tests.fixtures.smtp import Collector
 
@@ -48,17 +45,12 @@ def recover(server: Server, key: str, username: str) -> int:
 
 @pytest.fixture
 def seeded(tmp_path, config):
-    url = f"sqlite:///{tmp_path / 'deliver.db'}"
-    database = prepared_database(url, config)
-    now = datetime.now(timezone.utc)
-    with database.transaction() as session:
-        world = World(session, "ahcccs", now)
+    def build(world):
         world.organization("P-1")
         for username in ("ian", "jo"):
             give_answers(world, world.account(username, memberships={"P-1": {"permissions": ["claims"]}}))
-    key = make_key(database, ("manage",), now)
-    database.dispose()
-    return url, key
+
+    return served_world(tmp_path, config, "deliver", build, ("manage",))
 
 
 def delivery_settings(tmp_path: Path, port: int) -> dict:
