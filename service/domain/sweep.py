@@ -261,13 +261,14 @@ def _expire_requests(conn, portal: str, now: datetime, client: str | None) -> in
     """Close the portal's open access requests past their expiry, each audited as the lazy path audits it."""
     due = and_(REQUESTS.c.portal_id == portal, REQUESTS.c.status == "open", REQUESTS.c.expires_at <= now)
     detail = json_object(literal("id", String()), REQUESTS.c.id, literal("permission", String()), REQUESTS.c.permission)
+    # Each due request with its requester and organization, oldest first: one audit record and one email each.
+    requests = (REQUESTS.join(ACCOUNTS, ACCOUNTS.c.id == REQUESTS.c.account_id)
+                .join(ORGANIZATIONS, ORGANIZATIONS.c.id == REQUESTS.c.organization_id))
     audit_rows = (select(
         literal(portal, String()), literal(now, UTCDateTime()), literal(None, String()), literal(client, String()),
         literal("access_request_expired", String()), ACCOUNTS.c.username, ORGANIZATIONS.c.key,
         literal("done", String()), _json([]), detail, literal(None, String()))
-        .select_from(REQUESTS.join(ACCOUNTS, ACCOUNTS.c.id == REQUESTS.c.account_id)
-                     .join(ORGANIZATIONS, ORGANIZATIONS.c.id == REQUESTS.c.organization_id))
-        .where(due).order_by(REQUESTS.c.id))
+        .select_from(requests).where(due).order_by(REQUESTS.c.id))
     conn.execute(insert(AUDIT).from_select(
         ["portal_id", "occurred_at", "actor", "client", "action", "target", "organization", "outcome", "reasons",
          "detail", "comment"], audit_rows))
@@ -278,9 +279,7 @@ def _expire_requests(conn, portal: str, now: datetime, client: str | None) -> in
         json_object(literal("request", String()), REQUESTS.c.id, literal("organization", String()), ORGANIZATIONS.c.key,
                     literal("permission", String()), REQUESTS.c.permission),
         literal(now, UTCDateTime()), literal("queued", String()))
-        .select_from(REQUESTS.join(ACCOUNTS, ACCOUNTS.c.id == REQUESTS.c.account_id)
-                     .join(ORGANIZATIONS, ORGANIZATIONS.c.id == REQUESTS.c.organization_id))
-        .where(due).order_by(REQUESTS.c.id))
+        .select_from(requests).where(due).order_by(REQUESTS.c.id))
     conn.execute(insert(NOTIFICATIONS).from_select(
         ["portal_id", "channel", "recipient", "template", "payload", "created_at", "status"], told))
     return conn.execute(update(REQUESTS).where(due).values(status="expired", decided_at=REQUESTS.c.expires_at)).rowcount
