@@ -14,16 +14,12 @@ from service.api.schemas import PasswordChangeBody, ProfileBody
 from service.console.common import bp, error_words, flash_errors, form_optional, form_text, page, person, \
     reason_words, run, signed_in, token
 from service.domain import access_requests, administration, recovery, roster, sessions
-from service.domain.decisions import Decider, Question, Resource
+from service.domain.decisions import Question, Resource
 from service.domain.errors import DomainError, Invalid, NotFound
 from service.kernel.catalog import PATH_ACTIONS, Status
 
 PAGE_SIZE = 25
 STATUS_FILTERS = ("pending_approval", "unverified", "active", "locked", "disabled")
-
-
-def _decider(ctx) -> Decider:
-    return Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
 
 
 def _live(account):
@@ -77,7 +73,7 @@ def user_list():
         if not decision.allowed:
             return {"denied": reason_words(decision), "organization": organization}
         # The organization's own actions (New Subordinate, Link Subordinate) ride in the same pass.
-        *each, offered = _decider(ctx).authorized_actions_each(
+        *each, offered = ctx.decider().authorized_actions_each(
             me.username, [*(Resource("account", a.username, organization) for a in rows),
                           Resource("organization", organization)])
         # The Provider list: where the person belongs (what each list shows is the policy's, once chosen).
@@ -145,7 +141,7 @@ def account(username: str):
         if decided is None:
             return {"denied": reason_words(decision)}
         target, organization = decided.target, decided.organization
-        decider = _decider(ctx)
+        decider = ctx.decider()
         resource = Resource("account", target.username, organization)
         actions = decider.authorized_actions(me.username, resource)
         visible = administration.visible_organizations(ctx, me.username, target)
@@ -249,7 +245,7 @@ def user_account():
         me = person(ctx)
         live = _live(me)
         organization = live[0].organization.key if live else None
-        actions = (_decider(ctx).authorized_actions(me.username, Resource("account", me.username, organization))
+        actions = (ctx.decider().authorized_actions(me.username, Resource("account", me.username, organization))
                    if organization else [])
         return {"me": me, "organization": organization, "actions": actions,
                 "password_expires_at": sessions.password_expires_at(me, ctx.profile)}

@@ -13,14 +13,14 @@ from pydantic import ValidationError
 from service.api.schemas import LinkBody, SubordinateBody
 from service.console.common import bp, error_words, page, person, reason_words, run, signed_in
 from service.domain import roster
-from service.domain.decisions import Decider, Resource
+from service.domain.decisions import Resource
 from service.domain.errors import DomainError, NotFound
 
 FIELDS = ("last_name", "first_name", "username", "email", "phone", "password")
 
 
 def _offered(ctx, me, organization: str) -> list[str]:
-    return Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now).authorized_actions(
+    return ctx.decider().authorized_actions(
         me.username, Resource("organization", organization))
 
 

@@ -37,10 +37,6 @@ NOTE_MAX = 500
 LISTED_MAX = 500
 
 
-def _decider(ctx: Context) -> Decider:
-    return Decider(ctx.session, ctx.profile, ctx.policy, ctx.portal, ctx.now)
-
-
 def _organization(ctx: Context, org_key: str) -> Organization:
     org = ctx.session.scalar(select(Organization).where(Organization.portal_id == ctx.portal,
                                                         Organization.key == org_key))
@@ -98,7 +94,7 @@ def requestable(ctx: Context, actor: Account, org_key: str) -> tuple[list[str], 
     org = _organization(ctx, org_key)
     catalog = list(ctx.profile.catalog)
     resource = Resource("organization", org_key)
-    decider = _decider(ctx)
+    decider = ctx.decider()
     decisions = decider.decide_many(actor.username, [Question(p, resource) for p in catalog])
     candidates: dict = {}  # the organization's candidates, read once for every function
     offered = [p for p, d in zip(catalog, decisions)
@@ -112,7 +108,7 @@ def remedy_of(ctx: Context, actor: Account, org_key: str, permission: str) -> di
     """The remedy of the actor's denial of `permission` there, exactly as `POST /v1/authorize` with
     `"remedies": true` answers it to them (read-scoped): whom a request for it tells, as far as the
     requester may learn it (the accounts named, or only that support staff are)."""
-    decider = _decider(ctx)
+    decider = ctx.decider()
     decision = decider.decide(actor.username, Question(permission, Resource("organization", org_key)))
     return _grant_remedy(decider, permission, decision)
 
@@ -128,7 +124,7 @@ def request_access(ctx: Context, actor: Account, org_key: str, permission: str,
         raise Invalid("the note is too long", [{"field": "note", "code": "too_long",
                                                 "message": f"at most {NOTE_MAX} characters"}])
     org = _organization(ctx, org_key)
-    decider = _decider(ctx)
+    decider = ctx.decider()
     decision = decider.decide(actor.username, Question(permission, Resource("organization", org_key)))
     if decision.allowed:
         raise Conflict(f"{actor.username!r} already holds {permission!r} in {org_key!r}", "already_held")
@@ -189,7 +185,7 @@ def list_open(ctx: Context, actor: Account, org_key: str) -> tuple[Decision, lis
     found = list(ctx.session.scalars(_open_query(ctx, org).limit(LISTED_MAX)))
     _expire(ctx, [r for r in found if r.expires_at <= ctx.now])
     found = [r for r in found if r.status == OPEN]
-    decisions = _decider(ctx).decide_many(actor.username, [_grant_question(r) for r in found]) if found else []
+    decisions = ctx.decider().decide_many(actor.username, [_grant_question(r) for r in found]) if found else []
     return Decision(True, (), ctx.policy.version), [r for r, d in zip(found, decisions) if d.allowed]
 
 
@@ -210,7 +206,7 @@ def _decidable(ctx: Context, actor: Account, org_key: str, request_id: int, acti
         .with_for_update(of=AccessRequest))
     if request is None:
         raise NotFound(f"no access request {request_id} in organization {org_key!r}")
-    decision = _decider(ctx).decide(actor.username, _grant_question(request))
+    decision = ctx.decider().decide(actor.username, _grant_question(request))
     if not decision.allowed:
         return administration.record_denial(ctx, actor.username, action, request.account.username, org_key,
                                             decision, comment)
@@ -248,7 +244,7 @@ def approve(ctx: Context, actor: Account, org_key: str, request_id: int, comment
     requester, permission = request.account.username, request.permission
 
     def still_askable(_decided) -> None:
-        standing = _decider(ctx).decide(requester, Question(permission, Resource("organization", org_key)))
+        standing = ctx.decider().decide(requester, Question(permission, Resource("organization", org_key)))
         if standing.allowed:
             raise Conflict(f"{requester!r} already holds {permission!r} in {org_key!r}", "already_held")
         if not _askable(standing):
