@@ -8,14 +8,14 @@ warning, no access log), `serving.prepare` (logging, the multiprocess metrics di
 policy, the heap settled. It is called as a WSGI server calls it, one thread, each request a distinct question
 drawn from `--questions` (default 60,000): `--warmup` requests first (default 20,000: compiled statements,
 prepared statements, the memo as a busy worker has it), then `--rounds` rounds (default 3) of `-n` (10,000),
-the questions reshuffled between rounds. Per round: CPU µs per request (`time.process_time`: this process; on
+the questions reshuffled between rounds. Per round: CPU µs per request (`time.process_time`: this process, the kernel's share beside it; on
 PostgreSQL its backend's CPU is not in it, `--backend-cpu` adds the backend's from /proc/PID/schedstat) and
 wall µs per request. `--profile N`: cProfile (process time) over one more round, the top N functions by own
 time. `--endpoint evaluation` asks the same questions of AuthZEN's Access Evaluation instead of /v1/authorize.
 
     python bench/inprocess.py [--quick] [--backend sqlite|postgres|both] [--accounts 50000] [--questions 60000]
                               [--warmup 20000] [--rounds 3] [-n 10000] [--endpoint authorize|evaluation]
-                              [--backend-cpu] [--profile 30] [--logs] [--json out.json]
+                              [--backend-cpu] [--profile 30] [--profile-out FILE] [--logs] [--json out.json]
 
 --quick: 2,000 accounts, 6,000 questions, 1,000 warm-up, rounds of 1,000 (a smoke run; figures meaningless).
 CPU per request is the figure to compare between trees (wall moves with the machine's other work).
@@ -26,6 +26,7 @@ import cProfile
 import os
 import pstats
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -125,16 +126,19 @@ def run(name: str, url: str, config_path: Path, population, asked, args) -> dict
         rng.shuffle(rest)
         batch = rest[:args.n]
         backend_before = backend_cpu_ns(database) if watch else 0
-        cpu, wall = time.process_time(), time.perf_counter()
+        usage, cpu, wall = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.perf_counter()
         for body in batch:
             call(body)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        figures = {"cpu_us": cpu / len(batch) * 1e6, "wall_us": wall / len(batch) * 1e6}
+        kernel = resource.getrusage(resource.RUSAGE_SELF).ru_stime - usage.ru_stime
+        figures = {"cpu_us": cpu / len(batch) * 1e6, "kernel_us": kernel / len(batch) * 1e6,
+                   "wall_us": wall / len(batch) * 1e6}
         if watch:
             figures["backend_cpu_us"] = (backend_cpu_ns(database) - backend_before) / len(batch) / 1e3
         rounds.append(figures)
         extra = f", backend {figures['backend_cpu_us']:.0f}" if watch else ""
-        print(f"  round {number}: CPU {figures['cpu_us']:.0f} µs/request{extra}, wall {figures['wall_us']:.0f}",
+        print(f"  round {number}: CPU {figures['cpu_us']:.0f} µs/request (kernel {figures['kernel_us']:.0f}){extra}, "
+              f"wall {figures['wall_us']:.0f}",
               flush=True)
     cpus = sorted(r["cpu_us"] for r in rounds)
     print(f"  {name}: CPU µs per request, median of {len(cpus)} rounds: {cpus[len(cpus) // 2]:.0f}", flush=True)
@@ -147,6 +151,8 @@ def run(name: str, url: str, config_path: Path, population, asked, args) -> dict
         profiler.disable()
         print(f"  cProfile (process time) over {min(args.n, len(rest)):,} more requests, top {args.profile} by own time:")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
     database.dispose()
     return {"path": path, "rounds": rounds, "median_cpu_us": cpus[len(cpus) // 2]}
 
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend-cpu", action="store_true",
                         help="on PostgreSQL, also the backend's CPU per request (/proc/PID/schedstat)")
     parser.add_argument("--profile", type=int, default=0, metavar="TOP")
+    parser.add_argument("--profile-out", type=Path, default=None, help="also dump the profile (pstats) here")
     parser.add_argument("--logs", action="store_true", help="log as shipped (default: quiet, no access log)")
     args = sized(parser.parse_args(argv), accounts=(2_000, 50_000), questions=(6_000, 60_000),
                  warmup=(1_000, 20_000), n=(1_000, 10_000))
