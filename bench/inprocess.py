@@ -12,10 +12,14 @@ the questions reshuffled between rounds. Per round: CPU µs per request (`time.p
 PostgreSQL its backend's CPU is not in it, `--backend-cpu` adds the backend's from /proc/PID/schedstat) and
 wall µs per request. `--profile N`: cProfile (process time) over one more round, the top N functions by own
 time. `--endpoint evaluation` asks the same questions of AuthZEN's Access Evaluation instead of /v1/authorize.
+`--instructions`: instead of time, the instructions per request of the app's process (Python, the driver, SQLite
+itself; not the kernel's, nor PostgreSQL's server), counted by valgrind's callgrind as bench/instructions.py counts
+them: a figure the machine's load does not move, for comparing two trees (run the script from each).
 
     python bench/inprocess.py [--quick] [--backend sqlite|postgres|both] [--accounts 50000] [--questions 60000]
                               [--warmup 20000] [--rounds 3] [-n 10000] [--endpoint authorize|evaluation]
                               [--backend-cpu] [--profile 30] [--profile-out FILE] [--logs] [--json out.json]
+    python bench/inprocess.py --instructions --warmup 2000 -n 1000 [--backend ...]   # valgrind: ~2 min a backend
 
 --quick: 2,000 accounts, 6,000 questions, 1,000 warm-up, rounds of 1,000 (a smoke run; figures meaningless).
 CPU per request is the figure to compare between trees (wall moves with the machine's other work).
@@ -93,13 +97,13 @@ def backend_pids(database) -> list[int]:
         return [connection.connection.dbapi_connection.info.backend_pid]
 
 
-def run(name: str, url: str, config_path: Path, population, asked, args) -> dict:
+def served_app(url: str, config_path: Path):
+    """The app as a `serve` worker builds it, over `url`."""
     from service.config import load_config
     from service.observe import serving
     from service.policy import Policy
     from service.server import settle_heap
 
-    key, loaded = seed(url, load_config(config_path), population)
     os.environ["PORTAL_AUTHZ_DATABASE_URL"] = url
     config = load_config(config_path)
     serving.prepare(config)
@@ -107,11 +111,23 @@ def run(name: str, url: str, config_path: Path, population, asked, args) -> dict
 
     app = create_app(config, policy=Policy(config.policy_path))
     settle_heap()
+    return app
+
+
+def endpoint(name: str):
+    """(path, body maker) of an endpoint this script asks."""
+    if name == "authorize":
+        return "/v1/authorize", portal_body
+    return f"/authzen/{PORTAL}/access/v1/evaluation", evaluation_body
+
+
+def run(name: str, url: str, config_path: Path, population, asked, args) -> dict:
+    from service.config import load_config
+
+    key, loaded = seed(url, load_config(config_path), population)
+    app = served_app(url, config_path)
     database = app.extensions["portal_authz"].database
-    if args.endpoint == "authorize":
-        path, make = "/v1/authorize", portal_body
-    else:
-        path, make = f"/authzen/{PORTAL}/access/v1/evaluation", evaluation_body
+    path, make = endpoint(args.endpoint)
     bodies = [dumps(make(q)) for q in asked]
     call = caller(app, path, key)
     warm, rest = bodies[:args.warmup], bodies[args.warmup:]
@@ -157,7 +173,106 @@ def run(name: str, url: str, config_path: Path, population, asked, args) -> dict
     return {"path": path, "rounds": rounds, "median_cpu_us": cpus[len(cpus) // 2]}
 
 
+def worker(url: str, config_path: str, key: str, path: str, bodies_file: str, warmup: int) -> None:
+    """--instructions' worker (under callgrind): the app over `url`; `warmup` requests of the bodies, then on each
+    stdin line `N` the next N, answering `done`; `quit` ends it."""
+    import logging
+
+    logging.disable(logging.WARNING)  # start-up warnings say nothing about the figures
+    app = served_app(url, Path(config_path))
+    bodies = Path(bodies_file).read_bytes().split(b"\n")
+    call = caller(app, path, key)
+    for body in bodies[:warmup]:
+        call(body)
+    print("ready", flush=True)
+    at = warmup
+    for line in sys.stdin:
+        if line.strip() == "quit":
+            break
+        n = int(line)
+        for body in bodies[at:at + n]:
+            call(body)
+        at += n
+        print("done", flush=True)
+    app.extensions["portal_authz"].database.dispose()
+
+
+def instructions(name: str, url: str, config_path: Path, population, asked, args) -> dict:
+    """Instructions per request of this process's side (the app, the driver; not the kernel's, nor PostgreSQL's
+    server): the app in a worker under valgrind's callgrind (as bench/instructions.py runs it), counting on for
+    `-n` distinct questions after `--warmup` (smaller here: every request costs ~50 times more under valgrind)."""
+    import glob
+    import re
+    import shutil
+    import subprocess
+
+    key, _ = seed(url, _config(config_path), population)
+    path, make = endpoint(args.endpoint)
+    out = Path(tempfile.mkdtemp(prefix="portal-authz-inprocess-"))
+    bodies = out / "bodies"
+    bodies.write_bytes(b"\n".join(dumps(make(q)) for q in asked[:args.warmup + args.n * args.rounds]))
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                             f"--callgrind-out-file={out}/callgrind.%p", sys.executable, __file__, "--worker", url,
+                             str(config_path), key, path, str(bodies), str(args.warmup)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONHASHSEED": "0"})
+
+    def control(*options: str) -> None:
+        subprocess.run(["callgrind_control", *options, str(proc.pid)], capture_output=True, check=True)
+
+    print(f"\n== {name}: POST {path} under callgrind, {args.warmup:,} warm-up requests, then {args.rounds} rounds "
+          f"of {args.n:,}", flush=True)
+    rounds = []
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("bench: the worker did not start (run it without valgrind to see why)")
+        for number in range(1, args.rounds + 1):
+            control("--zero")
+            control("--instr=on")
+            proc.stdin.write(f"{args.n}\n")
+            proc.stdin.flush()
+            if proc.stdout.readline().strip() != "done":
+                raise SystemExit("bench: the worker failed")
+            control("--instr=off")
+            before = set(glob.glob(f"{out}/callgrind.*"))
+            control(f"--dump=round{number}")
+            total = None
+            for _ in range(600):  # the worker writes the dump shortly after
+                for dump in set(glob.glob(f"{out}/callgrind.*")) - before:
+                    found = re.search(r"^totals: (\d+)", Path(dump).read_text(errors="replace"), re.M)
+                    if found:
+                        total = int(found.group(1))
+                if total is not None:
+                    break
+                time.sleep(0.1)
+            if total is None:
+                raise SystemExit("bench: no callgrind dump")
+            rounds.append(total / args.n)
+            print(f"  round {number}: {total / args.n / 1000:,.1f}k instructions per request", flush=True)
+    finally:
+        proc.stdin.close()  # the worker's end of input: it stops
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(out, ignore_errors=True)
+    ordered = sorted(rounds)
+    print(f"  {name}: instructions per request, median of {len(rounds)} rounds: {ordered[len(ordered) // 2] / 1000:,.1f}k",
+          flush=True)
+    return {"path": path, "instructions": rounds, "median_instructions": ordered[len(ordered) // 2]}
+
+
+def _config(config_path: Path):
+    from service.config import load_config
+
+    return load_config(config_path)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return worker(*argv[1:6], int(argv[6]))
     parser = arguments(__doc__, "2,000 accounts, 6,000 questions, rounds of 1,000 (a smoke run)", backend="both")
     parser.add_argument("--accounts", type=int, default=None)
     parser.add_argument("--questions", type=int, default=None)
@@ -169,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="on PostgreSQL, also the backend's CPU per request (/proc/PID/schedstat)")
     parser.add_argument("--profile", type=int, default=0, metavar="TOP")
     parser.add_argument("--profile-out", type=Path, default=None, help="also dump the profile (pstats) here")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per request under callgrind instead (valgrind; slow: a smaller --warmup "
+                             "and -n, e.g. --warmup 2000 -n 1000)")
     parser.add_argument("--logs", action="store_true", help="log as shipped (default: quiet, no access log)")
     args = sized(parser.parse_args(argv), accounts=(2_000, 50_000), questions=(6_000, 60_000),
                  warmup=(1_000, 20_000), n=(1_000, 10_000))
@@ -183,8 +301,9 @@ def main(argv: list[str] | None = None) -> None:
         overrides = {} if args.logs else {"logging": {"level": "warning", "access_log": False}}
         config_path = write_config(Path(tmp), **overrides)
         for backend in backends(args.backend, Path(tmp), stack):
-            results[backend.name] = run(backend.name, backend.database("inprocess"), config_path, population,
-                                        asked, args)
+            measure = instructions if args.instructions else run
+            results[backend.name] = measure(backend.name, backend.database("inprocess"), config_path, population,
+                                            asked, args)
     finish(m, args.json, {"accounts": args.accounts, "endpoint": args.endpoint, "results": results})
 
 
