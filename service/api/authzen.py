@@ -95,9 +95,10 @@ def _observe(portal: str, pairs) -> None:
         observe.decided("authzen", portal, actor, questions, decisions)
 
 
-def _sent(item) -> tuple[str, Resource, str] | None:
-    """An evaluation as sent, read as service.domain.authzen reads the validated one: (actor, resource, action);
-    None for anything else (its facts are then read by the Decider, as they were without a prefetch)."""
+def _sent(item) -> tuple[str, str, str, str | None, str] | None:
+    """An evaluation as sent, read as service.domain.authzen reads the validated one: (actor, resource type, resource
+    id, its organization, action); None for anything else (its facts are then read by the Decider, as they were
+    without a prefetch)."""
     if not isinstance(item, dict):
         return None
     subject, action, resource = item.get("subject"), item.get("action"), item.get("resource")
@@ -111,15 +112,17 @@ def _sent(item) -> tuple[str, Resource, str] | None:
     organization = properties.get("organization") if kind == "account" and isinstance(properties, dict) else None
     if organization is not None and not isinstance(organization, str):
         return None
-    return actor, Resource(kind, key, organization), name
+    return actor, kind, key, organization, name
 
 
 def _prefetched(services, arguments: dict, asks: list) -> Prefetch | None:
     portal = arguments.get("portal")
-    if not isinstance(portal, str) or not asks or any(ask is None for ask in asks):
+    if not isinstance(portal, str) or not asks or None in asks:
         return None
-    head_counts = head_counts_read(services.policy, [(action, resource.type) for _, resource, action in asks])
-    return Prefetch.of_asks(portal, [(actor, resource) for actor, resource, _ in asks], head_counts)
+    distinct = set(asks)  # an evaluations body often asks one subject about one resource, action by action
+    head_counts = head_counts_read(services.policy, {(action, kind) for _, kind, _, _, action in distinct})
+    return Prefetch.of_asks(portal, [(actor, Resource(kind, key, organization))
+                                     for actor, kind, key, organization in {ask[:4] for ask in distinct}], head_counts)
 
 
 def _prefetch_evaluation(body, services, arguments: dict) -> Prefetch | None:
