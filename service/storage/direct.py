@@ -29,13 +29,13 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.selectable import CompoundSelect
 
-SHAPES_KEPT = 512
+SHAPES_KEPT = 512  # a batch of 100 checks has at most a few hundred shapes; each is a few kB
 # Where a pooled connection keeps the cursor its direct statements run on (with the DBAPI connection it belongs
 # to, so a connection the pool replaced gets a new one): psycopg's new cursor per execution, and its close, cost
 # more than its own part of running a prepared statement; sqlite3's cursor is cheap to make, and reusing one cost
 # more instructions than it saved (bench/README.md). Its rows are fetched whole each time.
 _CURSOR = "direct_statement_cursor"
-KEEPS_CURSOR = frozenset({"postgresql"})  # the dialects whose connections keep their cursor  # a batch of 100 checks has at most a few hundred shapes; each is a few kB
+KEEPS_CURSOR = frozenset({"postgresql"})  # the dialects whose connections keep their cursor
 
 
 def _plain(value: Any) -> Any:
