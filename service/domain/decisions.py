@@ -71,7 +71,8 @@ def head_counts_read(policy: Policy, asks: Iterable[tuple[str | None, str]]) -> 
 
 
 class Prefetch:
-    """One question's facts read in the same statement as the request's client key check: one round trip.
+    """A request's question's facts (or an AuthZEN evaluations body's questions') read in the same statement as the
+    request's client key check: one round trip.
 
     Built from the request body as sent; `read_key` is given to `clients.check` as its reader. The
     Decider uses the facts only for exactly the same portal and names (else it reads them again), and
