@@ -53,7 +53,8 @@ def statements(asked, policy, dialect) -> dict[str, dict[str, list]]:
                   "key_id": None}
         kind = "member" if q.target is None else "admin"
         for way, counts in (("with", True), ("as read", head_counts_read(policy, [(q.action, resource.type)]))):
-            shaped = {**values, "head_counts": counts}
+            # As load_facts makes it: without the counts, the targets' organizations come from their memberships.
+            shaped = {**values, "head_counts": counts, "targets_from_people": not counts and bool(values["targets"])}
             shape = FACTS._shape(dialect, shaped)
             out[kind][way].append((shape.sql, FACTS._parameters(shape, shaped)))
     return out

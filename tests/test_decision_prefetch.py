@@ -56,6 +56,51 @@ def test_authorized_actions_read_their_key_and_facts_in_one_statement(client, da
             "manager", Resource("account", "biller", "TIN-1"))
 
 
+EVALUATION, EVALUATIONS = "/authzen/ahw/access/v1/evaluation", "/authzen/ahw/access/v1/evaluations"
+
+
+def _evaluation(actor, action, resource):
+    return {"subject": {"type": "account", "id": actor}, "action": {"name": action}, "resource": resource}
+
+
+ORG = {"type": "organization", "id": "TIN-1"}
+NEWBIE = {"type": "account", "id": "newbie", "properties": {"organization": "TIN-1"}}
+
+
+@pytest.mark.parametrize("path, body, decisions", [
+    (EVALUATION, _evaluation("biller", "claims", ORG), [True]),
+    (EVALUATION, _evaluation("manager", "approve", NEWBIE), [True]),
+    (EVALUATION, _evaluation("manager", "remove", NEWBIE), [True]),  # an action whose rules read the head counts
+    (EVALUATIONS, _evaluation("biller", "eligibility", ORG), [False]),  # no items: the single evaluation
+    (EVALUATIONS, {**_evaluation("biller", "claims", ORG),
+                   "evaluations": [{}, {"subject": {"type": "account", "id": "manager"}, "action": {"name": "approve"},
+                                        "resource": NEWBIE}, {"action": {"name": "eligibility"}}]}, [True, True, False]),
+], ids=["member", "admin", "head counts", "evaluations alone", "evaluations with defaults"])
+def test_authzen_evaluations_read_their_key_and_facts_in_one_statement(client, database, authorize_key, clinic, path,
+                                                                      body, decisions):
+    """AuthZEN's Access Evaluation(s) read the client key and every item's facts in one statement, as /v1/authorize
+    does, and answer as before."""
+    headers = {"Authorization": f"Bearer {authorize_key}"}
+    client.post(path, json=body, headers=headers)  # the key's first use is recorded (once a minute)
+    response, seen = _statements(database, lambda: client.post(path, json=body, headers=headers))
+    assert response.status_code == 200, response.get_json()
+    answer = response.get_json()
+    assert [e["decision"] for e in answer.get("evaluations", [answer])] == decisions
+    assert len(seen) == 1 and "client_keys" in seen[0] and "accounts" in seen[0], seen
+
+
+def test_authzen_facts_read_for_items_the_view_reads_otherwise_are_not_used(client, database, authorize_key, clinic):
+    """An item that is invalid once validated (an empty action name) answers its error; the facts read with the key
+    named its people too, so they are not those of the questions decided, which read their own: the same answers."""
+    headers = {"Authorization": f"Bearer {authorize_key}"}
+    body = {"evaluations": [_evaluation("biller", "claims", ORG), _evaluation("manager", "", NEWBIE)]}
+    client.post(EVALUATIONS, json=body, headers=headers)
+    response, seen = _statements(database, lambda: client.post(EVALUATIONS, json=body, headers=headers))
+    first, second = response.get_json()["evaluations"]
+    assert first["decision"] is True and second["decision"] is False and second["context"]["error"]["status"] == 400
+    assert len(seen) == 2 and "client_keys" in seen[0] and "client_keys" not in seen[1], seen
+
+
 def test_a_revoked_key_is_refused_by_the_next_request(client, database, authorize_key, clock, clinic):
     headers = {"Authorization": f"Bearer {authorize_key}"}
     assert client.post("/v1/authorize", json=_body(), headers=headers).status_code == 200

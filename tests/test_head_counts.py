@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from itertools import combinations
 
 import pytest
 from hypothesis import given
@@ -19,10 +20,12 @@ from service.domain.decisions import Decider, Question, Resource, profile_of
 from service.kernel.catalog import ACCOUNT_ACTIONS, ORGANIZATION_ACTIONS
 from service.kernel.facts import UNREAD, AccountFacts, ActorFacts, LinkFacts, MembershipFacts, OrganizationFacts
 from service.policy import Policy
+from service.storage.facts import load_facts
 from service.workbench.diff import facts_from_json
 from service.workbench.explain import facts_json
 from tests.fixtures.fact_strategies import CATALOG, SETTINGS, actors, head_counts, organizations, targets
 from tests.fixtures.statements import statements
+from tests.fixtures.world import World
 
 KINDS = {OrganizationFacts: "organization", AccountFacts: "account"}
 
@@ -305,3 +308,55 @@ def test_actions_the_policy_never_names_share_one_derivation(policy):
     for i in range(5000):
         assert not fresh.reads_head_counts(f"function-{i}", "organization")
     assert len(fresh._engine._derived) == 1
+
+
+# --- A target's organizations without the counts ---------------------------------------------------------------
+
+@pytest.fixture
+def reach(any_database, clock):
+    """Accounts linked to several organizations (a link removed), and one linked to organizations of another portal
+    (one of them with a key this portal also has): no code makes such a link, and the facts read without the counts
+    must still be exactly those of the organizations' own branch."""
+    with any_database.transaction() as session:
+        world = World(session, "ahw", clock.now())
+        world.account("boss", memberships={"TIN-1": {"role": "admin"}, "TIN-2": {"role": "admin"}})
+        world.account("wide", memberships={"TIN-1": {}, "TIN-2": {"permissions": ["claims"]},
+                                           "TIN-3": {"status": "removed"}})
+        world.account("solo", memberships={"TIN-3": {}})
+        stray = world.account("stray", memberships={"TIN-1": {}})
+        elsewhere = World(session, "ahcccs", clock.now())
+        elsewhere.member(stray, "ELSEWHERE")
+        elsewhere.member(stray, "TIN-2")
+    return any_database
+
+
+def _uncounted(facts):
+    return replace(facts, organizations={key: replace(o, active_admins=UNREAD, has_active_members=UNREAD)
+                                         for key, o in facts.organizations.items()})
+
+
+@pytest.mark.parametrize("asked", [(), ("TIN-1",), ("TIN-2", "TIN-3"), ("ELSEWHERE",)])
+def test_facts_read_without_the_counts_are_those_read_with_them_but_the_counts(reach, asked):
+    """Without the counts a target's organizations come from its membership rows instead of their own branch: the
+    same organizations, with and without the key's branch, for any targets and any organizations asked."""
+    names = ("boss", "wide", "solo", "stray", "nobody")
+    with reach.reading() as connection:
+        for size in (1, 2):
+            for targets in combinations(names, size):
+                for key_id in (None, "no-such-key"):
+                    def read(counts):
+                        return load_facts(connection, "ahw", {"boss", *targets}, set(asked), set(targets),
+                                          key_id=key_id, head_counts=counts)
+
+                    assert read(False) == _uncounted(read(True)), (targets, asked, key_id)
+
+
+def test_an_admin_question_that_does_not_read_the_counts_reads_no_branch_for_the_targets_organizations(
+        client, database, authorize_key, clinic):
+    headers = {"Authorization": f"Bearer {authorize_key}"}
+    for action, branch in (("approve", False), ("disable", True)):
+        body = _authorize("manager", action, NEWBIE)
+        client.post("/v1/authorize", json=body, headers=headers)
+        response, seen = _statements(database, lambda: client.post("/v1/authorize", json=body, headers=headers))
+        assert response.status_code == 200 and len(seen) == 1
+        assert ("SELECT memberships.organization_id" in seen[0]) is branch, (action, seen[0])

@@ -59,6 +59,28 @@ def test_a_decision_is_one_statement_in_autocommit(ask, database):
     assert seen == [(True, "SELECT")]  # the client key and every fact in one statement
 
 
+def test_an_authzen_evaluation_is_one_statement_in_autocommit(ask, client, authorize_key, database):
+    """AuthZEN's Access Evaluation reads its client key in its facts statement too: one round trip."""
+    body = {"subject": {"type": "account", "id": "biller"}, "action": {"name": "claims"},
+            "resource": {"type": "organization", "id": "TIN-1"}}
+    headers = {"Authorization": f"Bearer {authorize_key}"}
+    assert client.post("/authzen/ahw/access/v1/evaluation", json=body, headers=headers).get_json()["decision"] is True
+    seen = []
+
+    def record(conn, _cursor, statement, *_args):
+        seen.append((conn.connection.dbapi_connection.autocommit, statement.split()[0], "client_keys" in statement))
+
+    for engine in database.engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        answer = client.post("/authzen/ahw/access/v1/evaluation", json=body, headers=headers).get_json()
+    finally:
+        for engine in database.engines:
+            event.remove(engine, "before_cursor_execute", record)
+    assert answer["decision"] is True
+    assert seen == [(True, "SELECT", True)]
+
+
 def test_reads_stay_in_autocommit_and_changes_do_not(database):
     """The reads' pool opens its connections in autocommit and nothing resets them at checkin; the changes'
     pool never hands out an autocommit connection, before or after a read."""

@@ -43,8 +43,8 @@ class Rules:
     optional: bool = False  # an absent body reads as {}
     validate: bool = True  # judge the body against `model` here (False: the framework validates an object body)
     raw: bool = False  # the view reads the JSON object itself too (AuthZEN): a body must be an object
-    # (JSON, services) -> facts read with the key (`read_key(connection, key_id)`)
-    facts: Callable[[Any, Any], Any] | None = None
+    # (JSON, services, the URL's arguments) -> facts read with the key (`read_key(connection, key_id)`)
+    facts: Callable[[Any, Any, dict], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,11 @@ def json_media(content_type: str) -> bool:
 
 
 def admit(rules: Rules, environ: dict, services, connection: Callable[[], Any],
-          read_body: Callable[[], bytes], now: Callable[[], Any] | None = None) -> Admitted:
+          read_body: Callable[[], bytes], now: Callable[[], Any] | None = None,
+          arguments: dict | None = None) -> Admitted:
     """Admit one request (raises Problem, or werkzeug's 413): `connection()` gives the session or connection the
     key is read on; `read_body()` the body's bytes within server.max_body_bytes; `now()` the moment the key's
-    expiry is judged at (default: the service clock's reading)."""
+    expiry is judged at (default: the service clock's reading); `arguments` the URL's (a portal in the path)."""
     now = now or services.clock.now
     if rules.scope is None:
         if rules.model is None:
@@ -112,7 +113,7 @@ def admit(rules: Rules, environ: dict, services, connection: Callable[[], Any],
     except (Problem, HTTPException):
         _client(rules.scope, key, services, now(), connection())  # a refused key is told first
         raise
-    facts = rules.facts(parsed, services)
+    facts = rules.facts(parsed, services, arguments or {})
     return Admitted(_client(rules.scope, key, services, now(), connection(), facts), parsed, body, facts)
 
 

@@ -26,7 +26,7 @@ from service.api.requests import db_session, services
 from service.api.schemas import PortalPath
 from service.config import DEFAULT_HOST, DEFAULT_PORT, served_base_url
 from service.domain import authzen
-from service.domain.decisions import Decider, profile_of
+from service.domain.decisions import Decider, Prefetch, Resource, head_counts_read, profile_of
 from service.domain.errors import DomainError, Invalid
 from service.policy import Decision
 
@@ -95,6 +95,56 @@ def _observe(portal: str, pairs) -> None:
         observe.decided("authzen", portal, actor, questions, decisions)
 
 
+def _sent(item) -> tuple[str, str, str, str | None, str] | None:
+    """An evaluation as sent, read as service.domain.authzen reads the validated one: (actor, resource type, resource
+    id, its organization, action); None for anything else (its facts are then read by the Decider, as they were
+    without a prefetch)."""
+    if not isinstance(item, dict):
+        return None
+    subject, action, resource = item.get("subject"), item.get("action"), item.get("resource")
+    if not (isinstance(subject, dict) and isinstance(action, dict) and isinstance(resource, dict)):
+        return None
+    actor, name, kind, key = subject.get("id"), action.get("name"), resource.get("type"), resource.get("id")
+    if subject.get("type") != authzen.SUBJECT_TYPE or kind not in ("organization", "account") \
+            or not (isinstance(actor, str) and isinstance(name, str) and isinstance(key, str)):
+        return None
+    properties = resource.get("properties")
+    organization = properties.get("organization") if kind == "account" and isinstance(properties, dict) else None
+    if organization is not None and not isinstance(organization, str):
+        return None
+    return actor, kind, key, organization, name
+
+
+def _prefetched(services, arguments: dict, asks: list) -> Prefetch | None:
+    portal = arguments.get("portal")
+    if not isinstance(portal, str) or not asks or None in asks:
+        return None
+    distinct = set(asks)  # an evaluations body often asks one subject about one resource, action by action
+    head_counts = head_counts_read(services.policy, {(action, kind) for _, kind, _, _, action in distinct})
+    return Prefetch.of_asks(portal, [(actor, Resource(kind, key, organization))
+                                     for actor, kind, key, organization in {ask[:4] for ask in distinct}], head_counts)
+
+
+def _prefetch_evaluation(body, services, arguments: dict) -> Prefetch | None:
+    """The facts an evaluation asks about, read with the client key in one statement (as /v1/authorize's are).
+    The Decider uses them only for exactly the question the validated body asks (else it reads its own)."""
+    return _prefetched(services, arguments, [_sent(body)])
+
+
+def _prefetch_evaluations(body, services, arguments: dict) -> Prefetch | None:
+    """The same for an evaluations body: every item with the defaults merged as the view merges them."""
+    if not isinstance(body, dict):
+        return None
+    items = body.get("evaluations")
+    if not items:  # absent or empty: the single Access Evaluation
+        return _prefetch_evaluation(body, services, arguments)
+    if not isinstance(items, list):
+        return None
+    defaults = {key: body[key] for key in ("subject", "action", "resource", "context") if body.get(key) is not None}
+    return _prefetched(services, arguments,
+                       [_sent({**defaults, **item}) if isinstance(item, dict) else None for item in items])
+
+
 # --- Discovery ------------------------------------------------------------------------------------
 
 @bp.get("/.well-known/authzen-configuration/authzen/<portal>", operation_id="authzenMetadata",
@@ -111,7 +161,8 @@ def metadata(path: PdpPath):
 
 @bp.post(PDP_PATH + "/access/v1/evaluation", operation_id="authzenEvaluation",
          summary="AuthZEN Access Evaluation: the /v1/authorize decision and reasons", scope="authorize",
-         ok=(200, z.Decision), problems=ERRORS, raw_body=z.EvaluationRequest, lean=True)
+         ok=(200, z.Decision), problems=ERRORS, raw_body=z.EvaluationRequest, lean=True,
+         facts=_prefetch_evaluation)
 def evaluation(call: Call, path: PdpPath):
     return _evaluate_one(call, path.portal, call.admitted.body)
 
@@ -125,7 +176,8 @@ def _evaluate_one(call: Call, portal: str, body: z.EvaluationRequest) -> dict:
 
 @bp.post(PDP_PATH + "/access/v1/evaluations", operation_id="authzenEvaluations",
          summary="AuthZEN Access Evaluations: defaults merged, three semantics, per-item errors", scope="authorize",
-         ok=(200, z.EvaluationsResponse), problems=ERRORS, raw_body=z.EvaluationsRequest, lean=True)
+         ok=(200, z.EvaluationsResponse), problems=ERRORS, raw_body=z.EvaluationsRequest, lean=True,
+         facts=_prefetch_evaluations)
 def evaluations(call: Call, path: PdpPath):
     portal = path.portal
     raw, body = call.admitted.json, call.admitted.body

@@ -15,7 +15,7 @@ from service.workbench.explain import explain
 bp = Routes("decisions", __name__, url_prefix="/v1")
 
 
-def _prefetch(body, services) -> Prefetch | None:
+def _prefetch(body, services, _arguments: dict) -> Prefetch | None:
     """The facts a /v1/authorize or /v1/authorized-actions body asks about, read with the client key in one
     statement.
 

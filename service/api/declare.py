@@ -133,7 +133,7 @@ class Routes(APIBlueprint):
                  links: dict | None = None, media: str = "application/json", description: str | None = None,
                  body_optional: bool = False, also: dict[int, Any] | None = None,
                  raw_body: type[BaseModel] | None = None, lean: bool = False,
-                 facts: Callable[[Any], Any] | None = None) -> Callable:
+                 facts: Callable[[Any, Any, dict], Any] | None = None) -> Callable:
         status, model = ok if isinstance(ok, tuple) else (ok, None)
         register = getattr(super(), method)
 
@@ -214,7 +214,8 @@ class Routes(APIBlueprint):
         if declared is None:
             return
         req = request._get_current_object()
-        admitted = admit(declared.rules, req.environ, services(), db_session, lambda: req.get_data(cache=True))
+        admitted = admit(declared.rules, req.environ, services(), db_session, lambda: req.get_data(cache=True),
+                         arguments=req.view_args)
         req.client = admitted.client
         if declared.rules.model is not None:
             req.admitted, req.admitted_json, req.admitted_body = True, admitted.json, admitted.body

@@ -134,7 +134,7 @@ class LeanRoute:
         try:
             try:
                 call.admitted = admit(declared.rules, environ, self.services, call.connection, lambda: self._read(environ),
-                                      call.now)
+                                      call.now, arguments)
                 result = self.view(call, **self._arguments(call.admitted, arguments))
             finally:
                 call.close()

@@ -71,7 +71,8 @@ def head_counts_read(policy: Policy, asks: Iterable[tuple[str | None, str]]) -> 
 
 
 class Prefetch:
-    """One question's facts read in the same statement as the request's client key check: one round trip.
+    """A request's question's facts (or an AuthZEN evaluations body's questions') read in the same statement as the
+    request's client key check: one round trip.
 
     Built from the request body as sent; `read_key` is given to `clients.check` as its reader. The
     Decider uses the facts only for exactly the same portal and names (else it reads them again), and
@@ -80,8 +81,20 @@ class Prefetch:
     """
 
     def __init__(self, portal: str, actor: str, resource: Resource, head_counts: bool = True):
+        self._begin(portal, _needs(actor, [resource]), head_counts)
+
+    @classmethod
+    def of_asks(cls, portal: str, asks: Sequence[tuple[str, Resource]], head_counts: bool = True) -> Prefetch:
+        """The facts of several questions (actor, resource) as `Decider.decide_each` reads them for the same
+        questions (an AuthZEN evaluation or evaluations body)."""
+        prefetch = cls.__new__(cls)
+        prefetch._begin(portal, _needs(None, [resource for _, resource in asks], {actor for actor, _ in asks}),
+                        head_counts)
+        return prefetch
+
+    def _begin(self, portal: str, needs, head_counts: bool) -> None:
         self.portal = portal
-        self.needs = _needs(actor, [resource])
+        self.needs = needs
         self.head_counts = head_counts
         self.facts: stored.StoredFacts | None = None
 

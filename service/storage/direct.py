@@ -6,7 +6,8 @@ figures in bench/README.md, "Figures behind choices in the code").
 Here SQLAlchemy still writes the SQL (the statement stays one declaration in `storage/facts.py`), but
 once per shape: for each number of values in each `IN` list it compiles the text, the order of its
 parameters and its constants, and keeps them. A call then runs that text on the pooled DBAPI
-connection and returns plain tuples, with the result conversions the columns' types ask for.
+connection's own cursor (kept with the connection, on PostgreSQL) and returns plain tuples, with the result conversions the
+columns' types ask for.
 
 What SQLAlchemy did around a statement and still matters is kept: statement events fire (the
 statement-count tests listen), a driver error is translated as SQLAlchemy translates it (so a dead
@@ -29,6 +30,12 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.selectable import CompoundSelect
 
 SHAPES_KEPT = 512  # a batch of 100 checks has at most a few hundred shapes; each is a few kB
+# Where a pooled connection keeps the cursor its direct statements run on (with the DBAPI connection it belongs
+# to, so a connection the pool replaced gets a new one): psycopg's new cursor per execution, and its close, cost
+# more than its own part of running a prepared statement; sqlite3's cursor is cheap to make, and reusing one cost
+# more instructions than it saved (bench/README.md). Its rows are fetched whole each time.
+_CURSOR = "direct_statement_cursor"
+KEEPS_CURSOR = frozenset({"postgresql"})  # the dialects whose connections keep their cursor
 
 
 def _plain(value: Any) -> Any:
@@ -141,23 +148,40 @@ class DirectStatement:
         dialect = connection.dialect
         shape = self._shape(dialect, values)
         parameters = self._parameters(shape, values)
-        dbapi_connection = connection.connection.dbapi_connection
-        cursor = dbapi_connection.cursor()
+        pooled = connection.connection
+        dbapi_connection = pooled.dbapi_connection
+        keep = dialect.name in KEEPS_CURSOR
+        kept = pooled.info.get(_CURSOR) if keep else None  # the connection's own cursor, kept across checkouts
+        if kept is not None and kept[0] is dbapi_connection:
+            cursor = kept[1]
+        else:
+            cursor = dbapi_connection.cursor()
+            if keep:
+                pooled.info[_CURSOR] = (dbapi_connection, cursor)
         try:
             if connection._has_events or connection.engine._has_events:
                 connection.dispatch.before_cursor_execute(connection, cursor, shape.sql, parameters, None, False)
             cursor.execute(shape.sql, parameters)
             rows = cursor.fetchall()
-        except dialect.loaded_dbapi.Error as exc:
-            # As SQLAlchemy would: a disconnect invalidates the connection and is raised as DBAPIError
-            # with connection_invalidated set (retry_once_if_dead retries on a fresh connection).
-            connection._handle_dbapi_exception(exc, shape.sql, parameters, cursor, None)
+        except BaseException as exc:
+            if keep:
+                pooled.info.pop(_CURSOR, None)  # a cursor that saw an error or an interruption is not used again
+            try:
+                if isinstance(exc, dialect.loaded_dbapi.Error):
+                    # As SQLAlchemy would: a disconnect invalidates the connection and is raised as DBAPIError
+                    # with connection_invalidated set (retry_once_if_dead retries on a fresh connection).
+                    connection._handle_dbapi_exception(exc, shape.sql, parameters, cursor, None)
+            finally:
+                try:
+                    cursor.close()
+                except dialect.loaded_dbapi.Error:
+                    pass  # the connection is gone: the error that told it is the one raised
             raise
-        finally:
+        if not keep:
             try:
                 cursor.close()
             except dialect.loaded_dbapi.Error:
-                pass  # the connection is gone (and invalidated above): the error that told it is the one raised
+                pass
         conversions = self._conversions.get(dialect.name)
         if conversions is None:
             conversions = self._conversions[dialect.name] = tuple(self._convert(dialect).items())

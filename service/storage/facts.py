@@ -2,6 +2,7 @@
 the policy's facts)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from datetime import datetime
@@ -132,32 +133,43 @@ def load_facts(session: Session | Connection, portal: str, usernames: set[str], 
     R3 needs, unless `head_counts` is false (no question of the request can read them: the policy says
     which, service/policy.py), when they are UNREAD. Rows come back one per (account, membership, grant).
     `key_id`: the client key row of that id too (the request's key check and its facts in one round trip).
+
+    Without the counts, a target's organizations are known from its membership rows (each marked with whether
+    its organization is of the portal, as the organizations' branch would find it), so that branch is left out.
     """
     if not usernames and not organizations and key_id is None:
         return StoredFacts({}, {})
     connection = session if isinstance(session, Connection) else session.connection()
+    people = sorted({username_key(u) for u in usernames})
+    of_targets = sorted({username_key(u) for u in targets})
+    from_people = not head_counts and bool(of_targets) and set(of_targets).issubset(people)
     rows = FACTS.rows(connection, {
         "portal": portal,
-        "usernames": sorted({username_key(u) for u in usernames}),
+        "usernames": people,
         "organizations": sorted(organizations),
-        "targets": sorted({username_key(u) for u in targets}),
+        "targets": of_targets,
         "key_id": key_id,
         "head_counts": head_counts,
+        "targets_from_people": from_people,
     })
-    return _assemble(rows)
+    return _assemble(rows, of_targets if from_people else ())
 
 
 def _facts_for(values: dict):
     """The statement for these values: a branch with nothing to look up is left out (service/storage/direct.py)."""
-    return _facts_statement(bool(values["usernames"]), bool(values["organizations"]), bool(values["targets"]),
-                            values["key_id"] is not None, bool(values.get("head_counts", True)))
+    from_people = bool(values.get("targets_from_people", False))
+    return _facts_statement(bool(values["usernames"]), bool(values["organizations"]),
+                            bool(values["targets"]) and not from_people, values["key_id"] is not None,
+                            bool(values.get("head_counts", True)), from_people)
 
 
 @cache
 def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, with_key: bool,
-                     with_counts: bool = True):
+                     with_counts: bool = True, marked: bool = False):
     """The branches asked for; built once per combination. Without counts, the organizations' two head-count
-    subqueries (correlated, the dearest part of a member's question on PostgreSQL) are NULL columns."""
+    subqueries (correlated, the dearest part of a member's question on PostgreSQL) are NULL columns. `marked`:
+    each membership row says whether its organization is of the portal (in the `has_members` column, NULL in
+    the people's rows otherwise), for the targets' organizations read from them instead of their own branch."""
     portal = bindparam("portal")
     people = (
         select(
@@ -173,7 +185,8 @@ def _facts_statement(with_people: bool, with_asked: bool, with_targets: bool, wi
             Membership.status.label("link_status"),
             Grant.permission.label("permission"),
             cast(null(), Integer).label("admins"),
-            cast(null(), Boolean).label("has_members"),
+            (Organization.portal_id == portal).label("has_members") if marked else cast(null(), Boolean).label(
+                "has_members"),
             cast(null(), UTCDateTime).label("expires_at"),
             cast(null(), UTCDateTime).label("last_used_at"),
             Account.terms_accepted_at.is_not(None).label("terms_accepted"),
@@ -237,13 +250,16 @@ def _datetime_conversions(dialect) -> dict:
 
 
 FACTS = DirectStatement(_facts_for, ("usernames", "organizations", "targets"), _datetime_conversions,
-                        flags={"head_counts": True})
+                        flags={"head_counts": True, "targets_from_people": False})
 
 
-def _assemble(rows) -> StoredFacts:
+def _assemble(rows, targets: Sequence[str] = ()) -> StoredFacts:
+    """`targets`: the username keys whose organizations of the portal are taken from their (marked) membership
+    rows, their head counts UNREAD, as the organizations' branch reads them without the counts."""
     accounts: dict[str, tuple] = {}
     links: dict[str, dict] = {}
     places: dict[str, StoredOrganization] = {}
+    marked: list[tuple[str, str]] = []
     client_key = None
     for row in rows:
         kind = row[KIND]
@@ -268,8 +284,15 @@ def _assemble(rows) -> StoredFacts:
         link = links[key].get(organization)
         if link is None:
             link = links[key][organization] = (row[ROLE], row[LINK_STATUS], [])
+            if row[HAS_MEMBERS]:  # marked: the membership's organization is of the portal
+                marked.append((key, organization))
         if row[PERMISSION] is not None:
             link[2].append(row[PERMISSION])
+    if targets:  # as the branch left out reads them: the targets' organizations of the portal, counts UNREAD
+        wanted = set(targets)
+        for key, organization in marked:
+            if key in wanted and organization not in places:
+                places[organization] = StoredOrganization(organization, UNREAD, UNREAD)
     return StoredFacts(
         accounts={
             key: StoredAccount(
