@@ -547,8 +547,8 @@ def _read(files: tuple[tuple[str, str], ...], generate: bool, check: bool):
 
 @lru_cache(maxsize=16)
 def _fact_reads(files: tuple[tuple[str, str], ...], generated: str | None) -> fact_reads.FactReads:
-    """What each question can read, from the texts oso loads (the files, and the generated clauses if any)."""
-    sources = [(Path(path).name, text) for path, text in files]
+    """What each question can read, from the texts oso loads (the files by name, and the generated clauses if any)."""
+    sources = list(files)
     if generated is not None:
         sources.append((GENERATED, generated))
     return fact_reads.FactReads(sources, POLAR_CLASSES)
@@ -557,8 +557,9 @@ def _fact_reads(files: tuple[tuple[str, str], ...], generated: str | None) -> fa
 @lru_cache(maxsize=16)
 def _compile(files: tuple[tuple[str, str], ...], generated: str | None) -> tuple[CompiledPolicy | None, str]:
     """The texts oso loads (the files, and the generated clauses if any) compiled to Python, or (None, why not).
-    A compiled policy holds no state between questions, so one serves every engine loaded from the same text."""
-    sources = [(Path(path).name, text) for path, text in files]
+    A compiled policy holds no state between questions, so one serves every engine loaded from the same text (the
+    files by name)."""
+    sources = list(files)
     if generated is not None:
         sources.append((GENERATED, generated))
     try:
@@ -617,12 +618,15 @@ class Policy:
             contents = [(path, path.read_bytes()) for path in files]
             texts = [content.decode("utf-8") for _path, content in contents]
             read = tuple((str(p), t) for p, t in zip(files, texts))
+            # What is compiled and derived names each file by its name alone, so a copy of the same texts elsewhere
+            # (the served snapshot of the policy just checked, a reload of an unchanged file) finds it made.
+            named = tuple((p.name, t) for p, t in zip(files, texts))
             generated, not_generated, hazards, problems = _read(read, self.generate, self.check)
             oso = _build(files, texts, generated)
             # Compiled only once oso has loaded and validated the same text.
-            compiled, not_compiled = _compile(read, generated) if self.compile else (None, "")
+            compiled, not_compiled = _compile(named, generated) if self.compile else (None, "")
             engine = _Engine(oso, _version(contents), self.memo_size, by_shape=not hazards,
-                             generated=generated is not None, compiled=compiled, reads=_fact_reads(read, generated))
+                             generated=generated is not None, compiled=compiled, reads=_fact_reads(named, generated))
         except (OsoError, OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"policy in {self.policy_dir} does not load: {exc}") from exc
         if problems:

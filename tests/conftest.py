@@ -46,12 +46,17 @@ PRODUCTION_HASHER = passwords._hasher
 # last long file alone at the end. The sort is stable: other files keep their order, each file stays together.
 # The property tests that draw afresh each run (test_canonical_memo.py, test_generated_clauses.py) vary most from
 # run to run, so they go early too, where a slow draw is evened out by the files still to hand out.
+# Files that start servers or other processes (test_serve_stop.py, test_typescript_client.py, ...) are listed too:
+# left in collection order they came last, and one worker ran the last of them alone.
 LONGEST_FIRST = ("test_invariants.py", "test_invariants_seeded.py", "test_policy_tables.py", "test_canonical_memo.py",
-                 "test_contract_fuzz.py", "test_fast_path.py", "test_features.py", "test_policy_workbench.py",
-                 "test_polar_compile.py", "test_catalog.py", "test_serve_delivery.py", "test_python_client.py",
-                 "test_authzen_search.py", "test_policy_reload.py", "test_generated_clauses.py", "test_concurrency.py",
-                 "test_console_browser.py", "test_observability.py", "test_contention_live.py", "test_password_rules.py",
-                 "test_roster_visibility.py", "test_api_decisions.py", "test_remedies.py", "test_policy_properties.py")
+                 "test_contract_fuzz.py", "test_serve_stop.py", "test_fast_path.py", "test_features.py",
+                 "test_typescript_client.py", "test_policy_workbench.py", "test_polar_compile.py", "test_catalog.py",
+                 "test_serve_delivery.py", "test_python_client.py", "test_authzen_search.py", "test_policy_reload.py",
+                 "test_generated_clauses.py", "test_concurrency.py", "test_console_browser.py", "test_head_counts.py",
+                 "test_observability.py", "test_contention_live.py", "test_client_keys_across_processes.py",
+                 "test_roster_search.py", "test_demo.py", "test_sweep.py", "test_across_processes.py",
+                 "test_password_rules.py", "test_roster_visibility.py", "test_api_decisions.py", "test_remedies.py",
+                 "test_policy_properties.py")
 
 
 def pytest_collection_modifyitems(items):

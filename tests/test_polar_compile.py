@@ -338,3 +338,15 @@ def test_a_changed_policy_is_compiled_from_its_text(tmp_path, compiled):
     assert "unlock" in changed.authorized_actions(admin, target)
     assert "unlock" not in compiled.authorized_actions(admin, target)
     assert_no_doubts(changed)
+
+
+def test_a_copy_of_the_same_texts_elsewhere_is_compiled_once(tmp_path, compiled):
+    """A server checks the policy, then serves a snapshot of it copied to another folder (service/reload.py): the
+    same texts under the same file names are the same compiled policy, wherever they lie. A changed text is not."""
+    copy = Policy(copy_policy(tmp_path), memo_size=0)
+    assert copy.compiled and copy._engine.compiled is compiled._engine.compiled
+    assert copy._engine.fact_reads is compiled._engine.fact_reads
+    (tmp_path / "changed").mkdir()
+    changed = copy_policy(tmp_path / "changed")
+    (changed / "portal.polar").write_text((changed / "portal.polar").read_text() + "\n# a comment\n")
+    assert Policy(changed, memo_size=0)._engine.compiled is not compiled._engine.compiled

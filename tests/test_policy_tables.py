@@ -336,3 +336,12 @@ def test_duplicate_row_names_are_a_table_error(tmp_path):
 def test_no_tables_is_an_error_not_a_pass(tmp_path):
     with pytest.raises(TableError, match="no decision tables"):
         run_tables(POLICIES, tmp_path)
+
+
+def test_a_table_edited_between_two_runs_is_read_as_it_now_stands(tmp_path):
+    """Tables are parsed once per text (a run reads each several times): an edit is a new text, read anew."""
+    path = write_table(tmp_path / "one.yaml", small_table())
+    assert first_failure(POLICIES, tmp_path) is None
+    write_table(path, small_table(expect="allow", reasons=[]))
+    failure = first_failure(POLICIES, tmp_path)
+    assert failure is not None and "one.yaml" in str(failure)

@@ -59,6 +59,7 @@ when the row is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -234,8 +235,21 @@ def _describe(exc: ValidationError, raw: object) -> str:
 def load_table(path: Path) -> TableSpec:
     """Parse and validate one file, including names that refer to each other."""
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TableError(f"{path}: not readable YAML: {exc}") from exc
+    return _parsed_table(str(path), text, SAFE_LOADER)
+
+
+@lru_cache(maxsize=64)
+def _parsed_table(where: str, text: str, loader) -> TableSpec:
+    """A table file's text parsed and validated once per text: `first_failure` reads every table in each of its two
+    passes, and a checked policy's coverage and diff read them again. The spec is frozen, so one serves every
+    reader; a table that does not parse raises, and nothing is remembered of it."""
+    path = Path(where)
+    try:
+        raw = yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
         raise TableError(f"{path}: not readable YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise TableError(f"{path}: a table is a mapping with description, organizations, personas, targets, rows")
@@ -250,15 +264,24 @@ def load_table(path: Path) -> TableSpec:
 def row_lines(path: Path) -> list[int]:
     """The line (1-based) each row of a table starts on, in order; [] when the file has no row list."""
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
-    except (OSError, yaml.YAMLError):
+        text = path.read_text(encoding="utf-8")
+    except OSError:
         return []
+    return list(_row_lines(text, SAFE_LOADER))
+
+
+@lru_cache(maxsize=64)
+def _row_lines(text: str, loader) -> tuple[int, ...]:
+    try:
+        root = yaml.compose(text, Loader=loader)
+    except yaml.YAMLError:
+        return ()
     if not isinstance(root, yaml.MappingNode):
-        return []
+        return ()
     for key, value in root.value:
         if key.value == "rows" and isinstance(value, yaml.SequenceNode):
-            return [item.start_mark.line + 1 for item in value.value]
-    return []
+            return tuple(item.start_mark.line + 1 for item in value.value)
+    return ()
 
 
 def _check_references(path: Path, table: TableSpec) -> None:
