@@ -175,6 +175,21 @@ def organization_options(parser: argparse.ArgumentParser, sizes: dict, settle: b
                             help="leave the startup heap to the garbage collector (a serving worker freezes it)")
 
 
+
+def callgrind_total(out: Path, pid: int, label: str) -> int | None:
+    """Dump the counts of the callgrind process `pid` (whose `--callgrind-out-file` is in `out`) as `label` and
+    return the dump's total instructions, or None when no dump came within a minute: the worker writes it itself,
+    shortly after the request."""
+    before = set(out.glob("callgrind.*"))
+    subprocess.run(["callgrind_control", f"--dump={label}", str(pid)], capture_output=True, check=True)
+    for _ in range(600):
+        for dump in set(out.glob("callgrind.*")) - before:
+            found = re.search(r"^totals: (\d+)", dump.read_text(errors="replace"), re.M)
+            if found:
+                return int(found.group(1))
+        time.sleep(0.1)
+    return None
+
 def begin(title: str, extra: str = "") -> dict:
     """A run's start: SIGTERM unwinds like Ctrl-C, and the machine the figures come from is printed first."""
     exit_on_sigterm()

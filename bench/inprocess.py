@@ -40,7 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import ROOT, arguments, backends, begin, dumps, finish, sized, write_config  # noqa: E402
+from bench._common import (ROOT, arguments, backends, begin, callgrind_total, dumps, finish, sized,  # noqa: E402
+                           write_config)
 from bench.mixed import PORTAL, people, portal_body, questions, seed  # noqa: E402
 
 ENDPOINTS = ("authorize", "evaluation")
@@ -201,8 +202,6 @@ def instructions(name: str, url: str, config_path: Path, population, asked, args
     """Instructions per request of this process's side (the app, the driver; not the kernel's, nor PostgreSQL's
     server): the app in a worker under valgrind's callgrind (as bench/instructions.py runs it), counting on for
     `-n` distinct questions after `--warmup` (smaller here: every request costs ~50 times more under valgrind)."""
-    import glob
-    import re
     import shutil
     import subprocess
 
@@ -234,17 +233,7 @@ def instructions(name: str, url: str, config_path: Path, population, asked, args
             if proc.stdout.readline().strip() != "done":
                 raise SystemExit("bench: the worker failed")
             control("--instr=off")
-            before = set(glob.glob(f"{out}/callgrind.*"))
-            control(f"--dump=round{number}")
-            total = None
-            for _ in range(600):  # the worker writes the dump shortly after
-                for dump in set(glob.glob(f"{out}/callgrind.*")) - before:
-                    found = re.search(r"^totals: (\d+)", Path(dump).read_text(errors="replace"), re.M)
-                    if found:
-                        total = int(found.group(1))
-                if total is not None:
-                    break
-                time.sleep(0.1)
+            total = callgrind_total(out, proc.pid, f"round{number}")
             if total is None:
                 raise SystemExit("bench: no callgrind dump")
             rounds.append(total / args.n)

@@ -23,20 +23,17 @@ the script sits in. Each worker takes about 20 s to start under valgrind; a full
 """
 from __future__ import annotations
 
-import glob
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import ROOT, arguments, backends, begin, finish  # noqa: E402
+from bench._common import ROOT, arguments, backends, begin, callgrind_total, finish  # noqa: E402
 
 
 def worker(backend: str) -> None:
@@ -104,17 +101,7 @@ def count(backend: str, names: list[str], n: int) -> dict[str, float]:
             control("--instr=on")
             ask(f"{indexes[name]} {n}", "done")
             control("--instr=off")
-            before = set(glob.glob(f"{out}/callgrind.*"))
-            control(f"--dump=endpoint{indexes[name]}")
-            total = None
-            for _ in range(600):  # the dump is written by the worker, shortly after the request
-                for path in set(glob.glob(f"{out}/callgrind.*")) - before:
-                    found = re.search(r"^totals: (\d+)", Path(path).read_text(errors="replace"), re.M)
-                    if found:
-                        total = int(found.group(1))
-                if total is not None:
-                    break
-                time.sleep(0.1)
+            total = callgrind_total(Path(out), proc.pid, f"endpoint{indexes[name]}")
             if total is None:
                 raise SystemExit(f"bench: no callgrind dump for {name}")
             figures[name] = total / n
