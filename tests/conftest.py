@@ -182,6 +182,26 @@ def clinic(build):
 
 
 @pytest.fixture
+def decision_clinic(build):
+    """The decision endpoints' larger world (ahw): in TIN-1 two Account Managers, a delegate with Manage Account,
+    a member with claims, a locked member with claims, `newbie` waiting for approval; `stranger`, an admin of
+    TIN-2; `twofold`, a member of both; a support account. /v1 and AuthZEN's tests ask about the same people."""
+    with build("ahw") as world:
+        world.organization("TIN-1")
+        world.organization("TIN-2")
+        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
+        world.account("manager2", memberships={"TIN-1": {"role": "admin"}})
+        world.account("delegate", memberships={"TIN-1": {"permissions": ["manage_account", "claims"]}})
+        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
+        world.account("locked", status="locked", memberships={"TIN-1": {"permissions": ["claims"]}})
+        world.account("newbie", status="pending_approval", memberships={"TIN-1": {}})
+        world.account("stranger", memberships={"TIN-2": {"role": "admin"}})
+        world.account("twofold", memberships={"TIN-1": {}, "TIN-2": {}})
+        world.account("support", support=True)
+    return "ahw"
+
+
+@pytest.fixture
 def cli_config(tmp_path, monkeypatch):
     """A config file of our own pointing at the repo's policies and a SQLite file in tmp_path."""
     import yaml

@@ -11,20 +11,8 @@ V1_ROUTES = ["/v1/authorize", "/v1/authorize/batch", "/v1/authorized-actions"]
 
 
 @pytest.fixture
-def clinic(build):
-    """ahw: an Account Manager, a delegate with Manage Account, a member with claims, a stranger elsewhere."""
-    with build("ahw") as world:
-        world.organization("TIN-1")
-        world.organization("TIN-2")
-        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
-        world.account("manager2", memberships={"TIN-1": {"role": "admin"}})
-        world.account("delegate", memberships={"TIN-1": {"permissions": ["manage_account", "claims"]}})
-        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
-        world.account("locked", status="locked", memberships={"TIN-1": {"permissions": ["claims"]}})
-        world.account("stranger", memberships={"TIN-2": {"role": "admin"}})
-        world.account("twofold", memberships={"TIN-1": {}, "TIN-2": {}})
-        world.account("support", support=True)
-    return "ahw"
+def clinic(decision_clinic):
+    return decision_clinic
 
 
 def org(key="TIN-1"):

@@ -20,20 +20,8 @@ ROUTES = [EVALUATION, EVALUATIONS, SUBJECTS, RESOURCES, ACTIONS]
 
 
 @pytest.fixture
-def clinic(build):
-    with build("ahw") as world:
-        world.organization("TIN-1")
-        world.organization("TIN-2")
-        world.account("manager", memberships={"TIN-1": {"role": "admin"}})
-        world.account("manager2", memberships={"TIN-1": {"role": "admin"}})
-        world.account("delegate", memberships={"TIN-1": {"permissions": ["manage_account", "claims"]}})
-        world.account("biller", memberships={"TIN-1": {"permissions": ["claims"]}})
-        world.account("locked", status="locked", memberships={"TIN-1": {"permissions": ["claims"]}})
-        world.account("newbie", status="pending_approval", memberships={"TIN-1": {}})
-        world.account("stranger", memberships={"TIN-2": {"role": "admin"}})
-        world.account("twofold", memberships={"TIN-1": {}, "TIN-2": {}})
-        world.account("support", support=True)
-    return "ahw"
+def clinic(decision_clinic):
+    return decision_clinic
 
 
 @pytest.fixture
