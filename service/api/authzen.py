@@ -28,6 +28,7 @@ from service.config import DEFAULT_HOST, DEFAULT_PORT, served_base_url
 from service.domain import authzen
 from service.domain.decisions import Decider, Prefetch, Resource, head_counts_read, profile_of
 from service.domain.errors import DomainError, Invalid
+from service.kernel.catalog import RESOURCE_TYPES
 from service.policy import Decision
 
 # AuthZEN: every bad body, and every impossible question, is a Bad Request (the /v1 endpoints say 415 and 422).
@@ -105,7 +106,7 @@ def _sent(item) -> tuple[str, str, str, str | None, str] | None:
     if not (isinstance(subject, dict) and isinstance(action, dict) and isinstance(resource, dict)):
         return None
     actor, name, kind, key = subject.get("id"), action.get("name"), resource.get("type"), resource.get("id")
-    if subject.get("type") != authzen.SUBJECT_TYPE or kind not in ("organization", "account") \
+    if subject.get("type") != authzen.SUBJECT_TYPE or kind not in RESOURCE_TYPES \
             or not (isinstance(actor, str) and isinstance(name, str) and isinstance(key, str)):
         return None
     properties = resource.get("properties")

@@ -9,6 +9,7 @@ from service.api.schemas import (AuthorizedActionsRequest, AuthorizedActionsResp
 from service.domain import remedies
 from service.domain.decisions import Prefetch, Question, Resource, head_counts_read
 from service.domain.errors import DomainError
+from service.kernel.catalog import RESOURCE_TYPES
 from service.policy import Decision
 from service.workbench.explain import explain
 
@@ -29,7 +30,7 @@ def _prefetch(body, services, _arguments: dict) -> Prefetch | None:
     if not (isinstance(portal, str) and isinstance(actor, str) and isinstance(res, dict)):
         return None
     kind, key, organization = res.get("type"), res.get("id"), res.get("organization")
-    if kind not in ("organization", "account") or not isinstance(key, str) \
+    if kind not in RESOURCE_TYPES or not isinstance(key, str) \
             or not (organization is None or isinstance(organization, str)):
         return None
     action = body.get("action")
