@@ -257,25 +257,43 @@ def seed_world(url: str, config, portal: str, build: Callable, client: str = "be
     return database, key
 
 
-def wsgi_caller(app, path: str, body: dict, key: str, expect: bytes) -> Callable[[], None]:
-    """A function that POSTs `body` to `path` the way a WSGI server calls the app: the environ built once (a test
-    client builds one per request, and that would be measured with the app), and the answer checked (200,
-    `expect` in the body) every time."""
+def wsgi_poster(app, path: str, key: str) -> Callable[[bytes], bytes]:
+    """A function that POSTs one JSON body's bytes to `path` the way a WSGI server calls the app: the environ built
+    once (a test client builds one per request, and that would be measured with the app), each answer checked
+    (anything but 200 ends the run) and returned."""
     from werkzeug.test import EnvironBuilder
 
-    base = EnvironBuilder(path=path, method="POST", json=body,
+    base = EnvironBuilder(path=path, method="POST", content_type="application/json",
                           headers={"Authorization": f"Bearer {key}"}).get_environ()
-    data = base["wsgi.input"].read()
 
-    def call():
+    def post(data: bytes) -> bytes:
         environ = dict(base)
+        environ["CONTENT_LENGTH"] = str(len(data))
         environ["wsgi.input"] = BytesIO(data)
         status = []
         answer = b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
-        if status != ["200 OK"] or expect not in answer:
+        if status != ["200 OK"]:
             raise SystemExit(f"bench: {path}: {status} {answer[:300]!r}")
+        return answer
+
+    return post
+
+
+def wsgi_caller(app, path: str, body: dict, key: str, expect: bytes) -> Callable[[], None]:
+    """A function that POSTs `body` to `path` (`wsgi_poster`), and checks that `expect` is in every answer."""
+    post, data = wsgi_poster(app, path, key), dumps(body)
+
+    def call():
+        answer = post(data)
+        if expect not in answer:
+            raise SystemExit(f"bench: {path}: {answer[:300]!r}")
 
     return call
+
+
+def cpu_ns(pid: int) -> int:
+    """A process's time on a CPU so far (the first field of /proc/PID/schedstat, in ns)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
 
 
 # --- a real `portal-authz serve` -------------------------------------------------------------------

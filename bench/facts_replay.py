@@ -25,13 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import ROOT, arguments, backends, begin, finish, sized, table  # noqa: E402
+from bench._common import ROOT, arguments, backends, begin, cpu_ns, finish, sized, table  # noqa: E402
 from bench.mixed import PORTAL, people, questions, seed  # noqa: E402
-
-
-def cpu_ns(pid: int) -> int:
-    """The process's time on a CPU so far (the first field of /proc/PID/schedstat, in ns)."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
 
 
 def statements(asked, policy, dialect) -> dict[str, dict[str, list]]:

@@ -35,13 +35,12 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from io import BytesIO
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable without PYTHONPATH
 
-from bench._common import (ROOT, arguments, backends, begin, callgrind_total, dumps, finish, sized,  # noqa: E402
-                           write_config)
+from bench._common import (ROOT, arguments, backends, begin, callgrind_total, cpu_ns, dumps, finish,  # noqa: E402
+                           sized, write_config, wsgi_poster)
 from bench.mixed import PORTAL, people, portal_body, questions, seed  # noqa: E402
 
 ENDPOINTS = ("authorize", "evaluation")
@@ -60,34 +59,12 @@ def evaluation_body(q) -> dict:
     return body
 
 
-def caller(app, path: str, key: str):
-    """A function that POSTs one body's bytes to `path` as a WSGI server calls the app; any answer but 200 ends
-    the run."""
-    base = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "", "SCRIPT_NAME": "",
-            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
-            "CONTENT_TYPE": "application/json", "HTTP_AUTHORIZATION": f"Bearer {key}"}
-
-    def call(body: bytes) -> bytes:
-        environ = dict(base)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        environ["wsgi.input"] = BytesIO(body)
-        status = []
-        answer = b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
-        if status != ["200 OK"]:
-            raise SystemExit(f"bench: {path}: {status} {answer[:300]!r}")
-        return answer
-
-    return call
-
-
 def backend_cpu_ns(database) -> int:
     """The CPU time of the PostgreSQL backends serving this process's read pool (/proc/PID/schedstat), in ns."""
     total = 0
     for pid in backend_pids(database):
         try:
-            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+            total += cpu_ns(pid)
         except (OSError, ValueError, IndexError):
             pass
     return total
@@ -130,7 +107,7 @@ def run(name: str, url: str, config_path: Path, population, asked, args) -> dict
     database = app.extensions["portal_authz"].database
     path, make = endpoint(args.endpoint)
     bodies = [dumps(make(q)) for q in asked]
-    call = caller(app, path, key)
+    call = wsgi_poster(app, path, key)
     warm, rest = bodies[:args.warmup], bodies[args.warmup:]
     print(f"\n== {name}: {len(population):,} accounts loaded in {loaded:.1f} s; POST {path}, "
           f"{len(warm):,} warm-up requests, then {args.rounds} rounds of {args.n:,}", flush=True)
@@ -182,7 +159,7 @@ def worker(url: str, config_path: str, key: str, path: str, bodies_file: str, wa
     logging.disable(logging.WARNING)  # start-up warnings say nothing about the figures
     app = served_app(url, Path(config_path))
     bodies = Path(bodies_file).read_bytes().split(b"\n")
-    call = caller(app, path, key)
+    call = wsgi_poster(app, path, key)
     for body in bodies[:warmup]:
         call(body)
     print("ready", flush=True)
